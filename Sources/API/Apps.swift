@@ -1,0 +1,233 @@
+// apps/v1 Deployment and ReplicaSet, autoscaling/v1 Scale, autoscaling/v2 HPA,
+// coordination.k8s.io/v1 Lease, certificates.k8s.io/v1 CertificateSigningRequest.
+import Foundation
+
+public struct PodTemplateSpec: Codable, Hashable, Sendable {
+    public var metadata: ObjectMeta?
+    public var spec: PodSpec?
+    public init(metadata: ObjectMeta?, spec: PodSpec?) { self.metadata = metadata; self.spec = spec }
+}
+
+public struct WorkloadCondition: Codable, Hashable, Sendable {
+    public var type: String
+    public var status: String
+    public var lastUpdateTime: String?
+    public var lastTransitionTime: String?
+    public var reason: String?
+    public var message: String?
+    public init(type: String, status: String, reason: String? = nil, message: String? = nil) {
+        self.type = type; self.status = status; self.reason = reason; self.message = message
+    }
+}
+
+public struct RollingUpdateDeployment: Codable, Hashable, Sendable {
+    public var maxUnavailable: IntOrString?
+    public var maxSurge: IntOrString?
+}
+public struct DeploymentStrategy: Codable, Hashable, Sendable {
+    public var type: String?
+    public var rollingUpdate: RollingUpdateDeployment?
+}
+
+public struct DeploymentSpec: Codable, Hashable, Sendable {
+    public var replicas: Int?
+    public var selector: LabelSelector?
+    public var template: PodTemplateSpec
+    public var strategy: DeploymentStrategy?
+    public var minReadySeconds: Int?
+    public var revisionHistoryLimit: Int?
+    public var paused: Bool?
+    public var progressDeadlineSeconds: Int?
+}
+public struct DeploymentStatus: Codable, Hashable, Sendable {
+    public var observedGeneration: Int64?
+    public var replicas: Int?
+    public var updatedReplicas: Int?
+    public var readyReplicas: Int?
+    public var availableReplicas: Int?
+    public var unavailableReplicas: Int?
+    public var terminatingReplicas: Int?
+    public var conditions: [WorkloadCondition]?
+    public var collisionCount: Int?
+    public init() {}
+}
+public struct Deployment: KubeObject, Hashable {
+    public static let resource = Resources.deployments
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMeta
+    public var spec: DeploymentSpec?
+    public var status: DeploymentStatus?
+}
+
+public struct ReplicaSetSpec: Codable, Hashable, Sendable {
+    public var replicas: Int?
+    public var minReadySeconds: Int?
+    public var selector: LabelSelector?
+    public var template: PodTemplateSpec?
+}
+public struct ReplicaSetStatus: Codable, Hashable, Sendable {
+    public var replicas: Int
+    public var fullyLabeledReplicas: Int?
+    public var readyReplicas: Int?
+    public var availableReplicas: Int?
+    public var terminatingReplicas: Int?
+    public var observedGeneration: Int64?
+    public var conditions: [WorkloadCondition]?
+    public init(replicas: Int = 0) { self.replicas = replicas }
+}
+public struct ReplicaSet: KubeObject, Hashable {
+    public static let resource = Resources.replicasets
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMeta
+    public var spec: ReplicaSetSpec?
+    public var status: ReplicaSetStatus?
+}
+
+/// autoscaling/v1 Scale: the body of the `scale` subresource.
+public struct Scale: Codable, Hashable, Sendable {
+    public struct Spec: Codable, Hashable, Sendable { public var replicas: Int?; public init(replicas: Int?) { self.replicas = replicas } }
+    public struct ScaleStatus: Codable, Hashable, Sendable { public var replicas: Int; public var selector: String?
+        public init(replicas: Int, selector: String?) { self.replicas = replicas; self.selector = selector } }
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMeta
+    public var spec: Spec?
+    public var status: ScaleStatus?
+    public init(metadata: ObjectMeta, replicas: Int, statusReplicas: Int, selector: String?) {
+        apiVersion = "autoscaling/v1"; kind = "Scale"; self.metadata = metadata
+        spec = Spec(replicas: replicas); status = ScaleStatus(replicas: statusReplicas, selector: selector)
+    }
+}
+
+public struct CrossVersionObjectReference: Codable, Hashable, Sendable {
+    public var kind: String
+    public var name: String
+    public var apiVersion: String?
+}
+public struct MetricTarget: Codable, Hashable, Sendable {
+    public var type: String
+    public var value: Quantity?
+    public var averageValue: Quantity?
+    public var averageUtilization: Int?
+}
+public struct ResourceMetricSource: Codable, Hashable, Sendable {
+    public var name: String
+    public var target: MetricTarget
+}
+public struct MetricSpec: Codable, Hashable, Sendable {
+    public var type: String
+    public var resource: ResourceMetricSource?
+    public var containerResource: JSONValue?
+    public var pods: JSONValue?
+    public var object: JSONValue?
+    public var external: JSONValue?
+}
+public struct HPAScalingPolicy: Codable, Hashable, Sendable {
+    public var type: String
+    public var value: Int
+    public var periodSeconds: Int
+}
+public struct HPAScalingRules: Codable, Hashable, Sendable {
+    public var stabilizationWindowSeconds: Int?
+    public var selectPolicy: String?
+    public var policies: [HPAScalingPolicy]?
+    public var tolerance: Quantity?
+}
+public struct HPABehavior: Codable, Hashable, Sendable {
+    public var scaleUp: HPAScalingRules?
+    public var scaleDown: HPAScalingRules?
+}
+public struct MetricValueStatus: Codable, Hashable, Sendable {
+    public var value: Quantity?
+    public var averageValue: Quantity?
+    public var averageUtilization: Int?
+}
+public struct ResourceMetricStatus: Codable, Hashable, Sendable {
+    public var name: String
+    public var current: MetricValueStatus
+}
+public struct MetricStatus: Codable, Hashable, Sendable {
+    public var type: String
+    public var resource: ResourceMetricStatus?
+    public var containerResource: JSONValue?
+    public var pods: JSONValue?
+    public var object: JSONValue?
+    public var external: JSONValue?
+}
+public struct HPASpec: Codable, Hashable, Sendable {
+    public var scaleTargetRef: CrossVersionObjectReference
+    public var minReplicas: Int?
+    public var maxReplicas: Int
+    public var metrics: [MetricSpec]?
+    public var behavior: HPABehavior?
+}
+public struct HPAStatus: Codable, Hashable, Sendable {
+    public var observedGeneration: Int64?
+    public var lastScaleTime: String?
+    public var currentReplicas: Int?
+    public var desiredReplicas: Int
+    public var currentMetrics: [MetricStatus]?
+    public var conditions: [WorkloadCondition]?
+}
+public struct HorizontalPodAutoscaler: KubeObject, Hashable {
+    public static let resource = Resources.hpas
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMeta
+    public var spec: HPASpec?
+    public var status: HPAStatus?
+}
+
+public struct LeaseSpec: Codable, Hashable, Sendable {
+    public var holderIdentity: String?
+    public var leaseDurationSeconds: Int?
+    public var acquireTime: String?
+    public var renewTime: String?
+    public var leaseTransitions: Int?
+    public var strategy: String?
+    public var preferredHolder: String?
+    public init() {}
+}
+public struct Lease: KubeObject, Hashable {
+    public static let resource = Resources.leases
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMeta
+    public var spec: LeaseSpec?
+    public init(name: String, namespace: String, spec: LeaseSpec) {
+        apiVersion = "coordination.k8s.io/v1"; kind = "Lease"; metadata = ObjectMeta(name: name, namespace: namespace); self.spec = spec
+    }
+}
+
+public struct CSRSpec: Codable, Hashable, Sendable {
+    public var request: String
+    public var signerName: String
+    public var expirationSeconds: Int?
+    public var usages: [String]?
+    public var username: String?
+    public var uid: String?
+    public var groups: [String]?
+    public var extra: [String: [String]]?
+}
+public struct CSRCondition: Codable, Hashable, Sendable {
+    public var type: String
+    public var status: String
+    public var reason: String?
+    public var message: String?
+    public var lastUpdateTime: String?
+    public var lastTransitionTime: String?
+}
+public struct CSRStatus: Codable, Hashable, Sendable {
+    public var conditions: [CSRCondition]?
+    public var certificate: String?
+}
+public struct CertificateSigningRequest: KubeObject, Hashable {
+    public static let resource = Resources.csrs
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMeta
+    public var spec: CSRSpec?
+    public var status: CSRStatus?
+}

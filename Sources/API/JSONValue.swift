@@ -1,0 +1,234 @@
+// A JSON document tree: the apiserver's view of an object before and after typing, used for
+// strict-field checks, merge/JSON patches and YAML conversion.
+import Foundation
+
+public enum JSONValue: Hashable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public subscript(key: String) -> JSONValue? {
+        get { if case .object(let o) = self { return o[key] } else { return nil } }
+        set {
+            if case .object(var o) = self { o[key] = newValue; self = .object(o) }
+        }
+    }
+    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+    public var intValue: Int64? {
+        switch self {
+        case .int(let i): return i
+        case .double(let d) where d == d.rounded() && abs(d) < 9e18: return Int64(d)
+        default: return nil
+        }
+    }
+    public var isNull: Bool { if case .null = self { return true }; return false }
+
+    public var typeName: String {
+        switch self {
+        case .null: return "null"
+        case .bool: return "boolean"
+        case .int, .double: return "number"
+        case .string: return "string"
+        case .array: return "array"
+        case .object: return "object"
+        }
+    }
+
+    /// Value at a dotted path such as `metadata.name` or `spec.nodeName`.
+    public func at(_ path: String) -> JSONValue? {
+        var cur: JSONValue? = self
+        for part in path.split(separator: ".") { cur = cur?[String(part)] }
+        return cur
+    }
+}
+
+extension JSONValue: Codable {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null; return }
+        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
+        if let i = try? c.decode(Int64.self) { self = .int(i); return }
+        if let d = try? c.decode(Double.self) { self = .double(d); return }
+        if let s = try? c.decode(String.self) { self = .string(s); return }
+        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
+        if let o = try? c.decode([String: JSONValue].self) { self = .object(o); return }
+        throw DecodingError.dataCorruptedError(in: c, debugDescription: "unsupported JSON value")
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .int(let i): try c.encode(i)
+        case .double(let d): try c.encode(d)
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+}
+
+extension JSONValue {
+    /// Parses JSON bytes. Uses JSONSerialization-free decoding so numbers keep their integer-ness.
+    public static func parse(_ data: Data) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: data)
+    }
+    public func encoded(pretty: Bool = false) throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        return try e.encode(self)
+    }
+    /// Converts any Encodable into a tree.
+    public static func from<T: Encodable>(_ value: T) throws -> JSONValue {
+        try JSONValue.parse(KubeJSON.encode(value))
+    }
+    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try KubeJSON.decode(type, from: encoded())
+    }
+}
+
+/// The JSON coders every component uses, so that bytes are stable (sorted keys) across them.
+public enum KubeJSON {
+    public static func encode<T: Encodable>(_ value: T, pretty: Bool = false) throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        return try e.encode(value)
+    }
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        try JSONDecoder().decode(type, from: data)
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+public func jsonMergePatch(_ target: JSONValue, _ patch: JSONValue) -> JSONValue {
+    guard case .object(let p) = patch else { return patch }
+    var t: [String: JSONValue] = target.objectValue ?? [:]
+    for (k, v) in p {
+        if v.isNull { t.removeValue(forKey: k) } else { t[k] = jsonMergePatch(t[k] ?? .null, v) }
+    }
+    return .object(t)
+}
+
+/// RFC 6902 JSON patch.
+public func jsonPatch(_ doc: JSONValue, _ ops: JSONValue) throws -> JSONValue {
+    guard case .array(let list) = ops else { throw PatchError("a JSON patch must be an array of operations") }
+    var doc = doc
+    for (i, opv) in list.enumerated() {
+        guard let op = opv["op"]?.stringValue, let path = opv["path"]?.stringValue else {
+            throw PatchError("operation \(i): needs \"op\" and \"path\"")
+        }
+        let tokens = try pointerTokens(path)
+        switch op {
+        case "add": doc = try pointerSet(doc, tokens[...], opv["value"] ?? .null, insert: true)
+        case "replace":
+            _ = try pointerGet(doc, tokens[...])
+            doc = try pointerSet(doc, tokens[...], opv["value"] ?? .null, insert: false)
+        case "remove": doc = try pointerRemove(doc, tokens[...])
+        case "test":
+            guard try pointerGet(doc, tokens[...]) == (opv["value"] ?? .null) else { throw PatchError("operation \(i): test failed at \(path)") }
+        case "move", "copy":
+            guard let from = opv["from"]?.stringValue else { throw PatchError("operation \(i): \(op) needs \"from\"") }
+            let ft = try pointerTokens(from)
+            let v = try pointerGet(doc, ft[...])
+            if op == "move" { doc = try pointerRemove(doc, ft[...]) }
+            doc = try pointerSet(doc, tokens[...], v, insert: true)
+        default: throw PatchError("operation \(i): unknown op \"\(op)\"")
+        }
+    }
+    return doc
+}
+
+public struct PatchError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ s: String) { description = s }
+}
+
+private func pointerTokens(_ path: String) throws -> [String] {
+    if path.isEmpty { return [] }
+    guard path.hasPrefix("/") else { throw PatchError("invalid JSON pointer \"\(path)\"") }
+    return path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
+        $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
+    }
+}
+
+private func pointerGet(_ doc: JSONValue, _ t: ArraySlice<String>) throws -> JSONValue {
+    guard let first = t.first else { return doc }
+    switch doc {
+    case .object(let o):
+        guard let v = o[first] else { throw PatchError("path not found: \(first)") }
+        return try pointerGet(v, t.dropFirst())
+    case .array(let a):
+        guard let i = Int(first), i >= 0, i < a.count else { throw PatchError("array index out of range: \(first)") }
+        return try pointerGet(a[i], t.dropFirst())
+    default: throw PatchError("path not found: \(first)")
+    }
+}
+
+private func pointerSet(_ doc: JSONValue, _ t: ArraySlice<String>, _ value: JSONValue, insert: Bool) throws -> JSONValue {
+    guard let first = t.first else { return value }
+    let rest = t.dropFirst()
+    switch doc {
+    case .object(var o):
+        if rest.isEmpty { o[first] = value } else {
+            guard let child = o[first] else { throw PatchError("path not found: \(first)") }
+            o[first] = try pointerSet(child, rest, value, insert: insert)
+        }
+        return .object(o)
+    case .array(var a):
+        if rest.isEmpty {
+            if first == "-" && insert { a.append(value); return .array(a) }
+            guard let i = Int(first), i >= 0, i <= a.count else { throw PatchError("array index out of range: \(first)") }
+            if insert { a.insert(value, at: i) } else {
+                guard i < a.count else { throw PatchError("array index out of range: \(first)") }
+                a[i] = value
+            }
+            return .array(a)
+        }
+        guard let i = Int(first), i >= 0, i < a.count else { throw PatchError("array index out of range: \(first)") }
+        a[i] = try pointerSet(a[i], rest, value, insert: insert)
+        return .array(a)
+    default: throw PatchError("path not found: \(first)")
+    }
+}
+
+private func pointerRemove(_ doc: JSONValue, _ t: ArraySlice<String>) throws -> JSONValue {
+    guard let first = t.first else { throw PatchError("cannot remove the whole document") }
+    let rest = t.dropFirst()
+    switch doc {
+    case .object(var o):
+        guard let child = o[first] else { throw PatchError("path not found: \(first)") }
+        if rest.isEmpty { o.removeValue(forKey: first) } else { o[first] = try pointerRemove(child, rest) }
+        return .object(o)
+    case .array(var a):
+        guard let i = Int(first), i >= 0, i < a.count else { throw PatchError("array index out of range: \(first)") }
+        if rest.isEmpty { a.remove(at: i) } else { a[i] = try pointerRemove(a[i], rest) }
+        return .array(a)
+    default: throw PatchError("path not found: \(first)")
+    }
+}
+
+/// Field paths in input that the typed re-encoding lost: the unknown fields strict decoding rejects.
+public func unknownFields(input: JSONValue, typed: JSONValue, path: String = "") -> [String] {
+    switch (input, typed) {
+    case (.object(let a), .object(let b)):
+        var out: [String] = []
+        for k in a.keys.sorted() {
+            let v = a[k]!
+            let p = path.isEmpty ? k : "\(path).\(k)"
+            if let tv = b[k] { out += unknownFields(input: v, typed: tv, path: p) }
+            else if !v.isNull && !(v.objectValue?.isEmpty ?? false) && !(v.arrayValue?.isEmpty ?? false) { out.append(p) }
+        }
+        return out
+    case (.array(let a), .array(let b)) where a.count == b.count:
+        var out: [String] = []
+        for i in a.indices { out += unknownFields(input: a[i], typed: b[i], path: "\(path)[\(i)]") }
+        return out
+    default: return []
+    }
+}
