@@ -13,6 +13,7 @@ public struct Namespace: KubeObject, Hashable {
     public struct NamespaceStatus: Codable, Hashable, Sendable {
         public var phase: String?
         public var conditions: JSONValue?
+        public init(phase: String?, conditions: JSONValue? = nil) { self.phase = phase; self.conditions = conditions }
     }
     public init(name: String) { apiVersion = "v1"; kind = "Namespace"; metadata = ObjectMeta(name: name) }
 }

@@ -25,7 +25,7 @@ public struct StoredObject: Sendable {
     }
 }
 
-public enum EventType: String, Sendable { case added = "ADDED", modified = "MODIFIED", deleted = "DELETED" }
+public enum EventType: String, Sendable { case added = "ADDED", modified = "MODIFIED", deleted = "DELETED", bookmark = "BOOKMARK" }
 
 public struct StoreEvent: Sendable {
     public var type: EventType
@@ -299,7 +299,7 @@ public final class Store: Sendable {
     }
 
     /// Replaces the quoted placeholder with the decimal revision.
-    static func stamp(_ data: Data, _ rev: Int64) -> Data {
+    public static func stamp(_ data: Data, _ rev: Int64) -> Data {
         let needle = placeholderBytes
         return data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Data in
             let bytes = raw.bindMemory(to: UInt8.self)
@@ -330,7 +330,10 @@ public final class Store: Sendable {
         public let events: AsyncStream<StoreEvent>
         public let revision: Int64
         let cancelHandle: @Sendable () -> Void
+        let bookmarkHandle: @Sendable () -> Void
         public func cancel() { cancelHandle() }
+        /// Queues a BOOKMARK carrying the current revision, ordered after every event already sent.
+        public func requestBookmark() { bookmarkHandle() }
     }
 
     /// Starts a watch. With `fromRevision` nil, first delivers every current object as ADDED (the
@@ -365,8 +368,15 @@ public final class Store: Sendable {
         let cancel: @Sendable () -> Void = { [weak self] in
             self?.state.withLock { s in s.watchers.removeValue(forKey: id)?.continuation.finish() }
         }
+        let bookmark: @Sendable () -> Void = { [weak self] in
+            self?.state.withLock { s in
+                guard let w = s.watchers[id] else { return }
+                let key = ObjectKey(resource: resource, namespace: namespace ?? "", name: "")
+                w.continuation.yield(StoreEvent(type: .bookmark, object: StoredObject(key: key, revision: s.revision, data: Data(), labels: [:], fields: [:]), previous: nil))
+            }
+        }
         cont.onTermination = { _ in cancel() }
-        return Subscription(events: stream, revision: rev, cancelHandle: cancel)
+        return Subscription(events: stream, revision: rev, cancelHandle: cancel, bookmarkHandle: bookmark)
     }
 
     /// Ends every watch (shutdown).

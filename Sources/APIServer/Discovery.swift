@@ -1,0 +1,103 @@
+// Discovery documents (/api, /apis, /api/v1, /apis/GROUP/VERSION), /version, and the OpenAPI v3
+// index kubectl reads to learn that the server validates fields itself (fieldValidation).
+import Foundation
+import API
+
+enum Discovery {
+    static let verbsFull = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+    static var groupVersions: [(group: String, version: String)] {
+        var seen = Set<String>()
+        var out: [(String, String)] = []
+        for r in Resources.all where seen.insert(r.apiVersion).inserted { out.append((r.group, r.version)) }
+        return out
+    }
+
+    static func json(_ v: JSONValue) -> Data { (try? v.encoded()) ?? Data("{}".utf8) }
+
+    static func apiVersions(serverAddress: String) -> Data {
+        json(.object(["kind": .string("APIVersions"), "versions": .array([.string("v1")]),
+                      "serverAddressByClientCIDRs": .array([.object(["clientCIDR": .string("0.0.0.0/0"), "serverAddress": .string(serverAddress)])])]))
+    }
+
+    static func group(_ name: String) -> JSONValue? {
+        let versions = groupVersions.filter { $0.group == name }
+        guard let first = versions.first else { return nil }
+        let vs: [JSONValue] = versions.map { .object(["groupVersion": .string("\(name)/\($0.version)"), "version": .string($0.version)]) }
+        return .object(["name": .string(name), "versions": .array(vs),
+                        "preferredVersion": .object(["groupVersion": .string("\(name)/\(first.version)"), "version": .string(first.version)])])
+    }
+
+    static func apiGroupList() -> Data {
+        var names: [String] = []
+        for gv in groupVersions where !gv.group.isEmpty && !names.contains(gv.group) { names.append(gv.group) }
+        return json(.object(["kind": .string("APIGroupList"), "apiVersion": .string("v1"), "groups": .array(names.compactMap(group))]))
+    }
+
+    static func apiGroup(_ name: String) -> Data? {
+        guard case .object(var g)? = group(name) else { return nil }
+        g["kind"] = .string("APIGroup"); g["apiVersion"] = .string("v1")
+        return json(.object(g))
+    }
+
+    static func resourceList(group: String, version: String) -> Data? {
+        let rs = Resources.all.filter { $0.group == group && $0.version == version }
+        guard !rs.isEmpty else { return nil }
+        var items: [JSONValue] = []
+        for r in rs {
+            var o: [String: JSONValue] = ["name": .string(r.plural), "singularName": .string(r.singular), "namespaced": .bool(r.namespaced),
+                                          "kind": .string(r.kind), "verbs": .array(verbsFull.map { .string($0) })]
+            if !r.shortNames.isEmpty { o["shortNames"] = .array(r.shortNames.map { .string($0) }) }
+            if !r.categories.isEmpty { o["categories"] = .array(r.categories.map { .string($0) }) }
+            items.append(.object(o))
+            for sub in r.subresources {
+                var s: [String: JSONValue] = ["name": .string("\(r.plural)/\(sub)"), "singularName": .string(""), "namespaced": .bool(r.namespaced)]
+                switch sub {
+                case "scale": s["group"] = .string("autoscaling"); s["version"] = .string("v1"); s["kind"] = .string("Scale"); s["verbs"] = .array(["get", "patch", "update"].map { .string($0) })
+                case "binding": s["kind"] = .string("Binding"); s["verbs"] = .array([.string("create")])
+                case "log": s["kind"] = .string("Pod"); s["verbs"] = .array([.string("get")])
+                default: s["kind"] = .string(r.kind); s["verbs"] = .array(["get", "patch", "update"].map { .string($0) })
+                }
+                items.append(.object(s))
+            }
+        }
+        let gv = group.isEmpty ? version : "\(group)/\(version)"
+        return json(.object(["kind": .string("APIResourceList"), "apiVersion": .string("v1"), "groupVersion": .string(gv), "resources": .array(items)]))
+    }
+
+    static func version() -> Data {
+        json(.object(["major": .string("1"), "minor": .string("32"), "gitVersion": .string("v1.32.0-orchestrator"),
+                      "gitCommit": .string(""), "gitTreeState": .string("clean"), "buildDate": .string("2026-11-24T00:00:00Z"),
+                      "goVersion": .string("swift6"), "compiler": .string("swiftc"), "platform": .string("linux/amd64")]))
+    }
+
+    static func openAPIPathKey(group: String, version: String) -> String { group.isEmpty ? "api/\(version)" : "apis/\(group)/\(version)" }
+
+    static func openAPIRoot() -> Data {
+        var paths: [String: JSONValue] = [:]
+        for gv in groupVersions {
+            let k = openAPIPathKey(group: gv.group, version: gv.version)
+            paths[k] = .object(["serverRelativeURL": .string("/openapi/v3/\(k)?hash=v1")])
+        }
+        return json(.object(["paths": .object(paths)]))
+    }
+
+    /// Per group-version document: every item path with a PATCH operation that accepts
+    /// fieldValidation, tagged with its group-version-kind, which is what kubectl checks.
+    static func openAPIGroupVersion(_ key: String) -> Data? {
+        guard let gv = groupVersions.first(where: { openAPIPathKey(group: $0.group, version: $0.version) == key }) else { return nil }
+        var paths: [String: JSONValue] = [:]
+        let params: JSONValue = .array(["fieldValidation", "fieldManager", "dryRun"].map { .object(["name": .string($0), "in": .string("query"), "schema": .object(["type": .string("string")])]) })
+        for r in Resources.all where r.group == gv.group && r.version == gv.version {
+            let gvk: JSONValue = .object(["group": .string(r.group), "version": .string(r.version), "kind": .string(r.kind)])
+            let op: JSONValue = .object(["x-kubernetes-group-version-kind": gvk, "parameters": params,
+                                         "responses": .object(["200": .object(["description": .string("OK")])])])
+            let item = r.namespaced ? "/\(key)/namespaces/{namespace}/\(r.plural)/{name}" : "/\(key)/\(r.plural)/{name}"
+            let coll = r.namespaced ? "/\(key)/namespaces/{namespace}/\(r.plural)" : "/\(key)/\(r.plural)"
+            paths[item] = .object(["patch": op, "put": op, "get": op, "delete": op])
+            paths[coll] = .object(["post": op, "get": op])
+        }
+        return json(.object(["openapi": .string("3.0.0"), "info": .object(["title": .string("Kubernetes"), "version": .string("v1.32.0")]),
+                             "paths": .object(paths), "components": .object(["schemas": .object([:])])]))
+    }
+}

@@ -1,0 +1,489 @@
+// HTTP routing for the Kubernetes API: authentication, authorization, discovery, and the
+// resource verbs (get, list, watch, create, update, patch, delete) with their subresources.
+import Foundation
+import Hummingbird
+import NIOCore
+import NIOFoundationCompat
+import NIOSSL
+import HTTPTypes
+import Synchronization
+import Logging
+import API
+import Store
+import PKI
+
+public struct APIContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+    public var maxUploadSize: Int { 3 << 20 }
+}
+
+/// Client certificate identity, resolved once per connection.
+final class IdentityCache: Sendable {
+    private let map = Mutex<[ObjectIdentifier: CertIdentity?]>([:])
+    func identity(for channel: any Channel) async -> CertIdentity? {
+        let id = ObjectIdentifier(channel)
+        if let v = map.withLock({ $0[id] }) { return v }
+        let cert = try? await channel.nioSSL_peerCertificate().get()
+        let ident = cert.flatMap { c in (try? c.toDERBytes()).flatMap { CertIdentity.from(derBytes: $0) } }
+        map.withLock { $0[id] = .some(ident) }
+        channel.closeFuture.whenComplete { _ in _ = self.map.withLock { $0.removeValue(forKey: id) } }
+        return ident
+    }
+}
+
+struct ResourcePath {
+    var info: ResourceInfo
+    var namespace: String?
+    var name: String?
+    var subresource: String?
+}
+
+final class APIHandler: Sendable {
+    let registry: Registry
+    let store: Store
+    let authz = Authorizer()
+    let metrics: APIMetrics
+    let identities = IdentityCache()
+    let bootstrapToken: JoinToken?
+    let serverAddress: String
+    let logger: Logger
+    let bookmarkInterval: Duration
+
+    init(registry: Registry, metrics: APIMetrics, bootstrapToken: JoinToken?, serverAddress: String, logger: Logger, bookmarkInterval: Duration = .seconds(5)) {
+        self.registry = registry; self.store = registry.store; self.metrics = metrics
+        self.bootstrapToken = bootstrapToken; self.serverAddress = serverAddress; self.logger = logger
+        self.bookmarkInterval = bookmarkInterval
+    }
+
+    // MARK: responses
+
+    static func json(_ code: Int, _ data: Data, headers: HTTPFields = [:]) -> Response {
+        var h = headers
+        h[.contentType] = "application/json"
+        return Response(status: .init(code: code), headers: h, body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+    static func error(_ s: Status) -> Response {
+        json(s.code ?? 500, (try? KubeJSON.encode(s)) ?? Data())
+    }
+    static func text(_ code: Int, _ s: String, type: String = "text/plain; charset=utf-8") -> Response {
+        Response(status: .init(code: code), headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(string: s)))
+    }
+
+    // MARK: entry point
+
+    func respond(_ request: Request, _ context: APIContext) async -> Response {
+        let started = ContinuousClock.now
+        var verbLabel = request.method.rawValue
+        var resourceLabel = ""
+        let response: Response
+        do {
+            response = try await route(request, context, &verbLabel, &resourceLabel)
+        } catch let s as Status {
+            response = Self.error(s)
+        } catch {
+            logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            response = Self.error(.internalError("\(error)"))
+        }
+        if verbLabel != "WATCH" {
+            let d = ContinuousClock.now - started
+            let secs = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            metrics.observe(verb: verbLabel, resource: resourceLabel, code: response.status.code, seconds: secs)
+        }
+        return response
+    }
+
+    func authenticate(_ request: Request, _ context: APIContext) async -> CertIdentity? {
+        if let id = await identities.identity(for: context.channel) { return id }
+        if let auth = request.headers[.authorization], auth.hasPrefix("Bearer "), let token = bootstrapToken {
+            let presented = String(auth.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+            if presented == token.bearer {
+                return CertIdentity(user: "system:bootstrap:\(token.id)", groups: ["system:bootstrappers", "system:authenticated"])
+            }
+        }
+        return nil
+    }
+
+    func route(_ request: Request, _ context: APIContext, _ verbLabel: inout String, _ resourceLabel: inout String) async throws -> Response {
+        let path = request.uri.path
+        switch path {
+        case "/healthz", "/livez", "/readyz": return Self.text(200, "ok")
+        case "/version": return Self.json(200, Discovery.version())
+        default: break
+        }
+        guard let identity = await authenticate(request, context) else {
+            throw Status.unauthorized("Unauthorized: a client certificate issued by the cluster CA is required")
+        }
+        let segs = path.split(separator: "/").map(String.init)
+        if path == "/metrics" { return Self.text(200, metrics.render(store: store), type: "text/plain; version=0.0.4") }
+        if segs == ["api"] { return Self.json(200, Discovery.apiVersions(serverAddress: serverAddress)) }
+        if segs == ["apis"] { return Self.json(200, Discovery.apiGroupList()) }
+        if segs.first == "openapi" {
+            if segs == ["openapi", "v3"] { return Self.json(200, Discovery.openAPIRoot()) }
+            if segs.count > 2, segs[1] == "v3", let d = Discovery.openAPIGroupVersion(segs[2...].joined(separator: "/")) { return Self.json(200, d) }
+            throw Status.notFoundPath()
+        }
+        let group: String, version: String, rest: ArraySlice<String>
+        if segs.count >= 2 && segs[0] == "api" { group = ""; version = segs[1]; rest = segs[2...] }
+        else if segs.count >= 2 && segs[0] == "apis" {
+            if segs.count == 2 {
+                guard let d = Discovery.apiGroup(segs[1]) else { throw Status.notFoundPath() }
+                return Self.json(200, d)
+            }
+            group = segs[1]; version = segs[2]; rest = segs[3...]
+        } else { throw Status.notFoundPath() }
+        if rest.isEmpty {
+            guard let d = Discovery.resourceList(group: group, version: version) else { throw Status.notFoundPath() }
+            return Self.json(200, d)
+        }
+        guard let rp = parseResourcePath(group: group, version: version, Array(rest)) else { throw Status.notFoundPath() }
+        resourceLabel = rp.info.plural + (rp.subresource.map { "/\($0)" } ?? "")
+        return try await handleResource(request, identity: identity, rp, &verbLabel)
+    }
+
+    func parseResourcePath(group: String, version: String, _ r: [String]) -> ResourcePath? {
+        func info(_ plural: String) -> ResourceInfo? { Resources.byPath(group: group, version: version, plural: plural) }
+        if r.count >= 3, r[0] == "namespaces", let i = info(r[2]), i.namespaced {
+            switch r.count {
+            case 3: return ResourcePath(info: i, namespace: r[1], name: nil, subresource: nil)
+            case 4: return ResourcePath(info: i, namespace: r[1], name: r[3], subresource: nil)
+            case 5: return ResourcePath(info: i, namespace: r[1], name: r[3], subresource: r[4])
+            default: return nil
+            }
+        }
+        if r.count == 3, r[0] == "namespaces", group.isEmpty, r[2] == "bindings" {
+            return ResourcePath(info: Resources.pods, namespace: r[1], name: nil, subresource: "bindings")
+        }
+        guard let i = info(r[0]) else { return nil }
+        switch r.count {
+        case 1: return ResourcePath(info: i, namespace: nil, name: nil, subresource: nil)
+        case 2 where !i.namespaced: return ResourcePath(info: i, namespace: nil, name: r[1], subresource: nil)
+        case 3 where !i.namespaced: return ResourcePath(info: i, namespace: nil, name: r[1], subresource: r[2])
+        default: return nil
+        }
+    }
+
+    // MARK: resources
+
+    func handleResource(_ request: Request, identity: CertIdentity, _ rp: ResourcePath, _ verbLabel: inout String) async throws -> Response {
+        let q = request.uri.queryParameters
+        func param(_ k: String) -> String? { q[Substring(k)].map(String.init) }
+        let method = request.method
+        let isWatch = method == .get && rp.name == nil && (param("watch") == "true" || param("watch") == "1")
+        let verb: String
+        switch method {
+        case .get: verb = rp.name == nil ? (isWatch ? "watch" : "list") : "get"
+        case .post: verb = "create"
+        case .put: verb = "update"
+        case .patch: verb = "patch"
+        case .delete: verb = rp.name == nil ? "deletecollection" : "delete"
+        default: throw Status.methodNotAllowed()
+        }
+        verbLabel = isWatch ? "WATCH" : (rp.name == nil && method == .get ? "LIST" : method.rawValue)
+        if let sub = rp.subresource, sub != "bindings", !rp.info.subresources.contains(sub) { throw Status.notFoundPath() }
+        if rp.info.namespaced, let ns = rp.namespace, Validation.dns1123Label(ns) != nil { throw Status.notFound(Resources.namespaces, ns) }
+
+        var fieldNode: String? = nil
+        let fieldSel: Selector
+        let labelSel: Selector
+        do {
+            fieldSel = try Selector.parse(param("fieldSelector") ?? "", fieldSelector: true)
+            labelSel = try Selector.parse(param("labelSelector") ?? "")
+        } catch { throw Status.badRequest("\(error)") }
+        if let r = fieldSel.requirements.first(where: { $0.key == "spec.nodeName" && $0.op == .equals }) { fieldNode = r.values.first }
+
+        let subForAuth = rp.subresource == "bindings" ? "binding" : rp.subresource
+        let attrs = RequestAttributes(user: identity, verb: verb, resource: rp.info, subresource: subForAuth, namespace: rp.namespace,
+                                      name: rp.name, fieldNodeName: fieldNode)
+        var boundTo: String? = nil
+        switch authz.authorize(attrs) {
+        case .allow: break
+        case .allowIfBoundTo(let node): boundTo = node
+        case .deny(let msg): throw Status.forbidden(msg, rp.info, rp.name)
+        }
+        if let node = boundTo, let name = rp.name {
+            guard let cur = store.get(Objects.key(rp.info, rp.namespace, name)) else { throw Status.notFound(rp.info, name) }
+            if cur.fields["spec.nodeName"] != node {
+                throw Status.forbidden("\(rp.info.groupResource) \"\(name)\" is forbidden: node \"\(node)\" can only access pods bound to it", rp.info, name)
+            }
+        }
+
+        guard let type = Kinds.byResource[rp.info.groupResource] else { throw Status.notFoundPath() }
+        let validation = FieldValidation(rawValue: param("fieldValidation") ?? "Strict") ?? .strict
+        let dryRun = param("dryRun") == "All"
+        let accept = request.headers[.accept] ?? ""
+        let wantsTable = accept.contains("as=Table")
+        let includeObject = param("includeObject") ?? "Metadata"
+
+        switch (method, rp.name, rp.subresource) {
+        case (.get, nil, nil):
+            if isWatch { return try watch(type, rp, request: request, labelSel: labelSel, fieldSel: fieldSel, wantsTable: wantsTable, includeObject: includeObject,
+                                          resourceVersion: param("resourceVersion"), timeoutSeconds: param("timeoutSeconds").flatMap(Int.init),
+                                          bookmarks: param("allowWatchBookmarks") == "true") }
+            return try list(type, rp, labelSel: labelSel, fieldSel: fieldSel, wantsTable: wantsTable, includeObject: includeObject,
+                            limit: param("limit").flatMap(Int.init) ?? 0, continueToken: param("continue"))
+        case (.get, let name?, nil), (.get, let name?, "status"):
+            guard let o = store.get(Objects.key(rp.info, rp.namespace, name)) else { throw Status.notFound(rp.info, name) }
+            if wantsTable { return Self.json(200, try table(type, [o], revision: o.revision, includeObject: includeObject)) }
+            return Self.json(200, o.data)
+        case (.get, let name?, "scale"):
+            return Self.json(200, try KubeJSON.encode(try registry.scale(namespace: rp.namespace ?? "", name: name, info: rp.info)))
+        case (.get, let name?, "log"):
+            throw Status.serviceUnavailable("logs of pod \"\(name)\" are served by its node's agent, which has not registered a log endpoint")
+        case (.post, nil, nil):
+            let body = try await readJSON(request)
+            let (o, warnings) = try await registry.create(type, namespace: rp.namespace, body: body, validation: validation, dryRun: dryRun)
+            return Self.json(201, o.data, headers: warningHeaders(warnings))
+        case (.post, let name?, "binding"):
+            try await registry.bind(namespace: rp.namespace ?? "", name: name, body: try await readJSON(request))
+            return Self.json(201, try KubeJSON.encode(Status.success()))
+        case (.post, nil, "bindings"):
+            let body = try await readJSON(request)
+            guard let name = body["metadata"]?["name"]?.stringValue else { throw Status.badRequest("binding needs metadata.name") }
+            try await registry.bind(namespace: rp.namespace ?? "", name: name, body: body)
+            return Self.json(201, try KubeJSON.encode(Status.success()))
+        case (.put, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
+            let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: try await readJSON(request), subresource: sub, validation: validation)
+            return Self.json(200, o.data, headers: warningHeaders(warnings))
+        case (.put, let name?, "scale"):
+            let s = try await registry.setScale(namespace: rp.namespace ?? "", name: name, info: rp.info, body: try await readJSON(request))
+            return Self.json(200, try KubeJSON.encode(s))
+        case (.patch, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
+            let (pt, patch) = try await readPatch(request)
+            let (o, warnings) = try await registry.patch(type, namespace: rp.namespace, name: name, patchType: pt, patch: patch, subresource: sub, validation: validation)
+            return Self.json(200, o.data, headers: warningHeaders(warnings))
+        case (.patch, let name?, "scale"):
+            let (pt, patch) = try await readPatch(request)
+            let cur = try JSONValue.from(try registry.scale(namespace: rp.namespace ?? "", name: name, info: rp.info))
+            let patched: JSONValue
+            switch pt {
+            case .json: do { patched = try jsonPatch(cur, patch) } catch { throw Status.failure422(rp.info, name, "\(error)") }
+            default: patched = jsonMergePatch(cur, patch)
+            }
+            let s = try await registry.setScale(namespace: rp.namespace ?? "", name: name, info: rp.info, body: patched)
+            return Self.json(200, try KubeJSON.encode(s))
+        case (.delete, let name?, nil):
+            let opts = try await readDeleteOptions(request, param("gracePeriodSeconds"), param("propagationPolicy"))
+            let (o, gone) = try await registry.delete(type, namespace: rp.namespace, name: name, options: opts)
+            return Self.json(gone ? 200 : 202, o.data)
+        case (.delete, nil, nil):
+            let opts = try await readDeleteOptions(request, param("gracePeriodSeconds"), param("propagationPolicy"))
+            let (items, rev) = store.list(resource: rp.info.groupResource, namespace: rp.info.namespaced ? rp.namespace : nil)
+            var deleted: [Data] = []
+            for o in items where labelSel.matches(o.labels) && fieldSel.matches(o.fields) {
+                if let (d, _) = try? await registry.delete(type, namespace: o.key.namespace, name: o.key.name, options: opts) { deleted.append(d.data) }
+            }
+            return Self.json(200, listBody(rp.info, deleted, revision: rev, continueToken: nil))
+        default:
+            throw Status.methodNotAllowed()
+        }
+    }
+
+    func warningHeaders(_ w: [String]) -> HTTPFields {
+        var h = HTTPFields()
+        for m in w { h.append(HTTPField(name: HTTPField.Name("Warning")!, value: "299 - \"\(m.replacingOccurrences(of: "\"", with: "\\\""))\"")) }
+        return h
+    }
+
+    func readBody(_ request: Request) async throws -> Data {
+        var req = request
+        do {
+            let buf = try await req.collectBody(upTo: 3 << 20)
+            return Data(buffer: buf)
+        } catch {
+            throw Status.tooLarge()
+        }
+    }
+
+    func readJSON(_ request: Request) async throws -> JSONValue {
+        let ct = request.headers[.contentType] ?? "application/json"
+        let data = try await readBody(request)
+        if ct.hasPrefix("application/yaml") || ct.hasPrefix("application/vnd.kubernetes.protobuf") {
+            throw Status.unsupportedMediaType(ct)
+        }
+        do { return try JSONValue.parse(data) } catch {
+            throw Status.badRequest("the request body is not valid JSON: \(Self.jsonErrorText(error))")
+        }
+    }
+
+    static func jsonErrorText(_ e: Error) -> String {
+        if let de = e as? DecodingError, case .dataCorrupted(let c) = de {
+            return (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? c.debugDescription
+        }
+        return "\(e)"
+    }
+
+    func readPatch(_ request: Request) async throws -> (Registry.PatchType, JSONValue) {
+        let ct = request.headers[.contentType] ?? ""
+        let pt: Registry.PatchType
+        if ct.hasPrefix("application/merge-patch+json") { pt = .merge }
+        else if ct.hasPrefix("application/json-patch+json") { pt = .json }
+        else if ct.hasPrefix("application/strategic-merge-patch+json") { pt = .strategic }
+        else if ct.hasPrefix("application/apply-patch") { throw Status.unsupportedMediaType(ct) }
+        else { throw Status.unsupportedMediaType(ct) }
+        let data = try await readBody(request)
+        do { return (pt, try JSONValue.parse(data)) } catch { throw Status.badRequest("the patch is not valid JSON: \(Self.jsonErrorText(error))") }
+    }
+
+    func readDeleteOptions(_ request: Request, _ grace: String?, _ policy: String?) async throws -> DeleteOptions {
+        let data = try await readBody(request)
+        var opts = DeleteOptions()
+        if !data.isEmpty {
+            do { opts = try KubeJSON.decode(DeleteOptions.self, from: data) } catch { throw Status.badRequest("DeleteOptions: \(error)") }
+        }
+        if let g = grace.flatMap(Int64.init) { opts.gracePeriodSeconds = g }
+        if let p = policy { opts.propagationPolicy = p }
+        if let p = opts.propagationPolicy, !["Orphan", "Background", "Foreground"].contains(p) {
+            throw Status.badRequest("propagationPolicy: Unsupported value: \"\(p)\": supported values: \"Orphan\", \"Background\", \"Foreground\"")
+        }
+        return opts
+    }
+
+    // MARK: list and table
+
+    func listBody(_ info: ResourceInfo, _ items: [Data], revision: Int64, continueToken: String?, remaining: Int? = nil) -> Data {
+        var out = Data()
+        out.reserveCapacity(items.reduce(128) { $0 + $1.count + 1 })
+        out.append(contentsOf: Array("{\"apiVersion\":\"\(info.apiVersion)\",\"items\":[".utf8))
+        for (i, d) in items.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(d)
+        }
+        var meta = "\"resourceVersion\":\"\(revision)\""
+        if let c = continueToken { meta += ",\"continue\":\"\(c)\"" }
+        if let r = remaining { meta += ",\"remainingItemCount\":\(r)" }
+        out.append(contentsOf: Array("],\"kind\":\"\(info.kind)List\",\"metadata\":{\(meta)}}".utf8))
+        return out
+    }
+
+    func list<T: ServedKind & TablePrintable>(_ type: T.Type, _ rp: ResourcePath, labelSel: Selector, fieldSel: Selector, wantsTable: Bool,
+                                              includeObject: String, limit: Int, continueToken: String?) throws -> Response {
+        let (all, rev) = store.list(resource: rp.info.groupResource, namespace: rp.info.namespaced ? rp.namespace : nil)
+        var items = all.filter { labelSel.matches($0.labels) && fieldSel.matches($0.fields) }
+        if let c = continueToken, !c.isEmpty {
+            guard let d = Data(base64Encoded: c), let after = String(data: d, encoding: .utf8) else { throw Status.badRequest("invalid continue token") }
+            items = items.filter { "\($0.key.namespace)/\($0.key.name)" > after }
+        }
+        var next: String? = nil
+        var remaining: Int? = nil
+        if limit > 0 && items.count > limit {
+            remaining = items.count - limit
+            items = Array(items.prefix(limit))
+            let last = items[items.count - 1].key
+            next = Data("\(last.namespace)/\(last.name)".utf8).base64EncodedString()
+        }
+        if wantsTable { return Self.json(200, try table(type, items, revision: rev, includeObject: includeObject, continueToken: next)) }
+        return Self.json(200, listBody(rp.info, items.map(\.data), revision: rev, continueToken: next, remaining: remaining))
+    }
+
+    func tableRow<T: ServedKind & TablePrintable>(_ type: T.Type, _ o: StoredObject, includeObject: String) throws -> TableRow {
+        let obj = try Objects.decodeStored(T.self, o)
+        var rowObject: JSONValue? = nil
+        switch includeObject {
+        case "None": rowObject = nil
+        case "Object": rowObject = try JSONValue.parse(o.data)
+        default:
+            rowObject = .object(["kind": .string("PartialObjectMetadata"), "apiVersion": .string("meta.k8s.io/v1"),
+                                 "metadata": try JSONValue.from(obj.metadata)])
+        }
+        return TableRow(cells: obj.cells(now: registry.clock()), object: rowObject)
+    }
+
+    func table<T: ServedKind & TablePrintable>(_ type: T.Type, _ items: [StoredObject], revision: Int64, includeObject: String, continueToken: String? = nil) throws -> Data {
+        var meta = ListMeta(resourceVersion: "\(revision)")
+        meta.continue = continueToken
+        let t = Table(metadata: meta, columnDefinitions: T.columns, rows: try items.map { try tableRow(type, $0, includeObject: includeObject) })
+        return try KubeJSON.encode(t)
+    }
+
+    // MARK: watch
+
+    /// How a change looks through a selector: entering the selection is ADDED, leaving it DELETED.
+    static func selectorView(_ e: StoreEvent, _ labelSel: Selector, _ fieldSel: Selector) -> StoreEvent? {
+        func matches(_ o: StoredObject) -> Bool { labelSel.matches(o.labels) && fieldSel.matches(o.fields) }
+        switch e.type {
+        case .bookmark: return e
+        case .added: return matches(e.object) ? e : nil
+        case .deleted: return matches(e.previous ?? e.object) ? e : nil
+        case .modified:
+            let now = matches(e.object)
+            let was = e.previous.map(matches) ?? false
+            if now && was { return e }
+            if now { return StoreEvent(type: .added, object: e.object, previous: e.previous) }
+            if was { return StoreEvent(type: .deleted, object: e.object, previous: e.previous) }
+            return nil
+        }
+    }
+
+    func watch<T: ServedKind & TablePrintable>(_ type: T.Type, _ rp: ResourcePath, request: Request, labelSel: Selector, fieldSel: Selector,
+                                               wantsTable: Bool, includeObject: String, resourceVersion: String?, timeoutSeconds: Int?, bookmarks: Bool) throws -> Response {
+        var from: Int64? = nil
+        if let rv = resourceVersion, !rv.isEmpty, rv != "0" {
+            guard let r = Int64(rv) else { throw Status.badRequest("resourceVersion: Invalid value: \"\(rv)\": must be a decimal revision") }
+            from = r
+        }
+        var filter: (@Sendable (StoreEvent) -> StoreEvent?)? = nil
+        if !(labelSel.isEmpty && fieldSel.isEmpty) {
+            filter = { @Sendable e in APIHandler.selectorView(e, labelSel, fieldSel) }
+        }
+        let info = rp.info
+        let timeout = Duration.seconds(timeoutSeconds.map { max(1, $0) } ?? 1800)
+        let sub: Store.Subscription
+        do {
+            sub = try store.watch(resource: info.groupResource, namespace: info.namespaced ? rp.namespace : nil, fromRevision: from, filter: filter)
+        } catch let StoreError.gone(requested, oldest) {
+            // As Kubernetes: the watch opens, then reports 410 as an ERROR event.
+            let st = Status.gone("too old resource version: \(requested) (\(oldest))")
+            let line = Data("{\"type\":\"ERROR\",\"object\":".utf8) + ((try? KubeJSON.encode(st)) ?? Data()) + Data("}\n".utf8)
+            return Self.json(200, line)
+        }
+        metrics.watchOpened()
+        let bookmarkInterval = self.bookmarkInterval
+        let body = ResponseBody { [self] writer in
+            defer { sub.cancel(); metrics.watchClosed() }
+            try await request.body.consumeWithCancellationOnInboundClose { _ in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        try await Task.sleep(for: timeout)
+                        sub.cancel()
+                    }
+                    if bookmarks {
+                        group.addTask {
+                            while !Task.isCancelled {
+                                try await Task.sleep(for: bookmarkInterval)
+                                sub.requestBookmark()
+                            }
+                        }
+                    }
+                    var first = true
+                    // Flush right away so clients see the response headers before the first event.
+                    try await writer.write(ByteBuffer())
+                    for await e in sub.events {
+                        var line = Data()
+                        line.append(contentsOf: Array("{\"type\":\"\(e.type.rawValue)\",\"object\":".utf8))
+                        if e.type == .bookmark {
+                            line.append(contentsOf: Array("{\"kind\":\"\(info.kind)\",\"apiVersion\":\"\(info.apiVersion)\",\"metadata\":{\"resourceVersion\":\"\(e.revision)\"}}".utf8))
+                        } else if wantsTable {
+                            var t = Table(metadata: ListMeta(resourceVersion: "\(e.revision)"), columnDefinitions: first ? T.columns : nil,
+                                          rows: [try self.tableRow(type, e.object, includeObject: includeObject)])
+                            if !first { t.columnDefinitions = nil }
+                            line.append(try KubeJSON.encode(t))
+                            first = false
+                        } else {
+                            line.append(e.object.data)
+                        }
+                        line.append(contentsOf: Array("}\n".utf8))
+                        try await writer.write(ByteBuffer(data: line))
+                    }
+                    group.cancelAll()
+                }
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-cache"], body: body)
+    }
+}

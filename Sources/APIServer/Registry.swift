@@ -1,0 +1,348 @@
+// The storage semantics of the Kubernetes API on top of the generic store: create, update,
+// patch, delete (graceful for pods, finalizers), subresources status/scale/binding.
+import Foundation
+import API
+import Store
+import Logging
+
+public final class Registry: Sendable {
+    public let store: Store
+    let clock: @Sendable () -> Date
+    let logger: Logger
+
+    public init(store: Store, clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "registry")) {
+        self.store = store; self.clock = clock; self.logger = logger
+    }
+
+    var nowString: String { KubeTime.format(clock()) }
+
+    // MARK: create
+
+    func create<T: ServedKind>(_ type: T.Type, namespace: String?, body: JSONValue, validation: FieldValidation, dryRun: Bool = false) async throws -> (StoredObject, [String]) {
+        let info = T.resource
+        var body = body
+        // Status is set by its owners, not by whoever creates the object (nodes excepted, as in Kubernetes).
+        if info.hasStatus && info != Resources.nodes { body["status"] = nil }
+        var out = try Objects.decode(T.self, body, validation: validation)
+        var obj = out.object
+        if info.namespaced {
+            let ns = namespace ?? obj.metadata.namespace ?? "default"
+            if let bodyNS = obj.metadata.namespace, !bodyNS.isEmpty, let urlNS = namespace, bodyNS != urlNS {
+                throw Status.badRequest("the namespace of the provided object does not match the namespace sent on the request")
+            }
+            obj.metadata.namespace = ns
+            try checkNamespaceAccepts(ns)
+        } else {
+            obj.metadata.namespace = nil
+        }
+        obj.metadata.uid = UUID().uuidString.lowercased()
+        obj.metadata.creationTimestamp = nowString
+        obj.metadata.deletionTimestamp = nil
+        obj.metadata.deletionGracePeriodSeconds = nil
+        obj.metadata.managedFields = nil
+        obj.metadata.selfLink = nil
+        obj.metadata.generation = Objects.usesGeneration(info) ? 1 : nil
+        obj.applyDefaults()
+        let generated = (obj.metadata.name ?? "").isEmpty && obj.metadata.generateName != nil
+        for attempt in 0..<5 {
+            if generated { obj.metadata.name = obj.metadata.generateName! + Objects.randomSuffix() }
+            let errs = obj.validate()
+            if !errs.isEmpty { throw Status.invalid(info, obj.metadata.name ?? obj.metadata.generateName ?? "", errs) }
+            let stored = try Objects.encodeForStore(obj)
+            if dryRun { return (StoredObject(key: stored.key, data: Store.stamp(stored.data, 0), labels: stored.labels, fields: stored.fields), out.warnings) }
+            do {
+                return (try await store.write(.create(stored)), out.warnings)
+            } catch StoreError.alreadyExists where generated && attempt < 4 {
+                continue
+            } catch {
+                throw Objects.map(error, info, obj.name)
+            }
+        }
+        out.warnings = []
+        throw Status.alreadyExists(info, obj.name)
+    }
+
+    func checkNamespaceAccepts(_ ns: String) throws {
+        guard let nso = store.get(Objects.key(Resources.namespaces, nil, ns)) else {
+            throw Status.notFound(Resources.namespaces, ns)
+        }
+        if nso.fields["status.phase"] == "Terminating" {
+            throw Status.forbidden("unable to create new content in namespace \(ns) because it is being terminated", Resources.namespaces, ns)
+        }
+    }
+
+    // MARK: update
+
+    /// Applies a full replacement (PUT) of the object or its status.
+    func update<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, body: JSONValue, subresource: String?, validation: FieldValidation) async throws -> (StoredObject, [String]) {
+        let info = T.resource
+        let decoded = try Objects.decode(T.self, body, validation: validation)
+        let incoming = decoded.object
+        if let n = incoming.metadata.name, !n.isEmpty, n != name {
+            throw Status.badRequest("the name of the object (\(n)) does not match the name on the URL (\(name))")
+        }
+        if info.namespaced, let ns = incoming.metadata.namespace, !ns.isEmpty, ns != namespace {
+            throw Status.badRequest("the namespace of the provided object does not match the namespace sent on the request")
+        }
+        let key = Objects.key(info, namespace, name)
+        let precondition = incoming.metadata.resourceVersion.flatMap { Int64($0) }
+        if let rv = incoming.metadata.resourceVersion, !rv.isEmpty, precondition == nil {
+            throw Status.badRequest("metadata.resourceVersion: Invalid value: \"\(rv)\": must be a decimal revision")
+        }
+        for _ in 0..<16 {
+            guard let cur = store.get(key) else { throw Status.notFound(info, name) }
+            if let p = precondition, p != cur.revision { throw Status.conflict(info, name) }
+            let old = try Objects.decodeStored(T.self, cur)
+            let next = try merge(old: old, incoming: incoming, subresource: subresource)
+            do {
+                return (try await commitUpdate(old: old, new: next, current: cur), decoded.warnings)
+            } catch StoreError.conflict(_, _) where precondition == nil {
+                continue
+            } catch {
+                throw Objects.map(error, info, name)
+            }
+        }
+        throw Status.conflict(info, name)
+    }
+
+    /// Spec writers cannot touch status and status writers cannot touch anything else.
+    func merge<T: ServedKind>(old: T, incoming: T, subresource: String?) throws -> T {
+        let info = T.resource
+        if subresource == "status" || subresource == "approval" {
+            var next = old
+            var newJ = try JSONValue.from(incoming)
+            var oldJ = try JSONValue.from(old)
+            oldJ["status"] = newJ["status"] ?? .null
+            if oldJ["status"]?.isNull == true { oldJ["status"] = nil }
+            next = try oldJ.decode(T.self)
+            // Status writers may still adjust labels and annotations? Kubernetes ignores metadata here.
+            newJ = .null
+            return next
+        }
+        var next = incoming
+        next.metadata.uid = old.metadata.uid
+        next.metadata.creationTimestamp = old.metadata.creationTimestamp
+        next.metadata.deletionTimestamp = old.metadata.deletionTimestamp
+        next.metadata.deletionGracePeriodSeconds = old.metadata.deletionGracePeriodSeconds
+        next.metadata.name = old.metadata.name
+        next.metadata.namespace = old.metadata.namespace
+        next.metadata.generation = old.metadata.generation
+        next.metadata.managedFields = nil
+        next.metadata.selfLink = nil
+        if info.hasStatus {
+            var nj = try JSONValue.from(next)
+            let oj = try JSONValue.from(old)
+            nj["status"] = oj["status"]
+            next = try nj.decode(T.self)
+        }
+        return next
+    }
+
+    /// Defaults, validates, bumps generation, and commits with the current revision as precondition.
+    func commitUpdate<T: ServedKind>(old: T, new: T, current: StoredObject) async throws -> StoredObject {
+        let info = T.resource
+        var next = new
+        next.applyDefaults()
+        var errs = next.validate()
+        errs += next.validateUpdate(old: old)
+        if !errs.isEmpty { throw Status.invalid(info, old.name, errs) }
+        if Objects.usesGeneration(info), Objects.specPart(old) != Objects.specPart(next) {
+            next.metadata.generation = (old.metadata.generation ?? 0) + 1
+        }
+        // An object being deleted whose last finalizer is gone is deleted now.
+        if next.metadata.deletionTimestamp != nil, (next.metadata.finalizers ?? []).isEmpty, finalizesOnEmpty(next) {
+            let final = try Objects.encodeForStore(next)
+            return try await store.write(.delete(current.key, expectedRevision: current.revision, finalData: final.data))
+        }
+        let stored = try Objects.encodeForStore(next)
+        return try await store.write(.update(stored, expectedRevision: current.revision))
+    }
+
+    /// Pods wait for their node to finish the graceful delete; other kinds go once finalizers are gone.
+    func finalizesOnEmpty<T: ServedKind>(_ obj: T) -> Bool {
+        if T.resource == Resources.pods, let p = obj as? Pod, !(p.spec?.nodeName ?? "").isEmpty, !p.isTerminal { return false }
+        if T.resource == Resources.namespaces { return false }
+        return true
+    }
+
+    /// Read-modify-write with retries, for system changes (binding, scale, namespace phase).
+    func mutate<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, precondition: Int64? = nil, _ change: (inout T) throws -> Void) async throws -> StoredObject {
+        let info = T.resource
+        let key = Objects.key(info, namespace, name)
+        for _ in 0..<16 {
+            guard let cur = store.get(key) else { throw Status.notFound(info, name) }
+            if let p = precondition, p != cur.revision { throw Status.conflict(info, name) }
+            let old = try Objects.decodeStored(T.self, cur)
+            var next = old
+            try change(&next)
+            do { return try await commitUpdate(old: old, new: next, current: cur) }
+            catch StoreError.conflict(_, _) where precondition == nil { continue }
+            catch { throw Objects.map(error, info, name) }
+        }
+        throw Status.conflict(info, name)
+    }
+
+    // MARK: patch
+
+    enum PatchType { case merge, json, strategic }
+
+    func patch<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, patchType: PatchType, patch: JSONValue, subresource: String?, validation: FieldValidation) async throws -> (StoredObject, [String]) {
+        let info = T.resource
+        let key = Objects.key(info, namespace, name)
+        for _ in 0..<16 {
+            guard let cur = store.get(key) else { throw Status.notFound(info, name) }
+            let curJ: JSONValue
+            do { curJ = try JSONValue.parse(cur.data) } catch { throw Status.internalError("stored object does not parse") }
+            var patched: JSONValue
+            switch patchType {
+            case .merge, .strategic:
+                guard case .object = patch else { throw Status.badRequest("a merge patch must be a JSON object") }
+                patched = jsonMergePatch(curJ, patch)
+            case .json:
+                do { patched = try jsonPatch(curJ, patch) } catch { throw Status.failure422(info, name, "\(error)") }
+            }
+            // A patch that sets resourceVersion makes it a precondition; otherwise the read revision is.
+            let rvInPatch = patched["metadata"]?["resourceVersion"]?.stringValue
+            if let rv = rvInPatch, rv != curJ["metadata"]?["resourceVersion"]?.stringValue {
+                throw Status.conflict(info, name)
+            }
+            let decoded = try Objects.decode(T.self, patched, validation: validation)
+            let old = try Objects.decodeStored(T.self, cur)
+            let next = try merge(old: old, incoming: decoded.object, subresource: subresource)
+            do { return (try await commitUpdate(old: old, new: next, current: cur), decoded.warnings) }
+            catch StoreError.conflict(_, _) { continue }
+            catch { throw Objects.map(error, info, name) }
+        }
+        throw Status.conflict(info, name)
+    }
+
+    // MARK: delete
+
+    /// Deletes, or marks for deletion when the object must finish gracefully (pods on a node,
+    /// finalizers, namespaces). Returns the object and whether it is gone.
+    func delete<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, options: DeleteOptions) async throws -> (StoredObject, gone: Bool) {
+        let info = T.resource
+        let key = Objects.key(info, namespace, name)
+        for _ in 0..<16 {
+            guard let cur = store.get(key) else { throw Status.notFound(info, name) }
+            var obj = try Objects.decodeStored(T.self, cur)
+            if let p = options.preconditions {
+                if let uid = p.uid, uid != obj.metadata.uid {
+                    throw Status.conflict(info, name, "Precondition failed: UID in precondition: \(uid), UID in object meta: \(obj.metadata.uid ?? "")")
+                }
+                if let rv = p.resourceVersion, rv != "\(cur.revision)" {
+                    throw Status.conflict(info, name, "Precondition failed: ResourceVersion in precondition: \(rv), ResourceVersion in object meta: \(cur.revision)")
+                }
+            }
+            var finalizers = obj.metadata.finalizers ?? []
+            let policy = options.propagationPolicy ?? (options.orphanDependents == true ? "Orphan" : nil)
+            if policy == "Foreground" && !finalizers.contains("foregroundDeletion") { finalizers.append("foregroundDeletion") }
+            if policy == "Orphan" && !finalizers.contains("orphan") { finalizers.append("orphan") }
+            var graceful = false
+            if var pod = obj as? Pod, !(pod.spec?.nodeName ?? "").isEmpty, !pod.isTerminal {
+                let requested = options.gracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30
+                if requested > 0 || options.gracePeriodSeconds == nil {
+                    var grace = max(requested, 0)
+                    if let existing = pod.metadata.deletionGracePeriodSeconds { grace = min(grace, existing) }
+                    if pod.metadata.deletionGracePeriodSeconds == grace && pod.metadata.deletionTimestamp != nil && finalizers == (pod.metadata.finalizers ?? []) {
+                        return (cur, false)
+                    }
+                    let deadline = clock().addingTimeInterval(TimeInterval(grace))
+                    pod.metadata.deletionTimestamp = KubeTime.format(deadline)
+                    pod.metadata.deletionGracePeriodSeconds = grace
+                    pod.metadata.finalizers = finalizers.isEmpty ? nil : finalizers
+                    obj = pod as! T
+                    graceful = true
+                }
+            }
+            if T.resource == Resources.namespaces, var nsObj = obj as? Namespace {
+                if nsObj.metadata.deletionTimestamp != nil { return (cur, false) }
+                nsObj.metadata.deletionTimestamp = nowString
+                nsObj.status = Namespace.NamespaceStatus(phase: "Terminating", conditions: nsObj.status?.conditions)
+                obj = nsObj as! T
+                graceful = true
+            }
+            if !graceful && !finalizers.isEmpty {
+                if obj.metadata.deletionTimestamp != nil && finalizers == (obj.metadata.finalizers ?? []) { return (cur, false) }
+                obj.metadata.deletionTimestamp = obj.metadata.deletionTimestamp ?? nowString
+                obj.metadata.deletionGracePeriodSeconds = 0
+                obj.metadata.finalizers = finalizers
+                graceful = true
+            }
+            do {
+                if graceful {
+                    let stored = try Objects.encodeForStore(obj)
+                    return (try await store.write(.update(stored, expectedRevision: cur.revision)), false)
+                }
+                obj.metadata.deletionTimestamp = obj.metadata.deletionTimestamp ?? nowString
+                obj.metadata.deletionGracePeriodSeconds = obj.metadata.deletionGracePeriodSeconds ?? 0
+                let final = try Objects.encodeForStore(obj)
+                return (try await store.write(.delete(key, expectedRevision: cur.revision, finalData: final.data)), true)
+            } catch StoreError.conflict(_, _) {
+                continue
+            } catch {
+                throw Objects.map(error, info, name)
+            }
+        }
+        throw Status.conflict(info, name)
+    }
+
+    // MARK: subresources
+
+    func scale(namespace: String, name: String, info: ResourceInfo) throws -> Scale {
+        let key = Objects.key(info, namespace, name)
+        guard let cur = store.get(key) else { throw Status.notFound(info, name) }
+        var meta = ObjectMeta(name: name, namespace: namespace)
+        if info == Resources.deployments {
+            let d = try Objects.decodeStored(Deployment.self, cur)
+            meta.uid = d.metadata.uid; meta.creationTimestamp = d.metadata.creationTimestamp; meta.resourceVersion = "\(cur.revision)"
+            return Scale(metadata: meta, replicas: d.spec?.replicas ?? 0, statusReplicas: d.status?.replicas ?? 0, selector: d.spec?.selector?.stringForm)
+        }
+        let r = try Objects.decodeStored(ReplicaSet.self, cur)
+        meta.uid = r.metadata.uid; meta.creationTimestamp = r.metadata.creationTimestamp; meta.resourceVersion = "\(cur.revision)"
+        return Scale(metadata: meta, replicas: r.spec?.replicas ?? 0, statusReplicas: r.status?.replicas ?? 0, selector: r.spec?.selector?.stringForm)
+    }
+
+    func setScale(namespace: String, name: String, info: ResourceInfo, body: JSONValue) async throws -> Scale {
+        let s: Scale
+        do { s = try body.decode(Scale.self) } catch let e as DecodingError {
+            throw Status.badRequest("Scale in version \"v1\" cannot be handled as a Scale: \(Objects.describe(e))")
+        }
+        guard let replicas = s.spec?.replicas else { throw Status.invalid(info, name, [FieldError(.required, "spec.replicas", "")]) }
+        if replicas < 0 { throw Status.invalid(info, name, [FieldError(.invalid, "spec.replicas", "\(replicas): must be greater than or equal to 0")]) }
+        let pre = s.metadata.resourceVersion.flatMap { Int64($0) }
+        if info == Resources.deployments {
+            _ = try await mutate(Deployment.self, namespace: namespace, name: name, precondition: pre) { $0.spec?.replicas = replicas }
+        } else {
+            _ = try await mutate(ReplicaSet.self, namespace: namespace, name: name, precondition: pre) { $0.spec?.replicas = replicas }
+        }
+        return try scale(namespace: namespace, name: name, info: info)
+    }
+
+    func bind(namespace: String, name: String, body: JSONValue) async throws {
+        let b: Binding
+        do { b = try body.decode(Binding.self) } catch let e as DecodingError {
+            throw Status.badRequest("Binding in version \"v1\" cannot be handled as a Binding: \(Objects.describe(e))")
+        }
+        guard let node = b.target.name, !node.isEmpty else {
+            throw Status.invalid(Resources.pods, name, [FieldError(.required, "target.name", "")])
+        }
+        if let n = b.metadata.name, !n.isEmpty, n != name { throw Status.badRequest("the name of the binding (\(n)) does not match the pod (\(name))") }
+        let now = nowString
+        _ = try await mutate(Pod.self, namespace: namespace, name: name) { pod in
+            if pod.metadata.deletionTimestamp != nil { throw Status.conflict(Resources.pods, name, "pod \(name) is being deleted, cannot be assigned to a host") }
+            if let cur = pod.spec?.nodeName, !cur.isEmpty { throw Status.conflict(Resources.pods, name, "pod \(name) is already assigned to node \"\(cur)\"") }
+            pod.spec?.nodeName = node
+            var st = pod.status ?? PodStatus(phase: "Pending")
+            st.setCondition(PodCondition(type: "PodScheduled", status: "True"), now: now)
+            pod.status = st
+        }
+    }
+}
+
+extension Status {
+    static func failure422(_ info: ResourceInfo, _ name: String, _ msg: String) -> Status {
+        Status(status: "Failure", message: "\(info.kind) \"\(name)\" is invalid: \(msg)", reason: "Invalid", code: 422)
+    }
+}
+

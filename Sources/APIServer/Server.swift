@@ -1,0 +1,247 @@
+// Builds the apiserver: PKI and kubeconfigs in the data dir on first start, the SQLite store,
+// the HTTPS (mutual TLS) application, and background services (namespace finalization).
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import Logging
+import API
+import Store
+import PKI
+
+public struct APIServerConfig: Sendable {
+    public var dataDir: String
+    public var advertiseAddress: String = "127.0.0.1"
+    public var bindAddress: String = "0.0.0.0"
+    public var securePort: Int = 6443
+    public var tlsSANs: [String] = []
+    /// Keep everything in memory (tests, hollow clusters); PKI is still written to dataDir.
+    public var inMemory = false
+    public var storeOptions = StoreOptions()
+    public var bookmarkInterval: Duration = .seconds(5)
+    public var logLevel: Logger.Level = .info
+    public init(dataDir: String) { self.dataDir = dataDir }
+}
+
+/// The files the apiserver keeps in its data dir.
+public struct DataDirLayout: Sendable {
+    public var dir: String
+    public var caCert: String { "\(dir)/pki/ca.crt" }
+    public var caKey: String { "\(dir)/pki/ca.key" }
+    public var serverCert: String { "\(dir)/pki/apiserver.crt" }
+    public var serverKey: String { "\(dir)/pki/apiserver.key" }
+    public var serverSANs: String { "\(dir)/pki/apiserver.sans" }
+    public var joinToken: String { "\(dir)/join-token" }
+    public var database: String { "\(dir)/state.db" }
+    public func kubeconfig(_ name: String) -> String { "\(dir)/\(name).kubeconfig" }
+    public init(dir: String) { self.dir = dir }
+}
+
+public struct ClusterPKI: Sendable {
+    public var ca: CertificateAuthority
+    public var server: KeyPair
+    public var token: JoinToken
+
+    /// Creates the CA, serving certificate, kubeconfigs and join token on first start; reuses them
+    /// later. The serving certificate is re-issued when the wanted SANs change.
+    public static func ensure(_ layout: DataDirLayout, advertise: String, port: Int, sans extra: [String], logger: Logger) throws -> ClusterPKI {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: "\(layout.dir)/pki", withIntermediateDirectories: true)
+        _ = chmod(layout.dir, 0o700)
+        let ca: CertificateAuthority
+        if fm.fileExists(atPath: layout.caCert), fm.fileExists(atPath: layout.caKey) {
+            ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: layout.caCert, encoding: .utf8),
+                                          keyPEM: String(contentsOfFile: layout.caKey, encoding: .utf8))
+        } else {
+            ca = try CertificateAuthority.generate()
+            try writeFile(layout.caKey, ca.keyPEM, mode: 0o600)
+            try writeFile(layout.caCert, ca.certificatePEM)
+            logger.info("created cluster CA", metadata: ["path": "\(layout.caCert)"])
+        }
+        var dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+        var host = [CChar](repeating: 0, count: 256)
+        if gethostname(&host, 255) == 0 { dns.append(String(cString: host)) }
+        var ips = ["127.0.0.1"]
+        for s in [advertise] + extra {
+            if s.isEmpty { continue }
+            if s.contains(":") || s.split(separator: ".").allSatisfy({ Int($0) != nil }) { if !ips.contains(s) { ips.append(s) } }
+            else if !dns.contains(s) { dns.append(s) }
+        }
+        let wanted = (dns.sorted() + ips.sorted()).joined(separator: ",")
+        let current = try? String(contentsOfFile: layout.serverSANs, encoding: .utf8)
+        let server: KeyPair
+        if current == wanted, fm.fileExists(atPath: layout.serverCert), fm.fileExists(atPath: layout.serverKey) {
+            server = KeyPair(certificatePEM: try String(contentsOfFile: layout.serverCert, encoding: .utf8),
+                             keyPEM: try String(contentsOfFile: layout.serverKey, encoding: .utf8))
+        } else {
+            server = try ca.issue(commonName: "kube-apiserver", dnsNames: dns, ipAddresses: ips, usage: .server)
+            try writeFile(layout.serverKey, server.keyPEM, mode: 0o600)
+            try writeFile(layout.serverCert, server.certificatePEM)
+            try writeFile(layout.serverSANs, wanted)
+            logger.info("issued serving certificate", metadata: ["sans": "\(wanted)"])
+        }
+        let url = "https://\(advertise.contains(":") ? "[\(advertise)]" : advertise):\(port)"
+        for (file, user, groups) in [("admin", "admin", ["system:masters"]),
+                                     ("scheduler", "system:kube-scheduler", [String]()),
+                                     ("controller-manager", "system:kube-controller-manager", [String]())] {
+            let path = layout.kubeconfig(file)
+            if let existing = try? Kubeconfig.load(path: path), existing.clusters.first?.cluster.server == url { continue }
+            let kp = try ca.issue(commonName: user, organizations: groups, usage: .client)
+            let kc = Kubeconfig(server: url, caPEM: ca.certificatePEM, user: user, certPEM: kp.certificatePEM, keyPEM: kp.keyPEM)
+            try writeFile(path, try kc.yaml(), mode: 0o600)
+        }
+        let token: JoinToken
+        if let t = try? String(contentsOfFile: layout.joinToken, encoding: .utf8), let parsed = try? JoinToken(parsing: t), parsed.caHash == ca.publicKeyHash {
+            token = parsed
+        } else {
+            token = JoinToken.generate(caHash: ca.publicKeyHash)
+            try writeFile(layout.joinToken, token.description + "\n", mode: 0o600)
+        }
+        return ClusterPKI(ca: ca, server: server, token: token)
+    }
+}
+
+public final class APIServer: Sendable {
+    public let config: APIServerConfig
+    public let layout: DataDirLayout
+    public let store: Store
+    public let registry: Registry
+    public let pki: ClusterPKI
+    let handler: APIHandler
+    let logger: Logger
+    private let portBox = PortBox()
+
+    public init(config: APIServerConfig) throws {
+        self.config = config
+        var logger = Logger(label: "apiserver")
+        logger.logLevel = config.logLevel
+        self.logger = logger
+        layout = DataDirLayout(dir: config.dataDir)
+        pki = try ClusterPKI.ensure(layout, advertise: config.advertiseAddress, port: config.securePort, sans: config.tlsSANs, logger: logger)
+        let backend: any StoreBackend = config.inMemory ? MemoryBackend() : try SQLiteBackend(path: layout.database)
+        store = try Store(backend: backend, options: config.storeOptions, logger: logger)
+        registry = Registry(store: store, logger: logger)
+        handler = APIHandler(registry: registry, metrics: APIMetrics(), bootstrapToken: pki.token,
+                             serverAddress: "\(config.advertiseAddress):\(config.securePort)", logger: logger, bookmarkInterval: config.bookmarkInterval)
+    }
+
+    /// The port actually bound (useful with port 0); waits until the server listens.
+    public func boundPort() async -> Int { await portBox.wait() }
+
+    /// Creates the namespaces every cluster has.
+    func bootstrapNamespaces() async throws {
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] where store.get(Objects.key(Resources.namespaces, nil, ns)) == nil {
+            let body: JSONValue = .object(["apiVersion": .string("v1"), "kind": .string("Namespace"), "metadata": .object(["name": .string(ns)])])
+            do { _ = try await registry.create(Namespace.self, namespace: nil, body: body, validation: .strict) }
+            catch let s as Status where s.code == 409 {}
+        }
+    }
+
+    /// Deletes what terminating namespaces hold, then the namespaces themselves.
+    func finalizeNamespaces() async {
+        let (nss, _) = store.list(resource: Resources.namespaces.groupResource, namespace: nil)
+        for ns in nss where ns.fields["status.phase"] == "Terminating" {
+            let name = ns.key.name
+            var remaining = 0
+            for resource in store.resources(inNamespace: name) {
+                guard let type = Kinds.byResource[resource] else { continue }
+                remaining += await deleteAll(type, namespace: name)
+            }
+            if remaining == 0 {
+                if let cur = store.get(ns.key) {
+                    _ = try? await store.write(.delete(ns.key, expectedRevision: cur.revision, finalData: Self.restamp(cur.data)))
+                    logger.info("namespace deleted", metadata: ["namespace": "\(name)"])
+                }
+            }
+        }
+    }
+
+    static func restamp(_ data: Data) -> Data {
+        guard var j = try? JSONValue.parse(data) else { return data }
+        j["metadata"]?["resourceVersion"] = .string(Store.revisionPlaceholder)
+        return (try? j.encoded()) ?? data
+    }
+
+    private func deleteAll<T: ServedKind & TablePrintable>(_ type: T.Type, namespace: String) async -> Int {
+        let (items, _) = store.list(resource: T.resource.groupResource, namespace: namespace)
+        var left = 0
+        for o in items {
+            if let (_, gone) = try? await registry.delete(type, namespace: namespace, name: o.key.name, options: DeleteOptions()), gone { continue }
+            left += 1
+        }
+        return left
+    }
+
+    /// The HTTPS application and its background services, ready to run in a ServiceGroup.
+    public func makeServices() throws -> [any ServiceLifecycle.Service] {
+        let tls = try TLSConfig.server(certPEM: pki.server.certificatePEM, keyPEM: pki.server.keyPEM, caPEM: pki.ca.certificatePEM)
+        let handler = self.handler
+        let responder = CallbackResponder<APIContext> { request, context in await handler.respond(request, context) }
+        let box = portBox
+        let app = Application(
+            responder: responder,
+            server: try .tls(.http1(), tlsConfiguration: tls),
+            configuration: .init(address: .hostname(config.bindAddress, port: config.securePort), serverName: nil, backlog: 1024),
+            onServerRunning: { channel in box.set(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        return [app, BackgroundLoops(server: self), WatchCloser(store: store)]
+    }
+
+    /// Runs until SIGTERM/SIGINT, then shuts down gracefully.
+    public func run() async throws {
+        try await bootstrapNamespaces()
+        let group = ServiceGroup(configuration: .init(services: try makeServices().map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        logger.info("apiserver starting", metadata: ["port": "\(config.securePort)", "dataDir": "\(config.dataDir)", "revision": "\(store.currentRevision)"])
+        try await group.run()
+    }
+
+    /// For tests: starts in the background; returns the group to shut down.
+    public func start() async throws -> ServiceGroup {
+        try await bootstrapNamespaces()
+        let group = ServiceGroup(configuration: .init(services: try makeServices().map { .init(service: $0) }, logger: logger))
+        Task { try? await group.run() }
+        _ = await boundPort()
+        return group
+    }
+}
+
+final class PortBox: Sendable {
+    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+    func set(_ p: Int) {
+        let ws = state.withLock { s -> [CheckedContinuation<Int, Never>] in s.port = p; let w = s.waiters; s.waiters = []; return w }
+        for w in ws { w.resume(returning: p) }
+    }
+    func wait() async -> Int {
+        await withCheckedContinuation { c in
+            let p = state.withLock { s -> Int? in if let p = s.port { return p }; s.waiters.append(c); return nil }
+            if let p { c.resume(returning: p) }
+        }
+    }
+}
+
+import Synchronization
+
+/// Periodic housekeeping: namespace finalization.
+struct BackgroundLoops: ServiceLifecycle.Service {
+    let server: APIServer
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                await server.finalizeNamespaces()
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        } onGracefulShutdown: {}
+    }
+}
+
+/// Ends open watches when shutdown begins so that the HTTP server can drain.
+struct WatchCloser: ServiceLifecycle.Service {
+    let store: Store
+    func run() async throws {
+        try? await gracefulShutdown()
+        store.closeWatches()
+    }
+}
