@@ -57,6 +57,7 @@ let package = Package(
         ]),
         .executableTarget(name: "apiserver", dependencies: [
             "APIServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ctl", dependencies: [
             "Client", "API", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,0 +1,229 @@
+// A typed REST + watch client for the Kubernetes API over mutual TLS, configured from a kubeconfig.
+import Foundation
+import AsyncHTTPClient
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import NIOSSL
+import API
+import PKI
+
+public struct ClientError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ s: String) { description = s }
+}
+
+public struct RawResponse: Sendable {
+    public var status: Int
+    public var body: Data
+    public var warnings: [String]
+}
+
+public final class KubeClient: Sendable {
+    public let server: String
+    public let namespace: String
+    let http: HTTPClient
+    let token: String?
+
+    public init(config: Kubeconfig.Resolved, timeout: TimeAmount = .seconds(30)) throws {
+        server = config.server.hasSuffix("/") ? String(config.server.dropLast()) : config.server
+        namespace = config.namespace
+        token = config.token
+        var tls = try TLSConfig.client(caPEM: config.caPEM, certPEM: config.certPEM, keyPEM: config.keyPEM)
+        if config.tlsServerName != nil { tls.certificateVerification = .fullVerification }
+        var c = HTTPClient.Configuration(tlsConfiguration: tls)
+        c.timeout = .init(connect: .seconds(5), read: .seconds(600))
+        c.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        c.decompression = .disabled
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
+    }
+
+    /// Loads a kubeconfig: the explicit path, else $KUBECONFIG, else ~/.kube/config.
+    public static func kubeconfigPath(_ explicit: String?) -> String {
+        if let e = explicit, !e.isEmpty { return e }
+        if let env = ProcessInfo.processInfo.environment["KUBECONFIG"], !env.isEmpty { return String(env.split(separator: ":").first ?? "") }
+        return (ProcessInfo.processInfo.environment["HOME"] ?? "/root") + "/.kube/config"
+    }
+
+    public convenience init(kubeconfig: String?, context: String? = nil, namespace: String? = nil, server: String? = nil) throws {
+        let path = Self.kubeconfigPath(kubeconfig)
+        let kc = try Kubeconfig.load(path: path)
+        var r = try kc.resolve(context: context, baseDirectory: (path as NSString).deletingLastPathComponent)
+        if let namespace { r.namespace = namespace }
+        if let server { r.server = server }
+        try self.init(config: r)
+    }
+
+    deinit { try? http.syncShutdown() }
+
+    public func shutdown() async { try? await http.shutdown() }
+
+    // MARK: raw
+
+    public func request(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: Data? = nil,
+                        contentType: String = "application/json", accept: String = "application/json", timeout: TimeAmount = .seconds(60)) async throws -> RawResponse {
+        var req = HTTPClientRequest(url: url(path, query))
+        req.method = method
+        req.headers.add(name: "Accept", value: accept)
+        req.headers.add(name: "User-Agent", value: "ctl/1.0")
+        if let token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            req.headers.add(name: "Content-Type", value: contentType)
+            req.body = .bytes(ByteBuffer(data: body))
+        }
+        let resp: HTTPClientResponse
+        do { resp = try await http.execute(req, timeout: timeout) }
+        catch { throw ClientError("cannot reach the apiserver at \(server): \(Self.describe(error))") }
+        let buf = try await resp.body.collect(upTo: 512 << 20)
+        return RawResponse(status: Int(resp.status.code), body: Data(buffer: buf), warnings: resp.headers["Warning"])
+    }
+
+    static func describe(_ e: Error) -> String {
+        if let s = e as? NIOSSLError { return "TLS: \(s)" }
+        if let h = e as? HTTPClientError { return "\(h)" }
+        return "\(e)"
+    }
+
+    func url(_ path: String, _ query: [String: String]) -> String {
+        var s = server + path
+        if !query.isEmpty {
+            var comps = URLComponents()
+            comps.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+            s += "?" + (comps.percentEncodedQuery ?? "").replacingOccurrences(of: "+", with: "%2B")
+        }
+        return s
+    }
+
+    /// Performs a request and throws the server's Status on failure.
+    @discardableResult
+    public func call(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: Data? = nil,
+                     contentType: String = "application/json", accept: String = "application/json") async throws -> RawResponse {
+        let r = try await request(method, path, query: query, body: body, contentType: contentType, accept: accept)
+        if r.status >= 300 {
+            if let s = try? KubeJSON.decode(Status.self, from: r.body), s.kind == "Status" { throw s }
+            throw Status(status: "Failure", message: String(decoding: r.body.prefix(500), as: UTF8.self), reason: "Unknown", code: r.status)
+        }
+        return r
+    }
+
+    // MARK: typed
+
+    func ns<T: KubeObject>(_ t: T.Type, _ namespace: String?) -> String? { T.resource.namespaced ? (namespace ?? self.namespace) : nil }
+
+    public func get<T: KubeObject>(_ t: T.Type, _ name: String, namespace: String? = nil) async throws -> T {
+        let r = try await call(.GET, T.resource.path(namespace: ns(t, namespace), name: name))
+        return try KubeJSON.decode(T.self, from: r.body)
+    }
+
+    public func list<T: KubeObject>(_ t: T.Type, namespace: String? = nil, allNamespaces: Bool = false, labelSelector: String? = nil,
+                                    fieldSelector: String? = nil) async throws -> ObjectList<T> {
+        var q: [String: String] = [:]
+        if let l = labelSelector { q["labelSelector"] = l }
+        if let f = fieldSelector { q["fieldSelector"] = f }
+        let r = try await call(.GET, T.resource.path(namespace: allNamespaces ? nil : ns(t, namespace)), query: q)
+        return try KubeJSON.decode(ObjectList<T>.self, from: r.body)
+    }
+
+    public func create<T: KubeObject>(_ obj: T) async throws -> T {
+        let r = try await call(.POST, T.resource.path(namespace: ns(T.self, obj.metadata.namespace)), body: try KubeJSON.encode(obj))
+        return try KubeJSON.decode(T.self, from: r.body)
+    }
+
+    public func update<T: KubeObject>(_ obj: T, subresource: String? = nil) async throws -> T {
+        let r = try await call(.PUT, T.resource.path(namespace: ns(T.self, obj.metadata.namespace), name: obj.name, subresource: subresource),
+                               body: try KubeJSON.encode(obj))
+        return try KubeJSON.decode(T.self, from: r.body)
+    }
+
+    public func updateStatus<T: KubeObject>(_ obj: T) async throws -> T { try await update(obj, subresource: "status") }
+
+    public func patch<T: KubeObject>(_ t: T.Type, _ name: String, namespace: String? = nil, mergePatch: JSONValue, subresource: String? = nil) async throws -> T {
+        let r = try await call(.PATCH, T.resource.path(namespace: ns(t, namespace), name: name, subresource: subresource),
+                               body: try mergePatch.encoded(), contentType: "application/merge-patch+json")
+        return try KubeJSON.decode(T.self, from: r.body)
+    }
+
+    public func delete<T: KubeObject>(_ t: T.Type, _ name: String, namespace: String? = nil, options: DeleteOptions = DeleteOptions()) async throws {
+        try await call(.DELETE, T.resource.path(namespace: ns(t, namespace), name: name), body: try KubeJSON.encode(options))
+    }
+
+    public func bind(pod: String, namespace: String, node: String) async throws {
+        try await call(.POST, Resources.pods.path(namespace: namespace, name: pod, subresource: "binding"),
+                       body: try KubeJSON.encode(Binding(podName: pod, namespace: namespace, nodeName: node)))
+    }
+
+    // MARK: watch
+
+    /// Streams watch events (one JSON object each) until the server ends the watch or the task is cancelled.
+    public func watchRaw(path: String, query: [String: String], accept: String = "application/json") -> AsyncThrowingStream<JSONValue, Error> {
+        var q = query
+        q["watch"] = "true"
+        let req = { () -> HTTPClientRequest in
+            var r = HTTPClientRequest(url: self.url(path, q))
+            r.headers.add(name: "Accept", value: accept)
+            if let token = self.token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
+            return r
+        }()
+        return AsyncThrowingStream { cont in
+            let task = Task {
+                do {
+                    let resp = try await http.execute(req, timeout: .seconds(30))
+                    if resp.status.code >= 300 {
+                        let b = try await resp.body.collect(upTo: 1 << 20)
+                        if let s = try? KubeJSON.decode(Status.self, from: Data(buffer: b)) { throw s }
+                        throw ClientError("watch failed with HTTP \(resp.status.code)")
+                    }
+                    var pending = Data()
+                    for try await chunk in resp.body {
+                        pending.append(contentsOf: chunk.readableBytesView)
+                        while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = pending[pending.startIndex..<nl]
+                            pending = Data(pending[(nl + 1)...])
+                            if line.isEmpty { continue }
+                            cont.yield(try JSONValue.parse(Data(line)))
+                        }
+                    }
+                    cont.finish()
+                } catch {
+                    cont.finish(throwing: error)
+                }
+            }
+            cont.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Typed watch: yields (type, object) pairs; ERROR events are thrown as Status.
+    public func watch<T: KubeObject>(_ t: T.Type, namespace: String? = nil, allNamespaces: Bool = false, resourceVersion: String? = nil,
+                                     labelSelector: String? = nil, fieldSelector: String? = nil, bookmarks: Bool = false,
+                                     timeoutSeconds: Int? = nil) -> AsyncThrowingStream<(String, T), Error> {
+        var q: [String: String] = [:]
+        if let rv = resourceVersion { q["resourceVersion"] = rv }
+        if let l = labelSelector { q["labelSelector"] = l }
+        if let f = fieldSelector { q["fieldSelector"] = f }
+        if bookmarks { q["allowWatchBookmarks"] = "true" }
+        if let t = timeoutSeconds { q["timeoutSeconds"] = "\(t)" }
+        let raw = watchRaw(path: T.resource.path(namespace: allNamespaces ? nil : ns(t, namespace)), query: q)
+        return AsyncThrowingStream { cont in
+            let task = Task {
+                do {
+                    for try await ev in raw {
+                        let type = ev["type"]?.stringValue ?? ""
+                        guard let obj = ev["object"] else { continue }
+                        if type == "ERROR" { throw try obj.decode(Status.self) }
+                        if type == "BOOKMARK" {
+                            var meta = ObjectMeta()
+                            meta.resourceVersion = obj["metadata"]?["resourceVersion"]?.stringValue
+                            var j = try JSONValue.from(meta)
+                            j = .object(["metadata": j])
+                            if let o = try? j.decode(T.self) { cont.yield((type, o)) }
+                            continue
+                        }
+                        cont.yield((type, try obj.decode(T.self)))
+                    }
+                    cont.finish()
+                } catch { cont.finish(throwing: error) }
+            }
+            cont.onTermination = { _ in task.cancel() }
+        }
+    }
+}

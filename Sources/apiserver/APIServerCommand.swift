@@ -1,0 +1,48 @@
+// The apiserver executable: argument parsing only; see APIServer.
+import ArgumentParser
+import APIServer
+import Logging
+
+@main
+struct APIServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apiserver",
+        abstract: "Serves the Kubernetes API over mutual TLS, persisted in SQLite.",
+        discussion: """
+        On first start, writes into --data-dir: pki/ca.crt and ca.key (the cluster CA), pki/apiserver.crt/.key \
+        (serving certificate), admin.kubeconfig, scheduler.kubeconfig, controller-manager.kubeconfig, and join-token \
+        (for nodes). Later starts reuse them. State lives in DATA_DIR/state.db (SQLite, WAL).
+        """)
+
+    @Option(name: .customLong("data-dir"), help: "Directory for state, PKI and kubeconfigs.")
+    var dataDir: String
+    @Option(name: .customLong("advertise-address"), help: "Address clients use to reach this server (in the certificate and kubeconfigs).")
+    var advertiseAddress: String = "127.0.0.1"
+    @Option(name: .customLong("secure-port"), help: "HTTPS port.")
+    var securePort: Int = 6443
+    @Option(name: .customLong("bind-address"), help: "Address to listen on.")
+    var bindAddress: String = "0.0.0.0"
+    @Option(name: .customLong("tls-san"), help: "Extra subject alternative name for the serving certificate (repeatable).")
+    var tlsSANs: [String] = []
+    @Option(name: .customLong("watch-history"), help: "Revisions kept for watch replay.")
+    var watchHistory: Int = 50_000
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        var config = APIServerConfig(dataDir: dataDir)
+        config.advertiseAddress = advertiseAddress
+        config.securePort = securePort
+        config.bindAddress = bindAddress
+        config.tlsSANs = tlsSANs
+        config.storeOptions.logCapacity = watchHistory
+        config.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return h
+        }
+        let server = try APIServer(config: config)
+        try await server.run()
+    }
+}

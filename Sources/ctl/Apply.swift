@@ -1,0 +1,224 @@
+// ctl apply and ctl delete -f: create or update every object of a set of manifests.
+import ArgumentParser
+import Foundation
+import API
+import Client
+
+let lastAppliedKey = "kubectl.kubernetes.io/last-applied-configuration"
+
+/// A merge patch that turns `old` into `new` (keys dropped from `new` become null).
+func mergeDiff(_ old: JSONValue?, _ new: JSONValue) -> JSONValue? {
+    guard case .object(let n) = new, case .object(let o)? = old else { return old == new ? nil : new }
+    var patch: [String: JSONValue] = [:]
+    for (k, v) in n {
+        if let d = mergeDiff(o[k], v) { patch[k] = d }
+    }
+    for k in o.keys where n[k] == nil { patch[k] = .null }
+    return patch.isEmpty ? nil : .object(patch)
+}
+
+/// Points a server error at the manifest: file, line and field.
+func located(_ doc: ManifestDocument, _ error: Error) -> String {
+    if let s = error as? Status {
+        var field: String? = s.details?.causes?.first?.field
+        let msg = s.message ?? ""
+        if field == nil, let r = msg.range(of: "unknown field \"") {
+            field = String(msg[r.upperBound...].prefix { $0 != "\"" })
+        }
+        if field == nil, let colon = msg.range(of: ": "), msg.hasPrefix(doc.object["kind"]?.stringValue ?? "\u{0}") == true {
+            let tail = msg[colon.upperBound...]
+            if let c2 = tail.range(of: ": ") { field = String(tail[..<c2.lowerBound]) }
+        }
+        if let f = field, !f.isEmpty {
+            return "\(doc.location(of: f)) (document \(doc.index)), field \(f): \(describeError(s))"
+        }
+        return "\(doc.location) : \(describeError(s))"
+    }
+    return "\(doc.location): \(error)"
+}
+
+func validateShape(_ doc: ManifestDocument) throws -> (ResourceInfo, String) {
+    let o = doc.object
+    guard let apiVersion = o["apiVersion"]?.stringValue, !apiVersion.isEmpty else {
+        throw CtlError("\(doc.location): apiVersion not set")
+    }
+    guard let kind = o["kind"]?.stringValue, !kind.isEmpty else { throw CtlError("\(doc.location): kind not set") }
+    guard let info = Resources.byKind(apiVersion: apiVersion, kind: kind) else {
+        throw CtlError("\(doc.location(of: "kind")) (document \(doc.index)): no kind \"\(kind)\" is served in version \"\(apiVersion)\"")
+    }
+    guard let name = o["metadata"]?["name"]?.stringValue, !name.isEmpty else {
+        throw CtlError("\(doc.location(of: "metadata")) (document \(doc.index)), field metadata.name: Required value (apply needs a name)")
+    }
+    return (info, name)
+}
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create or update objects from manifest files or directories.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .customLong("filename")], help: "File, directory or - (stdin) holding YAML or JSON manifests (repeatable).")
+    var filenames: [String] = []
+    @Flag(name: [.short, .customLong("recursive")], help: "Descend into subdirectories.") var recursive = false
+
+    func run() async throws {
+        guard !filenames.isEmpty else { fail("must specify one of -f and -k") }
+        var docs: [ManifestDocument] = []
+        do { for f in filenames { docs += try Manifests.load(path: f, recursive: recursive) } } catch { fail("\(error)") }
+        let client = try global.client()
+        var failures = 0
+        for doc in docs {
+            do {
+                print(try await apply(doc, client))
+            } catch {
+                failures += 1
+                FileHandle.standardError.write(Data("error: \(error is CtlError ? "\(error)" : located(doc, error))\n".utf8))
+            }
+        }
+        await client.shutdown()
+        if failures > 0 { throw ExitCode(1) }
+    }
+
+    func apply(_ doc: ManifestDocument, _ client: KubeClient) async throws -> String {
+        let (info, name) = try validateShape(doc)
+        var manifest = doc.object
+        let ns = info.namespaced ? (manifest["metadata"]?["namespace"]?.stringValue ?? global.namespace ?? client.namespace) : nil
+        if let gns = global.namespace, let mns = manifest["metadata"]?["namespace"]?.stringValue, info.namespaced, gns != mns {
+            throw CtlError("\(doc.location(of: "metadata.namespace")) (document \(doc.index)): the namespace from the provided object \"\(mns)\" does not match the namespace \"\(gns)\". You must pass '--namespace=\(mns)' to perform this operation.")
+        }
+        let lastApplied = String(decoding: try manifest.encoded(), as: UTF8.self)
+        var annotations = manifest["metadata"]?["annotations"]?.objectValue ?? [:]
+        annotations[lastAppliedKey] = .string(lastApplied)
+        manifest["metadata"]?["annotations"] = .object(annotations)
+        let label = "\(kindName(info))/\(name)"
+        let itemPath = info.path(namespace: ns, name: name)
+        let got = try await client.request(.GET, itemPath)
+        if got.status == 404 {
+            if info.namespaced { manifest["metadata"]?["namespace"] = .string(ns!) }
+            let r = try await client.call(.POST, info.path(namespace: ns), query: ["fieldManager": "ctl", "fieldValidation": "Strict"], body: try manifest.encoded())
+            printWarnings(r.warnings, doc)
+            return "\(label) created"
+        }
+        guard got.status < 300 else {
+            throw (try? KubeJSON.decode(Status.self, from: got.body)) ?? CtlError("GET \(itemPath): HTTP \(got.status)")
+        }
+        let live = try JSONValue.parse(got.body)
+        let previous = live["metadata"]?["annotations"]?[lastAppliedKey]?.stringValue.flatMap { try? JSONValue.parse(Data($0.utf8)) }
+        // Three-way: fields in the last applied configuration but not in this one are removed.
+        var patch = mergeDiff(previous ?? .object([:]), doc.object) ?? .object([:])
+        if previous == nil, case .object(var p) = patch {
+            for (k, v) in p where v.isNull { p.removeValue(forKey: k) }
+            patch = .object(p)
+        }
+        if let existing = live["metadata"]?["annotations"]?[lastAppliedKey]?.stringValue, existing == lastApplied,
+           jsonMergePatch(live, patch) == live {
+            return "\(label) unchanged"
+        }
+        var meta = patch["metadata"]?.objectValue ?? [:]
+        var ann = meta["annotations"]?.objectValue ?? [:]
+        ann[lastAppliedKey] = .string(lastApplied)
+        meta["annotations"] = .object(ann)
+        patch["metadata"] = .object(meta)
+        let r = try await client.call(.PATCH, itemPath, query: ["fieldManager": "ctl", "fieldValidation": "Strict"], body: try patch.encoded(),
+                                      contentType: "application/merge-patch+json")
+        printWarnings(r.warnings, doc)
+        let after = try JSONValue.parse(r.body)
+        var a = after, l = live
+        a["metadata"]?["resourceVersion"] = nil; l["metadata"]?["resourceVersion"] = nil
+        a["metadata"]?["annotations"]?[lastAppliedKey] = nil; l["metadata"]?["annotations"]?[lastAppliedKey] = nil
+        return a == l ? "\(label) unchanged" : "\(label) configured"
+    }
+
+    func printWarnings(_ w: [String], _ doc: ManifestDocument) {
+        for m in w { FileHandle.standardError.write(Data("Warning: \(doc.location): \(m)\n".utf8)) }
+    }
+}
+
+struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete objects by manifest, by type and name, or by label selector.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: [.short, .customLong("filename")], help: "File or directory of manifests whose objects to delete.") var filenames: [String] = []
+    @Option(name: [.short, .customLong("selector")], help: "Label selector.") var selector: String?
+    @Flag(help: "Delete all objects of the type in the namespace.") var all = false
+    @Option(name: .customLong("grace-period"), help: "Seconds to give pods to stop (0 with --force deletes at once).") var gracePeriod: Int?
+    @Flag(help: "Delete immediately without waiting for graceful termination.") var force = false
+    @Option(help: "Wait for the objects to be gone.") var wait: Bool = true
+    @Option(help: "Background, Foreground or Orphan.") var cascade: String = "background"
+    @Flag(name: .customLong("ignore-not-found"), help: "Treat absent objects as deleted.") var ignoreNotFound = false
+    @Argument(help: "TYPE [NAME...] or TYPE/NAME...") var args: [String] = []
+
+    func run() async throws {
+        let client = try global.client()
+        var targets: [(ResourceInfo, String?, String)] = []   // info, namespace, name
+        do {
+            if !filenames.isEmpty {
+                for f in filenames {
+                    for doc in try Manifests.load(path: f) {
+                        let (info, name) = try validateShape(doc)
+                        let ns = info.namespaced ? (doc.object["metadata"]?["namespace"]?.stringValue ?? global.namespace ?? client.namespace) : nil
+                        targets.append((info, ns, name))
+                    }
+                }
+            } else {
+                for (info, name) in try parseTargets(args) {
+                    let ns = info.namespaced ? (global.namespace ?? client.namespace) : nil
+                    if let name { targets.append((info, ns, name)); continue }
+                    guard selector != nil || all else { throw CtlError("resource(s) were provided, but no name was specified: give names, -l SELECTOR or --all") }
+                    let r = try await client.call(.GET, info.path(namespace: ns), query: selector.map { ["labelSelector": $0] } ?? [:])
+                    for item in try JSONValue.parse(r.body)["items"]?.arrayValue ?? [] {
+                        if let n = item["metadata"]?["name"]?.stringValue { targets.append((info, ns, n)) }
+                    }
+                }
+            }
+        } catch { fail("\(error)") }
+        var opts = DeleteOptions(propagationPolicy: cascade.capitalized == "Orphan" ? "Orphan" : cascade.capitalized == "Foreground" ? "Foreground" : "Background")
+        if force { opts.gracePeriodSeconds = 0 } else if let g = gracePeriod { opts.gracePeriodSeconds = Int64(g) }
+        var failed = false
+        var pending: [(ResourceInfo, String?, String)] = []
+        for (info, ns, name) in targets {
+            do {
+                try await client.call(.DELETE, info.path(namespace: ns, name: name), body: try KubeJSON.encode(opts))
+                print("\(kindName(info)) \"\(name)\" deleted")
+                pending.append((info, ns, name))
+            } catch let s as Status where s.code == 404 && ignoreNotFound {
+            } catch {
+                failed = true
+                FileHandle.standardError.write(Data("\(describeError(error))\n".utf8))
+            }
+        }
+        if wait {
+            let deadline = Date().addingTimeInterval(120)
+            for (info, ns, name) in pending {
+                while Date() < deadline {
+                    let r = try await client.request(.GET, info.path(namespace: ns, name: name))
+                    if r.status == 404 { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
+        await client.shutdown()
+        if failed { throw ExitCode(1) }
+    }
+}
+
+struct Scale: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set the number of replicas of a Deployment or ReplicaSet.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The new number of replicas.") var replicas: Int
+    @Argument(help: "deployment/NAME, or TYPE NAME") var args: [String] = []
+
+    func run() async throws {
+        let client = try global.client()
+        do {
+            let targets = try parseTargets(args)
+            for (info, name) in targets {
+                guard let name else { throw CtlError("scale needs a name: ctl scale deployment/NAME --replicas=N") }
+                guard info.subresources.contains("scale") else { throw CtlError("\(info.plural) cannot be scaled") }
+                let ns = info.namespaced ? (global.namespace ?? client.namespace) : nil
+                let patch: JSONValue = .object(["spec": .object(["replicas": .int(Int64(replicas))])])
+                try await client.call(.PATCH, info.path(namespace: ns, name: name, subresource: "scale"), body: try patch.encoded(),
+                                      contentType: "application/merge-patch+json")
+                print("\(kindName(info))/\(name) scaled")
+            }
+        } catch { fail(describeError(error)) }
+        await client.shutdown()
+    }
+}

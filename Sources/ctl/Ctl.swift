@@ -1,0 +1,135 @@
+// ctl: a kubectl-like command-line client. Argument parsing and printing only; the work is
+// done by the Client library against the apiserver.
+import ArgumentParser
+import Foundation
+import API
+import Client
+import PKI
+
+@main
+struct Ctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Controls the cluster: apply manifests, inspect and change objects.",
+        discussion: "Reads the kubeconfig from --kubeconfig, $KUBECONFIG or ~/.kube/config, like kubectl.",
+        subcommands: [Apply.self, Get.self, Describe.self, Delete.self, Scale.self, Version.self])
+}
+
+struct GlobalOptions: ParsableArguments {
+    @Option(help: "Path to the kubeconfig file.") var kubeconfig: String?
+    @Option(help: "The kubeconfig context to use.") var context: String?
+    @Option(name: [.short, .long], help: "Namespace for this request.") var namespace: String?
+
+    func client() throws -> KubeClient {
+        do { return try KubeClient(kubeconfig: kubeconfig, context: context, namespace: namespace) }
+        catch { throw CtlError("\(error)") }
+    }
+}
+
+struct CtlError: Error, CustomStringConvertible {
+    var description: String
+    init(_ s: String) { description = s }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    Foundation.exit(1)
+}
+
+func describeError(_ e: Error) -> String {
+    if let s = e as? Status { return "Error from server (\(s.reason ?? "Unknown")): \(s.message ?? "")" }
+    return "\(e)"
+}
+
+/// "deployment.apps" / "pod": how kubectl names a kind in output.
+func kindName(_ r: ResourceInfo) -> String { r.group.isEmpty ? r.kind.lowercased() : "\(r.kind.lowercased()).\(r.group)" }
+
+func resolveResource(_ s: String) throws -> ResourceInfo {
+    guard let r = Resources.lookup(s) else {
+        throw CtlError("the server doesn't have a resource type \"\(s)\" (known: \(Resources.all.map(\.plural).joined(separator: ", ")))")
+    }
+    return r
+}
+
+/// Parses "TYPE NAME..." or "TYPE/NAME ..." arguments.
+func parseTargets(_ args: [String]) throws -> [(ResourceInfo, String?)] {
+    guard let first = args.first else { throw CtlError("you must specify the type of resource, e.g. ctl get pods") }
+    if first.contains("/") {
+        return try args.map { a in
+            let parts = a.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw CtlError("arguments in resource/name form must have a single resource and name: \(a)") }
+            return (try resolveResource(parts[0]), parts[1])
+        }
+    }
+    let types = try first.split(separator: ",").map { try resolveResource(String($0)) }
+    let names = Array(args.dropFirst())
+    if names.isEmpty { return types.map { ($0, nil) } }
+    guard types.count == 1 else { throw CtlError("names cannot be given with several resource types") }
+    return names.map { (types[0], $0) }
+}
+
+// MARK: printing
+
+func printTable(_ headers: [String], _ rows: [[String]]) {
+    var widths = headers.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+    func line(_ cells: [String]) -> String {
+        var s = ""
+        for (i, c) in cells.enumerated() {
+            if i == cells.count - 1 { s += c } else { s += c.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
+        }
+        return s
+    }
+    if !headers.isEmpty { print(line(headers)) }
+    for r in rows { print(line(r)) }
+}
+
+func cellText(_ v: JSONValue) -> String {
+    switch v {
+    case .string(let s): return s
+    case .int(let i): return "\(i)"
+    case .double(let d): return "\(d)"
+    case .bool(let b): return "\(b)"
+    case .null: return "<none>"
+    default: return (try? String(decoding: v.encoded(), as: UTF8.self)) ?? ""
+    }
+}
+
+/// Renders a server-side Table as kubectl does.
+struct TablePrinter {
+    var wide: Bool
+    var withNamespace: Bool
+    var showKind: String?
+    var columns: [TableColumn] = []
+
+    mutating func rows(_ table: Table) -> (headers: [String], rows: [[String]]) {
+        if let c = table.columnDefinitions, !c.isEmpty { columns = c }
+        let visible = columns.enumerated().filter { wide || $0.element.priority == 0 }.map(\.offset)
+        var headers = visible.map { columns[$0].name.uppercased() }
+        if withNamespace { headers.insert("NAMESPACE", at: 0) }
+        var out: [[String]] = []
+        for r in table.rows {
+            var cells = visible.map { $0 < r.cells.count ? cellText(r.cells[$0]) : "" }
+            if let k = showKind, !cells.isEmpty { cells[0] = "\(k)/\(cells[0])" }
+            if withNamespace { cells.insert(r.object?["metadata"]?["namespace"]?.stringValue ?? "", at: 0) }
+            out.append(cells)
+        }
+        return (headers, out)
+    }
+}
+
+struct Version: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the client and server versions.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Client version only.") var client = false
+    func run() async throws {
+        print("Client Version: v1.32.0-orchestrator")
+        if client { return }
+        let c = try global.client()
+        do {
+            let r = try await c.call(.GET, "/version")
+            let v = try JSONValue.parse(r.body)
+            print("Server Version: \(v["gitVersion"]?.stringValue ?? "unknown")")
+        } catch { fail(describeError(error)) }
+    }
+}
