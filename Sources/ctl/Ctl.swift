@@ -61,7 +61,10 @@ func parseTargets(_ args: [String]) throws -> [(ResourceInfo, String?)] {
             return (try resolveResource(parts[0]), parts[1])
         }
     }
-    let types = try first.split(separator: ",").map { try resolveResource(String($0)) }
+    let types = try first.split(separator: ",").flatMap { part -> [ResourceInfo] in
+        if part == "all" { return Resources.all.filter { $0.categories.contains("all") } }
+        return [try resolveResource(String(part))]
+    }
     let names = Array(args.dropFirst())
     if names.isEmpty { return types.map { ($0, nil) } }
     guard types.count == 1 else { throw CtlError("names cannot be given with several resource types") }
