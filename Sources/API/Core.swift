@@ -507,6 +507,9 @@ public struct ConfigMap: KubeObject, Hashable {
     public var data: [String: String]?
     public var binaryData: [String: String]?
     public var immutable: Bool?
+    public init(name: String, namespace: String, data: [String: String]? = nil) {
+        apiVersion = "v1"; kind = "ConfigMap"; metadata = ObjectMeta(name: name, namespace: namespace); self.data = data
+    }
 }
 
 public struct Secret: KubeObject, Hashable {

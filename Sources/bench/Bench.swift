@@ -1,0 +1,208 @@
+// bench: measurements and load generators against a running apiserver.
+//   bench writes  — durable create/update throughput and latency with N concurrent clients
+//   bench load    — steady writes that log every acknowledged write (for the crash test)
+//   bench verify  — checks that every acknowledged write survived
+import ArgumentParser
+import Foundation
+import API
+import Client
+import Synchronization
+
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks and load generators.",
+                                                    subcommands: [Writes.self, Load.self, Verify.self])
+}
+
+final class Counter: Sendable {
+    let value = Atomic<Int>(0)
+    func next() -> Int { value.wrappingAdd(1, ordering: .relaxed).oldValue }
+    var current: Int { value.load(ordering: .relaxed) }
+}
+
+final class LineLog: Sendable {
+    let handle: Mutex<FileHandle>
+    init(_ h: FileHandle) { handle = Mutex(h) }
+    func write(_ s: String) { handle.withLock { $0.write(Data(s.utf8)) } }
+    func close() { handle.withLock { try? $0.synchronize(); try? $0.close() } }
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+func rss(pid: Int32) -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    for line in s.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return (Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0) * 1024
+    }
+    return 0
+}
+
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+func benchPod(_ name: String, ns: String) -> Pod {
+    var c = Container(name: "app", image: "127.0.0.1:5000/demo/busybox:1.0")
+    c.command = ["/bin/sh", "-c", "sleep 3600"]
+    c.resources = ResourceRequirements(limits: ["cpu": Quantity(milli: 100), "memory": Quantity(milli: 32 << 30, format: .binarySI)],
+                                       requests: ["cpu": Quantity(milli: 50), "memory": Quantity(milli: 16 << 30, format: .binarySI)])
+    return Pod(metadata: ObjectMeta(name: name, namespace: ns, labels: ["app": "bench", "tier": "load"]), spec: PodSpec(containers: [c]))
+}
+
+struct Writes: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Durable write throughput and latency over mTLS.")
+    @Option var kubeconfig: String
+    @Option(help: "Concurrent clients, comma separated.") var clients: String = "1,16,64"
+    @Option(help: "Seconds per phase.") var duration: Double = 10
+    @Option(help: "Pods that must exist before RSS is measured.") var pods: Int = 10_000
+    @Option(help: "apiserver PID, to read its RSS.") var pid: Int32?
+    @Option(help: "Namespace to use.") var namespace: String = "bench"
+
+    func run() async throws {
+        let client = try KubeClient(kubeconfig: kubeconfig)
+        _ = try? await client.create(Namespace(name: namespace))
+        let counter = Counter()
+        print("| clients | op | writes | seconds | writes/s | p50 ms | p99 ms |")
+        print("|---|---|---|---|---|---|---|")
+        for c in clients.split(separator: ",").compactMap({ Int($0) }) {
+            for op in ["create", "update"] {
+                let start = ContinuousClock.now
+                let deadline = start + .seconds(duration)
+                let lat = try await withThrowingTaskGroup(of: [Double].self) { group in
+                    for w in 0..<c {
+                        group.addTask {
+                            var l: [Double] = []
+                            var i = 0
+                            while ContinuousClock.now < deadline {
+                                let t0 = ContinuousClock.now
+                                if op == "create" {
+                                    let n = counter.next()
+                                    _ = try await client.create(benchPod("p-\(c)-\(n)", ns: namespace))
+                                } else {
+                                    // Update the pods this worker created earlier: read-free PUT of labels via merge patch.
+                                    let n = (w + i * c) % max(1, counter.current)
+                                    let patch: JSONValue = .object(["metadata": .object(["labels": .object(["rev": .string("\(i)")])])])
+                                    do { _ = try await client.patch(Pod.self, "p-\(c)-\(n)", namespace: namespace, mergePatch: patch) }
+                                    catch let s as Status where s.code == 404 {}
+                                }
+                                l.append(seconds(ContinuousClock.now - t0))
+                                i += 1
+                            }
+                            return l
+                        }
+                    }
+                    var all: [Double] = []
+                    for try await l in group { all += l }
+                    return all.sorted()
+                }
+                let secs = seconds(ContinuousClock.now - start)
+                print(String(format: "| %d | %@ | %d | %.1f | %.0f | %.2f | %.2f |", c, op, lat.count, secs, Double(lat.count) / secs,
+                             percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000))
+            }
+        }
+        let have = try await client.list(Pod.self, namespace: namespace).items.count
+        if have < pods {
+            let need = pods - have
+            let next = Counter()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<32 {
+                    group.addTask {
+                        while true {
+                            let n = next.next()
+                            if n >= need { return }
+                            _ = try await client.create(benchPod("fill-\(n)", ns: namespace))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let total = try await client.list(Pod.self, allNamespaces: true).items.count
+        if let pid {
+            print(String(format: "\npods stored: %d, apiserver RSS: %.1f MB", total, Double(rss(pid: pid)) / 1e6))
+        } else {
+            print("\npods stored: \(total)")
+        }
+        await client.shutdown()
+    }
+}
+
+/// Writes ConfigMaps as fast as it can from several clients, appending "name revision" to --out
+/// only after a 2xx, and keeps going through apiserver restarts.
+struct Load: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Steady write load that records acknowledged writes.")
+    @Option var kubeconfig: String
+    @Option var out: String
+    @Option var clients: Int = 8
+    @Option(help: "Stop after this many seconds.") var duration: Double = 30
+    @Option(help: "Stop when this file exists.") var stopFile: String?
+
+    func run() async throws {
+        let client = try KubeClient(kubeconfig: kubeconfig)
+        FileManager.default.createFile(atPath: out, contents: nil)
+        guard let fh = FileHandle(forWritingAtPath: out) else { throw ValidationError("cannot write \(out)") }
+        let lock = LineLog(fh)
+        let deadline = ContinuousClock.now + .seconds(duration)
+        let stop = stopFile
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<clients {
+                group.addTask {
+                    var i = 0
+                    while ContinuousClock.now < deadline {
+                        if let s = stop, FileManager.default.fileExists(atPath: s) { return }
+                        let name = "w\(w)-\(i)-\(UInt32.random(in: 0...UInt32.max))"
+                        let cm = ConfigMap(name: name, namespace: "default", data: ["i": "\(i)"])
+                        do {
+                            let created = try await client.create(cm)
+                            let line = "\(name) \(created.metadata.resourceVersion ?? "0")\n"
+                            lock.write(line)
+                            i += 1
+                        } catch {
+                            try? await Task.sleep(for: .milliseconds(50))
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        lock.close()
+        await client.shutdown()
+    }
+}
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Checks that every acknowledged write is stored and revisions only grew.")
+    @Option var kubeconfig: String
+    @Option var acked: String
+    @Option(help: "The revision observed before the last restart; the current one must not be lower.") var minRevision: Int64 = 0
+
+    func run() async throws {
+        let client = try KubeClient(kubeconfig: kubeconfig)
+        let text = (try? String(contentsOfFile: acked, encoding: .utf8)) ?? ""
+        var want: [String: Int64] = [:]
+        var maxAcked: Int64 = 0
+        for line in text.split(separator: "\n") {
+            let p = line.split(separator: " ")
+            guard p.count == 2, let rv = Int64(p[1]) else { continue }
+            want[String(p[0])] = rv
+            maxAcked = max(maxAcked, rv)
+        }
+        let list = try await client.list(ConfigMap.self, namespace: "default")
+        let listRV = Int64(list.metadata.resourceVersion ?? "0") ?? 0
+        var have: [String: Int64] = [:]
+        for cm in list.items { have[cm.name] = Int64(cm.metadata.resourceVersion ?? "0") ?? 0 }
+        var lost: [String] = []
+        var changed: [String] = []
+        for (name, rv) in want {
+            guard let h = have[name] else { lost.append(name); continue }
+            if h != rv { changed.append("\(name): acked at \(rv), stored at \(h)") }
+        }
+        print("acknowledged writes: \(want.count), stored: \(have.count), lost: \(lost.count), changed: \(changed.count), max acked revision: \(maxAcked), current revision: \(listRV)")
+        await client.shutdown()
+        if !lost.isEmpty { print("LOST: \(lost.prefix(20).joined(separator: ", "))") }
+        if !changed.isEmpty { print("CHANGED: \(changed.prefix(20).joined(separator: "; "))") }
+        if listRV < maxAcked || listRV < minRevision { print("REVISION WENT BACKWARDS: current \(listRV) < acked \(maxAcked) / before restart \(minRevision)") }
+        if !lost.isEmpty || !changed.isEmpty || listRV < maxAcked || listRV < minRevision { throw ExitCode(1) }
+    }
+}
