@@ -521,6 +521,9 @@ public struct Secret: KubeObject, Hashable {
     public var stringData: [String: String]?
     public var type: String?
     public var immutable: Bool?
+    public init(name: String, namespace: String, stringData: [String: String]? = nil) {
+        apiVersion = "v1"; kind = "Secret"; metadata = ObjectMeta(name: name, namespace: namespace); self.stringData = stringData
+    }
 }
 
 public struct Binding: Codable, Sendable, Hashable {

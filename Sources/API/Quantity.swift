@@ -11,6 +11,9 @@ public struct Quantity: Codable, Hashable, Sendable, CustomStringConvertible, Co
     public init(milli: Int64, format: Format = .decimalSI) { self.milli = milli; self.format = format }
 
     public static func < (a: Quantity, b: Quantity) -> Bool { a.milli < b.milli }
+    /// Equal values are equal whatever suffix they were written with ("1Ki" == "1024").
+    public static func == (a: Quantity, b: Quantity) -> Bool { a.milli == b.milli }
+    public func hash(into h: inout Hasher) { h.combine(milli) }
 
     public var value: Int64 { milli >= 0 ? (milli + 999) / 1000 : milli / 1000 }
     public var doubleValue: Double { Double(milli) / 1000 }
@@ -34,9 +37,12 @@ public struct Quantity: Codable, Hashable, Sendable, CustomStringConvertible, Co
         } else if let e = str.firstIndex(where: { $0 == "e" || $0 == "E" }), let exp = Int(str[str.index(after: e)...]), exp >= 0, exp <= 18 {
             numberPart = String(str[..<e]); multiplier = Int64(pow(10.0, Double(exp)))
         }
+        var digits = Substring(numberPart)
+        if digits.first == "+" || digits.first == "-" { digits = digits.dropFirst() }
         guard let dec = Decimal(string: numberPart, locale: Locale(identifier: "en_US_POSIX")),
-              numberPart.allSatisfy({ $0.isNumber || $0 == "." || $0 == "-" || $0 == "+" }),
-              numberPart.contains(where: { $0.isNumber }) else {
+              digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              digits.filter({ $0 == "." }).count <= 1,
+              digits.contains(where: { $0.isNumber }) else {
             throw QuantityError(s, "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
         }
         var total = dec * Decimal(multiplier) * 1000 / Decimal(divisor)

@@ -19,6 +19,8 @@ public enum AuthzDecision: Sendable, Equatable {
     case allow
     /// Allowed only if the object is the node's own (pods bound to it); checked once the object is read.
     case allowIfBoundTo(node: String)
+    /// Allowed only if the created object carries this name; checked once the body is read.
+    case allowIfNamed(String)
     case deny(String)
 }
 
@@ -58,10 +60,12 @@ public struct Authorizer: Sendable {
             switch gr {
             case "nodes":
                 if read { return .allow }
-                if ["create", "update", "patch"].contains(v) && a.name == node { return .allow }
+                if ["update", "patch"].contains(v) && a.name == node { return .allow }
+                if v == "create" && a.name == nil { return .allowIfNamed(node) }
                 return deny(a, "node \"\(node)\" may only modify its own Node object")
             case "leases.coordination.k8s.io":
-                if a.namespace == "kube-node-lease" && (a.name == node || (v == "create" && a.name == nil) || v == "create") { return .allow }
+                if a.namespace == "kube-node-lease" && a.name == node { return .allow }
+                if a.namespace == "kube-node-lease" && v == "create" && a.name == nil { return .allowIfNamed(node) }
                 return deny(a, "node \"\(node)\" may only touch its own Lease in kube-node-lease")
             case "pods":
                 if v == "list" || v == "watch" {

@@ -200,9 +200,11 @@ final class APIHandler: Sendable {
         let attrs = RequestAttributes(user: identity, verb: verb, resource: rp.info, subresource: subForAuth, namespace: rp.namespace,
                                       name: rp.name, fieldNodeName: fieldNode)
         var boundTo: String? = nil
+        var mustBeNamed: String? = nil
         switch authz.authorize(attrs) {
         case .allow: break
         case .allowIfBoundTo(let node): boundTo = node
+        case .allowIfNamed(let n): mustBeNamed = n
         case .deny(let msg): throw Status.forbidden(msg, rp.info, rp.name)
         }
         if let node = boundTo, let name = rp.name {
@@ -236,6 +238,9 @@ final class APIHandler: Sendable {
             throw Status.serviceUnavailable("logs of pod \"\(name)\" are served by its node's agent, which has not registered a log endpoint")
         case (.post, nil, nil):
             let body = try await readJSON(request)
+            if let n = mustBeNamed, body["metadata"]?["name"]?.stringValue != n {
+                throw Status.forbidden("\(rp.info.groupResource) is forbidden: User \"\(identity.user)\" may only create the \(rp.info.kind) named \"\(n)\"", rp.info, nil)
+            }
             let (o, warnings) = try await registry.create(type, namespace: rp.namespace, body: body, validation: validation, dryRun: dryRun)
             return Self.json(201, o.data, headers: warningHeaders(warnings))
         case (.post, let name?, "binding"):

@@ -198,13 +198,23 @@ public final class APIServer: Sendable {
         try await group.run()
     }
 
-    /// For tests: starts in the background; returns the group to shut down.
-    public func start() async throws -> ServiceGroup {
+    /// For tests and embedding: starts in the background; stop() shuts down and waits.
+    public func start() async throws -> RunningAPIServer {
         try await bootstrapNamespaces()
         let group = ServiceGroup(configuration: .init(services: try makeServices().map { .init(service: $0) }, logger: logger))
-        Task { try? await group.run() }
-        _ = await boundPort()
-        return group
+        let task = Task { _ = try? await group.run() }
+        let port = await boundPort()
+        return RunningAPIServer(port: port, group: group, task: task)
+    }
+}
+
+public struct RunningAPIServer: Sendable {
+    public let port: Int
+    let group: ServiceGroup
+    let task: Task<Void, Never>
+    public func stop() async {
+        await group.triggerGracefulShutdown()
+        await task.value
     }
 }
 

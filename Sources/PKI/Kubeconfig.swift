@@ -75,6 +75,10 @@ public struct Kubeconfig: Codable, Sendable {
         public var token: String?
         public var namespace: String
         public var tlsServerName: String?
+        public init(server: String, caPEM: String?, certPEM: String?, keyPEM: String?, token: String?, namespace: String, tlsServerName: String?) {
+            self.server = server; self.caPEM = caPEM; self.certPEM = certPEM; self.keyPEM = keyPEM
+            self.token = token; self.namespace = namespace; self.tlsServerName = tlsServerName
+        }
     }
 
     public func resolve(context name: String? = nil, baseDirectory: String = ".") throws -> Resolved {

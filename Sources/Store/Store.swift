@@ -253,8 +253,9 @@ public final class Store: Sendable {
         }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         var compactThrough: Int64? = nil
-        state.withLock { s in
-            for ch in changes { apply(ch.event, to: &s) }
+        let closed = state.withLock { s -> [AsyncStream<StoreEvent>.Continuation] in
+            var closed: [AsyncStream<StoreEvent>.Continuation] = []
+            for ch in changes { closed += apply(ch.event, to: &s) }
             s.revision = max(s.revision, rev)
             s.metrics.commits += 1
             s.metrics.committedOps += Int64(changes.count)
@@ -263,14 +264,18 @@ public final class Store: Sendable {
             if let i = StoreMetrics.bounds.firstIndex(where: { elapsed <= $0 }) { s.metrics.commitLatencyBuckets[i] += 1 }
             if let i = StoreMetrics.batchBounds.firstIndex(where: { Double(batch.count) <= $0 }) { s.metrics.batchBuckets[i] += 1 }
             if s.metrics.commits % 256 == 0 { compactThrough = s.compactedThrough }
+            return closed
         }
+        for c in closed { c.finish() }
         for (i, (_, c)) in batch.enumerated() { c.resume(with: results[i]) }
         if let through = compactThrough, through > 0 {
             do { try backend.compact(through: through) } catch { logger.warning("log compaction failed: \(error)") }
         }
     }
 
-    private func apply(_ e: StoreEvent, to s: inout State) {
+    /// Applies a committed event under the lock; returns watchers that overflowed, to be
+    /// finished after the lock is released (finishing runs onTermination, which locks).
+    private func apply(_ e: StoreEvent, to s: inout State) -> [AsyncStream<StoreEvent>.Continuation] {
         let k = e.object.key
         if e.type == .deleted {
             s.objects[k.resource]?[k.namespace]?.removeValue(forKey: k.name)
@@ -292,10 +297,12 @@ public final class Store: Sendable {
             guard let out else { continue }
             if case .dropped = w.continuation.yield(out) { dead.append(id) }
         }
+        var closed: [AsyncStream<StoreEvent>.Continuation] = []
         for id in dead {
             logger.warning("watcher too slow, closing", metadata: ["resource": "\(k.resource)"])
-            s.watchers.removeValue(forKey: id)?.continuation.finish()
+            if let w = s.watchers.removeValue(forKey: id) { closed.append(w.continuation) }
         }
+        return closed
     }
 
     /// Replaces the quoted placeholder with the decimal revision.
@@ -366,7 +373,8 @@ public final class Store: Sendable {
             return (id, s.revision)
         }
         let cancel: @Sendable () -> Void = { [weak self] in
-            self?.state.withLock { s in s.watchers.removeValue(forKey: id)?.continuation.finish() }
+            let w = self?.state.withLock { s in s.watchers.removeValue(forKey: id) }
+            w?.continuation.finish()
         }
         let bookmark: @Sendable () -> Void = { [weak self] in
             self?.state.withLock { s in
@@ -381,10 +389,12 @@ public final class Store: Sendable {
 
     /// Ends every watch (shutdown).
     public func closeWatches() {
-        state.withLock { s in
-            for w in s.watchers.values { w.continuation.finish() }
+        let all = state.withLock { s -> [Watcher] in
+            let w = Array(s.watchers.values)
             s.watchers.removeAll()
+            return w
         }
+        for w in all { w.continuation.finish() }
     }
 }
 

@@ -1,0 +1,77 @@
+import Testing
+import Foundation
+@testable import API
+
+@Suite struct ValidationTests {
+    func deployment(_ yamlJSON: String) throws -> Deployment {
+        try KubeJSON.decode(Deployment.self, from: Data(yamlJSON.utf8))
+    }
+    let good = #"{"metadata":{"name":"web"},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"busybox","ports":[{"containerPort":80}]}]}}}}"#
+
+    @Test func validDeploymentPassesAndIsDefaulted() throws {
+        var d = try deployment(good)
+        d.applyDefaults()
+        #expect(d.validate().isEmpty)
+        #expect(d.spec?.strategy?.rollingUpdate?.maxSurge == .string("25%"))
+        #expect(d.spec?.revisionHistoryLimit == 10)
+        #expect(d.spec?.template.spec?.restartPolicy == "Always")
+        #expect(d.spec?.template.spec?.containers[0].imagePullPolicy == "Always")
+        #expect(d.spec?.template.spec?.containers[0].ports?[0].protocol == "TCP")
+    }
+
+    @Test(arguments: [
+        (#""replicas":2"#, #""replicas":-1"#, "spec.replicas"),
+        (#""labels":{"app":"web"}},"spec""#, #""labels":{"app":"other"}},"spec""#, "spec.template.metadata.labels"),
+        (#""name":"c","image":"busybox""#, #""name":"C_bad","image":"busybox""#, "spec.template.spec.containers[0].name"),
+        (#""name":"c","image":"busybox""#, #""name":"c","image":"""#, "spec.template.spec.containers[0].image"),
+        (#""containerPort":80"#, #""containerPort":70000"#, "spec.template.spec.containers[0].ports[0].containerPort"),
+        (#""name":"web""#, #""name":"Web!""#, "metadata.name"),
+    ])
+    func invalidFieldsAreNamed(from: String, to: String, field: String) throws {
+        var d = try deployment(good.replacingOccurrences(of: from, with: to))
+        d.applyDefaults()
+        let errs = d.validate()
+        #expect(errs.contains { $0.field == field }, "errors: \(errs)")
+    }
+
+    @Test func selectorIsImmutable() throws {
+        let old = try deployment(good)
+        var new = old
+        new.spec?.selector = LabelSelector(matchLabels: ["app": "x"])
+        #expect(new.validateUpdate(old: old).map(\.field) == ["spec.selector"])
+    }
+
+    @Test func podUpdatesMayOnlyChangeImages() throws {
+        let pod = Pod(metadata: ObjectMeta(name: "p", namespace: "default"), spec: PodSpec(containers: [Container(name: "c", image: "a")]))
+        var img = pod; img.spec?.containers[0].image = "b"
+        #expect(img.validateUpdate(old: pod).isEmpty)
+        var cmd = pod; cmd.spec?.containers[0].command = ["x"]
+        #expect(cmd.validateUpdate(old: pod).first?.field == "spec")
+    }
+
+    @Test func imagePullPolicyDefaults() {
+        for (image, policy) in [("busybox", "Always"), ("busybox:latest", "Always"), ("busybox:1.36", "IfNotPresent"), ("127.0.0.1:5000/x", "Always"), ("127.0.0.1:5000/x:1", "IfNotPresent")] {
+            var c = Container(name: "c", image: image)
+            c.applyDefaults()
+            #expect(c.imagePullPolicy == policy, "\(image)")
+        }
+    }
+
+    @Test func hpaBounds() throws {
+        var h = try KubeJSON.decode(HorizontalPodAutoscaler.self, from: Data(#"{"metadata":{"name":"h"},"spec":{"scaleTargetRef":{"kind":"Deployment","name":"w"},"minReplicas":5,"maxReplicas":2}}"#.utf8))
+        h.applyDefaults()
+        #expect(h.validate().contains { $0.field == "spec.maxReplicas" })
+        #expect(h.spec?.metrics?.first?.resource?.target.averageUtilization == 80)
+    }
+
+    @Test func podStatusColumn() {
+        var p = Pod(metadata: ObjectMeta(name: "p"), spec: PodSpec(containers: [Container(name: "c", image: "x")]))
+        p.status = PodStatus(phase: "Running")
+        var cs = ContainerStatus(name: "c", image: "x")
+        cs.state = ContainerState(waiting: ContainerStateWaiting(reason: "CrashLoopBackOff"))
+        p.status?.containerStatuses = [cs]
+        #expect(p.displayStatus == "CrashLoopBackOff")
+        p.metadata.deletionTimestamp = "2026-01-01T00:00:00Z"
+        #expect(p.displayStatus == "Terminating")
+    }
+}
