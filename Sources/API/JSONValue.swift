@@ -48,6 +48,34 @@ public enum JSONValue: Hashable, Sendable {
     }
 }
 
+extension JSONValue {
+    /// Numbers compare by value: JSON does not tell 2000 from 2000.0.
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.int(let x), .int(let y)): return x == y
+        case (.double(let x), .double(let y)): return x == y
+        case (.int(let x), .double(let y)), (.double(let y), .int(let x)): return Double(x) == y
+        case (.string(let x), .string(let y)): return x == y
+        case (.array(let x), .array(let y)): return x == y
+        case (.object(let x), .object(let y)): return x == y
+        default: return false
+        }
+    }
+    public func hash(into h: inout Hasher) {
+        switch self {
+        case .null: h.combine(0)
+        case .bool(let b): h.combine(b)
+        case .int(let i): h.combine(Double(i))
+        case .double(let d): h.combine(d)
+        case .string(let s): h.combine(s)
+        case .array(let a): h.combine(a)
+        case .object(let o): h.combine(o)
+        }
+    }
+}
+
 extension JSONValue: Codable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
@@ -77,12 +105,17 @@ extension JSONValue: Codable {
 extension JSONValue {
     /// Parses JSON bytes. Uses JSONSerialization-free decoding so numbers keep their integer-ness.
     public static func parse(_ data: Data) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: data)
+        try data.withUnsafeBytes { raw in
+            var p = FastJSONParser(raw.bindMemory(to: UInt8.self))
+            return try p.parseDocument()
+        }
     }
+    /// Sorted keys, no escaped slashes: the same bytes JSONEncoder writes with .sortedKeys.
     public func encoded(pretty: Bool = false) throws -> Data {
-        let e = JSONEncoder()
-        e.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
-        return try e.encode(self)
+        var w = FastJSONWriter()
+        w.out.reserveCapacity(512)
+        w.write(self, pretty: pretty, indent: 0)
+        return Data(w.out)
     }
     /// Converts any Encodable into a tree.
     public static func from<T: Encodable>(_ value: T) throws -> JSONValue {

@@ -72,7 +72,7 @@ public protocol StoreBackend: Sendable {
 
 public struct StoreOptions: Sendable {
     public var logCapacity: Int = 50_000
-    public var logBytes: Int = 48 << 20
+    public var logBytes: Int = 16 << 20
     public var watchBuffer: Int = 100_000
     public init() {}
 }

@@ -62,6 +62,34 @@ struct Writes: AsyncParsableCommand {
     func run() async throws {
         let client = try KubeClient(kubeconfig: kubeconfig)
         _ = try? await client.create(Namespace(name: namespace))
+        // Fill to exactly --pods pods first and measure RSS there; the throughput phases follow.
+        let fillNS = "\(namespace)-fill"
+        _ = try? await client.create(Namespace(name: fillNS))
+        let have = try await client.list(Pod.self, namespace: fillNS).items.count
+        if have < pods {
+            let need = pods - have
+            let next = Counter()
+            let t0 = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<32 {
+                    group.addTask {
+                        while true {
+                            let n = next.next()
+                            if n >= need { return }
+                            _ = try await client.create(benchPod("fill-\(n)", ns: fillNS))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            print(String(format: "filled %d pods in %.1f s (32 clients)", need, seconds(ContinuousClock.now - t0)))
+        }
+        let total = try await client.list(Pod.self, allNamespaces: true).items.count
+        if let pid {
+            print(String(format: "pods stored: %d, apiserver RSS: %.1f MB\n", total, Double(rss(pid: pid)) / 1e6))
+        } else {
+            print("pods stored: \(total)\n")
+        }
         let counter = Counter()
         print("| clients | op | writes | seconds | writes/s | p50 ms | p99 ms |")
         print("|---|---|---|---|---|---|---|")
@@ -100,29 +128,6 @@ struct Writes: AsyncParsableCommand {
                 print(String(format: "| %d | %@ | %d | %.1f | %.0f | %.2f | %.2f |", c, op, lat.count, secs, Double(lat.count) / secs,
                              percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000))
             }
-        }
-        let have = try await client.list(Pod.self, namespace: namespace).items.count
-        if have < pods {
-            let need = pods - have
-            let next = Counter()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<32 {
-                    group.addTask {
-                        while true {
-                            let n = next.next()
-                            if n >= need { return }
-                            _ = try await client.create(benchPod("fill-\(n)", ns: namespace))
-                        }
-                    }
-                }
-                try await group.waitForAll()
-            }
-        }
-        let total = try await client.list(Pod.self, allNamespaces: true).items.count
-        if let pid {
-            print(String(format: "\npods stored: %d, apiserver RSS: %.1f MB", total, Double(rss(pid: pid)) / 1e6))
-        } else {
-            print("\npods stored: \(total)")
         }
         await client.shutdown()
     }

@@ -30,3 +30,26 @@ import Foundation
         #expect(unknownFields(input: input, typed: typed) == ["spec.bogus", "spec.template.spec.containers[0].imagee"])
     }
 }
+
+@Suite struct FastJSONTests {
+    @Test func roundTripsEscapesUnicodeAndNumbers() throws {
+        let text = #"{"s":"a\"b\\c\n\u00e9\ud83d\ude00/","i":-42,"big":9007199254740993,"d":1.5,"e":2e3,"t":true,"n":null,"a":[1,[],{}]}"#
+        let v = try JSONValue.parse(Data(text.utf8))
+        #expect(v["s"]?.stringValue == "a\"b\\c\né😀/")
+        #expect(v["i"] == .int(-42))
+        #expect(v["big"] == .int(9007199254740993))
+        #expect(v["d"] == .double(1.5))
+        #expect(v["e"] == .double(2000))
+        #expect(v["n"] == .null && v["t"] == .bool(true))
+        let again = try JSONValue.parse(try v.encoded())
+        #expect(again == v)
+        // Same bytes as JSONEncoder with sorted keys for plain documents.
+        let plain: JSONValue = .object(["b": .int(1), "a": .array([.string("x/y"), .bool(false)])])
+        #expect(try plain.encoded() == KubeJSON.encode(plain))
+    }
+
+    @Test(arguments: ["", "{", "{\"a\":}", "[1,]", "{\"a\":1,\"a\":2}", "tru", "\"unterminated", "{\"a\":1} x", "01x", "\"\\x\""])
+    func rejectsMalformed(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Data(text.utf8)) }
+    }
+}
