@@ -94,6 +94,7 @@ struct Writes: AsyncParsableCommand {
         print("| clients | op | writes | seconds | writes/s | p50 ms | p99 ms |")
         print("|---|---|---|---|---|---|---|")
         for c in clients.split(separator: ",").compactMap({ Int($0) }) {
+            let firstOfRound = counter.current
             for op in ["create", "update"] {
                 let start = ContinuousClock.now
                 let deadline = start + .seconds(duration)
@@ -108,11 +109,10 @@ struct Writes: AsyncParsableCommand {
                                     let n = counter.next()
                                     _ = try await client.create(benchPod("p-\(c)-\(n)", ns: namespace))
                                 } else {
-                                    // Update the pods this worker created earlier: read-free PUT of labels via merge patch.
-                                    let n = (w + i * c) % max(1, counter.current)
+                                    // Update pods created in this round's create phase (merge patch of a label).
+                                    let n = firstOfRound + (w + i * c) % max(1, counter.current - firstOfRound)
                                     let patch: JSONValue = .object(["metadata": .object(["labels": .object(["rev": .string("\(i)")])])])
-                                    do { _ = try await client.patch(Pod.self, "p-\(c)-\(n)", namespace: namespace, mergePatch: patch) }
-                                    catch let s as Status where s.code == 404 {}
+                                    _ = try await client.patch(Pod.self, "p-\(c)-\(n)", namespace: namespace, mergePatch: patch)
                                 }
                                 l.append(seconds(ContinuousClock.now - t0))
                                 i += 1
