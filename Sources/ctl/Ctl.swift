@@ -73,9 +73,14 @@ func parseTargets(_ args: [String]) throws -> [(ResourceInfo, String?)] {
 
 // MARK: printing
 
-func printTable(_ headers: [String], _ rows: [[String]]) {
-    var widths = headers.map(\.count)
-    for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+/// Prints aligned columns; returns the widths used so that later rows (watch) line up.
+@discardableResult
+func printTable(_ headers: [String], _ rows: [[String]], minWidths: [Int] = []) -> [Int] {
+    let n = max(headers.count, rows.map(\.count).max() ?? 0, minWidths.count)
+    var widths = [Int](repeating: 0, count: n)
+    for (i, w) in minWidths.enumerated() { widths[i] = w }
+    for (i, h) in headers.enumerated() { widths[i] = h.count }
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
     func line(_ cells: [String]) -> String {
         var s = ""
         for (i, c) in cells.enumerated() {
@@ -85,6 +90,7 @@ func printTable(_ headers: [String], _ rows: [[String]]) {
     }
     if !headers.isEmpty { print(line(headers)) }
     for r in rows { print(line(r)) }
+    return widths
 }
 
 func cellText(_ v: JSONValue) -> String {

@@ -44,10 +44,10 @@ struct Get: AsyncParsableCommand {
                     let (h, rows) = printer.rows(table)
                     if rows.isEmpty && !watch { continue }
                     if printedAny && !rows.isEmpty { print("") }
-                    printTable(h, rows)
+                    let widths = printTable(h, rows)
                     printedAny = printedAny || !rows.isEmpty
                     if watch && name == nil {
-                        try await watchTable(client, info: info, ns: ns, q: q, from: table.metadata.resourceVersion, printer: printer, headers: h, printedHeaders: !rows.isEmpty)
+                        try await watchTable(client, info: info, ns: ns, q: q, from: table.metadata.resourceVersion, printer: printer, widths: widths)
                     }
                 }
             }
@@ -73,18 +73,17 @@ struct Get: AsyncParsableCommand {
         await client.shutdown()
     }
 
-    func watchTable(_ client: KubeClient, info: ResourceInfo, ns: String?, q: [String: String], from: String?, printer: TablePrinter, headers: [String], printedHeaders: Bool) async throws {
+    func watchTable(_ client: KubeClient, info: ResourceInfo, ns: String?, q: [String: String], from: String?, printer: TablePrinter, widths: [Int]) async throws {
         var query = q
         query["resourceVersion"] = from ?? "0"
         var p = printer
-        var header = !printedHeaders
+        var widths = widths
         for try await ev in client.watchRaw(path: info.path(namespace: ns), query: query, accept: tableAccept) {
             if ev["type"]?.stringValue == "ERROR" { throw try ev["object"]!.decode(Status.self) }
             guard let obj = ev["object"], obj["kind"]?.stringValue == "Table" else { continue }
             let t = try obj.decode(Table.self)
-            let (h, rows) = p.rows(t)
-            printTable(header ? h : [], rows)
-            header = false
+            let (_, rows) = p.rows(t)
+            widths = printTable([], rows, minWidths: widths)
             fflush(nil)
         }
     }

@@ -1,0 +1,51 @@
+import Testing
+import Foundation
+import API
+import APIServer
+import Client
+
+@Suite(.serialized) struct RobustnessTests {
+    /// Malformed input of many shapes gets a 4xx Status; the server keeps answering and keeps its data.
+    @Test func malformedInputNeverCrashesOrCorrupts() async throws {
+        let c = try await TestCluster.start()
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        _ = try await k.create(ConfigMap(name: "keep", namespace: "default", data: ["x": "1"]))
+        let coll = Resources.configmaps.path(namespace: "default")
+        let item = Resources.configmaps.path(namespace: "default", name: "keep")
+        var rng = SystemRandomNumberGenerator()
+        let valid = #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"fuzz"},"data":{"a":"b"}}"#
+        var bodies: [Data] = [
+            Data(), Data("null".utf8), Data("[]".utf8), Data("\"str\"".utf8), Data("{".utf8),
+            Data(String(repeating: "[", count: 100_000).utf8),
+            Data(("{\"a\":" + String(repeating: "{\"a\":", count: 2000) + "1" + String(repeating: "}", count: 2001)).utf8),
+            Data(#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":1}}"#.utf8),
+            Data(#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}"#.utf8),
+            Data(#"{"metadata":{"name":"x","labels":{"bad key!":"v"}}}"#.utf8),
+            Data(#"{"metadata":{"name":"\ud800"}}"#.utf8),
+            Data([0xFF, 0xFE, 0x00, 0x01]),
+        ]
+        for cut in stride(from: 1, to: valid.utf8.count, by: 7) { bodies.append(Data(valid.utf8.prefix(cut))) }
+        for _ in 0..<50 { bodies.append(Data((0..<Int.random(in: 1...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) })) }
+        for body in bodies {
+            let r1 = try await k.request(.POST, coll, body: body)
+            #expect((400..<500).contains(r1.status), "POST \(String(decoding: body.prefix(40), as: UTF8.self)) -> \(r1.status)")
+            let r2 = try await k.request(.PUT, item, body: body)
+            #expect((400..<500).contains(r2.status))
+            // An empty JSON patch ("[]") is valid; everything else here is not.
+            let r3 = try await k.request(.PATCH, item, body: body, contentType: "application/json-patch+json")
+            #expect(body == Data("[]".utf8) ? r3.status == 200 : (400..<500).contains(r3.status))
+            let r4 = try await k.request(.PATCH, item, body: body, contentType: "application/merge-patch+json")
+            #expect(r4.status < 500)
+            #expect(try KubeJSON.decode(Status.self, from: r1.body).kind == "Status")
+        }
+        #expect(try await k.request(.PATCH, item, body: Data("{}".utf8), contentType: "text/plain").status == 415)
+        #expect(try await k.request(.GET, "/api/v1/namespaces/default/configmaps?labelSelector=%ZZ").status < 500)
+        #expect(try await k.request(.GET, "/api/v1/nosuchthing").status == 404)
+        #expect(try await k.request(.GET, "/apis/apps/v9/deployments").status == 404)
+        // Data accepted before is intact, and the store still takes writes.
+        let kept = try await k.get(ConfigMap.self, "keep")
+        #expect(kept.data?["x"] == "1")
+        _ = try await k.create(ConfigMap(name: "after", namespace: "default"))
+    }
+}
