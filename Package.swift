@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "apiserver", targets: ["apiserver"]),
         .executable(name: "ctl", targets: ["ctl"]),
         .executable(name: "bench", targets: ["bench"]),
+        .executable(name: "scheduler", targets: ["scheduler"]),
+        .executable(name: "controller-manager", targets: ["controller-manager"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
@@ -55,6 +57,16 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "Scheduler", dependencies: ["API", "Client", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Controllers", dependencies: ["API", "Client", "PKI", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "scheduler", dependencies: [
+            "Scheduler", "Client", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "controller-manager", dependencies: [
+            "Controllers", "Client", "PKI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "apiserver", dependencies: [
             "APIServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -68,6 +80,7 @@ let package = Package(
         ]),
         .testTarget(name: "APITests", dependencies: ["API"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "API"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers"]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "API"]),
     ]
 )

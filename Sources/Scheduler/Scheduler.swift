@@ -1,0 +1,198 @@
+// The scheduler: watches pending pods and nodes, keeps a cache of what each node has been
+// given (including pods it has assumed but not yet seen bound), picks a node through the
+// filter and score plugins, and binds. Unschedulable pods get a reason and are retried.
+import Foundation
+import Synchronization
+import Logging
+import API
+import Client
+
+public final class SchedulerCache: Sendable {
+    struct State {
+        var nodes: [String: NodeInfo] = [:]
+        var placed: [String: (node: String, request: PodRequest)] = [:]   // pod key → where it is accounted
+        var nextStart = 0
+    }
+    private let state = Mutex(State())
+    public init() {}
+
+    public func setNode(_ n: Node) {
+        state.withLock { s in
+            if var info = s.nodes[n.name] { info.node = n; s.nodes[n.name] = info } else { s.nodes[n.name] = NodeInfo(node: n) }
+        }
+    }
+    public func removeNode(_ name: String) { state.withLock { _ = $0.nodes.removeValue(forKey: name) } }
+
+    /// Accounts a pod on its node (bound or assumed); moves it if its node changed.
+    public func place(podKey: String, node: String, request: PodRequest) {
+        state.withLock { s in
+            if let prev = s.placed[podKey] {
+                if prev.node == node { return }
+                s.nodes[prev.node]?.add(prev.request, sign: -1)
+            }
+            s.placed[podKey] = (node, request)
+            s.nodes[node]?.add(request)
+        }
+    }
+    public func forget(podKey: String) {
+        state.withLock { s in
+            if let prev = s.placed.removeValue(forKey: podKey) { s.nodes[prev.node]?.add(prev.request, sign: -1) }
+        }
+    }
+    public var nodeCount: Int { state.withLock { $0.nodes.count } }
+    public func info(_ node: String) -> NodeInfo? { state.withLock { $0.nodes[node] } }
+
+    public enum Decision: Sendable { case bind(String), unschedulable(String) }
+
+    /// Runs filters and scores over (a sample of) the nodes and assumes the pod on the winner,
+    /// all under one lock so that concurrent decisions see each other.
+    public func decide(_ pod: Pod, key: String, filters: [any FilterPlugin], scores: [any ScorePlugin]) -> Decision {
+        let req = PodRequest(pod)
+        return state.withLock { s in
+            let names = s.nodes.keys.sorted()
+            let total = names.count
+            if total == 0 { return .unschedulable("0/0 nodes are available: no nodes registered.") }
+            // As kube-scheduler: stop after enough feasible nodes in large clusters.
+            let pct = max(5, 50 - total / 125)
+            let wanted = total <= 100 ? total : max(100, total * pct / 100)
+            var feasible: [NodeInfo] = []
+            var reasons: [String: Int] = [:]
+            let start = s.nextStart % total
+            var visited = 0
+            while visited < total && feasible.count < wanted {
+                let info = s.nodes[names[(start + visited) % total]]!
+                visited += 1
+                var ok = true
+                for f in filters {
+                    if case .unfit(let why) = f.filter(pod, req, info) { reasons[why, default: 0] += 1; ok = false; break }
+                }
+                if ok { feasible.append(info) }
+            }
+            s.nextStart = start + visited
+            guard !feasible.isEmpty else {
+                let parts = reasons.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.value) \($0.key)" }
+                return .unschedulable("0/\(total) nodes are available: \(parts.joined(separator: ", ")).")
+            }
+            var best = feasible[0]
+            var bestScore = Int.min
+            for info in feasible {
+                let sc = scores.reduce(0) { $0 + $1.weight * $1.score(pod, req, info) }
+                if sc > bestScore || (sc == bestScore && info.name < best.name) { best = info; bestScore = sc }
+            }
+            if let prev = s.placed[key] { s.nodes[prev.node]?.add(prev.request, sign: -1) }
+            s.placed[key] = (best.name, req)
+            s.nodes[best.name]?.add(req)
+            return .bind(best.name)
+        }
+    }
+}
+
+public struct SchedulerConfig: Sendable {
+    public var name = "default-scheduler"
+    public var workers = 16
+    public init() {}
+}
+
+public final class Scheduler: Sendable {
+    let client: KubeClient
+    let config: SchedulerConfig
+    public let cache = SchedulerCache()
+    let pods: Informer<Pod>
+    let nodes: Informer<Node>
+    let queue: WorkQueue
+    let events: EventRecorder
+    let clock: any ControlClock
+    let logger: Logger
+    let filters: [any FilterPlugin]
+    let scores: [any ScorePlugin]
+    let unschedulable = Mutex<Set<String>>([])
+
+    public init(client: KubeClient, config: SchedulerConfig = SchedulerConfig(), clock: any ControlClock = SystemControlClock(),
+                filters: [any FilterPlugin] = Plugins.filters, scores: [any ScorePlugin] = Plugins.scores) {
+        self.client = client; self.config = config; self.clock = clock
+        self.filters = filters; self.scores = scores
+        logger = Logger(label: "scheduler")
+        pods = Informer<Pod>(client: client)
+        nodes = Informer<Node>(client: client)
+        queue = WorkQueue(clock: clock, baseDelay: 0.05, maxDelay: 10)
+        events = EventRecorder(client: client, component: "default-scheduler", clock: clock)
+        wire()
+    }
+
+    func isPending(_ p: Pod) -> Bool {
+        (p.spec?.nodeName ?? "").isEmpty && p.metadata.deletionTimestamp == nil && !p.isTerminal
+            && (p.spec?.schedulerName ?? "default-scheduler") == config.name
+    }
+
+    func wire() {
+        nodes.addHandler { [weak self] ev in
+            guard let self else { return }
+            switch ev {
+            case .added(let n), .updated(_, let n): self.cache.setNode(n)
+            case .deleted(let n): self.cache.removeNode(n.name)
+            }
+            self.retryUnschedulable()
+        }
+        pods.addHandler { [weak self] ev in
+            guard let self else { return }
+            switch ev {
+            case .added(let p), .updated(_, let p):
+                let key = Informer<Pod>.key(p)
+                if let node = p.spec?.nodeName, !node.isEmpty, !p.isTerminal { self.cache.place(podKey: key, node: node, request: PodRequest(p)) }
+                else if p.isTerminal { self.cache.forget(podKey: key); self.retryUnschedulable() }
+                if self.isPending(p) { self.queue.add(key) }
+            case .deleted(let p):
+                self.cache.forget(podKey: Informer<Pod>.key(p))
+                self.retryUnschedulable()
+            }
+        }
+    }
+
+    /// Something freed up or appeared: give every unschedulable pod another go.
+    func retryUnschedulable() {
+        let keys = unschedulable.withLock { s -> Set<String> in let k = s; s.removeAll(); return k }
+        for k in keys { queue.add(k) }
+    }
+
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.nodes.run() }
+            group.addTask { await self.pods.run() }
+            group.addTask {
+                _ = await self.nodes.waitForSync(timeout: 3600)
+                _ = await self.pods.waitForSync(timeout: 3600)
+                await runWorkers(self.config.workers, queue: self.queue, logger: self.logger) { key in try await self.scheduleOne(key) }
+            }
+            await group.waitForAll()
+        }
+    }
+
+    func scheduleOne(_ key: String) async throws -> ReconcileResult {
+        guard let pod = pods.get(key), isPending(pod) else { return .done }
+        switch cache.decide(pod, key: key, filters: filters, scores: scores) {
+        case .bind(let node):
+            do {
+                try await client.bind(pod: pod.name, namespace: pod.namespace, node: node)
+                events.record(pod, reason: "Scheduled", message: "Successfully assigned \(pod.namespace)/\(pod.name) to \(node)")
+                return .done
+            } catch let s as Status where s.code == 409 || s.code == 404 {
+                cache.forget(podKey: key)   // bound elsewhere or gone: the informer will tell
+                return .done
+            } catch {
+                cache.forget(podKey: key)
+                throw error
+            }
+        case .unschedulable(let message):
+            unschedulable.withLock { _ = $0.insert(key) }
+            if pod.status?.condition("PodScheduled")?.message != message {
+                var p = pod
+                var st = p.status ?? PodStatus(phase: "Pending")
+                st.setCondition(PodCondition(type: "PodScheduled", status: "False", reason: "Unschedulable", message: message), now: KubeTime.format(clock.now()))
+                p.status = st
+                _ = try? await client.updateStatus(p)
+                events.record(pod, type: "Warning", reason: "FailedScheduling", message: message)
+            }
+            return .requeue(after: 5)
+        }
+    }
+}

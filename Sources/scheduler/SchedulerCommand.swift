@@ -1,0 +1,35 @@
+// The scheduler executable: argument parsing only; see Scheduler.
+import ArgumentParser
+import Foundation
+import Logging
+import Client
+import Scheduler
+
+@main
+struct SchedulerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scheduler", abstract: "Binds pending pods to nodes (filter → score → bind).")
+    @Option(help: "Kubeconfig with the system:kube-scheduler identity.") var kubeconfig: String
+    @Option(name: .customLong("leader-elect"), help: "Run only while holding the kube-system/kube-scheduler Lease.") var leaderElect: Bool = true
+    @Option(help: "Identity for leader election (default: hostname_pid).") var identity: String?
+    @Option(help: "Parallel binding workers.") var workers: Int = 16
+    @Option(name: .customLong("log-level")) var logLevel: String = "info"
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return h
+        }
+        let client = try KubeClient(kubeconfig: kubeconfig)
+        var config = SchedulerConfig()
+        config.workers = workers
+        let scheduler = Scheduler(client: client, config: config)
+        let id = identity ?? "\(ProcessInfo.processInfo.hostName)_\(getpid())"
+        if leaderElect {
+            let elector = LeaderElector(client: client, config: LeaderElectionConfig(name: "kube-scheduler", identity: id))
+            try await elector.run { await scheduler.run() }
+        } else {
+            await scheduler.run()
+        }
+    }
+}
