@@ -23,10 +23,12 @@ public struct WorkloadCondition: Codable, Hashable, Sendable {
 public struct RollingUpdateDeployment: Codable, Hashable, Sendable {
     public var maxUnavailable: IntOrString?
     public var maxSurge: IntOrString?
+    public init(maxUnavailable: IntOrString? = nil, maxSurge: IntOrString? = nil) { self.maxUnavailable = maxUnavailable; self.maxSurge = maxSurge }
 }
 public struct DeploymentStrategy: Codable, Hashable, Sendable {
     public var type: String?
     public var rollingUpdate: RollingUpdateDeployment?
+    public init(type: String? = nil, rollingUpdate: RollingUpdateDeployment? = nil) { self.type = type; self.rollingUpdate = rollingUpdate }
 }
 
 public struct DeploymentSpec: Codable, Hashable, Sendable {
@@ -38,6 +40,9 @@ public struct DeploymentSpec: Codable, Hashable, Sendable {
     public var revisionHistoryLimit: Int?
     public var paused: Bool?
     public var progressDeadlineSeconds: Int?
+    public init(replicas: Int?, selector: LabelSelector?, template: PodTemplateSpec, strategy: DeploymentStrategy? = nil) {
+        self.replicas = replicas; self.selector = selector; self.template = template; self.strategy = strategy
+    }
 }
 public struct DeploymentStatus: Codable, Hashable, Sendable {
     public var observedGeneration: Int64?
@@ -58,6 +63,7 @@ public struct Deployment: KubeObject, Hashable {
     public var metadata: ObjectMeta
     public var spec: DeploymentSpec?
     public var status: DeploymentStatus?
+    public init(metadata: ObjectMeta, spec: DeploymentSpec?) { apiVersion = "apps/v1"; kind = "Deployment"; self.metadata = metadata; self.spec = spec }
 }
 
 public struct ReplicaSetSpec: Codable, Hashable, Sendable {
@@ -65,6 +71,9 @@ public struct ReplicaSetSpec: Codable, Hashable, Sendable {
     public var minReadySeconds: Int?
     public var selector: LabelSelector?
     public var template: PodTemplateSpec?
+    public init(replicas: Int?, minReadySeconds: Int?, selector: LabelSelector?, template: PodTemplateSpec?) {
+        self.replicas = replicas; self.minReadySeconds = minReadySeconds; self.selector = selector; self.template = template
+    }
 }
 public struct ReplicaSetStatus: Codable, Hashable, Sendable {
     public var replicas: Int
@@ -83,6 +92,9 @@ public struct ReplicaSet: KubeObject, Hashable {
     public var metadata: ObjectMeta
     public var spec: ReplicaSetSpec?
     public var status: ReplicaSetStatus?
+    public init(apiVersion: String? = "apps/v1", kind: String? = "ReplicaSet", metadata: ObjectMeta, spec: ReplicaSetSpec?, status: ReplicaSetStatus? = nil) {
+        self.apiVersion = apiVersion; self.kind = kind; self.metadata = metadata; self.spec = spec; self.status = status
+    }
 }
 
 /// autoscaling/v1 Scale: the body of the `scale` subresource.
@@ -210,6 +222,9 @@ public struct CSRSpec: Codable, Hashable, Sendable {
     public var uid: String?
     public var groups: [String]?
     public var extra: [String: [String]]?
+    public init(request: String, signerName: String, expirationSeconds: Int? = nil, usages: [String]? = nil) {
+        self.request = request; self.signerName = signerName; self.expirationSeconds = expirationSeconds; self.usages = usages
+    }
 }
 public struct CSRCondition: Codable, Hashable, Sendable {
     public var type: String
@@ -218,10 +233,15 @@ public struct CSRCondition: Codable, Hashable, Sendable {
     public var message: String?
     public var lastUpdateTime: String?
     public var lastTransitionTime: String?
+    public init(type: String, status: String, reason: String? = nil, message: String? = nil, lastUpdateTime: String? = nil, lastTransitionTime: String? = nil) {
+        self.type = type; self.status = status; self.reason = reason; self.message = message
+        self.lastUpdateTime = lastUpdateTime; self.lastTransitionTime = lastTransitionTime
+    }
 }
 public struct CSRStatus: Codable, Hashable, Sendable {
     public var conditions: [CSRCondition]?
     public var certificate: String?
+    public init(conditions: [CSRCondition]? = nil, certificate: String? = nil) { self.conditions = conditions; self.certificate = certificate }
 }
 public struct CertificateSigningRequest: KubeObject, Hashable {
     public static let resource = Resources.csrs
@@ -230,4 +250,7 @@ public struct CertificateSigningRequest: KubeObject, Hashable {
     public var metadata: ObjectMeta
     public var spec: CSRSpec?
     public var status: CSRStatus?
+    public init(name: String, spec: CSRSpec) {
+        apiVersion = "certificates.k8s.io/v1"; kind = "CertificateSigningRequest"; metadata = ObjectMeta(name: name); self.spec = spec
+    }
 }

@@ -237,7 +237,12 @@ final class APIHandler: Sendable {
         case (.get, let name?, "log"):
             throw Status.serviceUnavailable("logs of pod \"\(name)\" are served by its node's agent, which has not registered a log endpoint")
         case (.post, nil, nil):
-            let body = try await readJSON(request)
+            var body = try await readJSON(request)
+            if rp.info == Resources.csrs, case .object = body["spec"] ?? .null {
+                // Who asked is set by the server, never taken from the body (as Kubernetes does).
+                body["spec"]?["username"] = .string(identity.user)
+                body["spec"]?["groups"] = .array(identity.groups.map { .string($0) })
+            }
             if let n = mustBeNamed, body["metadata"]?["name"]?.stringValue != n {
                 throw Status.forbidden("\(rp.info.groupResource) is forbidden: User \"\(identity.user)\" may only create the \(rp.info.kind) named \"\(n)\"", rp.info, nil)
             }

@@ -143,6 +143,20 @@ public func makeCSR(commonName: String, organizations: [String]) throws -> (csr:
     return (try csr.serializeAsPEM().pemString, try key.serializeAsPEM().pemString)
 }
 
+/// The identity a PEM CSR asks for.
+public func csrSubject(pem: String) throws -> CertIdentity {
+    let csr = try X509.CertificateSigningRequest(pemEncoded: pem)
+    var cn = ""
+    var orgs: [String] = []
+    for rdn in csr.subject {
+        for attr in rdn {
+            if attr.type == .RDNAttributeType.commonName { cn = String(describing: attr.value) }
+            if attr.type == .RDNAttributeType.organizationName { orgs.append(String(describing: attr.value)) }
+        }
+    }
+    return CertIdentity(user: cn, groups: orgs)
+}
+
 /// Reads the CN/O of a PEM certificate and its expiry.
 public func describeCertificate(pem: String) throws -> (identity: CertIdentity, notAfter: Date) {
     let c = try Certificate(pemEncoded: pem)

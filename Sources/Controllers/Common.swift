@@ -1,0 +1,93 @@
+// Shared pieces for controllers: expectations, pod helpers, and the informer set the
+// controller-manager runs once for all controllers.
+import Foundation
+import Synchronization
+import API
+import Client
+
+/// "After creating N pods, don't create again until N creations are observed" (client-go).
+public final class Expectations: Sendable {
+    struct Entry { var adds: Int; var deletes: Set<String>; var setAt: Date }
+    private let state = Mutex<[String: Entry]>([:])
+    let timeout: Double
+    public init(timeout: Double = 30) { self.timeout = timeout }
+
+    public func expect(_ key: String, adds: Int, deletes: Set<String> = [], now: Date) {
+        state.withLock { $0[key] = Entry(adds: adds, deletes: deletes, setAt: now) }
+    }
+    public func observedAdd(_ key: String) { state.withLock { s in if s[key] != nil { s[key]!.adds -= 1 } } }
+    public func observedDelete(_ key: String, pod: String) { state.withLock { s in _ = s[key]?.deletes.remove(pod) } }
+    public func satisfied(_ key: String, now: Date) -> Bool {
+        state.withLock { s in
+            guard let e = s[key] else { return true }
+            return (e.adds <= 0 && e.deletes.isEmpty) || now.timeIntervalSince(e.setAt) > timeout
+        }
+    }
+    public func forget(_ key: String) { state.withLock { _ = $0.removeValue(forKey: key) } }
+}
+
+public extension Pod {
+    var isActive: Bool { metadata.deletionTimestamp == nil && !isTerminal }
+    /// Ready for at least minReadySeconds.
+    func isAvailable(minReadySeconds: Int, now: Date) -> Bool {
+        guard let c = status?.condition("Ready"), c.status == "True" else { return false }
+        if minReadySeconds == 0 { return true }
+        guard let t = KubeTime.parse(c.lastTransitionTime) else { return false }
+        return now.timeIntervalSince(t) >= Double(minReadySeconds)
+    }
+}
+
+func ownerRef<T: KubeObject>(_ owner: T) -> OwnerReference {
+    OwnerReference(apiVersion: T.resource.apiVersion, kind: T.resource.kind, name: owner.name, uid: owner.metadata.uid ?? "", controller: true, blockOwnerDeletion: true)
+}
+
+/// FNV-1a over the template's JSON, printed with Kubernetes' "safe" alphabet (no vowels).
+public func podTemplateHash(_ t: PodTemplateSpec, collisionCount: Int = 0) -> String {
+    var h: UInt32 = 2166136261
+    let bytes = (try? KubeJSON.encode(t)) ?? Data()
+    for b in bytes { h = (h ^ UInt32(b)) &* 16777619 }
+    for b in withUnsafeBytes(of: UInt32(collisionCount).littleEndian, Array.init) { h = (h ^ UInt32(b)) &* 16777619 }
+    let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
+    var v = h, out = ""
+    repeat { out.append(alphabet[Int(v % UInt32(alphabet.count))]); v /= UInt32(alphabet.count) } while v > 0
+    return out
+}
+
+/// The informers every controller shares (one list+watch per resource per process).
+public final class SharedInformers: Sendable {
+    public let pods: Informer<Pod>
+    public let replicaSets: Informer<ReplicaSet>
+    public let deployments: Informer<Deployment>
+    public let nodes: Informer<Node>
+    public let leases: Informer<Lease>
+    public let csrs: Informer<CertificateSigningRequest>
+
+    public init(client: KubeClient) {
+        pods = Informer(client: client)
+        replicaSets = Informer(client: client)
+        deployments = Informer(client: client)
+        nodes = Informer(client: client)
+        leases = Informer(client: client, namespace: "kube-node-lease")
+        csrs = Informer(client: client)
+        pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
+        pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
+        replicaSets.addIndex("owner") { r in r.metadata.ownerReferences?.map(\.uid) ?? [] }
+    }
+
+    public func run() async {
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask { await self.pods.run() }
+            g.addTask { await self.replicaSets.run() }
+            g.addTask { await self.deployments.run() }
+            g.addTask { await self.nodes.run() }
+            g.addTask { await self.leases.run() }
+            g.addTask { await self.csrs.run() }
+        }
+    }
+
+    public func waitForSync() async {
+        _ = await pods.waitForSync(timeout: 3600); _ = await replicaSets.waitForSync(timeout: 3600)
+        _ = await deployments.waitForSync(timeout: 3600); _ = await nodes.waitForSync(timeout: 3600)
+        _ = await leases.waitForSync(timeout: 3600); _ = await csrs.waitForSync(timeout: 3600)
+    }
+}

@@ -1,0 +1,51 @@
+// The controller-manager: shared informers plus every controller, run together while this
+// process holds the kube-system/kube-controller-manager Lease.
+import Foundation
+import Logging
+import API
+import Client
+import PKI
+
+public struct ControllerManagerConfig: Sendable {
+    public var nodeLifecycle = NodeLifecycleConfig()
+    public var ca: CertificateAuthority?
+    public var workers = 4
+    public init() {}
+}
+
+public final class ControllerManager: Sendable {
+    public let informers: SharedInformers
+    public let replicaSets: ReplicaSetController
+    public let deployments: DeploymentController
+    public let nodeLifecycle: NodeLifecycleController
+    public let gc: GarbageCollector
+    public let csr: CSRSigner?
+    let config: ControllerManagerConfig
+
+    public init(client: KubeClient, config: ControllerManagerConfig = ControllerManagerConfig(), clock: any ControlClock = SystemControlClock()) {
+        self.config = config
+        let informers = SharedInformers(client: client)
+        self.informers = informers
+        replicaSets = ReplicaSetController(client: client, informers: informers, clock: clock)
+        deployments = DeploymentController(client: client, informers: informers, clock: clock)
+        nodeLifecycle = NodeLifecycleController(client: client, informers: informers, config: config.nodeLifecycle, clock: clock)
+        gc = GarbageCollector(client: client, informers: informers, clock: clock)
+        if let ca = config.ca { csr = CSRSigner(client: client, informers: informers, ca: ca, clock: clock) } else { csr = nil }
+    }
+
+    public func run() async {
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask { await self.informers.run() }
+            g.addTask {
+                await self.informers.waitForSync()
+                await withTaskGroup(of: Void.self) { c in
+                    c.addTask { await self.replicaSets.run(workers: self.config.workers) }
+                    c.addTask { await self.deployments.run(workers: self.config.workers) }
+                    c.addTask { await self.nodeLifecycle.run() }
+                    c.addTask { await self.gc.run() }
+                    if let csr = self.csr { c.addTask { await csr.run() } }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+// Garbage collection by ownerReferences: dependents of a deleted owner are deleted
+// (background); owners with the foregroundDeletion finalizer go after their dependents;
+// owners with the orphan finalizer release their dependents first.
+import Foundation
+import Logging
+import API
+import Client
+
+public final class GarbageCollector: Sendable {
+    let client: KubeClient
+    let informers: SharedInformers
+    let clock: any ControlClock
+    let period: Double
+    let logger = Logger(label: "garbage-collector")
+
+    public init(client: KubeClient, informers: SharedInformers, clock: any ControlClock = SystemControlClock(), period: Double = 1) {
+        self.client = client; self.informers = informers; self.clock = clock; self.period = period
+    }
+
+    public func run() async {
+        while !Task.isCancelled {
+            await sweep()
+            try? await clock.sleep(for: period)
+        }
+    }
+
+    struct Owner { var uid: String; var deleting: Bool; var finalizers: [String]; var kind: String; var name: String; var namespace: String }
+
+    func owners() -> [String: Owner] {
+        var m: [String: Owner] = [:]
+        for d in informers.deployments.list() { m[d.metadata.uid ?? ""] = Owner(uid: d.metadata.uid ?? "", deleting: d.metadata.deletionTimestamp != nil, finalizers: d.metadata.finalizers ?? [], kind: "Deployment", name: d.name, namespace: d.namespace) }
+        for r in informers.replicaSets.list() { m[r.metadata.uid ?? ""] = Owner(uid: r.metadata.uid ?? "", deleting: r.metadata.deletionTimestamp != nil, finalizers: r.metadata.finalizers ?? [], kind: "ReplicaSet", name: r.name, namespace: r.namespace) }
+        return m
+    }
+
+    /// Whether the owner is really gone: asked of the apiserver, not the cache, before deleting.
+    func ownerGone(_ ref: OwnerReference, namespace: String) async -> Bool {
+        do {
+            switch ref.kind {
+            case "Deployment": return try await client.get(Deployment.self, ref.name, namespace: namespace).metadata.uid != ref.uid
+            case "ReplicaSet": return try await client.get(ReplicaSet.self, ref.name, namespace: namespace).metadata.uid != ref.uid
+            default: return false
+            }
+        } catch let s as Status where s.code == 404 { return true } catch { return false }
+    }
+
+    public func sweep() async {
+        guard informers.deployments.hasSynced, informers.replicaSets.hasSynced, informers.pods.hasSynced else { return }
+        let all = owners()
+        // Dependents whose owners are gone (background), or whose owners delete in the foreground.
+        func handle<T: KubeObject>(_ type: T.Type, _ items: [T]) async {
+            for o in items {
+                guard let refs = o.metadata.ownerReferences, !refs.isEmpty else { continue }
+                for ref in refs where ["Deployment", "ReplicaSet"].contains(ref.kind) {
+                    if let owner = all[ref.uid] {
+                        if owner.deleting && owner.finalizers.contains("orphan") {
+                            let kept = refs.filter { $0.uid != ref.uid }
+                            let patch: JSONValue = .object(["metadata": .object(["ownerReferences": kept.isEmpty ? .null : (try? JSONValue.from(kept)) ?? .null])])
+                            _ = try? await client.patch(T.self, o.name, namespace: o.namespace, mergePatch: patch)
+                        } else if owner.deleting && owner.finalizers.contains("foregroundDeletion") && o.metadata.deletionTimestamp == nil {
+                            try? await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: "Foreground"))
+                        }
+                        continue
+                    }
+                    if o.metadata.deletionTimestamp == nil, await ownerGone(ref, namespace: o.namespace) {
+                        logger.debug("deleting dependent of a deleted owner", metadata: ["object": "\(T.resource.kind) \(o.namespace)/\(o.name)", "owner": "\(ref.kind)/\(ref.name)"])
+                        try? await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: "Background"))
+                    }
+                }
+            }
+        }
+        await handle(ReplicaSet.self, informers.replicaSets.list())
+        await handle(Pod.self, informers.pods.list())
+        // Owners waiting on finalizers whose dependents are all gone (or released) finish now.
+        for owner in all.values where owner.deleting {
+            let dependents = informers.replicaSets.byIndex("owner", owner.uid).count + informers.pods.byIndex("owner", owner.uid).count
+            for f in ["foregroundDeletion", "orphan"] where owner.finalizers.contains(f) && dependents == 0 {
+                let rest = owner.finalizers.filter { $0 != f }
+                let patch: JSONValue = .object(["metadata": .object(["finalizers": rest.isEmpty ? .null : .array(rest.map { .string($0) })])])
+                if owner.kind == "Deployment" { _ = try? await client.patch(Deployment.self, owner.name, namespace: owner.namespace, mergePatch: patch) }
+                else { _ = try? await client.patch(ReplicaSet.self, owner.name, namespace: owner.namespace, mergePatch: patch) }
+            }
+        }
+    }
+}

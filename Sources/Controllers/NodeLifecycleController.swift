@@ -1,0 +1,164 @@
+// NodeLifecycle: a node whose Lease is not renewed within the grace period becomes
+// Ready=Unknown with the unreachable taint; after the eviction delay (or the pod's
+// tolerationSeconds) its pods are deleted so their owners replace them elsewhere. Evictions
+// are rate limited and stop when most nodes look dead at once (our own partition).
+import Foundation
+import Synchronization
+import Logging
+import API
+import Client
+
+public struct NodeLifecycleConfig: Sendable {
+    public var gracePeriod: Double = 5
+    public var evictionDelay: Double = 5
+    public var evictionsPerSecond: Double = 20
+    /// Above this share of unreachable nodes (with at least 3 nodes) evictions stop.
+    public var partitionThreshold: Double = 0.55
+    public var monitorPeriod: Double = 0.5
+    public init() {}
+}
+
+public final class NodeLifecycleController: Sendable {
+    static let unreachable = "node.kubernetes.io/unreachable"
+    static let ourReason = "NodeStatusUnknown"
+    let client: KubeClient
+    let informers: SharedInformers
+    let config: NodeLifecycleConfig
+    let clock: any ControlClock
+    let events: EventRecorder
+    let logger = Logger(label: "node-lifecycle-controller")
+    struct State { var unreachableSince: [String: Date] = [:]; var tokens: Double = 0; var lastRefill: Date? }
+    let state = Mutex(State())
+
+    public init(client: KubeClient, informers: SharedInformers, config: NodeLifecycleConfig = NodeLifecycleConfig(), clock: any ControlClock = SystemControlClock()) {
+        self.client = client; self.informers = informers; self.config = config; self.clock = clock
+        events = EventRecorder(client: client, component: "node-controller", clock: clock)
+    }
+
+    public func run() async {
+        while !Task.isCancelled {
+            await monitor()
+            try? await clock.sleep(for: config.monitorPeriod)
+        }
+    }
+
+    /// The last heartbeat: the Lease's renewTime, else the Ready condition's heartbeat, else creation.
+    func lastHeartbeat(_ n: Node) -> Date {
+        if let l = informers.leases.get(namespace: "kube-node-lease", name: n.name), let t = KubeTime.parse(l.spec?.renewTime) { return t }
+        if let t = KubeTime.parse(n.status?.condition("Ready")?.lastHeartbeatTime) { return t }
+        return KubeTime.parse(n.metadata.creationTimestamp) ?? clock.now()
+    }
+
+    public func monitor() async {
+        let now = clock.now()
+        let nodes = informers.nodes.list()
+        var dead: [Node] = []
+        for n in nodes {
+            let age = now.timeIntervalSince(lastHeartbeat(n))
+            if age > config.gracePeriod {
+                dead.append(n)
+                let since = state.withLock { s -> Date in
+                    if let d = s.unreachableSince[n.name] { return d }
+                    s.unreachableSince[n.name] = now; return now
+                }
+                if n.status?.condition("Ready")?.status != "Unknown" || !(n.spec?.taints ?? []).contains(where: { $0.key == Self.unreachable }) {
+                    await markUnknown(n, age: age)
+                }
+                _ = since
+            } else {
+                let was = state.withLock { $0.unreachableSince.removeValue(forKey: n.name) }
+                if was != nil || n.status?.condition("Ready")?.reason == Self.ourReason || (n.spec?.taints ?? []).contains(where: { $0.key == Self.unreachable }) {
+                    await markReachable(n)
+                }
+            }
+        }
+        // A partition of the control plane looks like most nodes dying at once: do not evict then.
+        if nodes.count >= 3 && Double(dead.count) / Double(nodes.count) > config.partitionThreshold {
+            if !dead.isEmpty { logger.warning("most nodes unreachable; not evicting (suspected partition)", metadata: ["unreachable": "\(dead.count)", "nodes": "\(nodes.count)"]) }
+            return
+        }
+        for n in dead { await evictPods(n, now: now) }
+    }
+
+    func markUnknown(_ n: Node, age: Double) async {
+        let now = KubeTime.format(clock.now())
+        var node = n
+        var st = node.status ?? NodeStatus()
+        var conds = st.conditions ?? []
+        var ready = NodeCondition(type: "Ready", status: "Unknown", reason: Self.ourReason, message: "Kubelet stopped posting node status.")
+        ready.lastHeartbeatTime = conds.first { $0.type == "Ready" }?.lastHeartbeatTime
+        ready.lastTransitionTime = now
+        if let i = conds.firstIndex(where: { $0.type == "Ready" }) {
+            if conds[i].status == "Unknown" { ready.lastTransitionTime = conds[i].lastTransitionTime }
+            conds[i] = ready
+        } else { conds.append(ready) }
+        st.conditions = conds
+        node.status = st
+        do {
+            let updated = try await client.updateStatus(node)
+            var withTaint = updated
+            var spec = withTaint.spec ?? NodeSpec()
+            if !(spec.taints ?? []).contains(where: { $0.key == Self.unreachable }) {
+                spec.taints = (spec.taints ?? []) + [Taint(key: Self.unreachable, effect: "NoExecute", timeAdded: now)]
+                withTaint.spec = spec
+                _ = try await client.update(withTaint)
+            }
+            if n.status?.condition("Ready")?.status != "Unknown" {
+                logger.info("node unreachable", metadata: ["node": "\(n.name)", "silentFor": "\(String(format: "%.1f", age))s"])
+                events.record(n, reason: "NodeNotReady", message: "Node \(n.name) status is now: NodeNotReady")
+            }
+        } catch { logger.debug("marking node unknown failed", metadata: ["node": "\(n.name)", "error": "\(error)"]) }
+    }
+
+    func markReachable(_ n: Node) async {
+        do {
+            var node = n
+            if var spec = node.spec, (spec.taints ?? []).contains(where: { $0.key == Self.unreachable }) {
+                spec.taints = spec.taints?.filter { $0.key != Self.unreachable }
+                if spec.taints?.isEmpty == true { spec.taints = nil }
+                node.spec = spec
+                node = try await client.update(node)
+            }
+            if node.status?.condition("Ready")?.reason == Self.ourReason {
+                var st = node.status!
+                let now = KubeTime.format(clock.now())
+                var c = NodeCondition(type: "Ready", status: "True", reason: "NodeLeaseRenewed", message: "node lease is being renewed")
+                c.lastHeartbeatTime = now; c.lastTransitionTime = now
+                st.conditions = (st.conditions ?? []).map { $0.type == "Ready" ? c : $0 }
+                node.status = st
+                _ = try await client.updateStatus(node)
+                events.record(n, reason: "NodeReady", message: "Node \(n.name) status is now: NodeReady")
+            }
+        } catch { logger.debug("marking node reachable failed", metadata: ["node": "\(n.name)", "error": "\(error)"]) }
+    }
+
+    /// Token bucket for evictions.
+    func takeToken(now: Date) -> Bool {
+        state.withLock { s in
+            let last = s.lastRefill ?? now
+            s.tokens = min(config.evictionsPerSecond, s.tokens + now.timeIntervalSince(last) * config.evictionsPerSecond + (s.lastRefill == nil ? config.evictionsPerSecond : 0))
+            s.lastRefill = now
+            if s.tokens >= 1 { s.tokens -= 1; return true }
+            return false
+        }
+    }
+
+    func evictPods(_ n: Node, now: Date) async {
+        guard let since = state.withLock({ $0.unreachableSince[n.name] }) else { return }
+        let silent = now.timeIntervalSince(since)
+        for p in informers.pods.byIndex("node", n.name) where p.isActive {
+            // A pod tolerating the unreachable taint for N seconds stays that long; forever without N.
+            var delay = config.evictionDelay
+            if let t = (p.spec?.tolerations ?? []).first(where: { $0.tolerates(Taint(key: Self.unreachable, effect: "NoExecute")) }) {
+                guard let secs = t.tolerationSeconds else { continue }
+                delay = Double(secs)
+            }
+            guard silent >= delay else { continue }
+            guard takeToken(now: now) else { return }
+            do {
+                try await client.delete(Pod.self, p.name, namespace: p.namespace)
+                events.record(p, reason: "TaintManagerEviction", message: "Marking for deletion Pod \(p.namespace)/\(p.name)")
+            } catch {}
+        }
+    }
+}

@@ -1,0 +1,48 @@
+// The controller-manager executable: argument parsing only; see ControllerManager.
+import ArgumentParser
+import Foundation
+import Logging
+import Client
+import Controllers
+import PKI
+
+@main
+struct ControllerManagerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "controller-manager",
+        abstract: "Runs the ReplicaSet, Deployment, NodeLifecycle, garbage-collection and CSR-signing controllers.")
+    @Option(help: "Kubeconfig with the system:kube-controller-manager identity.") var kubeconfig: String
+    @Option(name: .customLong("leader-elect"), help: "Run only while holding the kube-system/kube-controller-manager Lease.") var leaderElect: Bool = true
+    @Option(help: "Identity for leader election (default: hostname_pid).") var identity: String?
+    @Option(name: .customLong("node-monitor-grace-period"), help: "Seconds without a Lease renewal before a node is Unknown.") var grace: Double = 5
+    @Option(name: .customLong("pod-eviction-timeout"), help: "Seconds a node may be Unknown before its pods are evicted.") var eviction: Double = 5
+    @Option(name: .customLong("node-eviction-rate"), help: "Pod evictions per second.") var evictionRate: Double = 20
+    @Option(name: .customLong("cluster-signing-cert-file"), help: "CA certificate for signing node CSRs (the apiserver's DATA_DIR/pki/ca.crt).") var signingCert: String?
+    @Option(name: .customLong("cluster-signing-key-file"), help: "CA key for signing node CSRs.") var signingKey: String?
+    @Option(name: .customLong("concurrent-syncs"), help: "Workers per controller.") var workers: Int = 4
+    @Option(name: .customLong("log-level")) var logLevel: String = "info"
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return h
+        }
+        let client = try KubeClient(kubeconfig: kubeconfig)
+        var config = ControllerManagerConfig()
+        config.nodeLifecycle.gracePeriod = grace
+        config.nodeLifecycle.evictionDelay = eviction
+        config.nodeLifecycle.evictionsPerSecond = evictionRate
+        config.workers = workers
+        if let c = signingCert, let k = signingKey {
+            config.ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: c, encoding: .utf8), keyPEM: String(contentsOfFile: k, encoding: .utf8))
+        }
+        let cm = ControllerManager(client: client, config: config)
+        let id = identity ?? "\(ProcessInfo.processInfo.hostName)_\(getpid())"
+        if leaderElect {
+            let elector = LeaderElector(client: client, config: LeaderElectionConfig(name: "kube-controller-manager", identity: id))
+            try await elector.run { await cm.run() }
+        } else {
+            await cm.run()
+        }
+    }
+}
