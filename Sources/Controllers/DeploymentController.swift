@@ -101,6 +101,15 @@ public final class DeploymentController: Sendable {
         return done ? .done : .requeue(after: 1)
     }
 
+    /// Available pods an RS can be counted on for: never more than its (possibly just lowered)
+    /// spec.replicas, and nothing it has not yet observed, so stale status cannot double-count.
+    static func available(_ rs: ReplicaSet) -> Int {
+        let a = rs.status?.availableReplicas ?? 0
+        let r = rs.spec?.replicas ?? 0
+        if let og = rs.status?.observedGeneration, let g = rs.metadata.generation, og < g { return min(a, r) }
+        return min(a, r)
+    }
+
     func rollingUpdate(_ d: Deployment, spec: DeploymentSpec, newRS: ReplicaSet, oldRSs: inout [ReplicaSet]) async throws {
         let replicas = spec.replicas ?? 1
         var maxSurge = spec.strategy?.rollingUpdate?.maxSurge?.scaled(total: replicas, roundUp: true) ?? 1
@@ -121,20 +130,20 @@ public final class DeploymentController: Sendable {
         guard oldCount > 0 else { return }
         let allPods = oldCount + (newRS.spec?.replicas ?? 0)
         let minAvailable = replicas - maxUnavailable
-        let newUnavailable = (newRS.spec?.replicas ?? 0) - (newRS.status?.availableReplicas ?? 0)
+        let newUnavailable = (newRS.spec?.replicas ?? 0) - Self.available(newRS)
         var maxScaledDown = allPods - minAvailable - newUnavailable
         guard maxScaledDown > 0 else { return }
         // First old pods that are not available anyway.
         for i in oldRSs.indices {
             guard maxScaledDown > 0 else { break }
-            let r = oldRSs[i].spec?.replicas ?? 0, avail = oldRSs[i].status?.availableReplicas ?? 0
+            let r = oldRSs[i].spec?.replicas ?? 0, avail = Self.available(oldRSs[i])
             guard r > avail else { continue }
             let down = min(maxScaledDown, r - avail)
             oldRSs[i] = try await scale(oldRSs[i], to: r - down, d)
             maxScaledDown -= down
         }
         // Then available ones, oldest first, never below minAvailable.
-        let available = all.reduce(0) { $0 + ($1.status?.availableReplicas ?? 0) }
+        let available = ([newRS] + oldRSs).reduce(0) { $0 + Self.available($1) }
         var canDown = available - minAvailable
         for i in oldRSs.indices where canDown > 0 {
             let r = oldRSs[i].spec?.replicas ?? 0

@@ -1,0 +1,251 @@
+import Testing
+import Foundation
+import Synchronization
+import API
+import APIServer
+import Client
+import Controllers
+import Scheduler
+
+/// Plays the node agents: registers Nodes, renews their Leases, and marks bound pods Running
+/// and Ready (and finishes their graceful deletion) while the node is "alive".
+final class FakeNodes: Sendable {
+    let client: KubeClient
+    let names: [String]
+    let dead = Mutex<Set<String>>([])
+    let pods: Informer<Pod>
+
+    init(client: KubeClient, names: [String], cpu: String = "4", memory: String = "8Gi") async throws {
+        self.client = client; self.names = names
+        pods = Informer<Pod>(client: client)
+        for n in names {
+            var node = Node(name: n)
+            var st = NodeStatus()
+            st.capacity = ["cpu": try Quantity(parsing: cpu), "memory": try Quantity(parsing: memory), "pods": try Quantity(parsing: "110")]
+            st.allocatable = st.capacity
+            var ready = NodeCondition(type: "Ready", status: "True", reason: "KubeletReady")
+            ready.lastHeartbeatTime = KubeTime.format(Date())
+            st.conditions = [ready]
+            node.status = st
+            _ = try await client.create(node)
+        }
+    }
+
+    func kill(_ n: String) { _ = dead.withLock { $0.insert(n) } }
+    func revive(_ n: String) { _ = dead.withLock { $0.remove(n) } }
+
+    func run() async {
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask { await self.pods.run() }
+            g.addTask {
+                while !Task.isCancelled {
+                    let dead = self.dead.withLock { $0 }
+                    for n in self.names where !dead.contains(n) {
+                        let now = KubeTime.formatMicro(Date())
+                        var spec = LeaseSpec(); spec.holderIdentity = n; spec.renewTime = now; spec.leaseDurationSeconds = 40
+                        if var l = try? await self.client.get(Lease.self, n, namespace: "kube-node-lease") {
+                            l.spec = spec; _ = try? await self.client.update(l)
+                        } else { _ = try? await self.client.create(Lease(name: n, namespace: "kube-node-lease", spec: spec)) }
+                    }
+                    for p in self.pods.list() {
+                        guard let node = p.spec?.nodeName, !node.isEmpty, !dead.contains(node) else { continue }
+                        if p.metadata.deletionTimestamp != nil {
+                            try? await self.client.delete(Pod.self, p.name, namespace: p.namespace, options: DeleteOptions(gracePeriodSeconds: 0))
+                        } else if !p.isReady {
+                            var q = p
+                            var st = q.status ?? PodStatus()
+                            st.phase = "Running"
+                            st.setCondition(PodCondition(type: "Ready", status: "True"), now: KubeTime.format(Date()))
+                            var cs = ContainerStatus(name: q.spec?.containers.first?.name ?? "c", image: q.spec?.containers.first?.image ?? "")
+                            cs.ready = true; cs.state = ContainerState(running: ContainerStateRunning(startedAt: KubeTime.format(Date())))
+                            st.containerStatuses = [cs]
+                            q.status = st
+                            _ = try? await self.client.updateStatus(q)
+                        }
+                    }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+        }
+    }
+}
+
+final class Lines: Sendable {
+    let value = Mutex<[String]>([])
+    func append(_ s: String) { value.withLock { $0.append(s) } }
+    var all: [String] { value.withLock { $0 } }
+}
+
+func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", cpu: String = "100m", surge: String = "25%", unavailable: String = "25%") throws -> Deployment {
+    var c = Container(name: "c", image: image)
+    c.resources = ResourceRequirements(requests: ["cpu": try Quantity(parsing: cpu), "memory": try Quantity(parsing: "64Mi")])
+    let t = PodTemplateSpec(metadata: ObjectMeta(labels: ["app": name]), spec: PodSpec(containers: [c]))
+    return Deployment(metadata: ObjectMeta(name: name, namespace: "default"),
+                      spec: DeploymentSpec(replicas: replicas, selector: LabelSelector(matchLabels: ["app": name]), template: t,
+                                           strategy: DeploymentStrategy(type: "RollingUpdate", rollingUpdate: RollingUpdateDeployment(maxUnavailable: .string(unavailable), maxSurge: .string(surge)))))
+}
+
+@Suite(.serialized) struct ControlPlaneTests {
+    struct Env {
+        let cluster: TestCluster
+        let admin: KubeClient
+        let nodes: FakeNodes
+        var tasks: [Task<Void, Never>]
+        func stop() async { for t in tasks { t.cancel() }; await cluster.cleanup() }
+    }
+
+    func start(nodes names: [String] = ["n1", "n2", "n3"], cpu: String = "4") async throws -> Env {
+        let c = try await TestCluster.start(inMemory: true)
+        let admin = try c.admin()
+        let nodes = try await FakeNodes(client: admin, names: names, cpu: cpu)
+        var config = ControllerManagerConfig()
+        config.nodeLifecycle.gracePeriod = 1.5
+        config.nodeLifecycle.evictionDelay = 1
+        config.nodeLifecycle.monitorPeriod = 0.2
+        let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: config)
+        let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
+        let tasks = [Task { await nodes.run() }, Task { await cm.run() }, Task { await sched.run() }]
+        return Env(cluster: c, admin: admin, nodes: nodes, tasks: tasks)
+    }
+
+    func readyPods(_ k: KubeClient, app: String) async throws -> [Pod] {
+        try await k.list(Pod.self, labelSelector: "app=\(app)").items.filter { $0.isActive && $0.isReady }
+    }
+
+    @Test func deploymentSpreadsOverNodesAndRollsWithinBounds() async throws {
+        let env = try await start()
+        defer { Task { await env.stop() } }
+        let k = env.admin
+        _ = try await k.create(try webDeployment("web", replicas: 10))
+        let pods = try await eventually(30, "10 ready pods") { () -> [Pod]? in
+            let p = try await readyPods(k, app: "web"); return p.count == 10 ? p : nil
+        }
+        let perNode = Dictionary(grouping: pods, by: { $0.spec?.nodeName ?? "" }).mapValues(\.count)
+        #expect(perNode.count == 3 && perNode.values.allSatisfy { $0 >= 3 }, "spread: \(perNode)")
+        let d = try await eventually(10, "available") { () -> Deployment? in
+            let d = try await k.get(Deployment.self, "web"); return d.status?.availableReplicas == 10 ? d : nil
+        }
+        #expect(d.status?.conditions?.first { $0.type == "Available" }?.status == "True")
+
+        // Rolling update: watch pods the whole time; never more than 10 + 3 (25% surge, rounded up)
+        // active, never fewer than 10 - 2 (25% unavailable, rounded down) ready.
+        let listed = try await k.list(Pod.self, labelSelector: "app=web")
+        let violations = Lines()
+        let watcher = Task {
+            var state: [String: Pod] = [:]
+            for p in listed.items { state[p.name] = p }
+            do {
+                for try await (type, p) in k.watch(Pod.self, resourceVersion: listed.metadata.resourceVersion, labelSelector: "app=web") {
+                    if type == "DELETED" { state.removeValue(forKey: p.name) } else { state[p.name] = p }
+                    let active = state.values.filter(\.isActive)
+                    let ready = active.filter(\.isReady).count
+                    if active.count > 13 { violations.append("\(active.count) active pods") }
+                    if ready < 8 { violations.append("only \(ready) ready") }
+                }
+            } catch {}
+        }
+        var next = try await k.get(Deployment.self, "web")
+        next.spec?.template.spec?.containers[0].image = "busybox:2"
+        _ = try await k.update(next)
+        _ = try await eventually(40, "rollout complete") { () -> Bool? in
+            let d = try await k.get(Deployment.self, "web")
+            let s = d.status
+            return s?.updatedReplicas == 10 && s?.availableReplicas == 10 && s?.replicas == 10 && (s?.observedGeneration ?? 0) >= (d.metadata.generation ?? 0) ? true : nil
+        }
+        watcher.cancel()
+        #expect(violations.all.isEmpty, "\(violations.all.prefix(5))")
+        let images = Set(try await readyPods(k, app: "web").compactMap { $0.spec?.containers.first?.image })
+        #expect(images == ["busybox:2"])
+        let rss = try await k.list(ReplicaSet.self).items
+        #expect(rss.count == 2 && rss.contains { $0.spec?.replicas == 0 })
+
+        // Deleting the Deployment takes its ReplicaSets and pods with it (garbage collection).
+        try await k.delete(Deployment.self, "web")
+        _ = try await eventually(20, "dependents collected") { () -> Bool? in
+            let r = try await k.list(ReplicaSet.self).items.count
+            let p = try await k.list(Pod.self, labelSelector: "app=web").items.filter(\.isActive).count
+            return r == 0 && p == 0 ? true : nil
+        }
+    }
+
+    @Test func deadNodesPodsAreReplacedElsewhere() async throws {
+        let env = try await start()
+        defer { Task { await env.stop() } }
+        let k = env.admin
+        _ = try await k.create(try webDeployment("svc", replicas: 6))
+        let pods = try await eventually(30, "6 ready") { () -> [Pod]? in let p = try await readyPods(k, app: "svc"); return p.count == 6 ? p : nil }
+        let victim = pods[0].spec!.nodeName!
+        let killedAt = Date()
+        env.nodes.kill(victim)
+        _ = try await eventually(10, "node Unknown and tainted") { () -> Node? in
+            let n = try await k.get(Node.self, victim)
+            let tainted = n.spec?.taints?.contains { $0.key == "node.kubernetes.io/unreachable" && $0.effect == "NoExecute" } == true
+            return n.status?.condition("Ready")?.status == "Unknown" && tainted ? n : nil
+        }
+        _ = try await eventually(20, "replaced elsewhere") { () -> Bool? in
+            let p = try await readyPods(k, app: "svc")
+            return p.count == 6 && p.allSatisfy({ $0.spec?.nodeName != victim }) ? true : nil
+        }
+        let restored = Date().timeIntervalSince(killedAt)
+        #expect(restored < 15, "took \(restored) s")
+        // No false alarms for the nodes that kept renewing.
+        for n in env.nodes.names where n != victim { #expect(try await k.get(Node.self, n).isReady) }
+        // The node comes back: Ready again, taint gone.
+        env.nodes.revive(victim)
+        _ = try await eventually(10, "node Ready again") { () -> Bool? in
+            let n = try await k.get(Node.self, victim)
+            return n.isReady && !(n.spec?.taints ?? []).contains { $0.key == "node.kubernetes.io/unreachable" } ? true : nil
+        }
+    }
+
+    @Test func unschedulablePodSaysWhy() async throws {
+        let env = try await start(cpu: "1")
+        defer { Task { await env.stop() } }
+        let k = env.admin
+        var big = Pod(metadata: ObjectMeta(name: "big", namespace: "default"), spec: PodSpec(containers: [Container(name: "c", image: "x")]))
+        big.spec?.containers[0].resources = ResourceRequirements(requests: ["cpu": try Quantity(parsing: "8")])
+        _ = try await k.create(big)
+        let cond = try await eventually(10, "PodScheduled=False") { () -> PodCondition? in
+            let c = try await k.get(Pod.self, "big").status?.condition("PodScheduled"); return c?.status == "False" ? c : nil
+        }
+        #expect(cond.reason == "Unschedulable")
+        #expect(cond.message == "0/3 nodes are available: 3 Insufficient cpu.")
+        let events = try await eventually(5, "FailedScheduling event") { () -> [Event]? in
+            let e = try await k.list(Event.self, fieldSelector: "involvedObject.name=big,reason=FailedScheduling").items; return e.isEmpty ? nil : e
+        }
+        #expect(events[0].type == "Warning")
+        // A node with room appears: the pod is retried and placed there.
+        var roomy = Node(name: "big-node")
+        var st = NodeStatus()
+        st.capacity = ["cpu": try Quantity(parsing: "16"), "memory": try Quantity(parsing: "32Gi"), "pods": try Quantity(parsing: "110")]
+        st.allocatable = st.capacity
+        st.conditions = [NodeCondition(type: "Ready", status: "True")]
+        roomy.status = st
+        _ = try await k.create(roomy)
+        _ = try await eventually(10, "bound to big-node") { () -> Bool? in try await k.get(Pod.self, "big").spec?.nodeName == "big-node" ? true : nil }
+    }
+
+    @Test func standbyControllerManagerTakesOver() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        func elector(_ id: String) throws -> LeaderElector {
+            var cfg = LeaderElectionConfig(name: "kube-controller-manager", identity: id)
+            cfg.leaseDuration = 1.5; cfg.renewInterval = 0.3; cfg.retryInterval = 0.2
+            return LeaderElector(client: try c.client(user: "system:kube-controller-manager", groups: []), config: cfg)
+        }
+        let leading = Lines()
+        let ea = try elector("a"), eb = try elector("b")
+        let a = Task { try? await ea.run { leading.append("a"); try await Task.sleep(for: .seconds(60)) } }
+        _ = try await eventually(5, "a leads") { leading.all == ["a"] ? true : nil }
+        let b = Task { try? await eb.run { leading.append("b"); try await Task.sleep(for: .seconds(60)) } }
+        try await Task.sleep(for: .seconds(2))
+        #expect(leading.all == ["a"], "standby must not act while the leader renews")
+        a.cancel()   // the leader dies
+        let killed = Date()
+        _ = try await eventually(5, "b takes over") { leading.all == ["a", "b"] ? true : nil }
+        #expect(Date().timeIntervalSince(killed) < 3)
+        #expect(try await k.get(Lease.self, "kube-controller-manager", namespace: "kube-system").spec?.holderIdentity == "b")
+        b.cancel()
+    }
+}
