@@ -82,5 +82,6 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store", "API"]),
         .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "API"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controllers", "Client", "API"]),
     ]
 )

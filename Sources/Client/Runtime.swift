@@ -33,6 +33,7 @@ public final class ManualClock: ControlClock {
             if wakeNow { c.resume() }
         }
     }
+    public func sleeperCount() -> Int { state.withLock { $0.sleepers.count } }
     public func advance(by seconds: Double) {
         let due = state.withLock { s -> [CheckedContinuation<Void, Error>] in
             s.now = s.now.addingTimeInterval(seconds)
