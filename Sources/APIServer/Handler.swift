@@ -450,6 +450,8 @@ final class APIHandler: Sendable {
             let st = Status.gone("too old resource version: \(requested) (\(oldest))")
             let line = Data("{\"type\":\"ERROR\",\"object\":".utf8) + ((try? KubeJSON.encode(st)) ?? Data()) + Data("}\n".utf8)
             return Self.json(200, line)
+        } catch StoreError.closed {
+            throw Status.serviceUnavailable("the apiserver is shutting down")
         }
         metrics.watchOpened()
         let bookmarkInterval = self.bookmarkInterval

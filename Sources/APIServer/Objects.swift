@@ -113,6 +113,7 @@ enum Objects {
             case .conflict: return .conflict(info, name)
             case .gone(let r, let oldest): return .gone("too old resource version: \(r) (\(oldest))")
             case .backend(let m): return .internalError("storage: \(m)")
+            case .closed: return .serviceUnavailable("the apiserver is shutting down")
             }
         }
         return .internalError("\(e)")

@@ -58,7 +58,9 @@ public final class GarbageCollector: Sendable {
                             let patch: JSONValue = .object(["metadata": .object(["ownerReferences": kept.isEmpty ? .null : (try? JSONValue.from(kept)) ?? .null])])
                             _ = try? await client.patch(T.self, o.name, namespace: o.namespace, mergePatch: patch)
                         } else if owner.deleting && owner.finalizers.contains("foregroundDeletion") && o.metadata.deletionTimestamp == nil {
-                            try? await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: "Foreground"))
+                            // Foreground propagates down the chain; pods own nothing, so they go in the background.
+                            let policy = T.resource == Resources.pods ? "Background" : "Foreground"
+                            try? await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: policy))
                         }
                         continue
                     }

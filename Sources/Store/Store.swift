@@ -56,6 +56,8 @@ public enum StoreError: Error, Equatable, Sendable {
     /// The requested watch revision has been compacted away.
     case gone(requested: Int64, oldest: Int64)
     case backend(String)
+    /// The store is shutting down and takes no new watches.
+    case closed
 }
 
 /// A committed change, handed to the backend to persist.
@@ -111,6 +113,7 @@ public final class Store: Sendable {
         var watchers: [UInt64: Watcher] = [:]
         var nextWatcherID: UInt64 = 0
         var metrics = StoreMetrics()
+        var closed = false
         func get(_ k: ObjectKey) -> StoredObject? { objects[k.resource]?[k.namespace]?[k.name] }
         var logCount: Int { log.count - logStart }
     }
@@ -349,6 +352,7 @@ public final class Store: Sendable {
                       filter: (@Sendable (StoreEvent) -> StoreEvent?)? = nil) throws -> Subscription {
         let (stream, cont) = AsyncStream<StoreEvent>.makeStream(bufferingPolicy: .bufferingOldest(options.watchBuffer))
         let (id, rev) = try state.withLock { s -> (UInt64, Int64) in
+            if s.closed { throw StoreError.closed }
             if let from = fromRevision, from < s.compactedThrough {
                 throw StoreError.gone(requested: from, oldest: s.compactedThrough + 1)
             }
@@ -387,9 +391,10 @@ public final class Store: Sendable {
         return Subscription(events: stream, revision: rev, cancelHandle: cancel, bookmarkHandle: bookmark)
     }
 
-    /// Ends every watch (shutdown).
+    /// Ends every watch and refuses new ones (shutdown).
     public func closeWatches() {
         let all = state.withLock { s -> [Watcher] in
+            s.closed = true
             let w = Array(s.watchers.values)
             s.watchers.removeAll()
             return w

@@ -1,0 +1,103 @@
+import Testing
+import Foundation
+import API
+import APIServer
+import Client
+import Controllers
+import PKI
+
+@Suite(.serialized) struct LifecycleTests {
+    func rs(_ name: String, replicas: Int) -> ReplicaSet {
+        let t = PodTemplateSpec(metadata: ObjectMeta(labels: ["rs": name]), spec: PodSpec(containers: [Container(name: "c", image: "x")]))
+        return ReplicaSet(metadata: ObjectMeta(name: name, namespace: "default"),
+                          spec: ReplicaSetSpec(replicas: replicas, minReadySeconds: nil, selector: LabelSelector(matchLabels: ["rs": name]), template: t))
+    }
+
+    @Test func garbageCollectionHonoursPropagationPolicies() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []))
+        let task = Task { await cm.run() }
+        defer { task.cancel() }
+        func pods(_ name: String) async throws -> [Pod] { try await k.list(Pod.self, labelSelector: "rs=\(name)").items }
+
+        // Background (default): the owner goes at once, its pods follow.
+        _ = try await k.create(rs("bg", replicas: 2))
+        _ = try await eventually(10, "bg pods") { try await pods("bg").count == 2 ? true : nil }
+        try await k.delete(ReplicaSet.self, "bg")
+        _ = try await eventually(10, "bg pods collected") { try await pods("bg").isEmpty ? true : nil }
+
+        // Orphan: the owner goes, its pods stay and lose their ownerReference.
+        _ = try await k.create(rs("orph", replicas: 2))
+        _ = try await eventually(10, "orph pods") { try await pods("orph").count == 2 ? true : nil }
+        try await k.delete(ReplicaSet.self, "orph", options: DeleteOptions(propagationPolicy: "Orphan"))
+        _ = try await eventually(10, "orph owner gone") { () -> Bool? in
+            do { _ = try await k.get(ReplicaSet.self, "orph"); return nil } catch let s as Status where s.code == 404 { return true }
+        }
+        let orphans = try await pods("orph")
+        #expect(orphans.count == 2 && orphans.allSatisfy { ($0.metadata.ownerReferences ?? []).isEmpty })
+
+        // Foreground: the owner stays (being deleted) until its pods are gone.
+        _ = try await k.create(rs("fg", replicas: 2))
+        _ = try await eventually(10, "fg pods") { try await pods("fg").count == 2 ? true : nil }
+        try await k.delete(ReplicaSet.self, "fg", options: DeleteOptions(propagationPolicy: "Foreground"))
+        let marked = try await k.get(ReplicaSet.self, "fg")
+        #expect(marked.metadata.deletionTimestamp != nil && marked.metadata.finalizers == ["foregroundDeletion"])
+        _ = try await eventually(10, "fg owner and pods gone") { () -> Bool? in
+            guard try await pods("fg").isEmpty else { return nil }
+            do { _ = try await k.get(ReplicaSet.self, "fg"); return nil } catch let s as Status where s.code == 404 { return true }
+        }
+    }
+
+    @Test func nodeJoinsWithTheTokenThroughACertificateSigningRequest() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        var config = ControllerManagerConfig()
+        config.ca = c.server.pki.ca
+        let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: config)
+        let task = Task { await cm.run() }
+        defer { task.cancel() }
+        let token = c.server.pki.token
+        let boot = try KubeClient(config: .init(server: c.url, caPEM: c.caPEM, certPEM: nil, keyPEM: nil, token: token.bearer, namespace: "default", tlsServerName: nil))
+        let (csrPEM, keyPEM) = try makeCSR(commonName: "system:node:joiner", organizations: ["system:nodes"])
+        _ = try await boot.create(CertificateSigningRequest(name: "node-joiner", spec: CSRSpec(request: Data(csrPEM.utf8).base64EncodedString(), signerName: CSRSigner.signerName, usages: ["client auth"])))
+        let issued = try await eventually(10, "certificate issued") { () -> CertificateSigningRequest? in
+            let r = try await boot.get(CertificateSigningRequest.self, "node-joiner"); return r.status?.certificate != nil ? r : nil
+        }
+        #expect(issued.spec?.username == "system:bootstrap:\(token.id)")
+        #expect(issued.status?.conditions?.contains { $0.type == "Approved" } == true)
+        let certPEM = String(decoding: Data(base64Encoded: issued.status!.certificate!)!, as: UTF8.self)
+        let node = try KubeClient(config: .init(server: c.url, caPEM: c.caPEM, certPEM: certPEM, keyPEM: keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        _ = try await node.create(Node(name: "joiner"))
+        await #expect { _ = try await node.create(Node(name: "impostor")) } throws: { status($0)?.code == 403 }
+
+        // Asking for someone else's identity, or an admin one, is denied.
+        let (evil, _) = try makeCSR(commonName: "admin", organizations: ["system:masters"])
+        _ = try await boot.create(CertificateSigningRequest(name: "evil", spec: CSRSpec(request: Data(evil.utf8).base64EncodedString(), signerName: CSRSigner.signerName)))
+        let denied = try await eventually(10, "denied") { () -> CertificateSigningRequest? in
+            let r = try await boot.get(CertificateSigningRequest.self, "evil"); return r.status?.conditions?.contains { $0.type == "Denied" } == true ? r : nil
+        }
+        #expect(denied.status?.certificate == nil)
+    }
+
+    @Test func informerSurvivesAnApiserverRestart() async throws {
+        let port = Int.random(in: 20000...40000)
+        let c = try await TestCluster.start { $0.securePort = port }
+        let k = try c.admin()
+        let inf = Informer<ConfigMap>(client: k, namespace: "default")
+        let task = Task { await inf.run() }
+        defer { task.cancel() }
+        _ = try await k.create(ConfigMap(name: "before", namespace: "default"))
+        _ = try await eventually(10, "seen before") { inf.get(namespace: "default", name: "before") != nil ? true : nil }
+        await c.stop()
+        let again = try await TestCluster.start(dir: c.dir) { $0.securePort = port }
+        defer { Task { await again.cleanup() } }
+        let k2 = try again.admin()
+        _ = try await k2.create(ConfigMap(name: "after", namespace: "default"))
+        try await k2.delete(ConfigMap.self, "before")
+        _ = try await eventually(15, "informer caught up") { () -> Bool? in
+            inf.get(namespace: "default", name: "after") != nil && inf.get(namespace: "default", name: "before") == nil ? true : nil
+        }
+    }
+}
