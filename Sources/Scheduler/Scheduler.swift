@@ -12,16 +12,25 @@ public final class SchedulerCache: Sendable {
         var nodes: [String: NodeInfo] = [:]
         var placed: [String: (node: String, request: PodRequest)] = [:]   // pod key → where it is accounted
         var nextStart = 0
+        var names: [String] = []   // sorted node names, kept in step with `nodes`
     }
     private let state = Mutex(State())
     public init() {}
 
     public func setNode(_ n: Node) {
         state.withLock { s in
-            if var info = s.nodes[n.name] { info.node = n; s.nodes[n.name] = info } else { s.nodes[n.name] = NodeInfo(node: n) }
+            if var info = s.nodes[n.name] { info.node = n; s.nodes[n.name] = info } else {
+                s.nodes[n.name] = NodeInfo(node: n)
+                let i = s.names.firstIndex { $0 > n.name } ?? s.names.count
+                s.names.insert(n.name, at: i)
+            }
         }
     }
-    public func removeNode(_ name: String) { state.withLock { _ = $0.nodes.removeValue(forKey: name) } }
+    public func removeNode(_ name: String) {
+        state.withLock { s in
+            if s.nodes.removeValue(forKey: name) != nil { s.names.removeAll { $0 == name } }
+        }
+    }
 
     /// Accounts a pod on its node (bound or assumed); moves it if its node changed.
     public func place(podKey: String, node: String, request: PodRequest) {
@@ -49,7 +58,7 @@ public final class SchedulerCache: Sendable {
     public func decide(_ pod: Pod, key: String, filters: [any FilterPlugin], scores: [any ScorePlugin]) -> Decision {
         let req = PodRequest(pod)
         return state.withLock { s in
-            let names = s.nodes.keys.sorted()
+            let names = s.names
             let total = names.count
             if total == 0 { return .unschedulable("0/0 nodes are available: no nodes registered.") }
             // As kube-scheduler: stop after enough feasible nodes in large clusters.

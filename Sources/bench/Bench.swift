@@ -7,11 +7,12 @@ import Foundation
 import API
 import Client
 import Synchronization
+import Scheduler
 
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks and load generators.",
-                                                    subcommands: [Writes.self, Load.self, Verify.self])
+                                                    subcommands: [Writes.self, Load.self, Verify.self, ScheduleBench.self])
 }
 
 final class Counter: Sendable {
@@ -209,5 +210,115 @@ struct Verify: AsyncParsableCommand {
         if !changed.isEmpty { print("CHANGED: \(changed.prefix(20).joined(separator: "; "))") }
         if listRV < maxAcked || listRV < minRevision { print("REVISION WENT BACKWARDS: current \(listRV) < acked \(maxAcked) / before restart \(minRevision)") }
         if !lost.isEmpty || !changed.isEmpty || listRV < maxAcked || listRV < minRevision { throw ExitCode(1) }
+    }
+}
+
+/// Scheduler throughput with hollow nodes (Node objects only): a backlog of pending pods is
+/// bound by a fresh scheduler (pods/s including the bind writes), then pods created at a steady
+/// pace measure creation-to-binding latency.
+struct ScheduleBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "schedule", abstract: "Scheduler throughput and latency with hollow nodes.")
+    @Option var kubeconfig: String
+    @Option(help: "Kubeconfig for the scheduler's identity.") var schedulerKubeconfig: String
+    @Option var nodes: Int = 1000
+    @Option var pods: Int = 10_000
+    @Option(help: "Pods for the latency phase.") var latencyPods: Int = 2000
+    @Option var workers: Int = 16
+
+    func run() async throws {
+        let client = try KubeClient(kubeconfig: kubeconfig)
+        let ns = "sched-\(nodes)"
+        _ = try? await client.create(Namespace(name: ns))
+        let t0 = ContinuousClock.now
+        try await parallel(count: nodes, width: 32) { i in
+            var n = Node(name: "hollow-\(i)")
+            n.metadata.labels = ["kubernetes.io/hostname": "hollow-\(i)", "zone": "z\(i % 3)"]
+            var st = NodeStatus()
+            st.capacity = ["cpu": Quantity(milli: 32_000), "pods": Quantity(milli: 110_000)]
+            st.capacity?["memory"] = try Quantity(parsing: "128Gi")
+            st.allocatable = st.capacity
+            st.conditions = [NodeCondition(type: "Ready", status: "True")]
+            n.status = st
+            do { _ = try await client.create(n) } catch let s as Status where s.code == 409 {}
+        }
+        print(String(format: "created %d hollow nodes in %.1f s", nodes, seconds(ContinuousClock.now - t0)))
+        let t1 = ContinuousClock.now
+        try await parallel(count: pods, width: 64) { i in _ = try await client.create(self.pod("backlog-\(i)", ns)) }
+        print(String(format: "created %d pending pods in %.1f s", pods, seconds(ContinuousClock.now - t1)))
+
+        // Phase 1: backlog. Bindings are counted from a watch, not by listing.
+        let before = try await client.list(Pod.self, namespace: ns, labelSelector: "none=none")
+        let boundCount = Counter()
+        let counter = Task {
+            do {
+                for try await (type, p) in client.watch(Pod.self, namespace: ns, resourceVersion: before.metadata.resourceVersion) where type == "MODIFIED" {
+                    if !(p.spec?.nodeName ?? "").isEmpty && p.name.hasPrefix("backlog-") && p.status?.condition("PodScheduled")?.status == "True" { _ = boundCount.next() }
+                }
+            } catch {}
+        }
+        let schedClient = try KubeClient(kubeconfig: schedulerKubeconfig)
+        var config = SchedulerConfig()
+        config.workers = workers
+        let scheduler = Scheduler(client: schedClient, config: config)
+        let start = ContinuousClock.now
+        let task = Task { await scheduler.run() }
+        while boundCount.current < pods {
+            try await Task.sleep(for: .milliseconds(20))
+            if seconds(ContinuousClock.now - start) > 600 { print("gave up after 600 s with \(boundCount.current) bound"); break }
+        }
+        counter.cancel()
+        let bound = boundCount.current
+        let backlogSecs = seconds(ContinuousClock.now - start)
+        print(String(format: "backlog: %d pods bound in %.2f s = %.0f pods/s (%d nodes, %d workers; includes the scheduler's initial list of nodes and pods)",
+                     bound, backlogSecs, Double(bound) / backlogSecs, nodes, workers))
+
+        // Phase 2: creation-to-binding latency at a steady pace.
+        let created = Mutex<[String: ContinuousClock.Instant]>([:])
+        let latencies = Mutex<[Double]>([])
+        let list = try await client.list(Pod.self, namespace: ns)
+        let watcher = Task {
+            do {
+                for try await (type, p) in client.watch(Pod.self, namespace: ns, resourceVersion: list.metadata.resourceVersion) where type == "MODIFIED" {
+                    guard !(p.spec?.nodeName ?? "").isEmpty, p.name.hasPrefix("lat-") else { continue }
+                    let now = ContinuousClock.now
+                    if let c = created.withLock({ $0.removeValue(forKey: p.name) }) { latencies.withLock { $0.append(seconds(now - c)) } }
+                }
+            } catch {}
+        }
+        let t2 = ContinuousClock.now
+        try await parallel(count: latencyPods, width: 16) { i in
+            let name = "lat-\(i)"
+            let before = ContinuousClock.now
+            _ = try await client.create(self.pod(name, ns))
+            created.withLock { $0[name] = before }
+        }
+        while latencies.withLock({ $0.count }) < latencyPods && seconds(ContinuousClock.now - t2) < 120 { try await Task.sleep(for: .milliseconds(100)) }
+        watcher.cancel(); task.cancel()
+        let l = latencies.withLock { $0 }.sorted()
+        print(String(format: "steady: %d pods created over %.1f s; creation→binding p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+                     l.count, seconds(ContinuousClock.now - t2), percentile(l, 0.5) * 1000, percentile(l, 0.99) * 1000, (l.last ?? 0) * 1000))
+        await client.shutdown()
+    }
+
+    func pod(_ name: String, _ ns: String) -> Pod {
+        var p = benchPod(name, ns: ns)
+        p.metadata.labels = ["app": "sched-bench"]
+        return p
+    }
+}
+
+func parallel(count: Int, width: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+    let next = Counter()
+    try await withThrowingTaskGroup(of: Void.self) { g in
+        for _ in 0..<width {
+            g.addTask {
+                while true {
+                    let i = next.next()
+                    if i >= count { return }
+                    try await body(i)
+                }
+            }
+        }
+        try await g.waitForAll()
     }
 }
