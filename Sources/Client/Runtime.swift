@@ -204,9 +204,26 @@ public final class WorkQueue: Sendable {
     let clock: any ControlClock
     let baseDelay: Double
     let maxDelay: Double
+    /// Global token bucket over all retries (client-go's 10 qps, burst 100), on top of per-key backoff.
+    let retryQPS: Double
+    let retryBurst: Double
+    private let bucket = Mutex<(tokens: Double, last: Date?, nextFree: Date?)>((0, nil, nil))
 
-    public init(clock: any ControlClock = SystemControlClock(), baseDelay: Double = 0.005, maxDelay: Double = 30) {
+    public init(clock: any ControlClock = SystemControlClock(), baseDelay: Double = 0.005, maxDelay: Double = 30, retryQPS: Double = 10, retryBurst: Double = 100) {
         self.clock = clock; self.baseDelay = baseDelay; self.maxDelay = maxDelay
+        self.retryQPS = retryQPS; self.retryBurst = retryBurst
+    }
+
+    /// Seconds until the global bucket lets one more retry through (reserving it).
+    func globalDelay() -> Double {
+        let now = clock.now()
+        return bucket.withLock { b in
+            let last = b.last ?? now
+            b.tokens = min(retryBurst, (b.last == nil ? retryBurst : b.tokens) + now.timeIntervalSince(last) * retryQPS)
+            b.last = now
+            b.tokens -= 1
+            return b.tokens >= 0 ? 0 : -b.tokens / retryQPS
+        }
     }
 
     public func add(_ key: String) {
@@ -236,7 +253,7 @@ public final class WorkQueue: Sendable {
     /// Re-queues with this key's exponential backoff.
     public func addRateLimited(_ key: String) {
         let n = state.withLock { s -> Int in let n = s.failures[key, default: 0]; s.failures[key] = n + 1; return n }
-        addAfter(key, min(maxDelay, baseDelay * pow(2, Double(n))))
+        addAfter(key, max(min(maxDelay, baseDelay * pow(2, Double(n))), globalDelay()))
     }
     public func forget(_ key: String) { state.withLock { _ = $0.failures.removeValue(forKey: key) } }
     public var length: Int { state.withLock { $0.queue.count } }

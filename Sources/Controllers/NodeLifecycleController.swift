@@ -12,8 +12,10 @@ public struct NodeLifecycleConfig: Sendable {
     public var gracePeriod: Double = 5
     public var evictionDelay: Double = 5
     public var evictionsPerSecond: Double = 20
-    /// Above this share of unreachable nodes (with at least 3 nodes) evictions stop.
+    /// Evictions stop when every node looks dead (the control plane is the one cut off), and in
+    /// clusters larger than `largeClusterSize` when more than this share does.
     public var partitionThreshold: Double = 0.55
+    public var largeClusterSize: Int = 10
     public var monitorPeriod: Double = 0.5
     public init() {}
 }
@@ -73,7 +75,9 @@ public final class NodeLifecycleController: Sendable {
             }
         }
         // A partition of the control plane looks like most nodes dying at once: do not evict then.
-        if nodes.count >= 3 && Double(dead.count) / Double(nodes.count) > config.partitionThreshold {
+        let allDead = !nodes.isEmpty && dead.count == nodes.count
+        let mostDead = nodes.count > config.largeClusterSize && Double(dead.count) / Double(nodes.count) > config.partitionThreshold
+        if allDead || mostDead {
             if !dead.isEmpty { logger.warning("most nodes unreachable; not evicting (suspected partition)", metadata: ["unreachable": "\(dead.count)", "nodes": "\(nodes.count)"]) }
             return
         }

@@ -105,3 +105,16 @@ extension ManualClock {
         #expect(podTemplateHash(t).allSatisfy { "bcdfghjklmnpqrstvwxz2456789".contains($0) })
     }
 }
+
+@Suite struct GlobalRateLimitTests {
+    @Test func retriesBeyondTheBurstAreSpreadAtTheGlobalRate() {
+        let clock = ManualClock()
+        let q = WorkQueue(clock: clock, baseDelay: 0, maxDelay: 1, retryQPS: 10, retryBurst: 2)
+        #expect(q.globalDelay() == 0)
+        #expect(q.globalDelay() == 0)
+        #expect(abs(q.globalDelay() - 0.1) < 1e-9)
+        #expect(abs(q.globalDelay() - 0.2) < 1e-9)
+        clock.advance(by: 1)
+        #expect(q.globalDelay() == 0)
+    }
+}

@@ -86,11 +86,11 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
 }
 
 @Suite(.serialized) struct ControlPlaneTests {
-    struct Env {
+    struct Env: Sendable {
         let cluster: TestCluster
         let admin: KubeClient
         let nodes: FakeNodes
-        var tasks: [Task<Void, Never>]
+        let tasks: [Task<Void, Never>]
         func stop() async { for t in tasks { t.cancel() }; await cluster.cleanup() }
     }
 
@@ -247,5 +247,73 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         #expect(Date().timeIntervalSince(killed) < 3)
         #expect(try await k.get(Lease.self, "kube-controller-manager", namespace: "kube-system").spec?.holderIdentity == "b")
         b.cancel()
+    }
+}
+
+@Suite(.serialized) struct ControlPlaneMoreTests {
+    @Test func recreateNeverRunsOldAndNewTogether() async throws {
+        let env = try await ControlPlaneTests().start()
+        defer { Task { await env.stop() } }
+        let k = env.admin
+        var d = try webDeployment("rec", replicas: 3)
+        d.spec?.strategy = DeploymentStrategy(type: "Recreate")
+        _ = try await k.create(d)
+        _ = try await eventually(30, "3 ready") { try await ControlPlaneTests().readyPods(k, app: "rec").count == 3 ? true : nil }
+        let listed = try await k.list(Pod.self, labelSelector: "app=rec")
+        let mixed = Lines()
+        let watcher = Task {
+            var state: [String: Pod] = [:]
+            for p in listed.items { state[p.name] = p }
+            do {
+                for try await (type, p) in k.watch(Pod.self, resourceVersion: listed.metadata.resourceVersion, labelSelector: "app=rec") {
+                    if type == "DELETED" { state.removeValue(forKey: p.name) } else { state[p.name] = p }
+                    let images = Set(state.values.filter { !$0.isTerminal }.compactMap { $0.spec?.containers.first?.image })
+                    if images.count > 1 { mixed.append("\(images)") }
+                }
+            } catch {}
+        }
+        var next = try await k.get(Deployment.self, "rec")
+        next.spec?.template.spec?.containers[0].image = "busybox:9"
+        _ = try await k.update(next)
+        _ = try await eventually(30, "recreated") { () -> Bool? in
+            let p = try await ControlPlaneTests().readyPods(k, app: "rec")
+            return p.count == 3 && p.allSatisfy { $0.spec?.containers.first?.image == "busybox:9" } ? true : nil
+        }
+        watcher.cancel()
+        #expect(mixed.all.isEmpty, "old and new pods coexisted: \(mixed.all.prefix(3))")
+    }
+
+    @Test func allNodesSilentAtOnceIsTreatedAsPartitionNotFailure() async throws {
+        let env = try await ControlPlaneTests().start()
+        defer { Task { await env.stop() } }
+        let k = env.admin
+        _ = try await k.create(try webDeployment("part", replicas: 3))
+        _ = try await eventually(30, "3 ready") { try await ControlPlaneTests().readyPods(k, app: "part").count == 3 ? true : nil }
+        for n in env.nodes.names { env.nodes.kill(n) }
+        _ = try await eventually(10, "all Unknown") { () -> Bool? in
+            for n in env.nodes.names where try await k.get(Node.self, n).status?.condition("Ready")?.status != "Unknown" { return nil }
+            return true
+        }
+        try await Task.sleep(for: .seconds(2.5))   // well past the 1 s eviction delay
+        let pods = try await k.list(Pod.self, labelSelector: "app=part").items
+        #expect(pods.count == 3 && pods.allSatisfy { $0.metadata.deletionTimestamp == nil }, "pods were evicted during a suspected partition")
+        for n in env.nodes.names { env.nodes.revive(n) }
+        _ = try await eventually(10, "Ready again") { () -> Bool? in
+            for n in env.nodes.names where try await !k.get(Node.self, n).isReady { return nil }
+            return true
+        }
+    }
+
+    @Test func twoOfThreeDeadEvictsToTheSurvivor() async throws {
+        let env = try await ControlPlaneTests().start()
+        defer { Task { await env.stop() } }
+        let k = env.admin
+        _ = try await k.create(try webDeployment("two", replicas: 3))
+        _ = try await eventually(30, "3 ready") { try await ControlPlaneTests().readyPods(k, app: "two").count == 3 ? true : nil }
+        env.nodes.kill("n1"); env.nodes.kill("n2")
+        _ = try await eventually(20, "all on n3") { () -> Bool? in
+            let p = try await ControlPlaneTests().readyPods(k, app: "two")
+            return p.count == 3 && p.allSatisfy { $0.spec?.nodeName == "n3" } ? true : nil
+        }
     }
 }
