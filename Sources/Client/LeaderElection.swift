@@ -86,6 +86,21 @@ public final class LeaderElector: Sendable {
     }
 }
 
+/// How every control-plane executable starts: log to stderr at `level`, then run `body` while
+/// holding the named Lease in kube-system (or straight away without leader election).
+public func runComponent(client: KubeClient, leaseName: String, leaderElect: Bool, identity: String?, logLevel: String,
+                         _ body: @escaping @Sendable () async -> Void) async throws {
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        return h
+    }
+    guard leaderElect else { await body(); return }
+    let id = identity ?? "\(ProcessInfo.processInfo.hostName)_\(getpid())"
+    let elector = LeaderElector(client: client, config: LeaderElectionConfig(name: leaseName, identity: id))
+    try await elector.run { await body() }
+}
+
 /// Records core/v1 Events about objects, as Kubernetes components do; repeats bump `count`.
 /// Events go through a bounded buffer drained by a few workers, so a burst of them never
 /// crowds out the component's real work on the shared connection pool; when the buffer is full

@@ -122,10 +122,11 @@ public struct CertIdentity: Sendable, Hashable {
         guard let cert = try? Certificate(derEncoded: derBytes) else { return nil }
         return from(cert)
     }
-    public static func from(_ cert: Certificate) -> CertIdentity {
+    public static func from(_ cert: Certificate) -> CertIdentity { from(subject: cert.subject) }
+    static func from(subject: DistinguishedName) -> CertIdentity {
         var cn = ""
         var orgs: [String] = []
-        for rdn in cert.subject {
+        for rdn in subject {
             for attr in rdn {
                 if attr.type == .RDNAttributeType.commonName { cn = String(describing: attr.value) }
                 if attr.type == .RDNAttributeType.organizationName { orgs.append(String(describing: attr.value)) }
@@ -145,16 +146,7 @@ public func makeCSR(commonName: String, organizations: [String]) throws -> (csr:
 
 /// The identity a PEM CSR asks for.
 public func csrSubject(pem: String) throws -> CertIdentity {
-    let csr = try X509.CertificateSigningRequest(pemEncoded: pem)
-    var cn = ""
-    var orgs: [String] = []
-    for rdn in csr.subject {
-        for attr in rdn {
-            if attr.type == .RDNAttributeType.commonName { cn = String(describing: attr.value) }
-            if attr.type == .RDNAttributeType.organizationName { orgs.append(String(describing: attr.value)) }
-        }
-    }
-    return CertIdentity(user: cn, groups: orgs)
+    CertIdentity.from(subject: try X509.CertificateSigningRequest(pemEncoded: pem).subject)
 }
 
 /// Reads the CN/O of a PEM certificate and its expiry.

@@ -22,11 +22,6 @@ struct ControllerManagerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            return h
-        }
         let client = try KubeClient(kubeconfig: kubeconfig)
         var config = ControllerManagerConfig()
         config.nodeLifecycle.gracePeriod = grace
@@ -37,11 +32,7 @@ struct ControllerManagerCommand: AsyncParsableCommand {
             config.ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: c, encoding: .utf8), keyPEM: String(contentsOfFile: k, encoding: .utf8))
         }
         let cm = ControllerManager(client: client, config: config)
-        let id = identity ?? "\(ProcessInfo.processInfo.hostName)_\(getpid())"
-        if leaderElect {
-            let elector = LeaderElector(client: client, config: LeaderElectionConfig(name: "kube-controller-manager", identity: id))
-            try await elector.run { await cm.run() }
-        } else {
+        try await runComponent(client: client, leaseName: "kube-controller-manager", leaderElect: leaderElect, identity: identity, logLevel: logLevel) {
             await cm.run()
         }
     }

@@ -15,20 +15,11 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            return h
-        }
         let client = try KubeClient(kubeconfig: kubeconfig)
         var config = SchedulerConfig()
         config.workers = workers
         let scheduler = Scheduler(client: client, config: config)
-        let id = identity ?? "\(ProcessInfo.processInfo.hostName)_\(getpid())"
-        if leaderElect {
-            let elector = LeaderElector(client: client, config: LeaderElectionConfig(name: "kube-scheduler", identity: id))
-            try await elector.run { await scheduler.run() }
-        } else {
+        try await runComponent(client: client, leaseName: "kube-scheduler", leaderElect: leaderElect, identity: identity, logLevel: logLevel) {
             await scheduler.run()
         }
     }
