@@ -317,3 +317,48 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         }
     }
 }
+
+@Suite(.serialized) struct DeploymentRolloutTests {
+    @Test func pausedHoldsTheRolloutAndRollbackReusesTheOldReplicaSet() async throws {
+        let env = try await ControlPlaneTests().start()
+        defer { Task { await env.stop() } }
+        let k = env.admin
+        _ = try await k.create(try webDeployment("pr", replicas: 2))
+        _ = try await eventually(30, "2 ready") { try await ControlPlaneTests().readyPods(k, app: "pr").count == 2 ? true : nil }
+        let firstRS = try await k.list(ReplicaSet.self).items
+        #expect(firstRS.count == 1 && firstRS[0].metadata.annotations?["deployment.kubernetes.io/revision"] == "1")
+
+        // Paused: a template change does not roll out.
+        var d = try await k.get(Deployment.self, "pr")
+        d.spec?.paused = true
+        d.spec?.template.spec?.containers[0].image = "busybox:2"
+        _ = try await k.update(d)
+        _ = try await eventually(10, "paused observed") { () -> Bool? in
+            let d = try await k.get(Deployment.self, "pr")
+            return d.status?.conditions?.first { $0.type == "Progressing" }?.reason == "DeploymentPaused" ? true : nil
+        }
+        #expect(try await k.list(ReplicaSet.self).items.count == 1)
+
+        // Resumed: it rolls out to a second ReplicaSet, revision 2.
+        d = try await k.get(Deployment.self, "pr")
+        d.spec?.paused = false
+        _ = try await k.update(d)
+        _ = try await eventually(30, "rolled to busybox:2") { () -> Bool? in
+            let p = try await ControlPlaneTests().readyPods(k, app: "pr")
+            return p.count == 2 && p.allSatisfy { $0.spec?.containers.first?.image == "busybox:2" } ? true : nil
+        }
+        // Rollback (what `ctl rollout undo` does): the old template again reuses revision 1's ReplicaSet.
+        d = try await k.get(Deployment.self, "pr")
+        var old = firstRS[0].spec!.template!
+        old.metadata?.labels?.removeValue(forKey: "pod-template-hash")
+        d.spec?.template = old
+        _ = try await k.update(d)
+        _ = try await eventually(30, "rolled back") { () -> Bool? in
+            let p = try await ControlPlaneTests().readyPods(k, app: "pr")
+            return p.count == 2 && p.allSatisfy { $0.spec?.containers.first?.image == "busybox:1" } ? true : nil
+        }
+        let rss = try await k.list(ReplicaSet.self).items
+        #expect(rss.count == 2)
+        #expect(rss.first { $0.name == firstRS[0].name }?.spec?.replicas == 2)
+    }
+}
