@@ -74,6 +74,7 @@ public final class Informer<T: KubeObject>: Sendable {
     public init(client: KubeClient, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil, logger: Logger? = nil) {
         self.client = client; self.namespace = namespace; self.labelSelector = labelSelector; self.fieldSelector = fieldSelector
         self.logger = logger ?? Logger(label: "informer.\(T.resource.plural)")
+        addIndex("namespace") { [$0.namespace] }
     }
 
     public static func key(_ o: T) -> String { o.namespace.isEmpty ? o.name : "\(o.namespace)/\(o.name)" }
@@ -93,7 +94,11 @@ public final class Informer<T: KubeObject>: Sendable {
     public func get(_ key: String) -> T? { state.withLock { $0.items[key] } }
     public func get(namespace: String, name: String) -> T? { get(namespace.isEmpty ? name : "\(namespace)/\(name)") }
     public func list() -> [T] { state.withLock { Array($0.items.values) } }
-    public func list(namespace: String) -> [T] { state.withLock { $0.items.values.filter { $0.namespace == namespace } } }
+    public func list(namespace: String) -> [T] { byIndex("namespace", namespace) }
+    /// Objects matching a label selector, optionally within one namespace.
+    public func list(namespace: String? = nil, selector: Selector) -> [T] {
+        (namespace.map { list(namespace: $0) } ?? list()).filter { selector.matches($0.labels) }
+    }
     public func byIndex(_ name: String, _ value: String) -> [T] {
         state.withLock { s in (s.indexes[name]?[value] ?? []).compactMap { s.items[$0] } }
     }
