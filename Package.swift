@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "bench", targets: ["bench"]),
         .executable(name: "scheduler", targets: ["scheduler"]),
         .executable(name: "controller-manager", targets: ["controller-manager"]),
+        .executable(name: "agent", targets: ["agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
@@ -59,6 +60,15 @@ let package = Package(
         ]),
         .target(name: "Scheduler", dependencies: ["API", "Client", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Controllers", dependencies: ["API", "Client", "PKI", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Agent", dependencies: ["API", "Client", "PKI",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "agent", dependencies: [
+            "Agent", "Client", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "scheduler", dependencies: [
             "Scheduler", "Client", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -80,7 +90,7 @@ let package = Package(
         ]),
         .testTarget(name: "APITests", dependencies: ["API"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "API"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers", "Agent"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "API"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controllers", "Client", "API"]),
     ]

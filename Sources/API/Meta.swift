@@ -119,6 +119,7 @@ public struct WatchEvent<T: Codable & Sendable>: Codable, Sendable {
 public struct Preconditions: Codable, Sendable, Hashable {
     public var uid: String?
     public var resourceVersion: String?
+    public init(uid: String? = nil, resourceVersion: String? = nil) { self.uid = uid; self.resourceVersion = resourceVersion }
 }
 
 public struct DeleteOptions: Codable, Sendable, Hashable {

@@ -53,8 +53,10 @@ final class APIHandler: Sendable {
     let serverAddress: String
     let logger: Logger
     let bookmarkInterval: Duration
+    let caPEM: String
 
-    init(registry: Registry, metrics: APIMetrics, bootstrapToken: JoinToken?, serverAddress: String, logger: Logger, bookmarkInterval: Duration = .seconds(5)) {
+    init(registry: Registry, metrics: APIMetrics, bootstrapToken: JoinToken?, serverAddress: String, logger: Logger, bookmarkInterval: Duration = .seconds(5), caPEM: String = "") {
+        self.caPEM = caPEM
         self.registry = registry; self.store = registry.store; self.metrics = metrics
         self.bootstrapToken = bootstrapToken; self.serverAddress = serverAddress; self.logger = logger
         self.bookmarkInterval = bookmarkInterval
@@ -113,6 +115,9 @@ final class APIHandler: Sendable {
         switch path {
         case "/healthz", "/livez", "/readyz": return Self.text(200, "ok")
         case "/version": return Self.json(200, Discovery.version())
+        case "/cluster-info":
+            // Public, as kubeadm's kube-public/cluster-info: joining nodes pin it by hash.
+            return Self.json(200, (try? JSONValue.object(["ca.crt": .string(caPEM)]).encoded()) ?? Data())
         default: break
         }
         guard let identity = await authenticate(request, context) else {
@@ -269,11 +274,14 @@ final class APIHandler: Sendable {
         case (.patch, let name?, "scale"):
             let (pt, patch) = try await readPatch(request)
             let cur = try JSONValue.from(try registry.scale(namespace: rp.namespace ?? "", name: name, info: rp.info))
-            let patched: JSONValue
+            var patched: JSONValue
             switch pt {
             case .json: do { patched = try jsonPatch(cur, patch) } catch { throw Status.failure422(rp.info, name, "\(error)") }
             default: patched = jsonMergePatch(cur, patch)
             }
+            // Only a resourceVersion the client put in the patch is a precondition; the one from
+            // our own read is not (a concurrent status update must not fail the scale).
+            if patched["metadata"]?["resourceVersion"] == cur["metadata"]?["resourceVersion"] { patched["metadata"]?["resourceVersion"] = nil }
             let s = try await registry.setScale(namespace: rp.namespace ?? "", name: name, info: rp.info, body: patched)
             return Self.json(200, try KubeJSON.encode(s))
         case (.delete, let name?, nil):

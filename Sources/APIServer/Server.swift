@@ -124,7 +124,8 @@ public final class APIServer: Sendable {
         store = try Store(backend: backend, options: config.storeOptions, logger: logger)
         registry = Registry(store: store, logger: logger)
         handler = APIHandler(registry: registry, metrics: APIMetrics(), bootstrapToken: pki.token,
-                             serverAddress: "\(config.advertiseAddress):\(config.securePort)", logger: logger, bookmarkInterval: config.bookmarkInterval)
+                             serverAddress: "\(config.advertiseAddress):\(config.securePort)", logger: logger, bookmarkInterval: config.bookmarkInterval,
+                             caPEM: pki.ca.certificatePEM)
     }
 
     /// The port actually bound (useful with port 0); waits until the server listens.

@@ -144,6 +144,11 @@ public func makeCSR(commonName: String, organizations: [String]) throws -> (csr:
     return (try csr.serializeAsPEM().pemString, try key.serializeAsPEM().pemString)
 }
 
+/// "sha256:<hex>" of a PEM certificate's public key (how join tokens pin the CA).
+public func caPublicKeyHash(pem: String) throws -> String {
+    CertificateAuthority.publicKeyHash(of: try Certificate(pemEncoded: pem))
+}
+
 /// The identity a PEM CSR asks for.
 public func csrSubject(pem: String) throws -> CertIdentity {
     CertIdentity.from(subject: try X509.CertificateSigningRequest(pemEncoded: pem).subject)

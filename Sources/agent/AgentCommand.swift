@@ -1,0 +1,48 @@
+// The agent executable: argument parsing only; see NodeAgent.
+import ArgumentParser
+import Foundation
+import Logging
+import Agent
+import Client
+
+@main
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "agent", abstract: "Joins a node to the cluster and runs the pods bound to it.")
+    @Option(help: "The apiserver, e.g. https://198.18.0.1:6443.") var server: String
+    @Option(help: "Join token from the apiserver's DATA_DIR/join-token (needed on first start only).") var token: String?
+    @Option(name: .customLong("node-name"), help: "Node name (default: host name).") var nodeName: String?
+    @Option(name: .customLong("data-dir"), help: "Where the agent keeps its certificate and state.") var dataDir: String
+    @Option(help: "Container runtime: fake (hollow pods, no processes) or runc.") var runtime: String = "runc"
+    @Option(name: .customLong("node-labels"), help: "Labels for the Node, k=v,k2=v2.") var nodeLabels: String = ""
+    @Option(name: .customLong("node-ip"), help: "The node's address, reported as InternalIP.") var nodeIP: String?
+    @Option(name: .customLong("lease-interval"), help: "Seconds between Lease renewals.") var leaseInterval: Double = 1
+    @Option(name: .customLong("log-level")) var logLevel: String = "info"
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return h
+        }
+        let name = nodeName ?? ProcessInfo.processInfo.hostName
+        let rt: any ContainerRuntime
+        switch runtime {
+        case "fake": rt = FakeRuntime()
+        case "runc": throw ValidationError("--runtime runc is not available yet in this build (see issue 4); use --runtime fake for hollow nodes")
+        default: throw ValidationError("--runtime must be fake or runc")
+        }
+        var labels: [String: String] = [:]
+        for kv in nodeLabels.split(separator: ",") {
+            let p = kv.split(separator: "=", maxSplits: 1).map(String.init)
+            guard p.count == 2 else { throw ValidationError("--node-labels: \"\(kv)\" is not key=value") }
+            labels[p[0]] = p[1]
+        }
+        let creds = try await Join.credentials(server: server, token: token, nodeName: name, dataDir: dataDir)
+        let client = try KubeClient(config: .init(server: server, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        var config = AgentConfig(nodeName: name)
+        config.labels = labels
+        config.address = nodeIP
+        config.leaseInterval = leaseInterval
+        try await NodeAgent(client: client, config: config, runtime: rt).run()
+    }
+}
