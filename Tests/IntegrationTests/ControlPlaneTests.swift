@@ -144,9 +144,7 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
                 }
             } catch {}
         }
-        var next = try await k.get(Deployment.self, "web")
-        next.spec?.template.spec?.containers[0].image = "busybox:2"
-        _ = try await k.update(next)
+        try await modify(k, Deployment.self, "web") { $0.spec?.template.spec?.containers[0].image = "busybox:2" }
         _ = try await eventually(40, "rollout complete") { () -> Bool? in
             let d = try await k.get(Deployment.self, "web")
             let s = d.status
@@ -272,9 +270,7 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
                 }
             } catch {}
         }
-        var next = try await k.get(Deployment.self, "rec")
-        next.spec?.template.spec?.containers[0].image = "busybox:9"
-        _ = try await k.update(next)
+        try await modify(k, Deployment.self, "rec") { $0.spec?.template.spec?.containers[0].image = "busybox:9" }
         _ = try await eventually(30, "recreated") { () -> Bool? in
             let p = try await ControlPlaneTests().readyPods(k, app: "rec")
             return p.count == 3 && p.allSatisfy { $0.spec?.containers.first?.image == "busybox:9" } ? true : nil
@@ -329,10 +325,10 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         #expect(firstRS.count == 1 && firstRS[0].metadata.annotations?["deployment.kubernetes.io/revision"] == "1")
 
         // Paused: a template change does not roll out.
-        var d = try await k.get(Deployment.self, "pr")
-        d.spec?.paused = true
-        d.spec?.template.spec?.containers[0].image = "busybox:2"
-        _ = try await k.update(d)
+        try await modify(k, Deployment.self, "pr") { d in
+            d.spec?.paused = true
+            d.spec?.template.spec?.containers[0].image = "busybox:2"
+        }
         _ = try await eventually(10, "paused observed") { () -> Bool? in
             let d = try await k.get(Deployment.self, "pr")
             return d.status?.conditions?.first { $0.type == "Progressing" }?.reason == "DeploymentPaused" ? true : nil
@@ -340,19 +336,15 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         #expect(try await k.list(ReplicaSet.self).items.count == 1)
 
         // Resumed: it rolls out to a second ReplicaSet, revision 2.
-        d = try await k.get(Deployment.self, "pr")
-        d.spec?.paused = false
-        _ = try await k.update(d)
+        try await modify(k, Deployment.self, "pr") { $0.spec?.paused = false }
         _ = try await eventually(30, "rolled to busybox:2") { () -> Bool? in
             let p = try await ControlPlaneTests().readyPods(k, app: "pr")
             return p.count == 2 && p.allSatisfy { $0.spec?.containers.first?.image == "busybox:2" } ? true : nil
         }
         // Rollback (what `ctl rollout undo` does): the old template again reuses revision 1's ReplicaSet.
-        d = try await k.get(Deployment.self, "pr")
         var old = firstRS[0].spec!.template!
         old.metadata?.labels?.removeValue(forKey: "pod-template-hash")
-        d.spec?.template = old
-        _ = try await k.update(d)
+        try await modify(k, Deployment.self, "pr") { [old] in $0.spec?.template = old }
         _ = try await eventually(30, "rolled back") { () -> Bool? in
             let p = try await ControlPlaneTests().readyPods(k, app: "pr")
             return p.count == 2 && p.allSatisfy { $0.spec?.containers.first?.image == "busybox:1" } ? true : nil

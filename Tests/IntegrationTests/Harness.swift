@@ -76,3 +76,15 @@ func pod(_ name: String, node: String? = nil, ns: String = "default", labels: [S
 }
 
 func status(_ e: Error) -> Status? { e as? Status }
+
+/// Read-modify-write that retries on 409, as client-go's RetryOnConflict: controllers update
+/// status concurrently, so a plain get-then-update may lose the race.
+@discardableResult
+func modify<T: KubeObject>(_ k: KubeClient, _ type: T.Type, _ name: String, namespace: String? = nil, _ change: (inout T) -> Void) async throws -> T {
+    for _ in 0..<20 {
+        var o = try await k.get(T.self, name, namespace: namespace)
+        change(&o)
+        do { return try await k.update(o) } catch let s as Status where s.code == 409 { continue }
+    }
+    throw ClientError("gave up after 20 conflicts updating \(name)")
+}
