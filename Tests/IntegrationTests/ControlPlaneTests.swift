@@ -242,7 +242,7 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         a.cancel()   // the leader dies
         let killed = Date()
         _ = try await eventually(5, "b takes over") { leading.all == ["a", "b"] ? true : nil }
-        #expect(Date().timeIntervalSince(killed) < 3)
+        #expect(Date().timeIntervalSince(killed) < 5, "take-over should follow within lease duration + retry")
         #expect(try await k.get(Lease.self, "kube-controller-manager", namespace: "kube-system").spec?.holderIdentity == "b")
         b.cancel()
     }
