@@ -27,7 +27,11 @@ struct AgentCommand: AsyncParsableCommand {
         let name = nodeName ?? ProcessInfo.processInfo.hostName
         let rt: any ContainerRuntime
         switch runtime {
-        case "fake": rt = FakeRuntime()
+        case "fake":
+            // A stable /24 per node name so hollow pod IPs do not repeat across nodes.
+            var h: UInt32 = 2166136261
+            for b in name.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
+            rt = FakeRuntime(podCIDRPrefix: "198.19.\(h % 250)")
         case "runc": throw ValidationError("--runtime runc is not available yet in this build (see issue 4); use --runtime fake for hollow nodes")
         default: throw ValidationError("--runtime must be fake or runc")
         }
