@@ -1,0 +1,52 @@
+// Running host commands (tar, runc, CNI plugins) without Foundation.Process, whose
+// waitUntilExit() can hang on Swift concurrency threads: posix_spawn, output to temp files,
+// and waitpid on a dispatch thread.
+import Foundation
+import Dispatch
+
+public struct CommandResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+public enum Command {
+    /// Runs `exe args` to completion. Output goes through files, so background children that
+    /// inherit descriptors cannot keep us waiting.
+    public static func run(_ exe: String, _ args: [String], stdin: String? = nil) async throws -> CommandResult {
+        try await withCheckedThrowingContinuation { cont in
+            DispatchQueue.global().async {
+                do { cont.resume(returning: try runSync(exe, args, stdin: stdin)) } catch { cont.resume(throwing: error) }
+            }
+        }
+    }
+
+    public static func runSync(_ exe: String, _ args: [String], stdin: String? = nil) throws -> CommandResult {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString)").path
+        let outPath = tmp + ".out", errPath = tmp + ".err", inPath = tmp + ".in"
+        FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
+        defer { for p in [outPath, errPath, inPath] { unlink(p) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([exe] + args).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, exe, &actions, nil, argv, environ)
+        guard rc == 0 else { throw CommandError("\(exe): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return CommandResult(status: exit, stdout: out, stderr: err)
+    }
+}
+
+public struct CommandError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ s: String) { description = s }
+}

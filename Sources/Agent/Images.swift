@@ -1,0 +1,226 @@
+// OCI image pulls: resolve a reference through the distribution API (plain HTTP for insecure
+// registries, bearer tokens as Docker Hub issues them, image indexes narrowed to linux/amd64),
+// verify every digest, keep blobs content-addressed, and unpack layers (gzip, whiteouts) into a
+// rootfs per image digest that containers of that image share.
+import Foundation
+import Crypto
+import AsyncHTTPClient
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import API
+
+public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
+    public var registry: String
+    public var repository: String
+    public var tag: String?
+    public var digest: String?
+
+    /// Parses "busybox", "127.0.0.1:5000/demo/busybox:1.0", "ghcr.io/x/y@sha256:…" as Docker does.
+    public init(parsing s: String) throws {
+        var rest = s
+        if let at = rest.firstIndex(of: "@") {
+            digest = String(rest[rest.index(after: at)...])
+            rest = String(rest[..<at])
+            guard digest!.hasPrefix("sha256:"), digest!.count == 71 else { throw ImageError("\"\(s)\": the digest must be sha256:<64 hex>") }
+        }
+        let parts = rest.split(separator: "/", maxSplits: 1).map(String.init)
+        if parts.count == 2, parts[0].contains(".") || parts[0].contains(":") || parts[0] == "localhost" {
+            registry = parts[0]; rest = parts[1]
+        } else {
+            registry = "registry-1.docker.io"
+            rest = parts.count == 2 ? rest : "library/\(rest)"
+        }
+        if let colon = rest.lastIndex(of: ":") {
+            tag = String(rest[rest.index(after: colon)...]); rest = String(rest[..<colon])
+        } else if digest == nil { tag = "latest" }
+        repository = rest
+        guard !repository.isEmpty, repository.allSatisfy({ $0.isLowercase || $0.isNumber || "._-/".contains($0) }) else {
+            throw ImageError("\"\(s)\" is not a valid image reference")
+        }
+    }
+    public var description: String { "\(registry)/\(repository)" + (tag.map { ":\($0)" } ?? "") + (digest.map { "@\($0)" } ?? "") }
+}
+
+public struct ImageError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ s: String) { description = s }
+}
+
+public struct PulledImage: Sendable {
+    public var reference: ImageReference
+    public var digest: String          // manifest digest (the imageID we report)
+    public var rootfs: String
+    public var config: JSONValue       // the image config's "config" section (Cmd, Entrypoint, Env, WorkingDir)
+}
+
+public final class ImageStore: Sendable {
+    let root: String
+    let insecure: Set<String>
+    let http: HTTPClient
+
+    static let manifestTypes = [
+        "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+
+    /// `insecure`: registries reached over plain HTTP (loopback registries always are).
+    public init(root: String, insecureRegistries: [String] = []) {
+        self.root = root
+        insecure = Set(insecureRegistries)
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(10), read: .seconds(120))))
+    }
+
+    public func shutdown() async { try? await http.shutdown() }
+
+    func base(_ r: ImageReference) -> String {
+        let plain = insecure.contains(r.registry) || r.registry.hasPrefix("127.") || r.registry.hasPrefix("localhost")
+        return "\(plain ? "http" : "https")://\(r.registry)/v2/\(r.repository)"
+    }
+
+    static func sha256(_ d: Data) -> String { "sha256:" + SHA256.hash(data: d).map { String(format: "%02x", $0) }.joined() }
+
+    /// The image's rootfs if it was pulled before (imagePullPolicy IfNotPresent / Never).
+    public func local(_ ref: String) -> PulledImage? {
+        guard let r = try? ImageReference(parsing: ref) else { return nil }
+        let tagFile = "\(root)/refs/\(Self.refKey(r))"
+        guard let digest = try? String(contentsOfFile: tagFile, encoding: .utf8),
+              let cfg = FileManager.default.contents(atPath: "\(root)/images/\(digest.dropFirst(7))/config.json"),
+              let config = try? JSONValue.parse(cfg) else { return nil }
+        return PulledImage(reference: r, digest: digest, rootfs: "\(root)/images/\(digest.dropFirst(7))/rootfs", config: config)
+    }
+
+    static func refKey(_ r: ImageReference) -> String {
+        r.description.replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: ":", with: "_").replacingOccurrences(of: "@", with: "_")
+    }
+
+    // MARK: registry requests
+
+    func get(_ url: String, accept: [String], auth: inout String?) async throws -> (Data, HTTPHeaders) {
+        for attempt in 0..<2 {
+            var req = HTTPClientRequest(url: url)
+            for a in accept { req.headers.add(name: "Accept", value: a) }
+            if let auth { req.headers.add(name: "Authorization", value: auth) }
+            let resp = try await http.execute(req, timeout: .seconds(120))
+            if resp.status == .unauthorized, attempt == 0, let challenge = resp.headers["WWW-Authenticate"].first, challenge.hasPrefix("Bearer ") {
+                _ = try? await resp.body.collect(upTo: 1 << 20)
+                auth = try await bearerToken(challenge)
+                continue
+            }
+            let body = try await resp.body.collect(upTo: 512 << 20)
+            guard resp.status == .ok else {
+                throw ImageError("\(url): HTTP \(resp.status.code) \(String(decoding: Data(buffer: body).prefix(200), as: UTF8.self))")
+            }
+            return (Data(buffer: body), resp.headers)
+        }
+        throw ImageError("\(url): unauthorized")
+    }
+
+    /// Docker Hub's token flow: Bearer realm="…",service="…",scope="…".
+    func bearerToken(_ challenge: String) async throws -> String {
+        var params: [String: String] = [:]
+        for part in challenge.dropFirst("Bearer ".count).split(separator: ",") {
+            let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\" ")) }
+            if kv.count == 2 { params[kv[0]] = kv[1] }
+        }
+        guard let realm = params["realm"], var comps = URLComponents(string: realm) else { throw ImageError("registry auth challenge without realm") }
+        comps.queryItems = ["service", "scope"].compactMap { k in params[k].map { URLQueryItem(name: k, value: $0) } }
+        let resp = try await http.execute(HTTPClientRequest(url: comps.url!.absoluteString), timeout: .seconds(30))
+        let body = try await resp.body.collect(upTo: 1 << 20)
+        guard let v = try? JSONValue.parse(Data(buffer: body)), let t = v["token"]?.stringValue ?? v["access_token"]?.stringValue else {
+            throw ImageError("registry token endpoint \(realm) returned no token")
+        }
+        return "Bearer \(t)"
+    }
+
+    /// A blob, from the local store or the registry; its digest is verified either way.
+    func blob(_ r: ImageReference, _ digest: String, auth: inout String?) async throws -> Data {
+        let path = "\(root)/blobs/sha256/\(digest.dropFirst(7))"
+        if let d = FileManager.default.contents(atPath: path), Self.sha256(d) == digest { return d }
+        let (d, _) = try await get("\(base(r))/blobs/\(digest)", accept: ["*/*"], auth: &auth)
+        let got = Self.sha256(d)
+        guard got == digest else { throw ImageError("blob \(digest) of \(r) failed verification: its content hashes to \(got)") }
+        try FileManager.default.createDirectory(atPath: "\(root)/blobs/sha256", withIntermediateDirectories: true)
+        try d.write(to: URL(fileURLWithPath: path + ".tmp"))
+        rename(path + ".tmp", path)
+        return d
+    }
+
+    // MARK: pull
+
+    public func pull(_ ref: String) async throws -> PulledImage {
+        let r = try ImageReference(parsing: ref)
+        var auth: String? = nil
+        var (data, headers) = try await get("\(base(r))/manifests/\(r.digest ?? r.tag ?? "latest")", accept: Self.manifestTypes, auth: &auth)
+        var digest = Self.sha256(data)
+        if let want = r.digest, want != digest { throw ImageError("manifest of \(r) failed verification: it hashes to \(digest)") }
+        var manifest = try JSONValue.parse(data)
+        let type = manifest["mediaType"]?.stringValue ?? headers["Content-Type"].first ?? ""
+        if type.contains("index") || type.contains("manifest.list") || manifest["manifests"] != nil {
+            let entries = manifest["manifests"]?.arrayValue ?? []
+            guard let pick = entries.first(where: { $0["platform"]?["os"]?.stringValue == "linux" && $0["platform"]?["architecture"]?.stringValue == "amd64" })
+                    ?? (entries.count == 1 ? entries.first : nil),
+                  let d = pick["digest"]?.stringValue else { throw ImageError("\(r) has no linux/amd64 image") }
+            (data, headers) = try await get("\(base(r))/manifests/\(d)", accept: Self.manifestTypes, auth: &auth)
+            digest = Self.sha256(data)
+            guard digest == d else { throw ImageError("manifest \(d) of \(r) failed verification: it hashes to \(digest)") }
+            manifest = try JSONValue.parse(data)
+        }
+        guard let configDigest = manifest["config"]?["digest"]?.stringValue else { throw ImageError("\(r): manifest has no config") }
+        let configBlob = try await blob(r, configDigest, auth: &auth)
+        let imageConfig = (try? JSONValue.parse(configBlob))?["config"] ?? .object([:])
+        let dir = "\(root)/images/\(digest.dropFirst(7))"
+        let rootfs = "\(dir)/rootfs"
+        if !FileManager.default.fileExists(atPath: "\(dir)/complete") {
+            try? FileManager.default.removeItem(atPath: dir)
+            try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
+            for layer in manifest["layers"]?.arrayValue ?? [] {
+                guard let ld = layer["digest"]?.stringValue else { continue }
+                _ = try await blob(r, ld, auth: &auth)
+                try Self.unpack(layer: "\(root)/blobs/sha256/\(ld.dropFirst(7))", into: rootfs, gzip: (layer["mediaType"]?.stringValue ?? "").contains("gzip"))
+            }
+            try imageConfig.encoded().write(to: URL(fileURLWithPath: "\(dir)/config.json"))
+            FileManager.default.createFile(atPath: "\(dir)/complete", contents: nil)
+        }
+        try FileManager.default.createDirectory(atPath: "\(root)/refs", withIntermediateDirectories: true)
+        try digest.write(toFile: "\(root)/refs/\(Self.refKey(r))", atomically: true, encoding: .utf8)
+        return PulledImage(reference: r, digest: digest, rootfs: rootfs, config: imageConfig)
+    }
+
+    /// Applies one layer: whiteouts first (".wh.NAME" deletes NAME, ".wh..wh..opq" empties the
+    /// directory), then the layer's files, as the OCI image spec describes.
+    static func unpack(layer: String, into rootfs: String, gzip: Bool) throws {
+        let list = try run("/bin/tar", ["-t\(gzip ? "z" : "")f", layer])
+        let fm = FileManager.default
+        let realRoot = URL(fileURLWithPath: rootfs).resolvingSymlinksInPath().path
+        // Never follow a path out of the rootfs (a symlink in a lower layer must not redirect a delete).
+        func inside(_ path: String) -> Bool {
+            let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            return real == realRoot || real.hasPrefix(realRoot + "/")
+        }
+        for entry in list.split(separator: "\n").map(String.init) {
+            var clean = Substring(entry)
+            while clean.hasPrefix("./") { clean = clean.dropFirst(2) }
+            while clean.hasSuffix("/") { clean = clean.dropLast() }
+            let slash = clean.lastIndex(of: "/")
+            let name = String(slash.map { clean[clean.index(after: $0)...] } ?? clean)
+            let parent = String(slash.map { clean[..<$0] } ?? "")
+            guard name.hasPrefix(".wh."), !parent.split(separator: "/").contains("..") else { continue }
+            let dir = parent.isEmpty ? rootfs : "\(rootfs)/\(parent)"
+            guard inside(dir) else { continue }
+            if name == ".wh..wh..opq" {
+                for c in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] { try? fm.removeItem(atPath: "\(dir)/\(c)") }
+            } else {
+                let target = "\(dir)/\(name.dropFirst(4))"
+                if !target.contains("/../") { try? fm.removeItem(atPath: target) }
+            }
+        }
+        _ = try run("/bin/tar", ["-x\(gzip ? "z" : "")f", layer, "-C", rootfs, "--numeric-owner", "--no-same-owner", "--exclude=.wh.*", "--exclude=*/.wh.*"])
+    }
+
+    static func run(_ exe: String, _ args: [String]) throws -> String {
+        let r = try Command.runSync(exe, args)
+        guard r.status == 0 else { throw ImageError("\(exe) \(args.joined(separator: " ")): \(r.stderr)") }
+        return r.stdout
+    }
+}

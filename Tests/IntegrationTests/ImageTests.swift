@@ -1,0 +1,55 @@
+import Testing
+import Foundation
+import Agent
+
+/// Real registry, real image: docker-registry on 127.0.0.1 and a busybox image built with umoci
+/// and pushed with skopeo (hack/lib/images.sh). hack/test installs those packages.
+let imageToolsPresent = ["/usr/bin/docker-registry", "/usr/bin/umoci", "/usr/bin/skopeo", "/bin/busybox", "/bin/tar"].allSatisfy {
+    FileManager.default.isExecutableFile(atPath: $0)
+}
+
+/// Runs a bash script (through the agent's spawn helper, which never hangs on children).
+func shell(_ script: String) throws -> String {
+    let r = try Command.runSync("/bin/bash", ["-c", script])
+    guard r.status == 0 else { throw ImageError("script failed (\(r.status)): \(r.stderr.suffix(400))") }
+    return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+@Suite(.serialized, .enabled(if: imageToolsPresent, "needs docker-registry, umoci, skopeo, busybox-static")) struct ImageTests {
+    @Test func pullsVerifiesAndUnpacksFromARealRegistry() async throws {
+        let root = #filePath.components(separatedBy: "/Tests/")[0]
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("images-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let port = Int.random(in: 30000...40000)
+        let ref = "127.0.0.1:\(port)/demo/busybox:1.0"
+        let pid = try shell(". \(root)/hack/lib/common.sh; . \(root)/hack/lib/images.sh; start_registry \(dir)/reg \(port); build_busybox_image \(dir) \(ref) >&2")
+            .split(separator: "\n").last.map(String.init) ?? ""
+        defer {
+            _ = try? shell("kill \(pid) 2>/dev/null; true")
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let store = ImageStore(root: "\(dir)/agent")
+        let image = try await store.pull(ref)
+        #expect(image.digest.hasPrefix("sha256:"))
+        #expect(FileManager.default.isExecutableFile(atPath: "\(image.rootfs)/bin/busybox"))
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "\(image.rootfs)/bin/sh")) == "busybox")
+        #expect(image.config["Cmd"]?.arrayValue?.first?.stringValue == "/bin/sh")
+        #expect(store.local(ref)?.digest == image.digest)
+        // Pulling again reuses the content-addressed blobs and the unpacked rootfs.
+        #expect(try await store.pull(ref).rootfs == image.rootfs)
+        await store.shutdown()
+
+        // A corrupted blob in the registry is refused, naming the digest.
+        let layer = try shell("ls -S \(dir)/reg/storage/docker/registry/v2/blobs/sha256/*/*/data | head -1")
+        let size = (try FileManager.default.attributesOfItem(atPath: layer)[.size] as? Int) ?? 0
+        try Data(repeating: 0x42, count: size).write(to: URL(fileURLWithPath: layer))
+        let fresh = ImageStore(root: "\(dir)/agent2")
+        await #expect { _ = try await fresh.pull(ref) } throws: { "\($0)".contains("failed verification") }
+        await fresh.shutdown()
+
+        // Bad references are refused before any network traffic.
+        #expect(throws: ImageError.self) { try ImageReference(parsing: "Bad Name") }
+        let hub = try ImageReference(parsing: "busybox")
+        #expect(hub.registry == "registry-1.docker.io" && hub.repository == "library/busybox" && hub.tag == "latest")
+    }
+}

@@ -1,0 +1,37 @@
+# Local OCI images for tests and the demo: a busybox image built from busybox-static with umoci,
+# served by a docker-registry on 127.0.0.1. Source after common.sh.
+
+# start_registry DIR PORT: runs docker-registry with storage in DIR; prints its PID.
+start_registry() {
+  local dir="$1" port="$2"
+  mkdir -p "$dir/storage"
+  cat >"$dir/config.yml" <<YAML
+version: 0.1
+log: {level: error}
+storage:
+  filesystem: {rootdirectory: $dir/storage}
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$port}
+YAML
+  docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+  echo $!
+  wait_for 20 curl -sf "http://127.0.0.1:$port/v2/" || { cat "$dir/registry.log" >&2; return 1; }
+}
+
+# build_busybox_image WORKDIR REF: builds a busybox image and pushes it to REF
+# (e.g. 127.0.0.1:5000/demo/busybox:1.0) over plain HTTP.
+build_busybox_image() {
+  local work="$1" ref="$2"
+  rm -rf "$work/oci" "$work/bundle"
+  umoci init --layout "$work/oci" >/dev/null
+  umoci new --image "$work/oci:img" >/dev/null
+  umoci unpack --image "$work/oci:img" "$work/bundle" >/dev/null
+  local rootfs="$work/bundle/rootfs"
+  mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/www"
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for app in sh ls cat echo sleep httpd wget mkdir hostname nc true false env ps kill id; do ln -sf busybox "$rootfs/bin/$app"; done
+  echo "root:x:0:0:root:/:/bin/sh" >"$rootfs/etc/passwd"
+  umoci repack --image "$work/oci:img" "$work/bundle" >/dev/null
+  umoci config --image "$work/oci:img" --config.cmd /bin/sh --config.env PATH=/bin >/dev/null
+  skopeo copy --quiet --dest-tls-verify=false "oci:$work/oci:img" "docker://$ref" >/dev/null
+}
