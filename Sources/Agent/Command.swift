@@ -13,15 +13,17 @@ public struct CommandResult: Sendable {
 public enum Command {
     /// Runs `exe args` to completion. Output goes through files, so background children that
     /// inherit descriptors cannot keep us waiting.
-    public static func run(_ exe: String, _ args: [String], stdin: String? = nil) async throws -> CommandResult {
+    public static func run(_ exe: String, _ args: [String], stdin: String? = nil, outputFile: String? = nil) async throws -> CommandResult {
         try await withCheckedThrowingContinuation { cont in
             DispatchQueue.global().async {
-                do { cont.resume(returning: try runSync(exe, args, stdin: stdin)) } catch { cont.resume(throwing: error) }
+                do { cont.resume(returning: try runSync(exe, args, stdin: stdin, outputFile: outputFile)) } catch { cont.resume(throwing: error) }
             }
         }
     }
 
-    public static func runSync(_ exe: String, _ args: [String], stdin: String? = nil) throws -> CommandResult {
+    /// `outputFile`: where the command's stdout and stderr go (appended) instead of being
+    /// captured; what the command's children write goes there too (container logs).
+    public static func runSync(_ exe: String, _ args: [String], stdin: String? = nil, outputFile: String? = nil) throws -> CommandResult {
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString)").path
         let outPath = tmp + ".out", errPath = tmp + ".err", inPath = tmp + ".in"
         FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
@@ -30,8 +32,13 @@ public enum Command {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        if let outputFile {
+            posix_spawn_file_actions_addopen(&actions, 1, outputFile, O_WRONLY | O_CREAT | O_APPEND, 0o640)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        }
         let argv: [UnsafeMutablePointer<CChar>?] = ([exe] + args).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         var pid: pid_t = 0
