@@ -107,7 +107,6 @@ extension Container {
     }
 }
 
-extension FieldError.Kind { static let notFound = FieldError.Kind.invalid }
 
 extension PodSpec {
     public mutating func applyDefaults() {

@@ -2,7 +2,7 @@
 import Foundation
 
 public struct FieldError: Hashable, Sendable, CustomStringConvertible {
-    public enum Kind: String, Sendable { case required = "FieldValueRequired", invalid = "FieldValueInvalid", notSupported = "FieldValueNotSupported", forbidden = "FieldValueForbidden", duplicate = "FieldValueDuplicate", tooLong = "FieldValueTooLong" }
+    public enum Kind: String, Sendable { case required = "FieldValueRequired", invalid = "FieldValueInvalid", notSupported = "FieldValueNotSupported", forbidden = "FieldValueForbidden", duplicate = "FieldValueDuplicate", tooLong = "FieldValueTooLong", notFound = "FieldValueNotFound" }
     public var kind: Kind
     public var field: String
     public var message: String
@@ -13,6 +13,7 @@ public struct FieldError: Hashable, Sendable, CustomStringConvertible {
         case .forbidden: return "\(field): Forbidden: \(message)"
         case .notSupported: return "\(field): Unsupported value: \(message)"
         case .duplicate: return "\(field): Duplicate value: \(message)"
+        case .notFound: return "\(field): Not found: \(message)"
         default: return "\(field): Invalid value: \(message)"
         }
     }

@@ -265,7 +265,9 @@ final class APIHandler: Sendable {
             let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: try await readJSON(request), subresource: sub, validation: validation)
             return Self.json(200, o.data, headers: warningHeaders(warnings))
         case (.put, let name?, "scale"):
-            let s = try await registry.setScale(namespace: rp.namespace ?? "", name: name, info: rp.info, body: try await readJSON(request))
+            let body = try await readJSON(request)
+            let s = try await registry.setScale(namespace: rp.namespace ?? "", name: name, info: rp.info, body: body,
+                                                precondition: body["metadata"]?["resourceVersion"]?.stringValue.flatMap { Int64($0) })
             return Self.json(200, try KubeJSON.encode(s))
         case (.patch, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
             let (pt, patch) = try await readPatch(request)
@@ -274,15 +276,16 @@ final class APIHandler: Sendable {
         case (.patch, let name?, "scale"):
             let (pt, patch) = try await readPatch(request)
             let cur = try JSONValue.from(try registry.scale(namespace: rp.namespace ?? "", name: name, info: rp.info))
-            var patched: JSONValue
+            let patched: JSONValue
             switch pt {
             case .json: do { patched = try jsonPatch(cur, patch) } catch { throw Status.failure422(rp.info, name, "\(error)") }
             default: patched = jsonMergePatch(cur, patch)
             }
-            // Only a resourceVersion the client put in the patch is a precondition; the one from
-            // our own read is not (a concurrent status update must not fail the scale).
-            if patched["metadata"]?["resourceVersion"] == cur["metadata"]?["resourceVersion"] { patched["metadata"]?["resourceVersion"] = nil }
-            let s = try await registry.setScale(namespace: rp.namespace ?? "", name: name, info: rp.info, body: patched)
+            // Only a resourceVersion the patch itself names is a precondition, not our own read's.
+            let named = pt == .json ? patch.arrayValue?.first { $0["path"]?.stringValue == "/metadata/resourceVersion" }?["value"]
+                                    : patch["metadata"]?["resourceVersion"]
+            let s = try await registry.setScale(namespace: rp.namespace ?? "", name: name, info: rp.info, body: patched,
+                                                precondition: named?.stringValue.flatMap { Int64($0) })
             return Self.json(200, try KubeJSON.encode(s))
         case (.delete, let name?, nil):
             let opts = try await readDeleteOptions(request, param("gracePeriodSeconds"), param("propagationPolicy"))

@@ -96,12 +96,12 @@ enum Objects {
         info.hasStatus && info != Resources.pods && info != Resources.nodes && info != Resources.namespaces
     }
 
-    /// The part of an object whose change bumps metadata.generation: everything but metadata and status.
-    static func specPart<T: ServedKind>(_ obj: T) -> JSONValue? {
-        guard var j = try? JSONValue.from(obj), case .object(var o) = j else { return nil }
+    /// The part of a stored object whose change bumps metadata.generation: everything but
+    /// metadata and status.
+    static func specPart(_ data: Data) -> JSONValue? {
+        guard case .object(var o)? = try? JSONValue.parse(data) else { return nil }
         o.removeValue(forKey: "metadata"); o.removeValue(forKey: "status")
-        j = .object(o)
-        return j
+        return .object(o)
     }
 
     static func map(_ e: Error, _ info: ResourceInfo, _ name: String) -> Status {

@@ -76,66 +76,58 @@ public final class Registry: Sendable {
     /// Applies a full replacement (PUT) of the object or its status.
     func update<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, body: JSONValue, subresource: String?, validation: FieldValidation) async throws -> (StoredObject, [String]) {
         let info = T.resource
-        let decoded = try Objects.decode(T.self, body, validation: validation)
-        let incoming = decoded.object
-        if let n = incoming.metadata.name, !n.isEmpty, n != name {
+        guard case .object = body else { throw Status.badRequest("the body must be a JSON object describing a \(info.kind)") }
+        if let n = body["metadata"]?["name"]?.stringValue, !n.isEmpty, n != name {
             throw Status.badRequest("the name of the object (\(n)) does not match the name on the URL (\(name))")
         }
-        if info.namespaced, let ns = incoming.metadata.namespace, !ns.isEmpty, ns != namespace {
+        if info.namespaced, let ns = body["metadata"]?["namespace"]?.stringValue, !ns.isEmpty, ns != namespace {
             throw Status.badRequest("the namespace of the provided object does not match the namespace sent on the request")
         }
-        let key = Objects.key(info, namespace, name)
-        let precondition = incoming.metadata.resourceVersion.flatMap { Int64($0) }
-        if let rv = incoming.metadata.resourceVersion, !rv.isEmpty, precondition == nil {
+        let rv = body["metadata"]?["resourceVersion"]?.stringValue ?? ""
+        let precondition = Int64(rv)
+        if !rv.isEmpty, precondition == nil {
             throw Status.badRequest("metadata.resourceVersion: Invalid value: \"\(rv)\": must be a decimal revision")
         }
+        let key = Objects.key(info, namespace, name)
         for _ in 0..<16 {
             guard let cur = store.get(key) else { throw Status.notFound(info, name) }
             if let p = precondition, p != cur.revision { throw Status.conflict(info, name) }
-            let old = try Objects.decodeStored(T.self, cur)
-            let next = try merge(old: old, incoming: incoming, subresource: subresource)
-            do {
-                return (try await commitUpdate(old: old, new: next, current: cur), decoded.warnings)
-            } catch StoreError.conflict(_, _) where precondition == nil {
-                continue
-            } catch {
-                throw Objects.map(error, info, name)
-            }
+            do { return try await commitMerged(T.self, current: cur, incoming: body, subresource: subresource, validation: validation) }
+            catch StoreError.conflict(_, _) where precondition == nil { continue }
+            catch { throw Objects.map(error, info, name) }
         }
         throw Status.conflict(info, name)
     }
 
-    /// Spec writers cannot touch status and status writers cannot touch anything else.
-    func merge<T: ServedKind>(old: T, incoming: T, subresource: String?) throws -> T {
-        let info = T.resource
+    /// Spec writers cannot touch status, status writers cannot touch anything else, and system
+    /// metadata always comes from the stored object. Done on the JSON trees, so the result is
+    /// decoded (and strictly checked) once.
+    static func mergeJSON(old: JSONValue, incoming: JSONValue, info: ResourceInfo, subresource: String?) -> JSONValue {
         if subresource == "status" || subresource == "approval" {
-            var next = old
-            var newJ = try JSONValue.from(incoming)
-            var oldJ = try JSONValue.from(old)
-            oldJ["status"] = newJ["status"] ?? .null
-            if oldJ["status"]?.isNull == true { oldJ["status"] = nil }
-            next = try oldJ.decode(T.self)
-            // Status writers may still adjust labels and annotations? Kubernetes ignores metadata here.
-            newJ = .null
-            return next
+            var out = old
+            out["status"] = incoming["status"].flatMap { $0.isNull ? nil : $0 }
+            return out
         }
-        var next = incoming
-        next.metadata.uid = old.metadata.uid
-        next.metadata.creationTimestamp = old.metadata.creationTimestamp
-        next.metadata.deletionTimestamp = old.metadata.deletionTimestamp
-        next.metadata.deletionGracePeriodSeconds = old.metadata.deletionGracePeriodSeconds
-        next.metadata.name = old.metadata.name
-        next.metadata.namespace = old.metadata.namespace
-        next.metadata.generation = old.metadata.generation
-        next.metadata.managedFields = nil
-        next.metadata.selfLink = nil
-        if info.hasStatus {
-            var nj = try JSONValue.from(next)
-            let oj = try JSONValue.from(old)
-            nj["status"] = oj["status"]
-            next = try nj.decode(T.self)
-        }
-        return next
+        var out = incoming
+        if info.hasStatus { out["status"] = old["status"] }
+        var meta = out["metadata"]?.objectValue ?? [:]
+        let oldMeta = old["metadata"]?.objectValue ?? [:]
+        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "name", "namespace", "generation"] { meta[k] = oldMeta[k] }
+        meta["managedFields"] = nil
+        meta["selfLink"] = nil
+        out["metadata"] = .object(meta)
+        return out
+    }
+
+    /// Merges `incoming` onto the stored object, decodes it strictly, and commits it.
+    func commitMerged<T: ServedKind>(_ type: T.Type, current cur: StoredObject, incoming: JSONValue, subresource: String?,
+                                     validation: FieldValidation) async throws -> (StoredObject, [String]) {
+        let oldJ: JSONValue
+        do { oldJ = try JSONValue.parse(cur.data) } catch { throw Status.internalError("stored \(cur.key) does not parse") }
+        let merged = Self.mergeJSON(old: oldJ, incoming: incoming, info: T.resource, subresource: subresource)
+        let decoded = try Objects.decode(T.self, merged, validation: validation)
+        let old = try Objects.decodeStored(T.self, cur)
+        return (try await commitUpdate(old: old, new: decoded.object, current: cur), decoded.warnings)
     }
 
     /// Defaults, validates, bumps generation, and commits with the current revision as precondition.
@@ -146,15 +138,18 @@ public final class Registry: Sendable {
         var errs = next.validate()
         errs += next.validateUpdate(old: old)
         if !errs.isEmpty { throw Status.invalid(info, old.name, errs) }
-        if Objects.usesGeneration(info), Objects.specPart(old) != Objects.specPart(next) {
-            next.metadata.generation = (old.metadata.generation ?? 0) + 1
-        }
+        next.metadata.generation = old.metadata.generation
         // An object being deleted whose last finalizer is gone is deleted now.
         if next.metadata.deletionTimestamp != nil, (next.metadata.finalizers ?? []).isEmpty, finalizesOnEmpty(next) {
             let final = try Objects.encodeForStore(next)
             return try await store.write(.delete(current.key, expectedRevision: current.revision, finalData: final.data))
         }
-        let stored = try Objects.encodeForStore(next)
+        var stored = try Objects.encodeForStore(next)
+        // generation counts spec changes: compare what is about to be stored with what was.
+        if Objects.usesGeneration(info), Objects.specPart(stored.data) != Objects.specPart(current.data) {
+            next.metadata.generation = (old.metadata.generation ?? 0) + 1
+            stored = try Objects.encodeForStore(next)
+        }
         return try await store.write(.update(stored, expectedRevision: current.revision))
     }
 
@@ -206,10 +201,7 @@ public final class Registry: Sendable {
             if let rv = rvInPatch, rv != curJ["metadata"]?["resourceVersion"]?.stringValue {
                 throw Status.conflict(info, name)
             }
-            let decoded = try Objects.decode(T.self, patched, validation: validation)
-            let old = try Objects.decodeStored(T.self, cur)
-            let next = try merge(old: old, incoming: decoded.object, subresource: subresource)
-            do { return (try await commitUpdate(old: old, new: next, current: cur), decoded.warnings) }
+            do { return try await commitMerged(T.self, current: cur, incoming: patched, subresource: subresource, validation: validation) }
             catch StoreError.conflict(_, _) { continue }
             catch { throw Objects.map(error, info, name) }
         }
@@ -303,14 +295,15 @@ public final class Registry: Sendable {
         return Scale(metadata: meta, replicas: r.spec?.replicas ?? 0, statusReplicas: r.status?.replicas ?? 0, selector: r.spec?.selector?.stringForm)
     }
 
-    func setScale(namespace: String, name: String, info: ResourceInfo, body: JSONValue) async throws -> Scale {
+    /// Sets spec.replicas from a Scale. `precondition`: the revision the client insists on
+    /// (a PUT's metadata.resourceVersion, or one a patch names), else none.
+    func setScale(namespace: String, name: String, info: ResourceInfo, body: JSONValue, precondition pre: Int64?) async throws -> Scale {
         let s: Scale
         do { s = try body.decode(Scale.self) } catch let e as DecodingError {
             throw Status.badRequest("Scale in version \"v1\" cannot be handled as a Scale: \(Objects.describe(e))")
         }
         guard let replicas = s.spec?.replicas else { throw Status.invalid(info, name, [FieldError(.required, "spec.replicas", "")]) }
         if replicas < 0 { throw Status.invalid(info, name, [FieldError(.invalid, "spec.replicas", "\(replicas): must be greater than or equal to 0")]) }
-        let pre = s.metadata.resourceVersion.flatMap { Int64($0) }
         if info == Resources.deployments {
             _ = try await mutate(Deployment.self, namespace: namespace, name: name, precondition: pre) { $0.spec?.replicas = replicas }
         } else {

@@ -43,10 +43,8 @@ func ownerRef<T: KubeObject>(_ owner: T) -> OwnerReference {
 
 /// FNV-1a over the template's JSON, printed with Kubernetes' "safe" alphabet (no vowels).
 public func podTemplateHash(_ t: PodTemplateSpec, collisionCount: Int = 0) -> String {
-    var h: UInt32 = 2166136261
-    let bytes = (try? KubeJSON.encode(t)) ?? Data()
-    for b in bytes { h = (h ^ UInt32(b)) &* 16777619 }
-    for b in withUnsafeBytes(of: UInt32(collisionCount).littleEndian, Array.init) { h = (h ^ UInt32(b)) &* 16777619 }
+    let h = FNV1a.hash32(withUnsafeBytes(of: UInt32(collisionCount).littleEndian, Array.init),
+                         seed: FNV1a.hash32((try? KubeJSON.encode(t)) ?? Data()))
     let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
     var v = h, out = ""
     repeat { out.append(alphabet[Int(v % UInt32(alphabet.count))]); v /= UInt32(alphabet.count) } while v > 0

@@ -50,7 +50,7 @@ public final class DeploymentController: Sendable {
         if d.metadata.deletionTimestamp != nil { return .done }
         let owned = informers.replicaSets.byIndex("owner", d.metadata.uid ?? "").filter { $0.metadata.controllerRef?.uid == d.metadata.uid }
         let hash = podTemplateHash(spec.template, collisionCount: d.status?.collisionCount ?? 0)
-        var newRS = owned.first { $0.metadata.labels?["pod-template-hash"] == hash }
+        let newRS = owned.first { $0.metadata.labels?["pod-template-hash"] == hash }
         var oldRSs = owned.filter { $0.metadata.uid != newRS?.metadata.uid }.sorted { Self.revision($0) < Self.revision($1) }
         let replicas = spec.replicas ?? 1
 
@@ -65,7 +65,6 @@ public final class DeploymentController: Sendable {
 
         if newRS == nil {
             let maxRev = owned.map(Self.revision).max() ?? 0
-            let initial = spec.strategy?.type == "Recreate" || oldRSs.allSatisfy({ ($0.status?.replicas ?? 0) == 0 && ($0.spec?.replicas ?? 0) == 0 }) ? 0 : 0
             var t = spec.template
             var labels = t.metadata?.labels ?? [:]
             labels["pod-template-hash"] = hash
@@ -78,9 +77,9 @@ public final class DeploymentController: Sendable {
             var meta = ObjectMeta(name: "\(d.name)-\(hash)", namespace: d.namespace, labels: labels, annotations: [Self.revisionKey: "\(maxRev + 1)"])
             meta.ownerReferences = [ownerRef(d)]
             var rs = ReplicaSet(apiVersion: "apps/v1", kind: "ReplicaSet", metadata: meta,
-                                spec: ReplicaSetSpec(replicas: initial, minReadySeconds: spec.minReadySeconds, selector: sel, template: t), status: nil)
+                                spec: ReplicaSetSpec(replicas: 0, minReadySeconds: spec.minReadySeconds, selector: sel, template: t), status: nil)
+            // New ReplicaSets start at 0; the strategy below scales them within its bounds.
             do { rs = try await client.create(rs) } catch let s as Status where s.code == 409 { return .requeue(after: 0.1) }
-            newRS = rs
             _ = try? await client.patch(Deployment.self, d.name, namespace: d.namespace,
                                         mergePatch: .object(["metadata": .object(["annotations": .object([Self.revisionKey: .string("\(maxRev + 1)")])])]))
             return .requeue(after: 0)   // continue once the informer has it
@@ -102,12 +101,9 @@ public final class DeploymentController: Sendable {
     }
 
     /// Available pods an RS can be counted on for: never more than its (possibly just lowered)
-    /// spec.replicas, and nothing it has not yet observed, so stale status cannot double-count.
+    /// spec.replicas, so a status not yet updated after a scale-down cannot be counted twice.
     static func available(_ rs: ReplicaSet) -> Int {
-        let a = rs.status?.availableReplicas ?? 0
-        let r = rs.spec?.replicas ?? 0
-        if let og = rs.status?.observedGeneration, let g = rs.metadata.generation, og < g { return min(a, r) }
-        return min(a, r)
+        min(rs.status?.availableReplicas ?? 0, rs.spec?.replicas ?? 0)
     }
 
     func rollingUpdate(_ d: Deployment, spec: DeploymentSpec, newRS: ReplicaSet, oldRSs: inout [ReplicaSet]) async throws {

@@ -58,9 +58,7 @@ public final class GarbageCollector: Sendable {
                             let patch: JSONValue = .object(["metadata": .object(["ownerReferences": kept.isEmpty ? .null : (try? JSONValue.from(kept)) ?? .null])])
                             _ = try? await client.patch(T.self, o.name, namespace: o.namespace, mergePatch: patch)
                         } else if owner.deleting && owner.finalizers.contains("foregroundDeletion") && o.metadata.deletionTimestamp == nil {
-                            // Foreground propagates down the chain; pods own nothing, so they go in the background.
-                            let policy = T.resource == Resources.pods ? "Background" : "Foreground"
-                            try? await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: policy))
+                            try? await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: "Foreground"))
                         }
                         continue
                     }
@@ -73,14 +71,22 @@ public final class GarbageCollector: Sendable {
         }
         await handle(ReplicaSet.self, informers.replicaSets.list())
         await handle(Pod.self, informers.pods.list())
-        // Owners waiting on finalizers whose dependents are all gone (or released) finish now.
-        for owner in all.values where owner.deleting {
+        // Objects waiting on finalizers whose dependents are all gone (or released) finish now.
+        // Pods own nothing, so a pod deleted in the foreground finishes at once.
+        var waiting = Array(all.values)
+        for p in informers.pods.list() where p.metadata.deletionTimestamp != nil && (p.metadata.finalizers ?? []).contains("foregroundDeletion") {
+            waiting.append(Owner(uid: p.metadata.uid ?? "", deleting: true, finalizers: p.metadata.finalizers ?? [], kind: "Pod", name: p.name, namespace: p.namespace))
+        }
+        for owner in waiting where owner.deleting {
             let dependents = informers.replicaSets.byIndex("owner", owner.uid).count + informers.pods.byIndex("owner", owner.uid).count
             for f in ["foregroundDeletion", "orphan"] where owner.finalizers.contains(f) && dependents == 0 {
                 let rest = owner.finalizers.filter { $0 != f }
                 let patch: JSONValue = .object(["metadata": .object(["finalizers": rest.isEmpty ? .null : .array(rest.map { .string($0) })])])
-                if owner.kind == "Deployment" { _ = try? await client.patch(Deployment.self, owner.name, namespace: owner.namespace, mergePatch: patch) }
-                else { _ = try? await client.patch(ReplicaSet.self, owner.name, namespace: owner.namespace, mergePatch: patch) }
+                switch owner.kind {
+                case "Deployment": _ = try? await client.patch(Deployment.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                case "ReplicaSet": _ = try? await client.patch(ReplicaSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                default: _ = try? await client.patch(Pod.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                }
             }
         }
     }

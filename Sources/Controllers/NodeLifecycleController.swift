@@ -59,14 +59,10 @@ public final class NodeLifecycleController: Sendable {
             let age = now.timeIntervalSince(lastHeartbeat(n))
             if age > config.gracePeriod {
                 dead.append(n)
-                let since = state.withLock { s -> Date in
-                    if let d = s.unreachableSince[n.name] { return d }
-                    s.unreachableSince[n.name] = now; return now
-                }
+                state.withLock { s in if s.unreachableSince[n.name] == nil { s.unreachableSince[n.name] = now } }
                 if n.status?.condition("Ready")?.status != "Unknown" || !(n.spec?.taints ?? []).contains(where: { $0.key == Self.unreachable }) {
                     await markUnknown(n, age: age)
                 }
-                _ = since
             } else {
                 let was = state.withLock { $0.unreachableSince.removeValue(forKey: n.name) }
                 if was != nil || n.status?.condition("Ready")?.reason == Self.ourReason || (n.spec?.taints ?? []).contains(where: { $0.key == Self.unreachable }) {

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Agent
 import Client
+import API
 
 @main
 struct AgentCommand: AsyncParsableCommand {
@@ -19,19 +20,13 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            return h
-        }
+        bootstrapLogging(level: logLevel)
         let name = nodeName ?? ProcessInfo.processInfo.hostName
         let rt: any ContainerRuntime
         switch runtime {
         case "fake":
             // A stable /24 per node name so hollow pod IPs do not repeat across nodes.
-            var h: UInt32 = 2166136261
-            for b in name.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
-            rt = FakeRuntime(podCIDRPrefix: "198.19.\(h % 250)")
+            rt = FakeRuntime(podCIDRPrefix: "198.19.\(FNV1a.hash32(name.utf8) % 250)")
         case "runc": throw ValidationError("--runtime runc is not available yet in this build (see issue 4); use --runtime fake for hollow nodes")
         default: throw ValidationError("--runtime must be fake or runc")
         }

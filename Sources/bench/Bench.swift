@@ -234,8 +234,7 @@ struct ScheduleBench: AsyncParsableCommand {
             var n = Node(name: "hollow-\(i)")
             n.metadata.labels = ["kubernetes.io/hostname": "hollow-\(i)", "zone": "z\(i % 3)"]
             var st = NodeStatus()
-            st.capacity = ["cpu": Quantity(milli: 32_000), "pods": Quantity(milli: 110_000)]
-            st.capacity?["memory"] = try Quantity(parsing: "128Gi")
+            st.capacity = ["cpu": Quantity(milli: 32_000), "memory": try Quantity(parsing: "128Gi"), "pods": Quantity(milli: 110_000)]
             st.allocatable = st.capacity
             st.conditions = [NodeCondition(type: "Ready", status: "True")]
             n.status = st

@@ -105,7 +105,7 @@ import PKI
             }
             return seen
         }
-        try await Task.sleep(for: .milliseconds(200))
+        _ = try await eventually(5, "watch open") { c.server.store.watcherCount > 0 ? true : nil }
         let a = try await k.create(ConfigMap(name: "late1", namespace: "default"))
         var a2 = a; a2.data = ["k": "v"]
         let b = try await k.update(a2)

@@ -88,3 +88,13 @@ func modify<T: KubeObject>(_ k: KubeClient, _ type: T.Type, _ name: String, name
     }
     throw ClientError("gave up after 20 conflicts updating \(name)")
 }
+
+/// Asserts `check` holds at every poll for `seconds`: how a test says "this never happens"
+/// (a negative claim needs a window; it is watched throughout, not slept through).
+func holds(for seconds: Double, _ what: String, _ check: () async throws -> Bool) async throws {
+    let end = Date().addingTimeInterval(seconds)
+    while Date() < end {
+        if try await !check() { Issue.record("\(what) stopped holding"); return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}

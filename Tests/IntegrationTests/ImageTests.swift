@@ -35,7 +35,7 @@ func shell(_ script: String) throws -> String {
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "\(image.rootfs)/bin/sh")) == "busybox")
         #expect(image.config["Cmd"]?.arrayValue?.first?.stringValue == "/bin/sh")
         #expect(store.local(ref)?.digest == image.digest)
-        // Pulling again reuses the content-addressed blobs and the unpacked rootfs.
+        // Pulling again lands on the same rootfs: it is unpacked once per manifest digest.
         #expect(try await store.pull(ref).rootfs == image.rootfs)
         await store.shutdown()
 
