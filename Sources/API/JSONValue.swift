@@ -265,3 +265,9 @@ public func unknownFields(input: JSONValue, typed: JSONValue, path: String = "")
     default: return []
     }
 }
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral {
+    public init(stringLiteral s: String) { self = .string(s) }
+    public init(booleanLiteral b: Bool) { self = .bool(b) }
+    public init(integerLiteral i: Int64) { self = .int(i) }
+}

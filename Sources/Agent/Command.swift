@@ -8,22 +8,28 @@ public struct CommandResult: Sendable {
     public var status: Int32
     public var stdout: String
     public var stderr: String
+    public var timedOut = false
 }
 
 public enum Command {
     /// Runs `exe args` to completion. Output goes through files, so background children that
     /// inherit descriptors cannot keep us waiting.
-    public static func run(_ exe: String, _ args: [String], stdin: String? = nil, outputFile: String? = nil) async throws -> CommandResult {
+    public static func run(_ exe: String, _ args: [String], stdin: String? = nil, outputFile: String? = nil,
+                           environment: [String: String]? = nil, timeout: Double? = nil) async throws -> CommandResult {
         try await withCheckedThrowingContinuation { cont in
             DispatchQueue.global().async {
-                do { cont.resume(returning: try runSync(exe, args, stdin: stdin, outputFile: outputFile)) } catch { cont.resume(throwing: error) }
+                do { cont.resume(returning: try runSync(exe, args, stdin: stdin, outputFile: outputFile, environment: environment, timeout: timeout)) }
+                catch { cont.resume(throwing: error) }
             }
         }
     }
 
     /// `outputFile`: where the command's stdout and stderr go (appended) instead of being
     /// captured; what the command's children write goes there too (container logs).
-    public static func runSync(_ exe: String, _ args: [String], stdin: String? = nil, outputFile: String? = nil) throws -> CommandResult {
+    /// `environment`: the child's whole environment (default: ours). `timeout`: SIGKILL after this
+    /// many seconds (the result says `timedOut`).
+    public static func runSync(_ exe: String, _ args: [String], stdin: String? = nil, outputFile: String? = nil,
+                               environment: [String: String]? = nil, timeout: Double? = nil) throws -> CommandResult {
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString)").path
         let outPath = tmp + ".out", errPath = tmp + ".err", inPath = tmp + ".in"
         FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
@@ -41,15 +47,33 @@ public enum Command {
         }
         let argv: [UnsafeMutablePointer<CChar>?] = ([exe] + args).map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
+        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { for p in envp ?? [] { free(p) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, exe, &actions, nil, argv, environ)
+        let rc = envp == nil ? posix_spawn(&pid, exe, &actions, nil, argv, environ) : posix_spawn(&pid, exe, &actions, nil, argv, envp!)
         guard rc == 0 else { throw CommandError("\(exe): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        var timedOut = false
+        if let timeout {
+            let deadline = Date().addingTimeInterval(timeout)
+            var sleep: UInt32 = 500
+            while true {
+                let r = waitpid(pid, &status, WNOHANG)
+                if r == pid || (r < 0 && errno != EINTR) { break }
+                if Date() >= deadline {
+                    kill(pid, SIGKILL); timedOut = true
+                    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                    break
+                }
+                usleep(sleep); sleep = min(sleep * 2, 20_000)
+            }
+        } else {
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
         let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return CommandResult(status: exit, stdout: out, stderr: err)
+        return CommandResult(status: exit, stdout: out, stderr: err, timedOut: timedOut)
     }
 }
 

@@ -68,10 +68,13 @@ public final class ImageStore: Sendable {
     public init(root: String, insecureRegistries: [String] = []) {
         self.root = root
         insecure = Set(insecureRegistries)
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(10), read: .seconds(120))))
+        http = Self.sharedHTTP
     }
 
-    public func shutdown() async { try? await http.shutdown() }
+    /// One client per process, never shut down (an HTTPClient must not be dropped unshut).
+    static let sharedHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(10), read: .seconds(120))))
+
+    public func shutdown() async {}
 
     func base(_ r: ImageReference) -> String {
         let plain = insecure.contains(r.registry) || r.registry.hasPrefix("127.") || r.registry.hasPrefix("localhost")
@@ -177,7 +180,11 @@ public final class ImageStore: Sendable {
             for layer in manifest["layers"]?.arrayValue ?? [] {
                 guard let ld = layer["digest"]?.stringValue else { continue }
                 _ = try await blob(r, ld, auth: &auth)
-                try Self.unpack(layer: "\(root)/blobs/sha256/\(ld.dropFirst(7))", into: rootfs, gzip: (layer["mediaType"]?.stringValue ?? "").contains("gzip"))
+                let path = "\(root)/blobs/sha256/\(ld.dropFirst(7))", gzip = (layer["mediaType"]?.stringValue ?? "").contains("gzip")
+                // tar runs for a while: keep it off the cooperative thread pool.
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+                    DispatchQueue.global().async { c.resume(with: Result { try Self.unpack(layer: path, into: rootfs, gzip: gzip) }) }
+                }
             }
             try imageConfig.encoded().write(to: URL(fileURLWithPath: "\(dir)/config.json"))
             FileManager.default.createFile(atPath: "\(dir)/complete", contents: nil)

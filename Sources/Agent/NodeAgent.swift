@@ -6,6 +6,8 @@ import Synchronization
 import Logging
 import API
 import Client
+import AsyncHTTPClient
+import NIOSSL
 
 public struct AgentConfig: Sendable {
     public var nodeName: String
@@ -14,6 +16,13 @@ public struct AgentConfig: Sendable {
     public var statusInterval: Double = 10
     public var address: String?
     public var capacity: ResourceList?
+    public var podCIDR: String?
+    /// Restart back-off: base doubling up to max (Kubernetes: 10 s and 300 s).
+    public var backoffBase: Double = 10
+    public var backoffMax: Double = 300
+    /// How often each pod is looked at without a change from the apiserver (exits, probes).
+    public var podResync: Double = 1
+    public var workers: Int = 16
     public init(nodeName: String) { self.nodeName = nodeName }
 }
 
@@ -26,6 +35,10 @@ public final class NodeAgent: Sendable {
     let clock: any ControlClock
     let logger: Logger
     let uids = Mutex<[String: String]>([:])   // pod key → uid of what runs here
+    let memos = Mutex<[String: PodMemo]>([:])  // pod uid → probe results and back-offs
+    let terminating = Mutex<Set<String>>([])    // pod uids being stopped
+    let events: EventRecorder
+    let prober: Prober
 
     public init(client: KubeClient, config: AgentConfig, runtime: any ContainerRuntime, clock: any ControlClock = SystemControlClock()) {
         self.client = client; self.config = config; self.runtime = runtime; self.clock = clock
@@ -33,10 +46,18 @@ public final class NodeAgent: Sendable {
         l[metadataKey: "node"] = "\(config.nodeName)"
         logger = l
         pods = Informer<Pod>(client: client, fieldSelector: "spec.nodeName=\(config.nodeName)")
+        events = EventRecorder(client: client, component: "agent", clock: clock)
+        prober = Prober(http: Prober.sharedHTTP, runtime: runtime)
         queue = WorkQueue(clock: clock)
         pods.addHandler { [weak self] ev in
             switch ev {
-            case .added(let p), .updated(_, let p), .deleted(let p): self?.queue.add(Informer<Pod>.key(p))
+            case .added(let p), .deleted(let p): self?.queue.add(Informer<Pod>.key(p))
+            case .updated(let old, let p):
+                // Our own status writes do not need a pass (the periodic one follows soon), so a
+                // state such as ErrImagePull stays visible until the next attempt.
+                if old.spec == p.spec, old.metadata.deletionTimestamp == p.metadata.deletionTimestamp,
+                   old.metadata.annotations == p.metadata.annotations, old.metadata.uid == p.metadata.uid { return }
+                self?.queue.add(Informer<Pod>.key(p))
             }
         }
     }
@@ -54,6 +75,7 @@ public final class NodeAgent: Sendable {
         var labels = ["kubernetes.io/hostname": config.nodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"]
         for (k, v) in config.labels { labels[k] = v }
         n.metadata.labels = labels
+        if let cidr = config.podCIDR { var spec = NodeSpec(); spec.podCIDR = cidr; spec.podCIDRs = [cidr]; n.spec = spec }
         n.status = nodeStatus()
         return n
     }
@@ -98,6 +120,7 @@ public final class NodeAgent: Sendable {
             var labels = cur.metadata.labels ?? [:]
             for (k, v) in n.metadata.labels ?? [:] { labels[k] = v }
             cur.metadata.labels = labels
+            if let cidr = config.podCIDR, cur.spec?.podCIDR == nil { var spec = cur.spec ?? NodeSpec(); spec.podCIDR = cidr; spec.podCIDRs = [cidr]; cur.spec = spec }
             cur = try await client.update(cur)
             cur.status = n.status
             _ = try await client.updateStatus(cur)
@@ -145,97 +168,21 @@ public final class NodeAgent: Sendable {
             }
             g.addTask { await self.pods.run() }
             g.addTask {
-                _ = await self.pods.waitForSync(timeout: 3600)
+                guard await self.pods.waitForSync(timeout: 3600) else { return }
                 await self.cleanupOrphans()
-                await runWorkers(8, queue: self.queue, logger: self.logger) { key in try await self.syncPod(key) }
+                await runWorkers(self.config.workers, queue: self.queue, logger: self.logger) { key in try await self.syncPod(key) }
             }
         }
     }
 
-    /// Removes what the runtime holds for pods no longer bound here (after an agent restart).
+    /// Removes what the runtime holds for pods no longer bound here (after an agent restart);
+    /// containers of pods still bound here are adopted as they are.
     func cleanupOrphans() async {
         let wanted = Set(pods.list().compactMap(\.metadata.uid))
         for uid in await runtime.pods() where !wanted.contains(uid) {
             logger.info("removing leftovers of a pod no longer bound here", metadata: ["uid": "\(uid)"])
-            try? await runtime.remove(podUID: uid)
+            do { try await runtime.remove(podUID: uid) }
+            catch { logger.warning("removing leftovers failed", metadata: ["uid": "\(uid)", "error": "\(error)"]) }
         }
-    }
-
-    // MARK: pods
-
-    func syncPod(_ key: String) async throws -> ReconcileResult {
-        guard let pod = pods.get(key) else {
-            if let uid = uids.withLock({ $0.removeValue(forKey: key) }) { try await runtime.remove(podUID: uid) }
-            return .done
-        }
-        let uid = pod.metadata.uid ?? key
-        if let prev = uids.withLock({ $0[key] }), prev != uid { try await runtime.remove(podUID: prev) }
-        if pod.metadata.deletionTimestamp != nil { return try await terminate(pod, uid: uid, key: key) }
-        if pod.isTerminal { return .done }
-        uids.withLock { $0[key] = uid }
-        let sandbox = try await runtime.ensureSandbox(pod)
-        var running = await runtime.containers(podUID: uid)
-        for c in pod.spec?.containers ?? [] where !running.contains(where: { $0.name == c.name }) {
-            running.append(try await runtime.start(pod, container: c))
-        }
-        try await reportStatus(pod, sandbox: sandbox, containers: running)
-        return .done
-    }
-
-    func terminate(_ pod: Pod, uid: String, key: String) async throws -> ReconcileResult {
-        let grace = Double(pod.metadata.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30)
-        for c in await runtime.containers(podUID: uid) { try await runtime.stop(podUID: uid, container: c.name, grace: grace) }
-        try await runtime.remove(podUID: uid)
-        uids.withLock { _ = $0.removeValue(forKey: key) }
-        // The node finishes the graceful delete (uid precondition: never a newer pod of the same name).
-        var opts = DeleteOptions(gracePeriodSeconds: 0)
-        opts.preconditions = Preconditions(uid: uid, resourceVersion: nil)
-        do { try await client.delete(Pod.self, pod.name, namespace: pod.namespace, options: opts) }
-        catch let s as Status where s.code == 404 || s.code == 409 {}
-        return .done
-    }
-
-    func reportStatus(_ pod: Pod, sandbox: SandboxInfo, containers: [ContainerInfo]) async throws {
-        var st = pod.status ?? PodStatus()
-        let now = KubeTime.format(clock.now())
-        var statuses: [ContainerStatus] = []
-        var allRunning = true
-        for c in pod.spec?.containers ?? [] {
-            var cs = ContainerStatus(name: c.name, image: c.image ?? "")
-            cs.restartCount = st.containerStatuses?.first { $0.name == c.name }?.restartCount ?? 0
-            if let info = containers.first(where: { $0.name == c.name }) {
-                cs.containerID = info.id
-                cs.imageID = info.image
-                switch info.state {
-                case .running(let started):
-                    cs.state = ContainerState(running: ContainerStateRunning(startedAt: KubeTime.format(started)))
-                    cs.ready = c.readinessProbe == nil || runtime.name == "fake"
-                    cs.started = true
-                case .exited(let code, let started, let finished):
-                    cs.state = ContainerState(terminated: ContainerStateTerminated(exitCode: code, reason: code == 0 ? "Completed" : "Error",
-                                                                                  startedAt: KubeTime.format(started), finishedAt: KubeTime.format(finished)))
-                    allRunning = false
-                }
-            } else {
-                cs.state = ContainerState(waiting: ContainerStateWaiting(reason: "ContainerCreating"))
-                allRunning = false
-            }
-            statuses.append(cs)
-        }
-        st.phase = allRunning ? "Running" : "Pending"
-        st.podIP = sandbox.ip
-        st.podIPs = sandbox.ip.map { [PodIP(ip: $0)] }
-        st.hostIP = config.address
-        st.startTime = st.startTime ?? now
-        st.containerStatuses = statuses
-        let ready = allRunning && statuses.allSatisfy(\.ready)
-        st.setCondition(PodCondition(type: "Initialized", status: "True"), now: now)
-        st.setCondition(PodCondition(type: "ContainersReady", status: ready ? "True" : "False"), now: now)
-        st.setCondition(PodCondition(type: "Ready", status: ready ? "True" : "False"), now: now)
-        st.setCondition(PodCondition(type: "PodScheduled", status: "True"), now: now)
-        guard st != pod.status else { return }
-        var next = pod
-        next.status = st
-        _ = try await client.updateStatus(next)
     }
 }

@@ -107,7 +107,7 @@ public final class Informer<T: KubeObject>: Sendable {
     public func waitForSync(timeout: Double = 30) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while !hasSynced {
-            if Date() > deadline { return false }
+            if Date() > deadline || Task.isCancelled { return false }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return true
@@ -299,7 +299,14 @@ public final class WorkQueue: Sendable {
 public enum ReconcileResult: Sendable, Equatable { case done, requeue(after: Double) }
 
 /// Runs `workers` loops taking keys from the queue into `reconcile`, with backoff on errors.
+/// Cancelling the calling task shuts the queue down, so the workers finish their current key and return.
 public func runWorkers(_ workers: Int, queue: WorkQueue, logger: Logger, reconcile: @escaping @Sendable (String) async throws -> ReconcileResult) async {
+    await withTaskCancellationHandler {
+        await workerLoops(workers, queue: queue, logger: logger, reconcile: reconcile)
+    } onCancel: { queue.shutdown() }
+}
+
+func workerLoops(_ workers: Int, queue: WorkQueue, logger: Logger, reconcile: @escaping @Sendable (String) async throws -> ReconcileResult) async {
     await withTaskGroup(of: Void.self) { group in
         for _ in 0..<workers {
             group.addTask {
@@ -310,7 +317,7 @@ public func runWorkers(_ workers: Int, queue: WorkQueue, logger: Logger, reconci
                         case .requeue(let after): queue.forget(key); queue.addAfter(key, after)
                         }
                     } catch {
-                        logger.debug("reconcile failed", metadata: ["key": "\(key)", "error": "\(error)"])
+                        logger.info("reconcile failed", metadata: ["key": "\(key)", "error": "\(error)"])
                         queue.addRateLimited(key)
                     }
                     queue.done(key)

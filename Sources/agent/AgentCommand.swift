@@ -17,6 +17,10 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("node-labels"), help: "Labels for the Node, k=v,k2=v2.") var nodeLabels: String = ""
     @Option(name: .customLong("node-ip"), help: "The node's address, reported as InternalIP.") var nodeIP: String?
     @Option(name: .customLong("lease-interval"), help: "Seconds between Lease renewals.") var leaseInterval: Double = 1
+    @Option(name: .customLong("pod-cidr"), help: "The node's pod address range (required for runc), e.g. 198.19.1.0/24.") var podCIDR: String?
+    @Option(name: .customLong("cni-bridge"), help: "The bridge pods attach to.") var cniBridge: String = "orch0"
+    @Option(name: .customLong("insecure-registry"), help: "A registry reached over plain HTTP (repeatable; loopback ones always are).") var insecureRegistries: [String] = []
+    @Option(name: .customLong("listen-port"), help: "Port of the agent's HTTPS endpoint (logs, stats).") var listenPort: Int = 10250
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -27,7 +31,13 @@ struct AgentCommand: AsyncParsableCommand {
         case "fake":
             // A stable /24 per node name so hollow pod IPs do not repeat across nodes.
             rt = FakeRuntime(podCIDRPrefix: "198.19.\(FNV1a.hash32(name.utf8) % 250)")
-        case "runc": throw ValidationError("--runtime runc is not available yet in this build (see issue 4); use --runtime fake for hollow nodes")
+        case "runc":
+            guard getuid() == 0 else { throw ValidationError("--runtime runc needs root (containers, mounts, network namespaces)") }
+            guard let cidr = podCIDR else { throw ValidationError("--runtime runc needs --pod-cidr (the node's pod address range)") }
+            let net = CNINetwork(bridge: cniBridge, podCIDR: cidr, ipamDataDir: "\(dataDir)/cni")
+            var rc = RuncRuntimeConfig(dataDir: dataDir, nodeName: name, network: net, shim: RuncRuntimeConfig.locateShim())
+            rc.insecureRegistries = insecureRegistries
+            rt = try await RuncRuntime(rc)
         default: throw ValidationError("--runtime must be fake or runc")
         }
         var labels: [String: String] = [:]
@@ -42,6 +52,7 @@ struct AgentCommand: AsyncParsableCommand {
         config.labels = labels
         config.address = nodeIP
         config.leaseInterval = leaseInterval
+        config.podCIDR = podCIDR
         try await NodeAgent(client: client, config: config, runtime: rt).run()
     }
 }

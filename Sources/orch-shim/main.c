@@ -1,0 +1,206 @@
+// orch-shim: the per-container process that owns a runc container for its whole life, as conmon
+// and containerd-shim do. It lets containers outlive an agent restart (the agent adopts them),
+// keeps the exit status when nobody else is waiting, and writes the container's output to a log
+// file with size rotation.
+//
+//   orch-shim RUNC ROOT ID BUNDLE LOGFILE EXITFILE [LOG_MAX_BYTES]
+//
+// The first process forks and waits: it exits 0 once `runc create` and `runc start` succeeded,
+// or 1 with runc's message on stderr. The forked shim becomes a session leader and a child
+// subreaper (so the container's init is reaped here), copies the container's stdout and stderr
+// from a pipe into LOGFILE (renamed to LOGFILE.1 when it exceeds LOG_MAX_BYTES), and when the
+// container's init exits writes "<exit code> <unix seconds>" to EXITFILE (atomically) and exits.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *runc, *root, *id, *bundle, *logfile, *exitfile;
+static long long log_max = 10 * 1024 * 1024;
+static int log_fd = -1;
+static long long log_size = 0;
+
+static void open_log(void) {
+    log_fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    struct stat st;
+    log_size = (log_fd >= 0 && fstat(log_fd, &st) == 0) ? st.st_size : 0;
+}
+
+static void write_log(const char *buf, ssize_t n) {
+    if (log_fd < 0) return;
+    if (log_size + n > log_max && log_size > 0) {
+        char old[4096];
+        snprintf(old, sizeof old, "%s.1", logfile);
+        close(log_fd);
+        rename(logfile, old);
+        open_log();
+        if (log_fd < 0) return;
+    }
+    ssize_t off = 0;
+    while (off < n) {
+        ssize_t w = write(log_fd, buf + off, n - off);
+        if (w < 0) { if (errno == EINTR) continue; return; }
+        off += w;
+    }
+    log_size += n;
+}
+
+// Runs runc with the given verb arguments; stdout/stderr go to `out_fd`. Returns the exit status.
+static int run_runc(char *const extra[], int out_fd) {
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        dup2(devnull, 0);
+        dup2(out_fd, 1);
+        dup2(out_fd, 2);
+        char *argv[32];
+        int i = 0;
+        argv[i++] = (char *)runc; argv[i++] = "--root"; argv[i++] = (char *)root;
+        for (int j = 0; extra[j] && i < 31; j++) argv[i++] = extra[j];
+        argv[i] = NULL;
+        execv(runc, argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) if (errno != EINTR) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void drain_nonblocking(int fd, int to_fd) {
+    char buf[8192];
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) { ssize_t w = write(to_fd, buf, n); (void)w; }
+}
+
+static void write_exit(int code) {
+    char tmp[4096], line[64];
+    snprintf(tmp, sizeof tmp, "%s.tmp", exitfile);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    int n = snprintf(line, sizeof line, "%d %lld.%06ld\n", code, (long long)tv.tv_sec, (long)tv.tv_usec);
+    ssize_t w = write(fd, line, n); (void)w;
+    fsync(fd);
+    close(fd);
+    rename(tmp, exitfile);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 7) {
+        fprintf(stderr, "usage: orch-shim RUNC ROOT ID BUNDLE LOGFILE EXITFILE [LOG_MAX_BYTES]\n");
+        return 2;
+    }
+    runc = argv[1]; root = argv[2]; id = argv[3]; bundle = argv[4]; logfile = argv[5]; exitfile = argv[6];
+    if (argc > 7) log_max = atoll(argv[7]);
+    if (log_max < 4096) log_max = 4096;
+
+    // Nothing of the caller's but stdio survives here.
+    for (int fd = 3; fd < 1024; fd++) close(fd);
+
+    int sync_pipe[2];
+    if (pipe2(sync_pipe, O_CLOEXEC) < 0) { perror("pipe"); return 1; }
+    pid_t shim = fork();
+    if (shim < 0) { perror("fork"); return 1; }
+    if (shim > 0) {
+        // The caller's process: report what the shim says, then go.
+        close(sync_pipe[1]);
+        char buf[8192];
+        ssize_t n, total = 0;
+        int ok = 0;
+        while ((n = read(sync_pipe[0], buf, sizeof buf)) != 0) {
+            if (n < 0) { if (errno == EINTR) continue; break; }
+            if (total == 0 && n >= 3 && memcmp(buf, "ok\n", 3) == 0) { ok = 1; break; }
+            ssize_t w = write(2, buf, n); (void)w;
+            total += n;
+        }
+        return ok ? 0 : 1;
+    }
+    close(sync_pipe[0]);
+    setsid();
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+
+    int out[2];
+    if (pipe(out) < 0) { dprintf(sync_pipe[1], "pipe: %s\n", strerror(errno)); return 1; }
+    fcntl(out[0], F_SETFD, FD_CLOEXEC);
+    open_log();
+    if (log_fd < 0) { dprintf(sync_pipe[1], "cannot open log file %s: %s\n", logfile, strerror(errno)); return 1; }
+
+    char pidfile[4096];
+    snprintf(pidfile, sizeof pidfile, "%s/pid", bundle);
+    char *create[] = {"create", "--bundle", (char *)bundle, "--pid-file", pidfile, (char *)id, NULL};
+    int rc = run_runc(create, out[1]);
+    close(out[1]);
+    if (rc != 0) {
+        drain_nonblocking(out[0], sync_pipe[1]);
+        dprintf(sync_pipe[1], "runc create exited with %d\n", rc);
+        return 1;
+    }
+    pid_t init = 0;
+    FILE *pf = fopen(pidfile, "r");
+    if (pf) { if (fscanf(pf, "%d", &init) != 1) init = 0; fclose(pf); }
+    int errpipe[2];
+    if (pipe(errpipe) < 0) { dprintf(sync_pipe[1], "pipe: %s\n", strerror(errno)); return 1; }
+    char *start[] = {"start", (char *)id, NULL};
+    rc = run_runc(start, errpipe[1]);
+    close(errpipe[1]);
+    if (rc != 0) {
+        drain_nonblocking(errpipe[0], sync_pipe[1]);
+        dprintf(sync_pipe[1], "runc start exited with %d\n", rc);
+        char *del[] = {"delete", "--force", (char *)id, NULL};
+        run_runc(del, devnull);
+        return 1;
+    }
+    close(errpipe[0]);
+    ssize_t w = write(sync_pipe[1], "ok\n", 3); (void)w;
+    close(sync_pipe[1]);
+    if (devnull > 2) close(devnull);
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+
+    // Copy output until the container's init has exited and every writer closed the pipe
+    // (the kernel kills the rest of the container's pid namespace when its init dies).
+    int exit_code = -1, eof = 0;
+    char buf[65536];
+    for (;;) {
+        struct pollfd p = {.fd = out[0], .events = POLLIN};
+        int pr = eof ? 0 : poll(&p, 1, 200);
+        if (pr > 0) {
+            ssize_t n = read(out[0], buf, sizeof buf);
+            if (n > 0) write_log(buf, n);
+            else if (n == 0) eof = 1;
+        }
+        int status;
+        pid_t r;
+        while ((r = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (r == init || init == 0)
+                exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        if (r < 0 && errno == ECHILD && exit_code < 0 && init > 0 && kill(init, 0) < 0) exit_code = 255;
+        if (exit_code >= 0 && eof) break;
+        if (exit_code >= 0 && !eof) {
+            // Drain what is buffered, but do not wait forever for a writer that escaped.
+            static int grace = 0;
+            if (++grace > 25) break;
+        }
+        if (eof && exit_code < 0) usleep(50000);
+    }
+    write_exit(exit_code);
+    return 0;
+}
