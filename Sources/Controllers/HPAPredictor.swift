@@ -144,7 +144,7 @@ public enum UtilizationPredictor {
         let grid = resample(times: times, values: values, maxPoints: config.maxPoints)
         var predicted = max(0, level + slope * lookahead)
         var period: Double?, correlation: Double?
-        if let (lag, r) = detectPeriod(grid.values, step: grid.step, minPeriod: config.minPeriod, maxPeriod: config.maxPeriod, minCorrelation: config.minCorrelation) {
+        if let (lag, r) = detectPeriod(detrend(grid.values), step: grid.step, minPeriod: config.minPeriod, maxPeriod: config.maxPeriod, minCorrelation: config.minCorrelation) {
             let p = Double(lag) * grid.step
             if let s = seasonal(grid, period: p, lookahead: lookahead, times: times, values: values, window: min(config.trendWindow, p / 4)) {
                 predicted = max(0, s); period = p; correlation = r
@@ -201,6 +201,18 @@ public enum UtilizationPredictor {
         for lag in minLag...maxLag where r[lag] >= r[lag - 1] && r[lag] >= r[lag + 1] && r[lag] >= minCorrelation { peaks.append((lag, r[lag])) }
         guard let best = peaks.map(\.1).max() else { return nil }
         return peaks.first { $0.1 >= 0.9 * best }
+    }
+
+    /// The series minus its least-squares line: a trend correlates with itself at every lag
+    /// and would pass for a period.
+    static func detrend(_ y: [Double]) -> [Double] {
+        let n = Double(y.count)
+        guard y.count > 2 else { return y }
+        let mx = (n - 1) / 2, my = y.reduce(0, +) / n
+        var sxx = 0.0, sxy = 0.0
+        for (i, v) in y.enumerated() { let dx = Double(i) - mx; sxx += dx * dx; sxy += dx * (v - my) }
+        let b = sxy / sxx
+        return y.enumerated().map { $0.element - (my + b * (Double($0.offset) - mx)) }
     }
 
     static func pearson(_ x: [Double], _ lag: Int) -> Double {
