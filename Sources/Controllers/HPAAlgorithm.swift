@@ -9,7 +9,13 @@ import API
 /// What the HPA remembers between syncs (Kubernetes keeps it in memory too): recent
 /// recommendations for stabilization, and recent scale events for the rate policies.
 public struct HPAState: Sendable, Hashable {
-    public struct Recommendation: Sendable, Hashable { public var replicas: Int; public var time: Date }
+    public struct Recommendation: Sendable, Hashable {
+        public var replicas: Int
+        public var time: Date
+        /// The reactive part when a forecast raised `replicas` (predictive mode's attribution).
+        public var reactive: Int?
+        public init(replicas: Int, time: Date, reactive: Int? = nil) { self.replicas = replicas; self.time = time; self.reactive = reactive }
+    }
     public struct ScaleEvent: Sendable, Hashable { public var change: Int; public var time: Date; public var outdated = false }
     public var recommendations: [Recommendation] = []
     public var scaleUpEvents: [ScaleEvent] = []
@@ -174,39 +180,41 @@ public enum HPAAlgorithm {
             var desired = 0, rescaleMetric = ""
             if proposed > desired { desired = proposed; rescaleMetric = m.name }
             let reactive = desired
+            func normalize(_ proposal: Int, reactive: Int?, _ state: inout HPAState, _ conds: inout [WorkloadCondition]) -> Int {
+                spec.behavior == nil
+                    ? normalizeLegacy(spec, current: current, proposed: proposal, reactive: reactive, minReplicas: minReplicas, state: &state, now: now, config: config, conditions: &conds)
+                    : normalizeWithBehaviors(spec, current: current, proposed: proposal, reactive: reactive, minReplicas: minReplicas, state: &state, now: now, config: config, conditions: &conds)
+            }
             switch input.predictive {
             case .forecast(let f)?:
-                let p = predictive(f, spec: spec, current: current, tolerances: tolerances(hpa, config: config))
-                if let r = p.replicas, r > desired {
-                    desired = r; rescaleMetric = p.name
-                    HPAConditions.set(&conds, HPAForecast.conditionType, "True", "ForecastAboveReactive", "\(p.message), above the reactive \(reactive)", now: now)
-                } else if p.replicas == nil {
+                let p = predictive(f, spec: spec, current: current, measured: m.observed[f.resource], tolerances: tolerances(hpa, config: config))
+                guard let predicted = p.replicas else {
                     HPAConditions.set(&conds, HPAForecast.conditionType, "False", "NoUtilizationTarget", p.message, now: now)
-                } else {
-                    HPAConditions.set(&conds, HPAForecast.conditionType, "False", "ReactiveSufficient", "\(p.message); the reactive \(reactive) covers it", now: now)
+                    desired = normalize(desired, reactive: nil, &state, &conds)
+                    break
                 }
+                // The forecast decided the size when the reactive proposals alone (this one, and the
+                // reactive part of the recent ones the windows remember) would have ended lower.
+                var replay = state, scratch = conds
+                replay.recommendations = replay.recommendations.map { .init(replicas: $0.reactive ?? $0.replicas, time: $0.time) }
+                let reactiveOnly = normalize(reactive, reactive: nil, &replay, &scratch)
+                desired = normalize(max(reactive, predicted), reactive: predicted > reactive ? reactive : nil, &state, &conds)
+                d.predictiveDecided = desired > reactiveOnly
+                if d.predictiveDecided {
+                    HPAConditions.set(&conds, HPAForecast.conditionType, "True", "ForecastAboveReactive", "\(p.message), above the reactive \(reactiveOnly)", now: now)
+                } else {
+                    HPAConditions.set(&conds, HPAForecast.conditionType, "False", "ReactiveSufficient", "\(p.message); the reactive \(reactiveOnly) covers it", now: now)
+                }
+                d.reason = desired > current ? "\(d.predictiveDecided ? p.name : m.name) above target" : desired < current ? "All metrics below target" : ""
             case .unavailable(let reason, let message)?:
                 HPAConditions.set(&conds, HPAForecast.conditionType, "False", reason, message, now: now)
+                fallthrough
             case nil:
-                HPAConditions.remove(&conds, HPAForecast.conditionType)
-            }
-            if desired > current { d.reason = "\(rescaleMetric) above target" }
-            if desired < current { d.reason = "All metrics below target" }
-            func normalize(_ proposal: Int, _ state: inout HPAState, _ conds: inout [WorkloadCondition]) -> Int {
-                spec.behavior == nil
-                    ? normalizeLegacy(spec, current: current, proposed: proposal, minReplicas: minReplicas, state: &state, now: now, config: config, conditions: &conds)
-                    : normalizeWithBehaviors(spec, current: current, proposed: proposal, minReplicas: minReplicas, state: &state, now: now, config: config, conditions: &conds)
-            }
-            if desired > reactive {
-                // The forecast decided only if the reactive proposal alone would have ended lower
-                // (limits and maxReplicas may make them equal).
-                var scratchState = state, scratchConds = conds
-                let reactiveOnly = normalize(reactive, &scratchState, &scratchConds)
-                desired = normalize(desired, &state, &conds)
-                d.predictiveDecided = desired > reactiveOnly
-                if !d.predictiveDecided { d.reason = reactive > current ? "\(m.name) above target" : reactive < current ? "All metrics below target" : "" }
-            } else {
-                desired = normalize(desired, &state, &conds)
+                if input.predictive == nil { HPAConditions.remove(&conds, HPAForecast.conditionType) }
+                // Kubernetes names the direction from the proposal, before stabilization and limits.
+                if desired > current { d.reason = "\(rescaleMetric) above target" }
+                if desired < current { d.reason = "All metrics below target" }
+                desired = normalize(desired, reactive: nil, &state, &conds)
             }
             d.desiredReplicas = desired
             d.rescale = desired != current
@@ -307,12 +315,15 @@ public enum HPAAlgorithm {
     }
 
     /// The predictive proposal: enough replicas that the forecast load sits at the target.
-    static func predictive(_ f: HPAForecast, spec: HPASpec, current: Int, tolerances: HPATolerances) -> (replicas: Int?, name: String, message: String) {
-        guard let target = (spec.metrics ?? []).first(where: { $0.type == "Resource" && $0.resource?.name == f.resource })?.resource?.target.averageUtilization, target > 0 else {
+    static func predictive(_ f: HPAForecast, spec: HPASpec, current: Int, measured: (utilization: Int, pods: Int)?,
+                           tolerances: HPATolerances) -> (replicas: Int?, name: String, message: String) {
+        guard let target = (spec.metrics ?? []).first(where: { $0.type == "Resource" && $0.resource?.name == f.resource })?.resource?.target.averageUtilization,
+              target > 0, let measured else {
             return (nil, "", "no Utilization target for \(f.resource) to forecast against")
         }
-        // Demand is utilization × pods, so it does not shrink when the HPA adds pods.
-        let demand = f.predictedDemand ?? f.predictedUtilization * Double(max(current, 1))
+        // Demand (utilization × pods) does not shrink when the HPA adds pods, so the
+        // recommendation does not chase its own effect.
+        let demand = f.demand(measuredUtilization: Double(measured.utilization), pods: measured.pods)
         let ratio = demand / (Double(target) * Double(max(current, 1)))
         let replicas = tolerances.isWithin(ratio) ? current : Int((demand / Double(target)).rounded(.up))
         let name = "predicted \(f.resource) resource utilization (percentage of request) \(f.summary)"
@@ -322,7 +333,7 @@ public enum HPAAlgorithm {
 
     /// No behavior: Kubernetes' original rules. Scale-down takes the highest recommendation of
     /// the downscale window; scale-up is capped at max(2 × current, 4) per sync.
-    static func normalizeLegacy(_ spec: HPASpec, current: Int, proposed: Int, minReplicas: Int, state: inout HPAState, now: Date, config: HPAConfig,
+    static func normalizeLegacy(_ spec: HPASpec, current: Int, proposed: Int, reactive: Int? = nil, minReplicas: Int, state: inout HPAState, now: Date, config: HPAConfig,
                                 conditions: inout [WorkloadCondition]) -> Int {
         let cutoff = now.addingTimeInterval(-config.downscaleStabilizationWindow)
         var stabilized = proposed
@@ -330,7 +341,7 @@ public enum HPAAlgorithm {
         for (i, r) in state.recommendations.enumerated() {
             if r.time < cutoff { oldIndex = i } else if r.replicas > stabilized { stabilized = r.replicas }
         }
-        let rec = HPAState.Recommendation(replicas: proposed, time: now)
+        let rec = HPAState.Recommendation(replicas: proposed, time: now, reactive: reactive)
         if let i = oldIndex { state.recommendations[i] = rec } else { state.recommendations.append(rec) }
         if stabilized != proposed {
             HPAConditions.set(&conditions, "AbleToScale", "True", "ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation", now: now)
@@ -357,12 +368,12 @@ public enum HPAAlgorithm {
     }
 
     /// With a behavior: stabilize within the up/down windows, then apply the rate policies.
-    static func normalizeWithBehaviors(_ spec: HPASpec, current: Int, proposed: Int, minReplicas: Int, state: inout HPAState, now: Date, config: HPAConfig,
+    static func normalizeWithBehaviors(_ spec: HPASpec, current: Int, proposed: Int, reactive: Int? = nil, minReplicas: Int, state: inout HPAState, now: Date, config: HPAConfig,
                                        conditions: inout [WorkloadCondition]) -> Int {
         let up = HPAScalingRules.defaultedScaleUp(spec.behavior?.scaleUp)
         var down = HPAScalingRules.defaultedScaleDown(spec.behavior?.scaleDown)
         if down.stabilizationWindowSeconds == nil { down.stabilizationWindowSeconds = Int(config.downscaleStabilizationWindow) }
-        let (stabilized, sReason, sMessage) = stabilize(current: current, proposed: proposed, up: up, down: down, state: &state, now: now)
+        let (stabilized, sReason, sMessage) = stabilize(current: current, proposed: proposed, reactive: reactive, up: up, down: down, state: &state, now: now)
         if stabilized != proposed {
             HPAConditions.set(&conditions, "AbleToScale", "True", sReason, sMessage, now: now)
         } else {
@@ -376,7 +387,7 @@ public enum HPAAlgorithm {
 
     /// stabilizeRecommendationWithBehaviors: scale up no further than the lowest recommendation
     /// of the up window, down no further than the highest of the down window.
-    static func stabilize(current: Int, proposed: Int, up: HPAScalingRules, down: HPAScalingRules, state: inout HPAState, now: Date) -> (Int, String, String) {
+    static func stabilize(current: Int, proposed: Int, reactive: Int? = nil, up: HPAScalingRules, down: HPAScalingRules, state: inout HPAState, now: Date) -> (Int, String, String) {
         let upCutoff = now.addingTimeInterval(-Double(up.stabilizationWindowSeconds ?? 0))
         let downCutoff = now.addingTimeInterval(-Double(down.stabilizationWindowSeconds ?? 0))
         var upRec = proposed, downRec = proposed
@@ -389,7 +400,7 @@ public enum HPAAlgorithm {
         var rec = current
         if rec < upRec { rec = upRec }
         if rec > downRec { rec = downRec }
-        let entry = HPAState.Recommendation(replicas: proposed, time: now)
+        let entry = HPAState.Recommendation(replicas: proposed, time: now, reactive: reactive)
         if let i = oldIndex { state.recommendations[i] = entry } else { state.recommendations.append(entry) }
         if proposed >= current {
             return (rec, "ScaleUpStabilized", "recent recommendations were lower than current one, applying the lowest recent recommendation")

@@ -66,10 +66,12 @@ public struct HPAForecast: Sendable, Hashable {
     public static let conditionType = "PredictiveScaling"
 
     public var resource: String
-    /// Forecast utilization, percent of request, at the pod count of the latest sample.
-    public var predictedUtilization: Double
-    /// Forecast demand (utilization × pods) when the history has pod counts.
-    public var predictedDemand: Double?
+    /// The series' forecast value at now + lookahead: demand (utilization × pods) when the
+    /// history has pod counts, else utilization (percent of request).
+    public var predicted: Double
+    /// The series' present value (mean of the last minute), what `predicted` is growth from.
+    public var level: Double
+    public var isDemand: Bool
     public var lookahead: Double
     /// The recurring period found, seconds, and how well the series matches itself shifted by it.
     public var period: Double?
@@ -77,6 +79,20 @@ public struct HPAForecast: Sendable, Hashable {
     /// Recent slope, percentage points (or demand units) per minute.
     public var trendPerMinute: Double
     public var samples: Int
+
+    /// The forecast utilization of pods sized like the history's latest sample.
+    public var predictedUtilization: Double { isDemand ? predicted / Double(max(latestPods, 1)) : predicted }
+    public var latestPods: Int = 1
+
+    /// Demand (percent of one pod's request) expected at now + lookahead, given what this sync
+    /// measured. With pod counts in the history the forecast is demand already. Without, only
+    /// the growth from the history's present level is trusted, applied to the measured demand:
+    /// a utilization forecast taken at face value would be re-multiplied by every pod the HPA
+    /// adds, and the HPA would chase it to maxReplicas.
+    public func demand(measuredUtilization: Double, pods: Int) -> Double {
+        if isDemand { return predicted }
+        return measuredUtilization * Double(pods) * predicted / max(level, 1)
+    }
 
     public var describeMethod: String {
         if let p = period { return "seasonal, period \(HPAForecast.duration(p)), r=\(String(format: "%.2f", correlation ?? 0))" }
@@ -151,9 +167,11 @@ public enum UtilizationPredictor {
             }
         }
         let pods = Double(max(last.pods ?? 1, 1))
-        return .success(HPAForecast(resource: resource, predictedUtilization: demandMode ? predicted / pods : predicted,
-                                    predictedDemand: demandMode ? predicted : nil, lookahead: lookahead, period: period,
-                                    correlation: correlation, trendPerMinute: slope * 60, samples: samples.count))
+        let lastMinute = times.indices.filter { times[$0] >= -min(60, config.trendWindow) }.map { values[$0] }
+        let present = lastMinute.isEmpty ? values.last! : lastMinute.reduce(0, +) / Double(lastMinute.count)
+        return .success(HPAForecast(resource: resource, predicted: predicted, level: present, isDemand: demandMode, lookahead: lookahead,
+                                    period: period, correlation: correlation, trendPerMinute: slope * 60, samples: samples.count,
+                                    latestPods: Int(pods)))
     }
 
     /// A uniform grid (x = seconds relative to now) by linear interpolation, at the median

@@ -351,6 +351,29 @@ private func cycle(now: Date, phase: Double, pods: (low: Int, high: Int)? = nil,
         #expect(condition(d, HPAForecast.conditionType)?.status == "True" && condition(d, HPAForecast.conditionType)?.reason == "ForecastAboveReactive")
     }
 
+    @Test func aPreScaledSizeDoesNotFeedBackIntoTheForecast() throws {
+        // After pre-scaling to 8 the same load shows as 20% per pod; the forecast's growth (×3)
+        // applies to that measured demand, so the recommendation stays 10 rather than 8 × 120 / 50.
+        let f = try UtilizationPredictor.forecast(cycle(now: t0, phase: 435), resource: "cpu", now: t0, lookahead: 60).get()
+        var state = HPAState()
+        let d = evaluate(hpa(max: 30, annotations: predictive), current: 8, load(8, percent: 20), state: &state, predictive: .forecast(f))
+        #expect(d.desiredReplicas == 10 && d.predictiveDecided)
+    }
+
+    @Test func aForecastTheWindowStillHoldsIsCreditedForTheSize() throws {
+        let peak = try UtilizationPredictor.forecast(cycle(now: t0, phase: 435), resource: "cpu", now: t0, lookahead: 60).get()
+        let calm = try UtilizationPredictor.forecast(cycle(now: t0, phase: 100), resource: "cpu", now: t0, lookahead: 60).get()
+        let h = hpa(max: 20, annotations: predictive)
+        var state = HPAState()
+        var d = evaluate(h, current: 4, load(4, percent: 40), state: &state, predictive: .forecast(peak))
+        #expect(d.desiredReplicas == 8)   // wanted 10, capped at 2 × 4
+        // A second later the forecast is calm and the load light, but the legacy window keeps the
+        // earlier 10: the size still comes from the forecast, and the event says so.
+        d = evaluate(h, current: 8, load(8, percent: 10, at: t0 + 1), state: &state, now: t0 + 1, predictive: .forecast(calm))
+        #expect(d.desiredReplicas == 10 && d.predictiveDecided && d.reason.hasPrefix("predicted cpu"))
+        #expect(condition(d, HPAForecast.conditionType)?.reason == "ForecastAboveReactive")
+    }
+
     @Test func neverAboveMaxReplicas() throws {
         let f = try UtilizationPredictor.forecast(cycle(now: t0, phase: 435), resource: "cpu", now: t0, lookahead: 60).get()
         var state = HPAState()
@@ -374,7 +397,7 @@ private func cycle(now: Date, phase: Double, pods: (low: Int, high: Int)? = nil,
     @Test func demandHistoryRemembersPeaksTheHPAAbsorbed() throws {
         // Past peaks ran on 8 pods at 60%: utilization alone hides that they needed 480 % of a pod.
         let f = try UtilizationPredictor.forecast(cycle(now: t0, phase: 435, pods: (4, 8), highUtil: 60), resource: "cpu", now: t0, lookahead: 60).get()
-        #expect(abs((f.predictedDemand ?? 0) - 480) < 20)
+        #expect(f.isDemand && abs(f.predicted - 480) < 20)
         var state = HPAState()
         let d = evaluate(hpa(max: 20, behavior: HPABehavior(), annotations: predictive), current: 4, load(4, percent: 40), state: &state, predictive: .forecast(f))
         #expect(d.desiredReplicas == 8 && d.predictiveDecided)   // wants 10; the default policies allow +4 per 15 s
