@@ -185,11 +185,14 @@ public enum HPAAlgorithm {
                     ? normalizeLegacy(spec, current: current, proposed: proposal, reactive: reactive, minReplicas: minReplicas, state: &state, now: now, config: config, conditions: &conds)
                     : normalizeWithBehaviors(spec, current: current, proposed: proposal, reactive: reactive, minReplicas: minReplicas, state: &state, now: now, config: config, conditions: &conds)
             }
+            /// Kubernetes names the direction from the proposal, before stabilization and limits.
+            func reactiveReason() -> String { desired > current ? "\(rescaleMetric) above target" : desired < current ? "All metrics below target" : "" }
             switch input.predictive {
             case .forecast(let f)?:
                 let p = predictive(f, spec: spec, current: current, measured: m.observed[f.resource], tolerances: tolerances(hpa, config: config))
                 guard let predicted = p.replicas else {
                     HPAConditions.set(&conds, HPAForecast.conditionType, "False", "NoUtilizationTarget", p.message, now: now)
+                    d.reason = reactiveReason()
                     desired = normalize(desired, reactive: nil, &state, &conds)
                     break
                 }
@@ -211,9 +214,7 @@ public enum HPAAlgorithm {
                 fallthrough
             case nil:
                 if input.predictive == nil { HPAConditions.remove(&conds, HPAForecast.conditionType) }
-                // Kubernetes names the direction from the proposal, before stabilization and limits.
-                if desired > current { d.reason = "\(rescaleMetric) above target" }
-                if desired < current { d.reason = "All metrics below target" }
+                d.reason = reactiveReason()
                 desired = normalize(desired, reactive: nil, &state, &conds)
             }
             d.desiredReplicas = desired
