@@ -117,16 +117,21 @@ public struct CrossVersionObjectReference: Codable, Hashable, Sendable {
     public var kind: String
     public var name: String
     public var apiVersion: String?
+    public init(kind: String, name: String, apiVersion: String? = nil) { self.kind = kind; self.name = name; self.apiVersion = apiVersion }
 }
 public struct MetricTarget: Codable, Hashable, Sendable {
     public var type: String
     public var value: Quantity?
     public var averageValue: Quantity?
     public var averageUtilization: Int?
+    public init(type: String, value: Quantity? = nil, averageValue: Quantity? = nil, averageUtilization: Int? = nil) {
+        self.type = type; self.value = value; self.averageValue = averageValue; self.averageUtilization = averageUtilization
+    }
 }
 public struct ResourceMetricSource: Codable, Hashable, Sendable {
     public var name: String
     public var target: MetricTarget
+    public init(name: String, target: MetricTarget) { self.name = name; self.target = target }
 }
 public struct MetricSpec: Codable, Hashable, Sendable {
     public var type: String
@@ -135,30 +140,44 @@ public struct MetricSpec: Codable, Hashable, Sendable {
     public var pods: JSONValue?
     public var object: JSONValue?
     public var external: JSONValue?
+    public init(type: String, resource: ResourceMetricSource? = nil) { self.type = type; self.resource = resource }
+    /// A Resource metric: `resource` ("cpu", "memory") against `target`.
+    public static func resource(_ name: String, _ target: MetricTarget) -> MetricSpec {
+        MetricSpec(type: "Resource", resource: ResourceMetricSource(name: name, target: target))
+    }
 }
 public struct HPAScalingPolicy: Codable, Hashable, Sendable {
     public var type: String
     public var value: Int
     public var periodSeconds: Int
+    public init(type: String, value: Int, periodSeconds: Int) { self.type = type; self.value = value; self.periodSeconds = periodSeconds }
 }
 public struct HPAScalingRules: Codable, Hashable, Sendable {
     public var stabilizationWindowSeconds: Int?
     public var selectPolicy: String?
     public var policies: [HPAScalingPolicy]?
     public var tolerance: Quantity?
+    public init(stabilizationWindowSeconds: Int? = nil, selectPolicy: String? = nil, policies: [HPAScalingPolicy]? = nil, tolerance: Quantity? = nil) {
+        self.stabilizationWindowSeconds = stabilizationWindowSeconds; self.selectPolicy = selectPolicy; self.policies = policies; self.tolerance = tolerance
+    }
 }
 public struct HPABehavior: Codable, Hashable, Sendable {
     public var scaleUp: HPAScalingRules?
     public var scaleDown: HPAScalingRules?
+    public init(scaleUp: HPAScalingRules? = nil, scaleDown: HPAScalingRules? = nil) { self.scaleUp = scaleUp; self.scaleDown = scaleDown }
 }
 public struct MetricValueStatus: Codable, Hashable, Sendable {
     public var value: Quantity?
     public var averageValue: Quantity?
     public var averageUtilization: Int?
+    public init(value: Quantity? = nil, averageValue: Quantity? = nil, averageUtilization: Int? = nil) {
+        self.value = value; self.averageValue = averageValue; self.averageUtilization = averageUtilization
+    }
 }
 public struct ResourceMetricStatus: Codable, Hashable, Sendable {
     public var name: String
     public var current: MetricValueStatus
+    public init(name: String, current: MetricValueStatus) { self.name = name; self.current = current }
 }
 public struct MetricStatus: Codable, Hashable, Sendable {
     public var type: String
@@ -167,6 +186,7 @@ public struct MetricStatus: Codable, Hashable, Sendable {
     public var pods: JSONValue?
     public var object: JSONValue?
     public var external: JSONValue?
+    public init(type: String, resource: ResourceMetricStatus? = nil) { self.type = type; self.resource = resource }
 }
 public struct HPASpec: Codable, Hashable, Sendable {
     public var scaleTargetRef: CrossVersionObjectReference
@@ -174,6 +194,9 @@ public struct HPASpec: Codable, Hashable, Sendable {
     public var maxReplicas: Int
     public var metrics: [MetricSpec]?
     public var behavior: HPABehavior?
+    public init(scaleTargetRef: CrossVersionObjectReference, minReplicas: Int? = nil, maxReplicas: Int, metrics: [MetricSpec]? = nil, behavior: HPABehavior? = nil) {
+        self.scaleTargetRef = scaleTargetRef; self.minReplicas = minReplicas; self.maxReplicas = maxReplicas; self.metrics = metrics; self.behavior = behavior
+    }
 }
 public struct HPAStatus: Codable, Hashable, Sendable {
     public var observedGeneration: Int64?
@@ -181,7 +204,11 @@ public struct HPAStatus: Codable, Hashable, Sendable {
     public var currentReplicas: Int?
     public var desiredReplicas: Int
     public var currentMetrics: [MetricStatus]?
+    /// AbleToScale, ScalingActive, ScalingLimited (and PredictiveScaling for predictive HPAs).
     public var conditions: [WorkloadCondition]?
+    public init(currentReplicas: Int? = nil, desiredReplicas: Int = 0) { self.currentReplicas = currentReplicas; self.desiredReplicas = desiredReplicas }
+
+    public func condition(_ type: String) -> WorkloadCondition? { conditions?.first { $0.type == type } }
 }
 public struct HorizontalPodAutoscaler: KubeObject, Hashable {
     public static let resource = Resources.hpas
@@ -190,6 +217,9 @@ public struct HorizontalPodAutoscaler: KubeObject, Hashable {
     public var metadata: ObjectMeta
     public var spec: HPASpec?
     public var status: HPAStatus?
+    public init(metadata: ObjectMeta, spec: HPASpec?) {
+        apiVersion = "autoscaling/v2"; kind = "HorizontalPodAutoscaler"; self.metadata = metadata; self.spec = spec
+    }
 }
 
 public struct LeaseSpec: Codable, Hashable, Sendable {

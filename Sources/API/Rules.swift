@@ -365,6 +365,11 @@ extension HorizontalPodAutoscaler: ServedKind {
         if (spec!.metrics ?? []).isEmpty {
             spec!.metrics = [MetricSpec(type: "Resource", resource: ResourceMetricSource(name: "cpu", target: MetricTarget(type: "Utilization", averageUtilization: 80)))]
         }
+        // As Kubernetes: a behavior that is present gets every missing part defaulted; an absent one
+        // stays absent (the controller then applies its own downscale window and legacy scale-up limit).
+        if let b = spec!.behavior {
+            spec!.behavior = HPABehavior(scaleUp: HPAScalingRules.defaultedScaleUp(b.scaleUp), scaleDown: HPAScalingRules.defaultedScaleDown(b.scaleDown))
+        }
     }
     public func validate() -> [FieldError] {
         var errs = Validation.metadata(metadata, namespaced: true)
@@ -394,6 +399,7 @@ extension HorizontalPodAutoscaler: ServedKind {
             guard let rules else { continue }
             let p = "spec.behavior.\(name)"
             if let w = rules.stabilizationWindowSeconds, w < 0 || w > 3600 { errs.append(.init(.invalid, "\(p).stabilizationWindowSeconds", "\(w): must be between 0 and 3600")) }
+            if let t = rules.tolerance, t.milli < 0 { errs.append(.init(.invalid, "\(p).tolerance", "\(t): must be greater than or equal to 0")) }
             if let s = rules.selectPolicy, !["Max", "Min", "Disabled"].contains(s) { errs.append(.init(.notSupported, "\(p).selectPolicy", "\"\(s)\": supported values: \"Disabled\", \"Max\", \"Min\"")) }
             for (i, pol) in (rules.policies ?? []).enumerated() {
                 if !["Pods", "Percent"].contains(pol.type) { errs.append(.init(.notSupported, "\(p).policies[\(i)].type", "\"\(pol.type)\": supported values: \"Percent\", \"Pods\"")) }
@@ -403,6 +409,26 @@ extension HorizontalPodAutoscaler: ServedKind {
         }
         return errs
     }
+}
+
+extension HPAScalingRules {
+    /// Kubernetes' scale-up default: no stabilization; per 15 s, double or add 4 pods, whichever is more.
+    public static let defaultScaleUp = HPAScalingRules(stabilizationWindowSeconds: 0, selectPolicy: "Max", policies: [
+        HPAScalingPolicy(type: "Pods", value: 4, periodSeconds: 15), HPAScalingPolicy(type: "Percent", value: 100, periodSeconds: 15)])
+    /// Kubernetes' scale-down default: may remove all surplus pods per 15 s. The 300 s window is
+    /// left unset here, as Kubernetes does, so the controller's --downscale-stabilization applies.
+    public static let defaultScaleDown = HPAScalingRules(stabilizationWindowSeconds: nil, selectPolicy: "Max", policies: [
+        HPAScalingPolicy(type: "Percent", value: 100, periodSeconds: 15)])
+
+    static func filled(_ r: HPAScalingRules?, from d: HPAScalingRules) -> HPAScalingRules {
+        guard var r else { return d }
+        r.stabilizationWindowSeconds = r.stabilizationWindowSeconds ?? d.stabilizationWindowSeconds
+        r.selectPolicy = r.selectPolicy ?? d.selectPolicy
+        r.policies = r.policies ?? d.policies
+        return r
+    }
+    public static func defaultedScaleUp(_ r: HPAScalingRules?) -> HPAScalingRules { filled(r, from: defaultScaleUp) }
+    public static func defaultedScaleDown(_ r: HPAScalingRules?) -> HPAScalingRules { filled(r, from: defaultScaleDown) }
 }
 
 extension Lease: ServedKind {

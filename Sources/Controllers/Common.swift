@@ -59,6 +59,7 @@ public final class SharedInformers: Sendable {
     public let nodes: Informer<Node>
     public let leases: Informer<Lease>
     public let csrs: Informer<CertificateSigningRequest>
+    public let hpas: Informer<HorizontalPodAutoscaler>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -67,6 +68,7 @@ public final class SharedInformers: Sendable {
         nodes = Informer(client: client)
         leases = Informer(client: client, namespace: "kube-node-lease")
         csrs = Informer(client: client)
+        hpas = Informer(client: client)
         pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
         replicaSets.addIndex("owner") { r in r.metadata.ownerReferences?.map(\.uid) ?? [] }
@@ -80,6 +82,7 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.nodes.run() }
             g.addTask { await self.leases.run() }
             g.addTask { await self.csrs.run() }
+            g.addTask { await self.hpas.run() }
         }
     }
 
@@ -87,5 +90,6 @@ public final class SharedInformers: Sendable {
         _ = await pods.waitForSync(timeout: 3600); _ = await replicaSets.waitForSync(timeout: 3600)
         _ = await deployments.waitForSync(timeout: 3600); _ = await nodes.waitForSync(timeout: 3600)
         _ = await leases.waitForSync(timeout: 3600); _ = await csrs.waitForSync(timeout: 3600)
+        _ = await hpas.waitForSync(timeout: 3600)
     }
 }

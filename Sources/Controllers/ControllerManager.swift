@@ -10,6 +10,11 @@ public struct ControllerManagerConfig: Sendable {
     public var nodeLifecycle = NodeLifecycleConfig()
     public var ca: CertificateAuthority?
     public var workers = 4
+    public var hpa = HPAControllerConfig()
+    /// Pod usage for the HPA; nil until a metrics pipeline exists (HPAs then say they cannot get metrics).
+    public var podMetrics: (any PodMetricsSource)?
+    /// Utilization history for predictive HPAs; nil: the HPA controller records its own.
+    public var metricsHistory: (any MetricsHistory)?
     public init() {}
 }
 
@@ -20,6 +25,7 @@ public final class ControllerManager: Sendable {
     public let nodeLifecycle: NodeLifecycleController
     public let gc: GarbageCollector
     public let csr: CSRSigner?
+    public let hpa: HPAController
     let config: ControllerManagerConfig
 
     public init(client: KubeClient, config: ControllerManagerConfig = ControllerManagerConfig(), clock: any ControlClock = SystemControlClock()) {
@@ -30,6 +36,7 @@ public final class ControllerManager: Sendable {
         deployments = DeploymentController(client: client, informers: informers, clock: clock)
         nodeLifecycle = NodeLifecycleController(client: client, informers: informers, config: config.nodeLifecycle, clock: clock)
         gc = GarbageCollector(client: client, informers: informers, clock: clock)
+        hpa = HPAController(client: client, informers: informers, metrics: config.podMetrics, history: config.metricsHistory, config: config.hpa, clock: clock)
         if let ca = config.ca { csr = CSRSigner(client: client, informers: informers, ca: ca, clock: clock) } else { csr = nil }
     }
 
@@ -43,6 +50,7 @@ public final class ControllerManager: Sendable {
                     c.addTask { await self.deployments.run(workers: self.config.workers) }
                     c.addTask { await self.nodeLifecycle.run() }
                     c.addTask { await self.gc.run() }
+                    c.addTask { await self.hpa.run() }
                     if let csr = self.csr { c.addTask { await csr.run() } }
                 }
             }

@@ -9,7 +9,7 @@ import PKI
 @main
 struct ControllerManagerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "controller-manager",
-        abstract: "Runs the ReplicaSet, Deployment, NodeLifecycle, garbage-collection and CSR-signing controllers.")
+        abstract: "Runs the ReplicaSet, Deployment, NodeLifecycle, garbage-collection, CSR-signing and HorizontalPodAutoscaler controllers.")
     @Option(help: "Kubeconfig with the system:kube-controller-manager identity.") var kubeconfig: String
     @Option(name: .customLong("leader-elect"), help: "Run only while holding the kube-system/kube-controller-manager Lease.") var leaderElect: Bool = true
     @Option(help: "Identity for leader election (default: hostname_pid).") var identity: String?
@@ -19,6 +19,9 @@ struct ControllerManagerCommand: AsyncParsableCommand {
     @Option(name: .customLong("cluster-signing-cert-file"), help: "CA certificate for signing node CSRs (the apiserver's DATA_DIR/pki/ca.crt).") var signingCert: String?
     @Option(name: .customLong("cluster-signing-key-file"), help: "CA key for signing node CSRs.") var signingKey: String?
     @Option(name: .customLong("concurrent-syncs"), help: "Workers per controller.") var workers: Int = 4
+    @Option(name: .customLong("hpa-sync-period"), help: "Seconds between HorizontalPodAutoscaler syncs.") var hpaSyncPeriod: Double = 1
+    @Option(name: .customLong("hpa-tolerance"), help: "Usage-ratio band around the target inside which the HPA does not scale.") var hpaTolerance: Double = 0.1
+    @Option(name: .customLong("hpa-downscale-stabilization"), help: "Seconds of recommendations the HPA keeps the highest of before scaling down.") var hpaDownscale: Double = 300
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -28,6 +31,11 @@ struct ControllerManagerCommand: AsyncParsableCommand {
         config.nodeLifecycle.evictionDelay = eviction
         config.nodeLifecycle.evictionsPerSecond = evictionRate
         config.workers = workers
+        config.hpa.syncPeriod = hpaSyncPeriod
+        config.hpa.algorithm.tolerance = hpaTolerance
+        config.hpa.algorithm.downscaleStabilizationWindow = hpaDownscale
+        // No metrics pipeline yet: HPAs report ScalingActive False until one is plugged in here.
+        config.podMetrics = nil
         if let c = signingCert, let k = signingKey {
             config.ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: c, encoding: .utf8), keyPEM: String(contentsOfFile: k, encoding: .utf8))
         }

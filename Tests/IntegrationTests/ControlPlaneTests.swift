@@ -55,6 +55,7 @@ final class FakeNodes: Sendable {
                             var q = p
                             var st = q.status ?? PodStatus()
                             st.phase = "Running"
+                            st.startTime = st.startTime ?? KubeTime.format(Date())
                             st.setCondition(PodCondition(type: "Ready", status: "True"), now: KubeTime.format(Date()))
                             var cs = ContainerStatus(name: q.spec?.containers.first?.name ?? "c", image: q.spec?.containers.first?.image ?? "")
                             cs.ready = true; cs.state = ContainerState(running: ContainerStateRunning(startedAt: KubeTime.format(Date())))

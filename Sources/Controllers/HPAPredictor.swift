@@ -1,0 +1,273 @@
+// Predictive scaling, beyond Kubernetes: an HPA annotated
+// autoscaling.orchestrator.io/predictive: "true" also scales for the load it expects
+// `lookahead` seconds from now, so pods that take a minute to start are ready when a recurring
+// peak arrives rather than a minute after it. The forecast comes from the workload's recorded
+// utilization: a recurring period found by autocorrelation (seasonal: the same phase in past
+// cycles, shifted by how far the present runs above or below them), else the recent linear
+// trend. The reactive recommendation stays the floor: prediction only ever adds replicas.
+import Foundation
+import Synchronization
+import API
+
+/// One point of a workload's recorded utilization.
+public struct UtilizationSample: Sendable, Hashable {
+    public var time: Date
+    /// Average utilization of the workload's pods, percent of request.
+    public var utilization: Double
+    /// Pods the average was taken over, when known. utilization × pods is the demand, which,
+    /// unlike utilization, does not drop when the HPA adds pods, so past peaks the HPA already
+    /// absorbed still show at full height.
+    public var pods: Int?
+    public init(time: Date, utilization: Double, pods: Int? = nil) { self.time = time; self.utilization = utilization; self.pods = pods }
+}
+
+/// Where predictive mode reads a workload's past utilization: an in-memory recorder the
+/// controller feeds (the default), or a metrics store that keeps days of it.
+public protocol MetricsHistory: Sendable {
+    /// Samples for `resource` of the HPA's target since `since`, in any order.
+    func utilization(namespace: String, target: CrossVersionObjectReference, resource: String, since: Date) async throws -> [UtilizationSample]
+}
+
+/// The default history: what the controller measured each sync, thinned to one sample per
+/// `minInterval` and kept for `retention` (two days: two cycles of a daily pattern).
+public final class RecordingMetricsHistory: MetricsHistory {
+    struct Key: Hashable { var namespace: String; var kind: String; var name: String; var resource: String }
+    private let series = Mutex<[Key: [UtilizationSample]]>([:])
+    let retention: Double
+    let minInterval: Double
+    public init(retention: Double = 2 * 86400, minInterval: Double = 15) { self.retention = retention; self.minInterval = minInterval }
+
+    public func record(namespace: String, target: CrossVersionObjectReference, resource: String, _ s: UtilizationSample) {
+        let k = Key(namespace: namespace, kind: target.kind, name: target.name, resource: resource)
+        series.withLock { m in
+            var list = m[k] ?? []
+            if let last = list.last, s.time.timeIntervalSince(last.time) < minInterval { return }
+            list.append(s)
+            let cutoff = s.time.addingTimeInterval(-retention)
+            if let first = list.firstIndex(where: { $0.time >= cutoff }), first > 0 { list.removeFirst(first) }
+            m[k] = list
+        }
+    }
+
+    public func forget(namespace: String, target: CrossVersionObjectReference) {
+        series.withLock { m in for k in m.keys where k.namespace == namespace && k.kind == target.kind && k.name == target.name { m[k] = nil } }
+    }
+
+    public func utilization(namespace: String, target: CrossVersionObjectReference, resource: String, since: Date) async throws -> [UtilizationSample] {
+        let k = Key(namespace: namespace, kind: target.kind, name: target.name, resource: resource)
+        return series.withLock { ($0[k] ?? []).filter { $0.time >= since } }
+    }
+}
+
+/// What predictive mode expects, and how it got there.
+public struct HPAForecast: Sendable, Hashable {
+    public static let annotation = "autoscaling.orchestrator.io/predictive"
+    public static let lookaheadAnnotation = "autoscaling.orchestrator.io/predictive-lookahead"
+    public static let conditionType = "PredictiveScaling"
+
+    public var resource: String
+    /// The series' forecast value at now + lookahead: demand (utilization × pods) when the
+    /// history has pod counts, else utilization (percent of request).
+    public var predicted: Double
+    /// The series' present value (mean of the last minute), what `predicted` is growth from.
+    public var level: Double
+    public var isDemand: Bool
+    public var lookahead: Double
+    /// The recurring period found, seconds, and how well the series matches itself shifted by it.
+    public var period: Double?
+    public var correlation: Double?
+    /// Recent slope, percentage points (or demand units) per minute.
+    public var trendPerMinute: Double
+    public var samples: Int
+
+    /// The forecast utilization of pods sized like the history's latest sample.
+    public var predictedUtilization: Double { isDemand ? predicted / Double(max(latestPods, 1)) : predicted }
+    public var latestPods: Int = 1
+
+    /// Demand (percent of one pod's request) expected at now + lookahead, given what this sync
+    /// measured. With pod counts in the history the forecast is demand already. Without, only
+    /// the growth from the history's present level is trusted, applied to the measured demand:
+    /// a utilization forecast taken at face value would be re-multiplied by every pod the HPA
+    /// adds, and the HPA would chase it to maxReplicas.
+    public func demand(measuredUtilization: Double, pods: Int) -> Double {
+        if isDemand { return predicted }
+        return measuredUtilization * Double(pods) * predicted / max(level, 1)
+    }
+
+    public var describeMethod: String {
+        if let p = period { return "seasonal, period \(HPAForecast.duration(p)), r=\(String(format: "%.2f", correlation ?? 0))" }
+        return "trend \(trendPerMinute >= 0 ? "+" : "")\(String(format: "%.1f", trendPerMinute))/min"
+    }
+    public var summary: String { "in \(Int(lookahead))s (\(describeMethod))" }
+
+    static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        if t >= 3600 { return "\(t / 3600)h\(t % 3600 / 60 == 0 ? "" : "\(t % 3600 / 60)m")" }
+        if t >= 60 { return "\(t / 60)m\(t % 60 == 0 ? "" : "\(t % 60)s")" }
+        return "\(t)s"
+    }
+
+    /// Predictive mode's settings from an HPA's annotations: nil when the HPA is not predictive.
+    /// The lookahead takes seconds ("90") or a duration ("90s", "2m", "1h").
+    public static func lookahead(for hpa: HorizontalPodAutoscaler, default def: Double) -> Double? {
+        guard hpa.metadata.annotations?[annotation]?.lowercased() == "true" else { return nil }
+        guard let raw = hpa.metadata.annotations?[lookaheadAnnotation]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return def }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+        if let u = raw.last.flatMap({ units[$0] }), let v = Double(raw.dropLast()), v >= 0 { return v * u }
+        if let v = Double(raw), v >= 0 { return v }
+        return def
+    }
+}
+
+public struct PredictorConfig: Sendable, Hashable {
+    /// Shortest and longest recurring period looked for.
+    public var minPeriod: Double = 60
+    public var maxPeriod: Double = 86400
+    /// Window of the linear trend, and of the present's offset from past cycles.
+    public var trendWindow: Double = 300
+    /// Autocorrelation a period needs to be believed.
+    public var minCorrelation: Double = 0.6
+    /// The series is resampled to at most this many points (bounds the autocorrelation's cost).
+    public var maxPoints: Int = 2048
+    public var minSamples: Int = 8
+    public init() {}
+}
+
+public enum UtilizationPredictor {
+    /// Forecasts `resource` utilization `lookahead` seconds after `now` from `history`.
+    public static func forecast(_ history: [UtilizationSample], resource: String, now: Date, lookahead: Double,
+                                config: PredictorConfig = PredictorConfig()) -> Result<HPAForecast, HPAError> {
+        let samples = history.filter { $0.time <= now }.sorted { $0.time < $1.time }
+        guard samples.count >= config.minSamples, let last = samples.last else {
+            return .failure(HPAError("insufficient history: \(samples.count) samples, need \(config.minSamples)"))
+        }
+        let demandMode = samples.allSatisfy { $0.pods != nil }
+        let times = samples.map { $0.time.timeIntervalSince(now) }
+        let values = samples.map { demandMode ? $0.utilization * Double($0.pods!) : $0.utilization }
+
+        // Trend: least squares over the recent window, x in seconds relative to now.
+        let recent = times.indices.filter { times[$0] >= -config.trendWindow }
+        var level = values.last!, slope = 0.0
+        if recent.count >= 3 {
+            let xs = recent.map { times[$0] }, ys = recent.map { values[$0] }
+            let mx = xs.reduce(0, +) / Double(xs.count), my = ys.reduce(0, +) / Double(ys.count)
+            let sxx = xs.reduce(0) { $0 + ($1 - mx) * ($1 - mx) }
+            let sxy = zip(xs, ys).reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) }
+            slope = sxx > 0 ? sxy / sxx : 0
+            level = my - slope * mx
+        }
+
+        let grid = resample(times: times, values: values, maxPoints: config.maxPoints)
+        var predicted = max(0, level + slope * lookahead)
+        var period: Double?, correlation: Double?
+        if let (lag, r) = detectPeriod(detrend(grid.values), step: grid.step, minPeriod: config.minPeriod, maxPeriod: config.maxPeriod, minCorrelation: config.minCorrelation) {
+            let p = Double(lag) * grid.step
+            if let s = seasonal(grid, period: p, lookahead: lookahead, times: times, values: values, window: min(config.trendWindow, p / 4)) {
+                predicted = max(0, s); period = p; correlation = r
+            }
+        }
+        let pods = Double(max(last.pods ?? 1, 1))
+        let lastMinute = times.indices.filter { times[$0] >= -min(60, config.trendWindow) }.map { values[$0] }
+        let present = lastMinute.isEmpty ? values.last! : lastMinute.reduce(0, +) / Double(lastMinute.count)
+        return .success(HPAForecast(resource: resource, predicted: predicted, level: present, isDemand: demandMode, lookahead: lookahead,
+                                    period: period, correlation: correlation, trendPerMinute: slope * 60, samples: samples.count,
+                                    latestPods: Int(pods)))
+    }
+
+    /// A uniform grid (x = seconds relative to now) by linear interpolation, at the median
+    /// sample interval or coarser when that would exceed `maxPoints`.
+    struct Grid { var start: Double; var step: Double; var values: [Double]
+        func at(_ t: Double) -> Double? {
+            let x = (t - start) / step
+            guard x >= 0, x <= Double(values.count - 1) else { return nil }
+            let i = Int(x), f = x - Double(i)
+            return i + 1 < values.count ? values[i] * (1 - f) + values[i + 1] * f : values[i]
+        }
+    }
+
+    static func resample(times: [Double], values: [Double], maxPoints: Int) -> Grid {
+        let span = times.last! - times.first!
+        let gaps = zip(times.dropFirst(), times).map { $0 - $1 }.filter { $0 > 0 }.sorted()
+        let median = gaps.isEmpty ? 1 : gaps[gaps.count / 2]
+        let step = max(median, span / Double(max(maxPoints - 1, 1)), 1e-3)
+        let n = Int(span / step) + 1
+        var out = [Double](), j = 0
+        out.reserveCapacity(n)
+        for i in 0..<n {
+            let t = times.first! + Double(i) * step
+            while j + 1 < times.count && times[j + 1] < t { j += 1 }
+            if j + 1 < times.count, times[j + 1] > times[j] {
+                let f = min(max((t - times[j]) / (times[j + 1] - times[j]), 0), 1)
+                out.append(values[j] * (1 - f) + values[j + 1] * f)
+            } else { out.append(values[j]) }
+        }
+        return Grid(start: times.first!, step: step, values: out)
+    }
+
+    /// The recurring period, as a lag in grid steps, with its correlation: among the lags that
+    /// are local maxima of the autocorrelation (Pearson, series against itself shifted, with at
+    /// least two cycles of data), the shortest within 90 % of the best, so a multiple of the
+    /// true period does not win on noise.
+    static func detectPeriod(_ x: [Double], step: Double, minPeriod: Double, maxPeriod: Double, minCorrelation: Double) -> (Int, Double)? {
+        let n = x.count
+        let minLag = max(2, Int((minPeriod / step).rounded(.up)))
+        let maxLag = min(Int(maxPeriod / step), n / 2)
+        guard minLag < maxLag else { return nil }
+        var r = [Double](repeating: -1, count: maxLag + 2)
+        for lag in max(1, minLag - 1)...min(maxLag + 1, n - 2) { r[lag] = pearson(x, lag) }
+        var peaks: [(Int, Double)] = []
+        for lag in minLag...maxLag where r[lag] >= r[lag - 1] && r[lag] >= r[lag + 1] && r[lag] >= minCorrelation { peaks.append((lag, r[lag])) }
+        guard let best = peaks.map(\.1).max() else { return nil }
+        return peaks.first { $0.1 >= 0.9 * best }
+    }
+
+    /// The series minus its least-squares line: a trend correlates with itself at every lag
+    /// and would pass for a period.
+    static func detrend(_ y: [Double]) -> [Double] {
+        let n = Double(y.count)
+        guard y.count > 2 else { return y }
+        let mx = (n - 1) / 2, my = y.reduce(0, +) / n
+        var sxx = 0.0, sxy = 0.0
+        for (i, v) in y.enumerated() { let dx = Double(i) - mx; sxx += dx * dx; sxy += dx * (v - my) }
+        let b = sxy / sxx
+        return y.enumerated().map { $0.element - (my + b * (Double($0.offset) - mx)) }
+    }
+
+    static func pearson(_ x: [Double], _ lag: Int) -> Double {
+        let m = x.count - lag
+        guard m >= 2 else { return -1 }
+        var sa = 0.0, sb = 0.0
+        for i in 0..<m { sa += x[i]; sb += x[i + lag] }
+        let ma = sa / Double(m), mb = sb / Double(m)
+        var cov = 0.0, va = 0.0, vb = 0.0
+        for i in 0..<m {
+            let a = x[i] - ma, b = x[i + lag] - mb
+            cov += a * b; va += a * a; vb += b * b
+        }
+        guard va > 1e-12, vb > 1e-12 else { return -1 }
+        return cov / (va * vb).squareRoot()
+    }
+
+    /// The value at now + lookahead from the same phase of past cycles, plus how far the
+    /// recent samples ran above (or below) their own phase in past cycles.
+    static func seasonal(_ g: Grid, period p: Double, lookahead: Double, times: [Double], values: [Double], window: Double) -> Double? {
+        // Every past cycle's value at the forecast's phase (a lookahead longer than the period
+        // starts a cycle further back).
+        var past: [Double] = []
+        var k = 1.0
+        while lookahead - k * p >= g.start {
+            if let v = g.at(lookahead - k * p) { past.append(v) }
+            k += 1
+        }
+        guard !past.isEmpty else { return nil }
+        var residuals: [Double] = []
+        for (t, y) in zip(times, values) where t >= -window {
+            var base: [Double] = []
+            var k = 1.0
+            while let v = g.at(t - k * p) { base.append(v); k += 1 }
+            if !base.isEmpty { residuals.append(y - base.reduce(0, +) / Double(base.count)) }
+        }
+        let offset = residuals.isEmpty ? 0 : residuals.reduce(0, +) / Double(residuals.count)
+        return past.reduce(0, +) / Double(past.count) + offset
+    }
+}
