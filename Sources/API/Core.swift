@@ -353,8 +353,9 @@ public struct NodeSystemInfo: Codable, Hashable, Sendable {
     public var swap: JSONValue?
     public init() {}
 }
-public struct DaemonEndpoint: Codable, Hashable, Sendable { public var Port: Int }
-public struct NodeDaemonEndpoints: Codable, Hashable, Sendable { public var kubeletEndpoint: DaemonEndpoint? }
+public struct DaemonEndpoint: Codable, Hashable, Sendable { public var Port: Int; public init(Port: Int) { self.Port = Port } }
+public struct NodeDaemonEndpoints: Codable, Hashable, Sendable { public var kubeletEndpoint: DaemonEndpoint?
+    public init(kubeletEndpoint: DaemonEndpoint?) { self.kubeletEndpoint = kubeletEndpoint } }
 
 public struct NodeSpec: Codable, Hashable, Sendable {
     public var podCIDR: String?

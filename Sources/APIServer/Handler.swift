@@ -54,9 +54,12 @@ final class APIHandler: Sendable {
     let logger: Logger
     let bookmarkInterval: Duration
     let caPEM: String
+    let nodes: NodeProxy?
 
-    init(registry: Registry, metrics: APIMetrics, bootstrapToken: JoinToken?, serverAddress: String, logger: Logger, bookmarkInterval: Duration = .seconds(5), caPEM: String = "") {
+    init(registry: Registry, metrics: APIMetrics, bootstrapToken: JoinToken?, serverAddress: String, logger: Logger, bookmarkInterval: Duration = .seconds(5), caPEM: String = "",
+         nodes: NodeProxy? = nil) {
         self.caPEM = caPEM
+        self.nodes = nodes
         self.registry = registry; self.store = registry.store; self.metrics = metrics
         self.bootstrapToken = bootstrapToken; self.serverAddress = serverAddress; self.logger = logger
         self.bookmarkInterval = bookmarkInterval
@@ -240,7 +243,10 @@ final class APIHandler: Sendable {
         case (.get, let name?, "scale"):
             return Self.json(200, try KubeJSON.encode(try registry.scale(namespace: rp.namespace ?? "", name: name, info: rp.info)))
         case (.get, let name?, "log"):
-            throw Status.serviceUnavailable("logs of pod \"\(name)\" are served by its node's agent, which has not registered a log endpoint")
+            guard let nodes else { throw Status.serviceUnavailable("this apiserver has no client identity for nodes") }
+            var q: [String: String] = [:]
+            for k in ["container", "follow", "previous", "tailLines", "limitBytes", "timestamps", "sinceSeconds"] { if let v = param(k) { q[k] = v } }
+            return try await nodes.podLogs(store: store, namespace: rp.namespace ?? "default", pod: name, query: q)
         case (.post, nil, nil):
             var body = try await readJSON(request)
             if rp.info == Resources.csrs, case .object = body["spec"] ?? .null {

@@ -43,6 +43,8 @@ public struct ClusterPKI: Sendable {
     public var ca: CertificateAuthority
     public var server: KeyPair
     public var token: JoinToken
+    /// The apiserver's client identity toward agents (logs, stats): kube-apiserver-kubelet-client.
+    public var kubeletClient: KeyPair
 
     /// Creates the CA, serving certificate, kubeconfigs and join token on first start; reuses them
     /// later. The serving certificate is re-issued when the wanted SANs change.
@@ -99,7 +101,16 @@ public struct ClusterPKI: Sendable {
             token = JoinToken.generate(caHash: ca.publicKeyHash)
             try writeFile(layout.joinToken, token.description + "\n", mode: 0o600)
         }
-        return ClusterPKI(ca: ca, server: server, token: token)
+        let kcCert = "\(layout.dir)/pki/apiserver-kubelet-client.crt", kcKey = "\(layout.dir)/pki/apiserver-kubelet-client.key"
+        let kubeletClient: KeyPair
+        if let c = try? String(contentsOfFile: kcCert, encoding: .utf8), let k = try? String(contentsOfFile: kcKey, encoding: .utf8) {
+            kubeletClient = KeyPair(certificatePEM: c, keyPEM: k)
+        } else {
+            kubeletClient = try ca.issue(commonName: "kube-apiserver-kubelet-client", organizations: ["system:masters"], usage: .client)
+            try writeFile(kcKey, kubeletClient.keyPEM, mode: 0o600)
+            try writeFile(kcCert, kubeletClient.certificatePEM)
+        }
+        return ClusterPKI(ca: ca, server: server, token: token, kubeletClient: kubeletClient)
     }
 }
 
@@ -125,7 +136,7 @@ public final class APIServer: Sendable {
         registry = Registry(store: store, logger: logger)
         handler = APIHandler(registry: registry, metrics: APIMetrics(), bootstrapToken: pki.token,
                              serverAddress: "\(config.advertiseAddress):\(config.securePort)", logger: logger, bookmarkInterval: config.bookmarkInterval,
-                             caPEM: pki.ca.certificatePEM)
+                             caPEM: pki.ca.certificatePEM, nodes: try NodeProxy(ca: pki.ca.certificatePEM, client: pki.kubeletClient))
     }
 
     /// The port actually bound (useful with port 0); waits until the server listens.

@@ -38,7 +38,7 @@ public enum Join {
         defer { Task { await boot.shutdown() } }
         let name = "node-csr-\(nodeName)-\(UUID().uuidString.prefix(8).lowercased())"
         let csr = CertificateSigningRequest(name: name, spec: CSRSpec(request: Data(csrPEM.utf8).base64EncodedString(),
-                                                                      signerName: "kubernetes.io/kube-apiserver-client-kubelet", usages: ["digital signature", "client auth"]))
+                                                                      signerName: "kubernetes.io/kube-apiserver-client-kubelet", usages: ["digital signature", "key encipherment", "client auth", "server auth"]))
         do { _ = try await boot.create(csr) } catch let s as Status where s.code == 401 || s.code == 403 {
             throw ClientError("the apiserver refused the join token: \(s.message ?? "")")
         }

@@ -23,6 +23,10 @@ public struct AgentConfig: Sendable {
     /// How often each pod is looked at without a change from the apiserver (exits, probes).
     public var podResync: Double = 1
     public var workers: Int = 16
+    /// Seconds between stats samples (the metrics collector scrapes about as often).
+    public var statsInterval: Double = 1
+    /// The port of the agent's HTTPS endpoint, reported in Node.status.daemonEndpoints.
+    public var serverPort: Int?
     public init(nodeName: String) { self.nodeName = nodeName }
 }
 
@@ -97,6 +101,7 @@ public final class NodeAgent: Sendable {
         var addrs = [NodeAddress(type: "Hostname", address: config.nodeName)]
         if let a = config.address { addrs.insert(NodeAddress(type: "InternalIP", address: a), at: 0) }
         st.addresses = addrs
+        if let p = config.serverPort { st.daemonEndpoints = NodeDaemonEndpoints(kubeletEndpoint: DaemonEndpoint(Port: p)) }
         var info = NodeSystemInfo()
         var u = utsname()
         uname(&u)
@@ -161,6 +166,7 @@ public final class NodeAgent: Sendable {
                         let fresh = self.nodeStatus()
                         var st = n.status ?? NodeStatus()
                         st.conditions = fresh.conditions; st.capacity = fresh.capacity; st.allocatable = fresh.allocatable
+                        st.daemonEndpoints = fresh.daemonEndpoints
                         n.status = st
                         _ = try? await self.client.updateStatus(n)
                     }

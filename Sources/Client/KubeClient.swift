@@ -152,6 +152,29 @@ public final class KubeClient: Sendable {
                        body: try KubeJSON.encode(Binding(podName: pod, namespace: namespace, nodeName: node)))
     }
 
+    /// Streams a response body as it arrives (pods/log with follow); errors come as Status.
+    public func stream(path: String, query: [String: String]) -> AsyncThrowingStream<Data, Error> {
+        var r = HTTPClientRequest(url: self.url(path, query))
+        r.headers.add(name: "Accept", value: "*/*")
+        if let token = self.token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let req = r
+        return AsyncThrowingStream { cont in
+            let task = Task {
+                do {
+                    let resp = try await http.execute(req, timeout: .seconds(30))
+                    if resp.status.code >= 300 {
+                        let b = try await resp.body.collect(upTo: 1 << 20)
+                        if let s = try? KubeJSON.decode(Status.self, from: Data(buffer: b)) { throw s }
+                        throw ClientError("HTTP \(resp.status.code): \(String(buffer: b))")
+                    }
+                    for try await chunk in resp.body { cont.yield(Data(chunk.readableBytesView)) }
+                    cont.finish()
+                } catch { cont.finish(throwing: error) }
+            }
+            cont.onTermination = { _ in task.cancel() }
+        }
+    }
+
     // MARK: watch
 
     /// Streams watch events (one JSON object each) until the server ends the watch or the task is cancelled.

@@ -53,7 +53,9 @@ public final class CSRSigner: Sendable {
             csr.status = st
             csr = try await client.update(csr, subresource: "approval")
         }
-        let cert = try ca.signClientCSR(pem: pem, validity: Double(spec.expirationSeconds ?? Int(validity)))
+        // A node certificate also serves the agent's HTTPS endpoint when the request asks for it.
+        let usage: CertificateAuthority.Usage = (spec.usages ?? []).contains("server auth") ? .both : .client
+        let cert = try ca.signClientCSR(pem: pem, validity: Double(spec.expirationSeconds ?? Int(validity)), usage: usage)
         csr.status?.certificate = Data(cert.utf8).base64EncodedString()
         _ = try await client.updateStatus(csr)
         logger.info("issued node certificate", metadata: ["csr": "\(name)", "node": "\(subject.user)"])

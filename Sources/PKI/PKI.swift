@@ -96,10 +96,10 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Signs a PEM CSR as a client certificate. Returns the certificate PEM.
-    public func signClientCSR(pem: String, validity: TimeInterval, now: Date = Date()) throws -> String {
+    public func signClientCSR(pem: String, validity: TimeInterval, usage: Usage = .client, now: Date = Date()) throws -> String {
         let csr = try X509.CertificateSigningRequest(pemEncoded: pem)
         guard csr.publicKey.isValidSignature(csr.signature, for: csr) else { throw PKIError("CSR signature is invalid") }
-        let cert = try sign(publicKey: csr.publicKey, subject: csr.subject, usage: .client, validity: validity, now: now)
+        let cert = try sign(publicKey: csr.publicKey, subject: csr.subject, usage: usage, validity: validity, now: now)
         return try cert.serializeAsPEM().pemString
     }
 

@@ -53,6 +53,14 @@ struct AgentCommand: AsyncParsableCommand {
         config.address = nodeIP
         config.leaseInterval = leaseInterval
         config.podCIDR = podCIDR
-        try await NodeAgent(client: client, config: config, runtime: rt).run()
+        config.serverPort = listenPort
+        let agent = NodeAgent(client: client, config: config, runtime: rt)
+        let server = try AgentServer(agent: agent, port: listenPort, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            g.addTask { try await agent.run() }
+            g.addTask { try await server.run() }
+            try await g.next()
+            g.cancelAll()
+        }
     }
 }

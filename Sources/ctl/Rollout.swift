@@ -125,8 +125,8 @@ struct Logs: AsyncParsableCommand {
         if previous { q["previous"] = "true" }
         let name = pod.hasPrefix("pod/") ? String(pod.dropFirst(4)) : pod
         do {
-            let r = try await client.call(.GET, Resources.pods.path(namespace: global.namespace ?? client.namespace, name: name, subresource: "log"), query: q, accept: "*/*")
-            FileHandle.standardOutput.write(r.body)
+            let path = Resources.pods.path(namespace: global.namespace ?? client.namespace, name: name, subresource: "log")
+            for try await chunk in client.stream(path: path, query: q) { FileHandle.standardOutput.write(chunk) }
         } catch { fail(describeError(error)) }
         await client.shutdown()
     }

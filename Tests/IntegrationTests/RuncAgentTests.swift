@@ -49,6 +49,7 @@ struct RealNode {
     let cidr: String
     var agent: NodeAgent
     var runtime: RuncRuntime
+    var server: AgentServer
     var task: Task<Void, Never>
 
     static func start(_ c: TestCluster, name: String, subnet: Int, dir existing: String? = nil, backoff: Double = 1) async throws -> RealNode {
@@ -64,9 +65,19 @@ struct RealNode {
         config.address = "127.0.0.1"
         config.backoffBase = backoff
         config.backoffMax = backoff * 4
+        let port = Int.random(in: 41000...49000)
+        config.serverPort = port
         let agent = NodeAgent(client: client, config: config, runtime: rt)
-        let task = Task { _ = try? await agent.run() }
-        return RealNode(cluster: c, name: name, dir: dir, bridge: bridge, cidr: cidr, agent: agent, runtime: rt, task: task)
+        let server = try AgentServer(agent: agent, port: port, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
+        let task = Task {
+            await withTaskGroup(of: Void.self) { g in
+                g.addTask { _ = try? await agent.run() }
+                g.addTask { _ = try? await server.run() }
+                await g.next()
+                g.cancelAll()
+            }
+        }
+        return RealNode(cluster: c, name: name, dir: dir, bridge: bridge, cidr: cidr, agent: agent, runtime: rt, server: server, task: task)
     }
 
     /// Stops the agent (its containers keep running, as when the agent process dies).
@@ -165,6 +176,21 @@ func mountinfo() -> String { (try? String(contentsOfFile: "/proc/self/mountinfo"
         _ = try await eventually(10, "output in the log") { () -> Bool? in
             let path = node.runtime.logPath(podUID: uid, container: "main", attempt: 0) ?? ""
             return ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").contains("hello from talker as talker") ? true : nil
+        }
+        // The same through the apiserver, which proxies pods/log to the node's agent over mTLS.
+        let logs = try await eventually(10, "logs through the apiserver") { () -> String? in
+            let r = try? await k.request(.GET, "/api/v1/namespaces/default/pods/talker/log", query: ["tailLines": "2"])
+            let text = r.map { String(decoding: $0.body, as: UTF8.self) } ?? ""
+            return text.contains("tick") ? text : nil
+        }
+        #expect(logs.split(separator: "\n").count == 2)
+        // follow: new lines arrive on an open stream.
+        let followed = try await k.request(.GET, "/api/v1/namespaces/default/pods/talker/log", query: ["follow": "true", "limitBytes": "200"])
+        #expect(String(decoding: followed.body, as: UTF8.self).contains("hello from talker"))
+        // Stats for the metrics collector, through the agent's endpoint.
+        _ = try await eventually(10, "stats summary") { () -> Bool? in
+            let st = await node.server.summaryDocument()
+            return st["pods"]?.arrayValue?.contains { $0["podRef"]?["name"]?.stringValue == "talker" && ($0["memory"]?["workingSetBytes"]?.intValue ?? 0) > 0 } == true ? true : nil
         }
         // The pod answers on its address from the host (the bridge is the pods' gateway).
         #expect(try await node.runtime.exec(podUID: uid, containerID: cid, command: ["/bin/sh", "-c", "ip -4 addr show eth0 | grep -c \(ip)"], timeout: 5).output.contains("1"))

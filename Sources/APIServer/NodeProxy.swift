@@ -1,0 +1,64 @@
+// Requests the apiserver makes to agents on a user's behalf: `pods/log` is streamed from the
+// agent of the pod's node over mutual TLS (the apiserver presents kube-apiserver-kubelet-client;
+// the agent presents its node certificate, verified against the cluster CA).
+import Foundation
+import AsyncHTTPClient
+import Hummingbird
+import NIOCore
+import NIOSSL
+import API
+import PKI
+import Store
+
+public final class NodeProxy: Sendable {
+    let http: HTTPClient
+
+    public init(ca: String, client: KeyPair) throws {
+        var tls = try TLSConfig.client(caPEM: ca, certPEM: client.certificatePEM, keyPEM: client.keyPEM)
+        // Agents are addressed by IP; their certificates name the node, not the address.
+        tls.certificateVerification = .noHostnameVerification
+        http = HTTPClient(eventLoopGroupProvider: .singleton,
+                          configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(5))))
+    }
+
+    deinit { try? http.syncShutdown() }
+
+    /// https://ADDRESS:PORT of a node's agent, from its status.
+    static func endpoint(_ node: Node) throws -> String {
+        guard let port = node.status?.daemonEndpoints?.kubeletEndpoint?.Port, port > 0 else {
+            throw Status.serviceUnavailable("node \(node.name) has no agent endpoint (status.daemonEndpoints)")
+        }
+        let addrs = node.status?.addresses ?? []
+        guard let a = (addrs.first { $0.type == "InternalIP" } ?? addrs.first)?.address else {
+            throw Status.serviceUnavailable("node \(node.name) reports no address")
+        }
+        return "https://\(a.contains(":") ? "[\(a)]" : a):\(port)"
+    }
+
+    func podLogs(store: Store, namespace: String, pod name: String, query: [String: String]) async throws -> Response {
+        guard let po = store.get(Objects.key(Resources.pods, namespace, name)) else { throw Status.notFound(Resources.pods, name) }
+        let pod = try KubeJSON.decode(Pod.self, from: po.data)
+        guard let nodeName = pod.spec?.nodeName else {
+            throw Status.badRequest("pod \(name) is not scheduled to a node yet, so it has no logs")
+        }
+        guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)) else {
+            throw Status.serviceUnavailable("node \(nodeName) of pod \(name) is not registered")
+        }
+        let base = try Self.endpoint(try KubeJSON.decode(Node.self, from: no.data))
+        var comps = URLComponents(string: "\(base)/containerLogs/\(namespace)/\(name)")!
+        comps.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+        let resp: HTTPClientResponse
+        do { resp = try await http.execute(HTTPClientRequest(url: comps.url!.absoluteString), timeout: .hours(24)) }
+        catch { throw Status.serviceUnavailable("cannot reach the agent of node \(nodeName): \(error)") }
+        guard resp.status == .ok else {
+            let body = try await resp.body.collect(upTo: 1 << 16)
+            let msg = String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw resp.status.code == 404 ? Status.notFound(Resources.pods, name) : Status.badRequest(msg)
+        }
+        let body = ResponseBody { writer in
+            for try await chunk in resp.body { try await writer.write(chunk) }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "text/plain"], body: body)
+    }
+}
