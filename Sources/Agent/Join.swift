@@ -16,7 +16,45 @@ public struct AgentCredentials: Sendable {
     public var keyPEM: String
 }
 
+extension AgentCredentials {
+    /// When to renew: after two thirds of the certificate's lifetime, as the kubelet does (it
+    /// picks a jittered point between 70% and 90%).
+    public var renewAt: Date {
+        guard let v = try? certificateValidity(pem: certPEM) else { return .distantFuture }
+        return v.notBefore.addingTimeInterval(v.notAfter.timeIntervalSince(v.notBefore) * 2 / 3)
+    }
+}
+
 public enum Join {
+    /// Asks for a fresh certificate with the current one (the signer lets a node renew its own),
+    /// stores it, and returns the new credentials.
+    public static func renew(server: String, current: AgentCredentials, nodeName: String, dataDir: String, timeout: Double = 60) async throws -> AgentCredentials {
+        let f = files(dataDir)
+        let (csrPEM, keyPEM) = try makeCSR(commonName: "system:node:\(nodeName)", organizations: ["system:nodes"])
+        let client = try KubeClient(config: .init(server: server, caPEM: current.caPEM, certPEM: current.certPEM, keyPEM: current.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        defer { Task { await client.shutdown() } }
+        let name = "node-csr-\(nodeName)-\(UUID().uuidString.prefix(8).lowercased())"
+        _ = try await client.create(CertificateSigningRequest(name: name, spec: CSRSpec(request: Data(csrPEM.utf8).base64EncodedString(),
+            signerName: "kubernetes.io/kube-apiserver-client-kubelet", usages: ["digital signature", "key encipherment", "client auth", "server auth"])))
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let got = try await client.get(CertificateSigningRequest.self, name)
+            if let denied = got.status?.conditions?.first(where: { $0.type == "Denied" }) {
+                throw ClientError("certificate renewal \(name) denied: \(denied.message ?? "")")
+            }
+            if let b64 = got.status?.certificate, let d = Data(base64Encoded: b64), let cert = String(data: d, encoding: .utf8) {
+                try writeFile(f.key + ".new", keyPEM, mode: 0o600)
+                try writeFile(f.cert + ".new", cert)
+                // Key and certificate move into place together (a crash leaves the old pair).
+                rename(f.key + ".new", f.key)
+                rename(f.cert + ".new", f.cert)
+                return AgentCredentials(caPEM: current.caPEM, certPEM: cert, keyPEM: keyPEM)
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw ClientError("certificate renewal \(name) was not signed within \(Int(timeout)) s")
+    }
+
     static func files(_ dataDir: String) -> (ca: String, cert: String, key: String) {
         ("\(dataDir)/pki/ca.crt", "\(dataDir)/pki/node.crt", "\(dataDir)/pki/node.key")
     }

@@ -160,6 +160,12 @@ public func describeCertificate(pem: String) throws -> (identity: CertIdentity, 
     return (CertIdentity.from(c), c.notValidAfter)
 }
 
+/// The validity window of a PEM certificate.
+public func certificateValidity(pem: String) throws -> (notBefore: Date, notAfter: Date) {
+    let c = try Certificate(pemEncoded: pem)
+    return (c.notValidBefore, c.notValidAfter)
+}
+
 /// A join token: "<6 chars>.<16 chars>" as kubeadm's, prefixed with the CA hash so a joining
 /// node can pin the CA it discovers: "K1-sha256:<hex>::<id>.<secret>".
 public struct JoinToken: Sendable, Hashable, CustomStringConvertible {

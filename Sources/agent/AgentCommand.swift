@@ -46,21 +46,40 @@ struct AgentCommand: AsyncParsableCommand {
             guard p.count == 2 else { throw ValidationError("--node-labels: \"\(kv)\" is not key=value") }
             labels[p[0]] = p[1]
         }
-        let creds = try await Join.credentials(server: server, token: token, nodeName: name, dataDir: dataDir)
-        let client = try KubeClient(config: .init(server: server, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
-        var config = AgentConfig(nodeName: name)
-        config.labels = labels
-        config.address = nodeIP
-        config.leaseInterval = leaseInterval
-        config.podCIDR = podCIDR
-        config.serverPort = listenPort
-        let agent = NodeAgent(client: client, config: config, runtime: rt)
-        let server = try AgentServer(agent: agent, port: listenPort, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
-        try await withThrowingTaskGroup(of: Void.self) { g in
-            g.addTask { try await agent.run() }
-            g.addTask { try await server.run() }
-            try await g.next()
-            g.cancelAll()
+        var creds = try await Join.credentials(server: server, token: token, nodeName: name, dataDir: dataDir)
+        // Runs until the certificate is due for renewal, renews it, and starts again with the new
+        // identity; running containers are adopted, not restarted.
+        while true {
+            let client = try KubeClient(config: .init(server: server, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+            var config = AgentConfig(nodeName: name)
+            config.labels = labels
+            config.address = nodeIP
+            config.leaseInterval = leaseInterval
+            config.podCIDR = podCIDR
+            config.serverPort = listenPort
+            let agent = NodeAgent(client: client, config: config, runtime: rt)
+            let endpoint = try AgentServer(agent: agent, port: listenPort, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
+            let renewAt = creds.renewAt
+            let due = try await withThrowingTaskGroup(of: Bool.self) { g in
+                g.addTask { try await agent.run(); return false }
+                g.addTask { try await endpoint.run(); return false }
+                g.addTask {
+                    while Date() < renewAt { try await Task.sleep(for: .seconds(min(3600, max(1, renewAt.timeIntervalSinceNow)))) }
+                    return true
+                }
+                let r = try await g.next() ?? false
+                g.cancelAll()
+                return r
+            }
+            await client.shutdown()
+            guard due else { return }
+            do {
+                creds = try await Join.renew(server: server, current: creds, nodeName: name, dataDir: dataDir)
+                Logger(label: "agent").info("renewed the node certificate", metadata: ["renewAt": "\(creds.renewAt)"])
+            } catch {
+                Logger(label: "agent").warning("certificate renewal failed; retrying in a minute", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(60))
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ import Scheduler
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks and load generators.",
-                                                    subcommands: [Writes.self, Load.self, Verify.self, ScheduleBench.self])
+                                                    subcommands: [Writes.self, Load.self, Verify.self, ScheduleBench.self, PodStartup.self])
 }
 
 final class Counter: Sendable {
@@ -319,5 +319,81 @@ func parallel(count: Int, width: Int, _ body: @escaping @Sendable (Int) async th
             }
         }
         try await g.waitForAll()
+    }
+}
+
+
+/// Pod startup latency on one real node: create → Running observed through a watch, pods created
+/// one after another (no backlog), then the agent's RSS with some pods left running.
+struct PodStartup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "podstartup", abstract: "Pod startup latency and agent memory on one node.")
+    @Option var kubeconfig: String
+    @Option var node: String
+    @Option var image: String
+    @Option var pods: Int = 100
+    @Option(help: "Pods left running when the agent's RSS is read.") var keep: Int = 50
+    @Option(help: "The agent's PID, for its RSS.") var agentPid: Int32?
+
+    func pod(_ name: String) -> Pod {
+        var c = Container(name: "app", image: image)
+        c.command = ["/bin/sleep", "3600"]
+        c.imagePullPolicy = "IfNotPresent"
+        var p = Pod(metadata: ObjectMeta(name: name, namespace: "bench-startup", labels: ["app": "startup"]), spec: PodSpec(containers: [c]))
+        p.spec?.nodeName = node
+        p.spec?.terminationGracePeriodSeconds = 1
+        return p
+    }
+
+    func run() async throws {
+        let client = try KubeClient(kubeconfig: kubeconfig)
+        _ = try? await client.create(Namespace(name: "bench-startup"))
+        let created = Mutex<[String: ContinuousClock.Instant]>([:])
+        let latencies = Mutex<[String: Double]>([:])
+        let start = try await client.list(Pod.self, namespace: "bench-startup")
+        let watcher = Task {
+            for try await (_, p) in client.watch(Pod.self, namespace: "bench-startup", resourceVersion: start.metadata.resourceVersion) where p.status?.phase == "Running" {
+                let now = ContinuousClock.now
+                if let t = created.withLock({ $0[p.name] }) { latencies.withLock { if $0[p.name] == nil { $0[p.name] = seconds(now - t) } } }
+            }
+        }
+        // Warm-up: the image is pulled and unpacked once, outside the measurement.
+        created.withLock { $0["warmup"] = ContinuousClock.now }
+        _ = try await client.create(pod("warmup"))
+        let w0 = ContinuousClock.now
+        while latencies.withLock({ $0["warmup"] }) == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            if seconds(ContinuousClock.now - w0) > 180 { throw ClientError("the warm-up pod did not run within 180 s") }
+        }
+        print(String(format: "warm-up pod (includes the image pull): %.3f s", latencies.withLock { $0["warmup"]! }))
+        for i in 0..<pods {
+            let name = "p-\(i)"
+            created.withLock { $0[name] = ContinuousClock.now }
+            _ = try await client.create(pod(name))
+            // One at a time, as the SLO measures: wait for this one before the next.
+            let t0 = ContinuousClock.now
+            while latencies.withLock({ $0[name] }) == nil {
+                try await Task.sleep(for: .milliseconds(5))
+                if seconds(ContinuousClock.now - t0) > 60 { print("\(name) not Running after 60 s"); break }
+            }
+        }
+        let ls = latencies.withLock { m in m.filter { $0.key.hasPrefix("p-") }.map(\.value) }.sorted()
+        print(String(format: "pod startup, %d pods: p50 %.3f s, p90 %.3f s, p99 %.3f s, max %.3f s", ls.count,
+                     percentile(ls, 0.5), percentile(ls, 0.9), percentile(ls, 0.99), ls.last ?? 0))
+        if let pid = agentPid {
+            print(String(format: "agent RSS with %d running pods: %.1f MB", pods + 1, Double(rss(pid: pid)) / 1e6))
+            for i in keep..<pods { try? await client.delete(Pod.self, "p-\(i)", namespace: "bench-startup") }
+            try? await client.delete(Pod.self, "warmup", namespace: "bench-startup")
+            while try await client.list(Pod.self, namespace: "bench-startup").items.count > keep { try await Task.sleep(for: .milliseconds(200)) }
+            try await Task.sleep(for: .seconds(3))
+            print(String(format: "agent RSS with %d running pods: %.1f MB", keep, Double(rss(pid: pid)) / 1e6))
+        }
+        watcher.cancel()
+        for p in try await client.list(Pod.self, namespace: "bench-startup").items { try? await client.delete(Pod.self, p.name, namespace: "bench-startup") }
+        while try await client.list(Pod.self, namespace: "bench-startup").items.count > 0 { try await Task.sleep(for: .milliseconds(200)) }
+        if let pid = agentPid {
+            try await Task.sleep(for: .seconds(3))
+            print(String(format: "agent RSS with no pods: %.1f MB", Double(rss(pid: pid)) / 1e6))
+        }
+        await client.shutdown()
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import API
 import APIServer
 import Agent
+import PKI
 import Client
 import Controllers
 import Scheduler
@@ -58,5 +59,25 @@ import Scheduler
         _ = try await eventually(20, "scaled down") { () -> Bool? in
             try await k.list(Pod.self, labelSelector: "app=hollow").items.count == 1 ? true : nil
         }
+    }
+
+    @Test func aNodeRenewsItsCertificateWithItsCurrentIdentity() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let cm = try startControllerManager(c)
+        defer { cm.cancel() }
+        let dir = c.dir + "/agent-renew"
+        let first = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "rn", dataDir: dir)
+        #expect(first.renewAt > Date() && first.renewAt < Date().addingTimeInterval(366 * 86400))
+        let renewed = try await Join.renew(server: c.url, current: first, nodeName: "rn", dataDir: dir)
+        #expect(renewed.certPEM != first.certPEM && renewed.keyPEM != first.keyPEM)
+        #expect(try describeCertificate(pem: renewed.certPEM).identity.user == "system:node:rn")
+        // The new pair is what a restart loads, and it authenticates as the node.
+        let stored = try await Join.credentials(server: c.url, token: nil, nodeName: "rn", dataDir: dir)
+        #expect(stored.certPEM == renewed.certPEM)
+        let k = try KubeClient(config: .init(server: c.url, caPEM: stored.caPEM, certPEM: stored.certPEM, keyPEM: stored.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        _ = try await k.create(Node(name: "rn"))
+        #expect(try await k.get(Node.self, "rn").name == "rn")
+        await k.shutdown()
     }
 }
