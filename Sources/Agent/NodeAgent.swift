@@ -17,6 +17,8 @@ public struct AgentConfig: Sendable {
     public var address: String?
     public var capacity: ResourceList?
     public var podCIDR: String?
+    /// Taints the Node is registered with (later changes are the cluster's, not the agent's).
+    public var taints: [Taint] = []
     /// Restart back-off: base doubling up to max (Kubernetes: 10 s and 300 s).
     public var backoffBase: Double = 10
     public var backoffMax: Double = 300
@@ -79,7 +81,10 @@ public final class NodeAgent: Sendable {
         var labels = ["kubernetes.io/hostname": config.nodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"]
         for (k, v) in config.labels { labels[k] = v }
         n.metadata.labels = labels
-        if let cidr = config.podCIDR { var spec = NodeSpec(); spec.podCIDR = cidr; spec.podCIDRs = [cidr]; n.spec = spec }
+        var spec = NodeSpec()
+        if let cidr = config.podCIDR { spec.podCIDR = cidr; spec.podCIDRs = [cidr] }
+        if !config.taints.isEmpty { spec.taints = config.taints }
+        if spec != NodeSpec() { n.spec = spec }
         n.status = nodeStatus()
         return n
     }

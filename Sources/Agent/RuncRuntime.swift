@@ -349,6 +349,20 @@ public final class RuncRuntime: ContainerRuntime {
         catch { throw RuncError("removing \(podDir(podUID)): \(error)") }
     }
 
+    /// Removes the node's cgroup directories (/orchestrator/<node> in every hierarchy), which
+    /// runc leaves behind when it deletes a container's own cgroup. For teardown.
+    public func removeNodeCgroups() {
+        let fm = FileManager.default
+        for h in (try? fm.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
+            let dir = "/sys/fs/cgroup/\(h)/orchestrator/\(config.nodeName)"
+            guard fm.fileExists(atPath: dir) else { continue }
+            // Children first; rmdir only succeeds on empty cgroups, which is what we want.
+            let subs = ((try? fm.subpathsOfDirectory(atPath: dir)) ?? []).filter { !$0.contains(".") || $0.split(separator: "/").last?.contains(".") == false }
+            for sub in subs.sorted(by: { $0.count > $1.count }) { rmdir("\(dir)/\(sub)") }
+            rmdir(dir)
+        }
+    }
+
     public func pods() async -> [String] {
         var uids = Set((try? FileManager.default.contentsOfDirectory(atPath: "\(config.dataDir)/pods")) ?? [])
         for s in (try? await runc.list()) ?? [] { if let dot = s.id.firstIndex(of: ".") { uids.insert(String(s.id[..<dot])) } }

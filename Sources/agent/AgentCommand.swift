@@ -15,6 +15,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Where the agent keeps its certificate and state.") var dataDir: String
     @Option(help: "Container runtime: fake (hollow pods, no processes) or runc.") var runtime: String = "runc"
     @Option(name: .customLong("node-labels"), help: "Labels for the Node, k=v,k2=v2.") var nodeLabels: String = ""
+    @Option(name: .customLong("register-with-taints"), help: "Taints for the Node, key=value:Effect,... (registration only).") var taints: String = ""
     @Option(name: .customLong("node-ip"), help: "The node's address, reported as InternalIP.") var nodeIP: String?
     @Option(name: .customLong("lease-interval"), help: "Seconds between Lease renewals.") var leaseInterval: Double = 1
     @Option(name: .customLong("pod-cidr"), help: "The node's pod address range (required for runc), e.g. 198.19.1.0/24.") var podCIDR: String?
@@ -46,6 +47,14 @@ struct AgentCommand: AsyncParsableCommand {
             guard p.count == 2 else { throw ValidationError("--node-labels: \"\(kv)\" is not key=value") }
             labels[p[0]] = p[1]
         }
+        var taintList: [Taint] = []
+        for t in taints.split(separator: ",") {
+            let kv = t.split(separator: ":", maxSplits: 1).map(String.init)
+            let effects = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
+            guard kv.count == 2, effects.contains(kv[1]) else { throw ValidationError("--register-with-taints: \"\(t)\" is not key=value:Effect (Effect one of \(effects.joined(separator: ", ")))") }
+            let k = kv[0].split(separator: "=", maxSplits: 1).map(String.init)
+            taintList.append(Taint(key: k[0], value: k.count > 1 ? k[1] : nil, effect: kv[1]))
+        }
         var creds = try await Join.credentials(server: server, token: token, nodeName: name, dataDir: dataDir)
         // Runs until the certificate is due for renewal, renews it, and starts again with the new
         // identity; running containers are adopted, not restarted.
@@ -56,6 +65,7 @@ struct AgentCommand: AsyncParsableCommand {
             config.address = nodeIP
             config.leaseInterval = leaseInterval
             config.podCIDR = podCIDR
+            config.taints = taintList
             config.serverPort = listenPort
             let agent = NodeAgent(client: client, config: config, runtime: rt)
             let endpoint = try AgentServer(agent: agent, port: listenPort, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)

@@ -88,6 +88,7 @@ struct RealNode {
         await stopAgent()
         for uid in await runtime.pods() { try? await runtime.remove(podUID: uid) }
         _ = try? Command.runSync("/usr/sbin/ip", ["link", "del", bridge])
+        runtime.removeNodeCgroups()
     }
 }
 

@@ -1,9 +1,10 @@
 # Local OCI images for tests and the demo: a busybox image built from busybox-static with umoci,
 # served by a docker-registry on 127.0.0.1. Source after common.sh.
 
-# start_registry DIR PORT: runs docker-registry with storage in DIR; prints its PID.
+# start_registry DIR PORT [ADDRESS]: runs docker-registry (on 127.0.0.1 unless ADDRESS) with
+# storage in DIR; prints its PID.
 start_registry() {
-  local dir="$1" port="$2"
+  local dir="$1" port="$2" addr="${3:-127.0.0.1}"
   mkdir -p "$dir/storage"
   cat >"$dir/config.yml" <<YAML
 version: 0.1
@@ -11,11 +12,11 @@ log: {level: error}
 storage:
   filesystem: {rootdirectory: $dir/storage}
   delete: {enabled: true}
-http: {addr: 127.0.0.1:$port}
+http: {addr: $addr:$port}
 YAML
   docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
   echo $!
-  wait_for 20 curl -sf "http://127.0.0.1:$port/v2/" || { cat "$dir/registry.log" >&2; return 1; }
+  wait_for 20 curl -sf "http://$addr:$port/v2/" || { cat "$dir/registry.log" >&2; return 1; }
 }
 
 # build_busybox_image WORKDIR REF: builds a busybox image and pushes it to REF

@@ -1,0 +1,204 @@
+// `ctl cluster`: reads and checks cluster.yaml (the description hack/up, hack/down, hack/deploy
+// and the test suites work from) and prints it in a form shell scripts read line by line. A
+// bad file is refused with file:line and the field at fault, before anything is created.
+import ArgumentParser
+import Foundation
+import API
+import Client
+
+struct ClusterCmd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Check and print a cluster description (cluster.yaml).",
+                                                    subcommands: [ClusterRender.self, ClusterCheck.self])
+}
+
+struct ClusterCheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Validate cluster.yaml; prints the error with its line, or nothing.")
+    @Option(name: [.short, .customLong("file")]) var file: String = "cluster.yaml"
+    func run() async throws {
+        do { _ = try ClusterSpec.load(file) } catch { fail("\(error)") }
+    }
+}
+
+struct ClusterRender: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "render", abstract: "Print cluster.yaml as KEY=VALUE and NODE lines for scripts.",
+        discussion: """
+        Lines: CLUSTER_NAME, API_ADDRESS, API_PORT, BRIDGE, BRIDGE_CIDR, REGISTRY, NODE_GRACE, EVICTION_DELAY,
+        LEASE_INTERVAL, HPA_SYNC, then one line per node:
+        NODE <name> <address> <podCIDR> <labels k=v,...|-> <taints k=v:Effect,...|-> <ssh user@host:port|->
+        """)
+    @Option(name: [.short, .customLong("file")]) var file: String = "cluster.yaml"
+    func run() async throws {
+        let c: ClusterSpec
+        do { c = try ClusterSpec.load(file) } catch { fail("\(error)") }
+        print(c.render())
+    }
+}
+
+/// cluster.yaml, after defaults.
+struct ClusterSpec {
+    struct Node { var name: String; var address: String; var podCIDR: String; var labels: [String: String]; var taints: [String]; var ssh: String? }
+    var name = "local"
+    var apiAddress = "198.18.0.1"
+    var apiPort = 6443
+    var bridge = "orchbr0"
+    var bridgeCIDR = "198.18.0.0/24"
+    var clusterCIDR = "198.19.0.0/16"
+    var registry = "198.18.0.1:5000"
+    var nodeGrace = 3.0
+    var evictionDelay = 1.0
+    var leaseInterval = 1.0
+    var hpaSync = 1.0
+    var nodes: [Node] = []
+
+    struct Problem: Error, CustomStringConvertible { var description: String }
+
+    static func load(_ path: String) throws -> ClusterSpec {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw Problem(description: "\(path): cannot read the file") }
+        let docs = try Manifests.parse(text, file: path)
+        guard docs.count == 1, let doc = docs.first else { throw Problem(description: "\(path): expected exactly one YAML document, found \(docs.count)") }
+        return try parse(doc)
+    }
+
+    static func parse(_ doc: ManifestDocument) throws -> ClusterSpec {
+        func err(_ field: String, _ msg: String) -> Problem { Problem(description: "\(doc.location(of: field)): field \(field): \(msg)") }
+        func object(_ v: JSONValue?, _ field: String, allowed: Set<String>) throws -> [String: JSONValue] {
+            guard let v else { return [:] }
+            guard case .object(let o) = v else { throw err(field, "must be a mapping") }
+            for k in o.keys where !allowed.contains(k) {
+                let path = field.isEmpty ? k : "\(field).\(k)"
+                throw err(path, "unknown field (allowed: \(allowed.sorted().joined(separator: ", ")))")
+            }
+            return o
+        }
+        func string(_ v: JSONValue?, _ field: String) throws -> String? {
+            guard let v, !v.isNull else { return nil }
+            guard let s = v.stringValue, !s.isEmpty else { throw err(field, "must be a non-empty string") }
+            return s
+        }
+        func seconds(_ v: JSONValue?, _ field: String) throws -> Double? {
+            guard let v, !v.isNull else { return nil }
+            let d: Double?
+            switch v {
+            case .int(let i): d = Double(i)
+            case .double(let x): d = x
+            case .string(let s): d = s.hasSuffix("ms") ? Double(s.dropLast(2)).map { $0 / 1000 } : Double(s.hasSuffix("s") ? String(s.dropLast()) : s)
+            default: d = nil
+            }
+            guard let d, d > 0 else { throw err(field, "must be a positive duration in seconds (e.g. 3 or \"500ms\")") }
+            return d
+        }
+        var c = ClusterSpec()
+        let top = try object(doc.object, "", allowed: ["apiVersion", "kind", "metadata", "controlPlane", "network", "registry", "nodes"])
+        if let kind = top["kind"]?.stringValue, kind != "Cluster" { throw err("kind", "must be Cluster") }
+        if let md = try object(top["metadata"], "metadata", allowed: ["name"])["name"] { c.name = try string(md, "metadata.name") ?? c.name }
+        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod"])
+        if let a = try string(cp["address"], "controlPlane.address") {
+            guard isIPv4(a), inCIDR(a, "198.18.0.0/15") else { throw err("controlPlane.address", "\"\(a)\" must be an IPv4 address in 198.18.0.0/15") }
+            c.apiAddress = a
+        }
+        if let p = cp["port"] { guard let i = p.intValue, (1...65535).contains(i) else { throw err("controlPlane.port", "must be a port number") }; c.apiPort = Int(i) }
+        c.nodeGrace = try seconds(cp["nodeGracePeriod"], "controlPlane.nodeGracePeriod") ?? c.nodeGrace
+        c.evictionDelay = try seconds(cp["evictionDelay"], "controlPlane.evictionDelay") ?? c.evictionDelay
+        c.leaseInterval = try seconds(cp["leaseInterval"], "controlPlane.leaseInterval") ?? c.leaseInterval
+        c.hpaSync = try seconds(cp["hpaSyncPeriod"], "controlPlane.hpaSyncPeriod") ?? c.hpaSync
+        if c.leaseInterval * 2 > c.nodeGrace { throw err("controlPlane.nodeGracePeriod", "must be at least twice leaseInterval (\(c.leaseInterval)s), or healthy nodes flap") }
+        let net = try object(top["network"], "network", allowed: ["bridge", "nodeCIDR", "clusterCIDR"])
+        if let b = try string(net["bridge"], "network.bridge") {
+            guard b.count <= 15, b.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else { throw err("network.bridge", "must be an interface name (letters, digits, -, at most 15)") }
+            c.bridge = b
+        }
+        if let n = try string(net["nodeCIDR"], "network.nodeCIDR") {
+            guard isCIDR(n), inCIDR(String(n.split(separator: "/")[0]), "198.18.0.0/15") else { throw err("network.nodeCIDR", "\"\(n)\" must be a CIDR inside 198.18.0.0/15") }
+            c.bridgeCIDR = n
+        }
+        if let n = try string(net["clusterCIDR"], "network.clusterCIDR") {
+            guard isCIDR(n), let bits = Int(n.split(separator: "/")[1]), bits <= 23, inCIDR(String(n.split(separator: "/")[0]), "198.18.0.0/15") else {
+                throw err("network.clusterCIDR", "\"\(n)\" must be a CIDR of /23 or larger inside 198.18.0.0/15 (nodes get a /24 each)")
+            }
+            c.clusterCIDR = n
+        }
+        guard inCIDR(c.apiAddress, c.bridgeCIDR) else { throw err("controlPlane.address", "\(c.apiAddress) is not inside network.nodeCIDR \(c.bridgeCIDR)") }
+        let reg = try object(top["registry"], "registry", allowed: ["address"])
+        if let r = try string(reg["address"], "registry.address") { c.registry = r }
+        guard case .array(let nodes)? = top["nodes"], !nodes.isEmpty else { throw err("nodes", "must list at least one node") }
+        var names = Set<String>(), addrs = Set<String>([c.apiAddress]), cidrs = Set<String>()
+        let base = c.clusterCIDR.split(separator: "/")[0].split(separator: ".").compactMap { Int($0) }
+        for (i, n) in nodes.enumerated() {
+            let f = "nodes[\(i)]"
+            let o = try object(n, f, allowed: ["name", "address", "podCIDR", "labels", "taints", "ssh"])
+            guard let name = try string(o["name"], "\(f).name") else { throw err("\(f).name", "is required") }
+            guard name.count <= 40, name.first?.isLetter == true, name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
+                throw err("\(f).name", "\"\(name)\" must be a DNS label (lowercase letters, digits, -) of at most 40 characters")
+            }
+            guard names.insert(name).inserted else { throw err("\(f).name", "\"\(name)\" is used twice") }
+            guard let addr = try string(o["address"], "\(f).address") else { throw err("\(f).address", "is required") }
+            guard isIPv4(addr), inCIDR(addr, c.bridgeCIDR) else { throw err("\(f).address", "\"\(addr)\" must be an IPv4 address inside network.nodeCIDR \(c.bridgeCIDR)") }
+            guard addrs.insert(addr).inserted else { throw err("\(f).address", "\(addr) is used twice (the control plane has \(c.apiAddress))") }
+            var cidr = "\(base[0]).\(base[1] + (base[2] + i + 1) / 256).\((base[2] + i + 1) % 256).0/24"
+            if let p = try string(o["podCIDR"], "\(f).podCIDR") {
+                guard isCIDR(p), p.hasSuffix("/24"), inCIDR(String(p.split(separator: "/")[0]), c.clusterCIDR) else {
+                    throw err("\(f).podCIDR", "\"\(p)\" must be a /24 inside network.clusterCIDR \(c.clusterCIDR)")
+                }
+                cidr = p
+            }
+            guard cidrs.insert(cidr).inserted else { throw err("\(f).podCIDR", "\(cidr) is used twice") }
+            var labels: [String: String] = [:]
+            for (k, v) in try object(o["labels"], "\(f).labels", allowed: Set((o["labels"]?.objectValue ?? [:]).keys)) {
+                guard let s = v.stringValue, !k.contains(","), !k.contains("="), !s.contains(",") else { throw err("\(f).labels.\(k)", "must be a string without , or =") }
+                labels[k] = s
+            }
+            var taints: [String] = []
+            if let t = o["taints"], !t.isNull {
+                guard case .array(let list) = t else { throw err("\(f).taints", "must be a list") }
+                for (j, item) in list.enumerated() {
+                    let tf = "\(f).taints[\(j)]"
+                    let to = try object(item, tf, allowed: ["key", "value", "effect"])
+                    guard let key = try string(to["key"], "\(tf).key") else { throw err("\(tf).key", "is required") }
+                    let effect = try string(to["effect"], "\(tf).effect") ?? ""
+                    guard ["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(effect) else { throw err("\(tf).effect", "must be NoSchedule, PreferNoSchedule or NoExecute") }
+                    taints.append("\(key)=\(try string(to["value"], "\(tf).value") ?? ""):\(effect)")
+                }
+            }
+            var ssh: String? = nil
+            if let s = o["ssh"], !s.isNull {
+                let so = try object(s, "\(f).ssh", allowed: ["host", "user", "port"])
+                guard let host = try string(so["host"], "\(f).ssh.host") else { throw err("\(f).ssh.host", "is required") }
+                let port = so["port"]?.intValue ?? 22
+                ssh = "\(try string(so["user"], "\(f).ssh.user") ?? "root")@\(host):\(port)"
+            }
+            c.nodes.append(Node(name: name, address: addr, podCIDR: cidr, labels: labels, taints: taints, ssh: ssh))
+        }
+        return c
+    }
+
+    func render() -> String {
+        var lines = ["CLUSTER_NAME=\(name)", "API_ADDRESS=\(apiAddress)", "API_PORT=\(apiPort)", "BRIDGE=\(bridge)",
+                     "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
+                     "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))"]
+        for n in nodes {
+            let labels = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            lines.append("NODE \(n.name) \(n.address) \(n.podCIDR) \(labels.isEmpty ? "-" : labels) \(n.taints.isEmpty ? "-" : n.taints.joined(separator: ",")) \(n.ssh ?? "-")")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    func fmt(_ d: Double) -> String { d == d.rounded() ? String(Int(d)) : String(d) }
+}
+
+func isIPv4(_ s: String) -> Bool { var a = in_addr(); return inet_pton(AF_INET, s, &a) == 1 }
+func isCIDR(_ s: String) -> Bool {
+    let p = s.split(separator: "/")
+    guard p.count == 2, isIPv4(String(p[0])), let b = Int(p[1]), (8...30).contains(b) else { return false }
+    return true
+}
+func ipValue(_ s: String) -> UInt32? {
+    var a = in_addr()
+    guard inet_pton(AF_INET, s, &a) == 1 else { return nil }
+    return UInt32(bigEndian: a.s_addr)
+}
+func inCIDR(_ ip: String, _ cidr: String) -> Bool {
+    let p = cidr.split(separator: "/")
+    guard p.count == 2, let net = ipValue(String(p[0])), let bits = Int(p[1]), let v = ipValue(ip) else { return false }
+    let mask: UInt32 = bits == 0 ? 0 : ~UInt32(0) << (32 - UInt32(bits))
+    return v & mask == net & mask
+}
