@@ -121,6 +121,15 @@ public final class NodeAgent: Sendable {
         return st
     }
 
+    /// A condition keeps its lastTransitionTime while its status stays the same.
+    static func keepTransitions(_ fresh: [NodeCondition]?, from old: [NodeCondition]?) -> [NodeCondition]? {
+        fresh?.map { c in
+            var c = c
+            if let o = old?.first(where: { $0.type == c.type }), o.status == c.status { c.lastTransitionTime = o.lastTransitionTime }
+            return c
+        }
+    }
+
     /// Creates the Node, or refreshes its labels and status if it exists.
     public func register() async throws {
         let n = nodeObject()
@@ -132,7 +141,9 @@ public final class NodeAgent: Sendable {
             cur.metadata.labels = labels
             if let cidr = config.podCIDR, cur.spec?.podCIDR == nil { var spec = cur.spec ?? NodeSpec(); spec.podCIDR = cidr; spec.podCIDRs = [cidr]; cur.spec = spec }
             cur = try await client.update(cur)
-            cur.status = n.status
+            var st = n.status
+            st?.conditions = Self.keepTransitions(n.status?.conditions, from: cur.status?.conditions)
+            cur.status = st
             _ = try await client.updateStatus(cur)
         }
     }
@@ -170,7 +181,9 @@ public final class NodeAgent: Sendable {
                     if var n = try? await self.client.get(Node.self, self.config.nodeName) {
                         let fresh = self.nodeStatus()
                         var st = n.status ?? NodeStatus()
-                        st.conditions = fresh.conditions; st.capacity = fresh.capacity; st.allocatable = fresh.allocatable
+                        // A condition keeps its lastTransitionTime while its status stays the same.
+                        st.conditions = Self.keepTransitions(fresh.conditions, from: st.conditions)
+                        st.capacity = fresh.capacity; st.allocatable = fresh.allocatable
                         st.daemonEndpoints = fresh.daemonEndpoints
                         n.status = st
                         _ = try? await self.client.updateStatus(n)

@@ -136,7 +136,7 @@ struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Delete objects by manifest, by type and name, or by label selector.")
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .customLong("filename")], help: "File or directory of manifests whose objects to delete.") var filenames: [String] = []
-    @Option(name: [.short, .customLong("selector")], help: "Label selector.") var selector: String?
+    @Option(name: [.customShort("l"), .customLong("selector")], help: "Label selector.") var selector: String?
     @Flag(help: "Delete all objects of the type in the namespace.") var all = false
     @Option(name: .customLong("grace-period"), help: "Seconds to give pods to stop (0 with --force deletes at once).") var gracePeriod: Int?
     @Flag(help: "Delete immediately without waiting for graceful termination.") var force = false

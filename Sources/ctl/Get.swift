@@ -11,7 +11,7 @@ struct Get: AsyncParsableCommand {
         discussion: "Types: pods (po), nodes (no), deployments (deploy), replicasets (rs), hpa, services (svc), namespaces (ns), leases, events (ev), endpoints, configmaps, secrets, csr.")
     @OptionGroup var global: GlobalOptions
     @Flag(name: [.customShort("A"), .customLong("all-namespaces")], help: "List across all namespaces.") var allNamespaces = false
-    @Option(name: [.short, .customLong("selector")], help: "Label selector, e.g. app=web,tier!=db.") var selector: String?
+    @Option(name: [.customShort("l"), .customLong("selector")], help: "Label selector, e.g. app=web,tier!=db.") var selector: String?
     @Option(name: .customLong("field-selector"), help: "Field selector, e.g. spec.nodeName=n1.") var fieldSelector: String?
     @Option(name: [.short, .customLong("output")], help: "wide, yaml, json or name.") var output: String?
     @Flag(name: [.short, .customLong("watch")], help: "After listing, watch for changes.") var watch = false

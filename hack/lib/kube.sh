@@ -1,0 +1,47 @@
+# Small helpers over ctl for the e2e and chaos scripts. Source after cluster.sh.
+export KUBECONFIG="$RUN_DIR/data/admin.kubeconfig"
+CTL="$BIN/ctl"
+
+# jq-like access with python3: json_get EXPR < json   (EXPR in python, the document is `d`)
+json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# pods_json [selector]: all pods (of a label selector) as JSON.
+pods_json() { "$CTL" get pods ${1:+-l "$1"} -o json; }
+
+# ready_pods SELECTOR: "name node ip" of pods that are Running, Ready and not terminating.
+ready_pods() {
+  pods_json "$1" | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["items"]:
+    st = p.get("status", {})
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", []))
+    if st.get("phase") == "Running" and ready and not p["metadata"].get("deletionTimestamp"):
+        print(p["metadata"]["name"], p["spec"].get("nodeName", ""), st.get("podIP", ""))'
+}
+
+# container_of POD: "node runcID" of the pod's first running container.
+container_of() {
+  local pod="$1" uid node
+  read -r uid node < <("$CTL" get pod "$pod" -o json | json_get 'd["metadata"]["uid"] + " " + d["spec"]["nodeName"]')
+  echo "$node $(runc --root "$RUN_DIR/nodes/$node/runc" list -q | grep "^$uid\." | head -1)"
+}
+
+# exec_in POD CMD...: runs a command in the pod's container (runc exec on its node).
+exec_in() {
+  local pod="$1"; shift
+  local node id; read -r node id < <(container_of "$pod")
+  [ -n "$id" ] || { echo "no running container for $pod" >&2; return 1; }
+  runc --root "$RUN_DIR/nodes/$node/runc" exec "$id" "$@"
+}
+
+# wait_until SECONDS DESCRIPTION CMD...: polls CMD until it succeeds; fails with DESCRIPTION.
+wait_until() {
+  local secs="$1" what="$2"; shift 2
+  local deadline=$(( $(date +%s%N) / 1000000 + secs * 1000 ))
+  until "$@" >/dev/null 2>&1; do
+    [ $(( $(date +%s%N) / 1000000 )) -lt "$deadline" ] || { echo "timed out after ${secs}s: $what" >&2; return 1; }
+    sleep 0.2
+  done
+}
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+count_ready() { ready_pods "$1" | wc -l; }
