@@ -80,6 +80,10 @@ struct Apply: AsyncParsableCommand {
     func apply(_ doc: ManifestDocument, _ client: KubeClient) async throws -> String {
         let (info, name) = try validateShape(doc)
         var manifest = doc.object
+        // An object saved with `get -o json` carries its own last-applied annotation: never nest it.
+        manifest["metadata"]?["annotations"]?[lastAppliedKey] = nil
+        if manifest["metadata"]?["annotations"]?.objectValue?.isEmpty == true { manifest["metadata"]?["annotations"] = nil }
+        let desired = manifest
         let ns = info.namespaced ? (manifest["metadata"]?["namespace"]?.stringValue ?? global.namespace ?? client.namespace) : nil
         if let gns = global.namespace, let mns = manifest["metadata"]?["namespace"]?.stringValue, info.namespaced, gns != mns {
             throw CtlError("\(doc.location(of: "metadata.namespace")) (document \(doc.index)): the namespace from the provided object \"\(mns)\" does not match the namespace \"\(gns)\". You must pass '--namespace=\(mns)' to perform this operation.")
@@ -102,12 +106,12 @@ struct Apply: AsyncParsableCommand {
         }
         let live = try JSONValue.parse(got.body)
         let previous = live["metadata"]?["annotations"]?[lastAppliedKey]?.stringValue.flatMap { try? JSONValue.parse(Data($0.utf8)) }
-        // Three-way: fields in the last applied configuration but not in this one are removed.
-        var patch = mergeDiff(previous ?? .object([:]), doc.object) ?? .object([:])
-        if previous == nil, case .object(var p) = patch {
-            for (k, v) in p where v.isNull { p.removeValue(forKey: k) }
-            patch = .object(p)
-        }
+        // Three-way, as kubectl: fields in the last applied configuration but not in this one are
+        // removed; fields of this one that differ from the live object are set (also when only
+        // the live object changed, e.g. after a rollout undo).
+        let removals = Self.onlyNulls(mergeDiff(previous ?? .object([:]), desired) ?? .object([:])) ?? .object([:])
+        let sets = Self.withoutNulls(mergeDiff(live, desired) ?? .object([:])) ?? .object([:])
+        var patch = jsonMergePatch(removals, sets)
         if let existing = live["metadata"]?["annotations"]?[lastAppliedKey]?.stringValue, existing == lastApplied,
            jsonMergePatch(live, patch) == live {
             return "\(label) unchanged"
@@ -125,6 +129,22 @@ struct Apply: AsyncParsableCommand {
         a["metadata"]?["resourceVersion"] = nil; l["metadata"]?["resourceVersion"] = nil
         a["metadata"]?["annotations"]?[lastAppliedKey] = nil; l["metadata"]?["annotations"]?[lastAppliedKey] = nil
         return a == l ? "\(label) unchanged" : "\(label) configured"
+    }
+
+    /// The deletions of a merge patch (null leaves), nil if none.
+    static func onlyNulls(_ v: JSONValue) -> JSONValue? {
+        guard case .object(let o) = v else { return v.isNull ? v : nil }
+        var out: [String: JSONValue] = [:]
+        for (k, x) in o { if let y = onlyNulls(x) { out[k] = y } }
+        return out.isEmpty ? nil : .object(out)
+    }
+
+    /// A merge patch without its deletions, nil if nothing is left.
+    static func withoutNulls(_ v: JSONValue) -> JSONValue? {
+        guard case .object(let o) = v else { return v.isNull ? nil : v }
+        var out: [String: JSONValue] = [:]
+        for (k, x) in o { if let y = withoutNulls(x) { out[k] = y } }
+        return out.isEmpty ? nil : .object(out)
     }
 
     func printWarnings(_ w: [String], _ doc: ManifestDocument) {
