@@ -69,6 +69,18 @@ start_bg() {
   echo $! >"$RUN_DIR/$name.pid"
 }
 
+start_apiserver() {
+  start_bg apiserver "$BIN/apiserver" --data-dir "$RUN_DIR/data" --advertise-address "$API_ADDRESS" --bind-address 0.0.0.0 \
+    --secure-port "$API_PORT"
+}
+# start_controller_manager NAME / start_scheduler NAME: NAME lets a standby run beside the leader.
+start_controller_manager() {
+  start_bg "$1" "$BIN/controller-manager" --kubeconfig "$RUN_DIR/data/controller-manager.kubeconfig" \
+    --cluster-signing-cert-file "$RUN_DIR/data/pki/ca.crt" --cluster-signing-key-file "$RUN_DIR/data/pki/ca.key" \
+    --node-monitor-grace-period "$NODE_GRACE" --pod-eviction-timeout "$EVICTION_DELAY" --hpa-sync-period "$HPA_SYNC"
+}
+start_scheduler() { start_bg "$1" "$BIN/scheduler" --kubeconfig "$RUN_DIR/data/scheduler.kubeconfig"; }
+
 # start_agent NAME: the node's agent inside its network namespace (mounts stay in the host's
 # mount namespace, so hack/down can find and remove them).
 start_agent() {
