@@ -42,8 +42,8 @@ import Scheduler
         #expect(node.metadata.labels?["pool"] == "hollow")
         #expect((node.status?.capacity?["cpu"]?.milli ?? 0) >= 1000)
         #expect(node.status?.addresses?.first == NodeAddress(type: "InternalIP", address: "198.18.0.11"))
-        let lease1 = try await eventually(5, "lease") { try? await k.get(Lease.self, "h1", namespace: "kube-node-lease").spec?.renewTime }
-        _ = try await eventually(5, "lease renewed") { () -> Bool? in
+        let lease1 = try await eventually(15, "lease") { try? await k.get(Lease.self, "h1", namespace: "kube-node-lease").spec?.renewTime }
+        _ = try await eventually(15, "lease renewed") { () -> Bool? in
             try await k.get(Lease.self, "h1", namespace: "kube-node-lease").spec?.renewTime != lease1 ? true : nil
         }
 

@@ -24,15 +24,15 @@ import PKI
 
         // Background (default): the owner goes at once, its pods follow.
         _ = try await k.create(rs("bg", replicas: 2))
-        _ = try await eventually(10, "bg pods") { try await pods("bg").count == 2 ? true : nil }
+        _ = try await eventually(30, "bg pods") { try await pods("bg").count == 2 ? true : nil }
         try await k.delete(ReplicaSet.self, "bg")
-        _ = try await eventually(10, "bg pods collected") { try await pods("bg").isEmpty ? true : nil }
+        _ = try await eventually(30, "bg pods collected") { try await pods("bg").isEmpty ? true : nil }
 
         // Orphan: the owner goes, its pods stay and lose their ownerReference.
         _ = try await k.create(rs("orph", replicas: 2))
-        _ = try await eventually(10, "orph pods") { try await pods("orph").count == 2 ? true : nil }
+        _ = try await eventually(30, "orph pods") { try await pods("orph").count == 2 ? true : nil }
         try await k.delete(ReplicaSet.self, "orph", options: DeleteOptions(propagationPolicy: "Orphan"))
-        _ = try await eventually(10, "orph owner gone") { () -> Bool? in
+        _ = try await eventually(30, "orph owner gone") { () -> Bool? in
             do { _ = try await k.get(ReplicaSet.self, "orph"); return nil } catch let s as Status where s.code == 404 { return true }
         }
         let orphans = try await pods("orph")
@@ -40,11 +40,11 @@ import PKI
 
         // Foreground: the owner stays (being deleted) until its pods are gone.
         _ = try await k.create(rs("fg", replicas: 2))
-        _ = try await eventually(10, "fg pods") { try await pods("fg").count == 2 ? true : nil }
+        _ = try await eventually(30, "fg pods") { try await pods("fg").count == 2 ? true : nil }
         try await k.delete(ReplicaSet.self, "fg", options: DeleteOptions(propagationPolicy: "Foreground"))
         let marked = try await k.get(ReplicaSet.self, "fg")
         #expect(marked.metadata.deletionTimestamp != nil && marked.metadata.finalizers == ["foregroundDeletion"])
-        _ = try await eventually(10, "fg owner and pods gone") { () -> Bool? in
+        _ = try await eventually(30, "fg owner and pods gone") { () -> Bool? in
             guard try await pods("fg").isEmpty else { return nil }
             do { _ = try await k.get(ReplicaSet.self, "fg"); return nil } catch let s as Status where s.code == 404 { return true }
         }
