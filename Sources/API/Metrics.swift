@@ -90,7 +90,11 @@ public enum UsageQuantity {
         var number = Substring(s)
         while let last = number.last, last.isLetter { number = number.dropLast() }
         let suffix = String(s.dropFirst(number.count))
-        guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "." || $0 == "-" || $0 == "+") }),
+        var digits = number
+        if digits.first == "-" || digits.first == "+" { digits = digits.dropFirst() }
+        // Decimal(string:) stops at the first character it cannot use ("1.2.3" → 1.2): check first.
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), digits.filter({ $0 == "." }).count <= 1,
+              digits.contains(where: \.isNumber),
               var d = Decimal(string: String(number), locale: Locale(identifier: "en_US_POSIX")) else {
             throw QuantityError(input, "not a quantity")
         }

@@ -19,29 +19,47 @@ public struct TextChart: Sendable {
 
     static let blocks: [Character] = [" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
 
-    /// Splits [from, to] into `width` columns and reduces the points falling in each; columns
-    /// without points stay nil, so a gap in the data shows as a gap.
-    public func columns(_ points: [(time: Date, value: Double)], from: Date, to: Date) -> [Double?] {
+    /// A value measured over the `window` seconds ending at `time`.
+    public struct Point: Sendable, Hashable {
+        public var time: Date
+        public var value: Double
+        public var window: Double
+        public init(time: Date, value: Double, window: Double = 0) { self.time = time; self.value = value; self.window = window }
+    }
+
+    /// Splits [from, to] into `width` columns and reduces, per column, the points whose window
+    /// overlaps it (a minute-long sample spans several columns of a short chart; a one-second
+    /// sample lands in one). Columns no point covers stay nil: a gap in the data shows as one.
+    public func columns(_ points: [Point], from: Date, to: Date) -> [Double?] {
         let span = max(to.timeIntervalSince(from), 1e-9)
         var sums = [Double](repeating: 0, count: width), counts = [Int](repeating: 0, count: width)
         var maxes = [Double](repeating: -.infinity, count: width)
-        for p in points where p.time >= from && p.time <= to {
-            let i = min(width - 1, Int(p.time.timeIntervalSince(from) / span * Double(width)))
-            sums[i] += p.value; counts[i] += 1; maxes[i] = Swift.max(maxes[i], p.value)
+        func column(_ t: Date) -> Double { t.timeIntervalSince(from) / span * Double(width) }
+        for p in points where p.time >= from && p.time.addingTimeInterval(-p.window) <= to {
+            // Column i covers [i, i+1); the window [start, end] overlaps those from floor(start) to
+            // ceil(end) - 1 (touching an edge is no overlap); an instant lands in one column.
+            let end = column(p.time), start = column(p.time.addingTimeInterval(-max(0, p.window)))
+            let first = Swift.min(width - 1, Swift.max(0, Int((start + 1e-6).rounded(.down))))
+            let last = Swift.min(width - 1, Swift.max(first, Int((end - 1e-6).rounded(.up)) - 1))
+            for i in first...last {
+                sums[i] += p.value; counts[i] += 1; maxes[i] = Swift.max(maxes[i], p.value)
+            }
         }
         return (0..<width).map { i in counts[i] == 0 ? nil : (reduce == .mean ? sums[i] / Double(counts[i]) : maxes[i]) }
     }
 
-    /// The top of the y axis: the largest value rounded up to 1, 2 or 5 × a power of ten.
+    /// The top of the y axis: the largest value rounded up to a round figure (1, 1.5, 2, 2.5,
+    /// 3, 4, 5, 6 or 8 × a power of ten), so that the bars use most of the height.
     public static func niceCeiling(_ v: Double) -> Double {
         guard v > 0, v.isFinite else { return 1 }
         let p = pow(10, floor(log10(v)))
-        for m in [1.0, 2, 5, 10] where m * p >= v * (1 - 1e-12) { return m * p }
+        for m in [1.0, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10] where m * p >= v * (1 - 1e-12) { return m * p }
         return 10 * p
     }
 
     /// The chart's lines: title, `height` rows with the axis, the time axis and its labels.
-    public func render(_ points: [(time: Date, value: Double)], from: Date, to: Date) -> [String] {
+    /// Under columns without data the time axis is dotted ("╌"), so that a gap is not read as zero.
+    public func render(_ points: [Point], from: Date, to: Date) -> [String] {
         let cols = columns(points, from: from, to: to)
         let top = Self.niceCeiling(cols.compactMap { $0 }.max() ?? 0)
         let labels = (0...height).map { r -> String? in
@@ -63,7 +81,7 @@ public struct TextChart: Sendable {
             let l = labels[row + 1].map { String(repeating: " ", count: lw - $0.count) + $0 + " ┤" } ?? String(repeating: " ", count: lw) + " │"
             out.append(l + line)
         }
-        out.append(String(repeating: " ", count: lw - (labels[0]?.count ?? 0)) + (labels[0] ?? "") + " └" + String(repeating: "─", count: width))
+        out.append(String(repeating: " ", count: lw - (labels[0]?.count ?? 0)) + (labels[0] ?? "") + " └" + String(cols.map { $0 == nil ? "╌" : "─" }))
         out.append(String(repeating: " ", count: lw + 2) + Self.timeAxis(width: width, from: from, to: to))
         return out
     }
@@ -97,17 +115,17 @@ public enum HistoryReport {
         var latest = "latest \(KubeTime.format(last.time)): \(compactNumber(last.pods)) pods, cpu \(Int(last.cpuTotalMillicores.rounded()))m total"
         latest += " (\(Int(last.cpuAverageMillicores.rounded()))m per pod"
         if let u = last.cpuUtilization { latest += ", \(Int(u.rounded()))% of requests" }
-        latest += "), memory \(UsageQuantity.memory(bytes: UInt64(max(0, last.memoryAverageBytes)) / (1 << 20) * (1 << 20))) per pod"
+        latest += "), memory \(Int(last.memoryAverageBytes / 1_048_576))Mi per pod"
         out.append(latest)
         let from = now.addingTimeInterval(-since)
         let millicores: @Sendable (Double) -> String = { "\(Int($0.rounded()))m" }
         out.append("")
         out += TextChart(title: "CPU, all pods (cores)", width: width, height: 8, reduce: .mean, label: millicores)
-            .render(items.map { ($0.time, $0.cpuTotalMillicores) }, from: from, to: now)
+            .render(items.map { .init(time: $0.time, value: $0.cpuTotalMillicores, window: $0.windowSeconds) }, from: from, to: now)
         out.append("")
         out += TextChart(title: "Pods", width: width, height: 4, reduce: .max)
-            .render(items.map { ($0.time, $0.pods) }, from: from, to: now)
-        let util = items.compactMap { s in s.cpuUtilization.map { (s.time, $0) } }
+            .render(items.map { .init(time: $0.time, value: $0.pods, window: $0.windowSeconds) }, from: from, to: now)
+        let util = items.compactMap { s in s.cpuUtilization.map { TextChart.Point(time: s.time, value: $0, window: s.windowSeconds) } }
         if !util.isEmpty {
             out.append("")
             out += TextChart(title: "CPU utilization (% of requests)", width: width, height: 6, reduce: .mean, label: { "\(Int($0.rounded()))%" })

@@ -65,16 +65,19 @@ public struct WorkloadMetricsSample: Codable, Hashable, Sendable {
         cpuUtilization = try c.decodeIfPresent(Double.self, forKey: .cpuUtilization)
         memoryUtilization = try c.decodeIfPresent(Double.self, forKey: .memoryUtilization)
     }
+    /// Figures are written with at most three decimals (a thousandth of a millicore, of a byte,
+    /// of a percentage point): more is float noise, and it keeps the JSON as short as the CSV.
     public func encode(to encoder: Encoder) throws {
+        func r(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(KubeTime.formatMicro(time), forKey: .time)
-        try c.encode(windowSeconds, forKey: .windowSeconds)
-        try c.encode(pods, forKey: .pods)
-        try c.encode(cpuTotalMillicores, forKey: .cpuTotalMillicores)
-        try c.encode(cpuAverageMillicores, forKey: .cpuAverageMillicores)
-        try c.encode(memoryAverageBytes, forKey: .memoryAverageBytes)
-        try c.encodeIfPresent(cpuUtilization, forKey: .cpuUtilization)
-        try c.encodeIfPresent(memoryUtilization, forKey: .memoryUtilization)
+        try c.encode(r(windowSeconds), forKey: .windowSeconds)
+        try c.encode(r(pods), forKey: .pods)
+        try c.encode(r(cpuTotalMillicores), forKey: .cpuTotalMillicores)
+        try c.encode(r(cpuAverageMillicores), forKey: .cpuAverageMillicores)
+        try c.encode(r(memoryAverageBytes), forKey: .memoryAverageBytes)
+        try c.encodeIfPresent(cpuUtilization.map(r), forKey: .cpuUtilization)
+        try c.encodeIfPresent(memoryUtilization.map(r), forKey: .memoryUtilization)
     }
 
     public static let csvHeader = "timestamp,window_seconds,pods,cpu_total_millicores,cpu_average_millicores,memory_average_bytes,cpu_utilization_percent,memory_utilization_percent"

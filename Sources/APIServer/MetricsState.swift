@@ -129,7 +129,7 @@ extension PodUsage {
     func object(now: Date) -> PodMetrics {
         var meta = ObjectMeta(name: facts.name, namespace: facts.namespace, labels: facts.labels.isEmpty ? nil : facts.labels)
         meta.creationTimestamp = KubeTime.format(now)
-        return PodMetrics(metadata: meta, timestamp: KubeTime.format(timestamp), window: goDuration(seconds: window),
+        return PodMetrics(metadata: meta, timestamp: KubeTime.format(timestamp), window: goDuration(seconds: (window * 1000).rounded() / 1000),
                           containers: containers.map { ContainerMetrics(name: $0.name, usage: ["cpu": UsageQuantity.cpu(nanoCores: $0.cpuNanoCores),
                                                                                                  "memory": UsageQuantity.memory(bytes: $0.memoryBytes)]) })
     }
@@ -139,7 +139,7 @@ extension NodeUsage {
     func object(now: Date) -> NodeMetrics {
         var meta = ObjectMeta(name: name, labels: labels.isEmpty ? nil : labels)
         meta.creationTimestamp = KubeTime.format(now)
-        return NodeMetrics(metadata: meta, timestamp: KubeTime.format(timestamp), window: goDuration(seconds: window),
+        return NodeMetrics(metadata: meta, timestamp: KubeTime.format(timestamp), window: goDuration(seconds: (window * 1000).rounded() / 1000),
                            usage: ["cpu": UsageQuantity.cpu(nanoCores: cpuNanoCores), "memory": UsageQuantity.memory(bytes: memoryBytes)])
     }
 }
