@@ -8,6 +8,14 @@ import NIOCore
 import API
 import PKI
 
+/// PodMetricsList / NodeMetricsList, encoded in one pass.
+struct MetricsList<T: Encodable>: Encodable {
+    var kind: String
+    var apiVersion = MetricsGroup.apiVersion
+    var metadata: [String: String] = [:]
+    var items: [T]
+}
+
 extension APIHandler {
     /// Routes /apis/metrics.k8s.io/... and /apis/metrics.orchestrator.io/... below the version.
     func routeMetrics(_ request: Request, identity: CertIdentity, group: String, version: String, rest: [String],
@@ -50,7 +58,7 @@ extension APIHandler {
                     return Self.json(200, try KubeJSON.encode(u.object(now: now)))
                 }
                 let items = collector.nodeUsages().filter { labelSel.matches($0.labels) && fieldSel.matches(["metadata.name": $0.name]) }
-                return Self.json(200, try Self.metricsList(kind: "NodeMetricsList", items.map { try JSONValue.from($0.object(now: now)) }))
+                return Self.json(200, try KubeJSON.encode(MetricsList(kind: "NodeMetricsList", items: items.map { $0.object(now: now) })))
             }
             if let name, let namespace {
                 guard let u = collector.podUsage(namespace: namespace, name: name) else { throw Status.notFound(info, name) }
@@ -59,7 +67,7 @@ extension APIHandler {
             let items = collector.podUsages(namespace: namespace).filter {
                 labelSel.matches($0.facts.labels) && fieldSel.matches(["metadata.name": $0.facts.name, "metadata.namespace": $0.facts.namespace])
             }
-            return Self.json(200, try Self.metricsList(kind: "PodMetricsList", items.map { try JSONValue.from($0.object(now: now)) }))
+            return Self.json(200, try KubeJSON.encode(MetricsList(kind: "PodMetricsList", items: items.map { $0.object(now: now) })))
         }
 
         if group == WorkloadMetricsGroup.name && version == WorkloadMetricsGroup.version {
@@ -113,9 +121,6 @@ extension APIHandler {
         return store.get(Objects.key(info, w.namespace, w.name)) != nil
     }
 
-    static func metricsList(kind: String, _ items: [JSONValue]) throws -> Data {
-        try JSONValue.object(["kind": .string(kind), "apiVersion": .string(MetricsGroup.apiVersion), "metadata": .object([:]), "items": .array(items)]).encoded()
-    }
 
     /// "3600", "90s", "15m", "1h", "7d" → seconds; nil when absent.
     static func seconds(_ s: String?, name: String) throws -> Double? {

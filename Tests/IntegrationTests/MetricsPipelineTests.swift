@@ -173,6 +173,55 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
         #expect(try await podMetrics(k2, selector: "app=busy").isEmpty)
     }
 
+    @Test func aHungAgentDoesNotSlowTheScrapesOfTheOthers() async throws {
+        let c = try await TestCluster.start(inMemory: true) { $0.metrics.interval = 0.25; $0.metrics.scrapeTimeout = 1.5 }
+        let admin = try c.admin()
+        var cfg = ControllerManagerConfig()
+        cfg.ca = c.server.pki.ca
+        let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: cfg)
+        let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
+        let tasks = [Task { await cm.run() }, Task { await sched.run() }]
+        let node = try await HollowNode.start(c, name: "hollow-ok", statsInterval: 0.25)
+        // A listener that completes TCP handshakes (the kernel does) but never answers TLS.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 } }
+        listen(fd, 64)
+        defer { close(fd); Task { await node.stop(); for t in tasks { t.cancel() }; await c.cleanup() } }
+        // Unschedulable (and never Ready), so that no pod lands on it.
+        var hungNode = Node(name: "hung")
+        var spec = NodeSpec()
+        spec.unschedulable = true
+        hungNode.spec = spec
+        var hung = try await admin.create(hungNode)
+        var st = NodeStatus()
+        st.addresses = [NodeAddress(type: "InternalIP", address: "127.0.0.1")]
+        st.daemonEndpoints = NodeDaemonEndpoints(kubeletEndpoint: DaemonEndpoint(Port: Int(UInt16(bigEndian: addr.sin_port))))
+        hung.status = st
+        _ = try await admin.updateStatus(hung)
+
+        _ = try await admin.create(try loadDeployment("steady", replicas: 2, load: 100))
+        _ = try await eventually(30, "PodMetrics of the hollow pods") { () -> Bool? in try await podMetrics(admin, selector: "app=steady").count == 2 ? true : nil }
+        // For three timeouts' worth of time, the hollow node's figures come from scrapes about
+        // an interval apart (the window is the time between the two samples a rate uses),
+        // never one timeout apart as if each round waited for the hung node.
+        var windows: [Double] = []
+        let end = Date().addingTimeInterval(4.5)
+        while Date() < end {
+            for m in try await podMetrics(admin, selector: "app=steady") { windows.append(parseGoDuration(m.window) ?? 99) }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(!windows.isEmpty && windows.allSatisfy { $0 < 1.0 }, "windows: \(windows)")
+        let page = String(decoding: try await admin.call(.GET, "/metrics").body, as: UTF8.self)
+        let failures = page.split(separator: "\n").first { $0.hasPrefix("metrics_scrape_failures_total ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+        #expect(failures >= 2, "scrape failures: \(failures)")
+        await #expect { try await admin.call(.GET, "/apis/metrics.k8s.io/v1beta1/nodes/hung") } throws: { status($0)?.code == 404 }
+        #expect(try await admin.call(.GET, "/apis/metrics.k8s.io/v1beta1/nodes/hollow-ok").status == 200)
+    }
+
     @Test func hpaFollowsMeasuredCPUOnHollowNodes() async throws {
         let c = try await TestCluster.start(inMemory: true) { $0.metrics.interval = 0.25 }
         let admin = try c.admin()
