@@ -53,6 +53,8 @@ public final class MetricsCollector: Sendable {
     let state = Mutex(MetricsState())
     let inFlight = Mutex<Set<String>>([])
     let stats = Mutex(CollectorStats())
+    /// Set while a history flush or fold runs (they never overlap; a busy writer skips a turn).
+    let historyWriting = Mutex(false)
     /// Node endpoint and labels, decoded once per stored revision.
     let nodeCache = Mutex<[String: (revision: Int64, target: NodeTarget?)]>([:])
 
@@ -80,31 +82,38 @@ public final class MetricsCollector: Sendable {
 
     // MARK: loop
 
-    /// Scrape rounds until cancelled or shut down; then the history buffer is flushed.
+    /// Scrape rounds until cancelled or shut down; then the history buffer is flushed. Scrapes
+    /// and history writes run as child tasks: neither a slow node nor a long fold of old rows
+    /// (after a long downtime, say) delays the next round.
     func run() async {
         var lastFlush = now(), lastMaintenance = Date.distantPast
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 let tick = ContinuousClock.now
                 let t = now()
-                let targets = nodeTargets()
-                pruneState(liveNodes: Set(store.list(resource: Resources.nodes.groupResource, namespace: nil).items.map(\.key.name)), now: t)
-                for target in targets where inFlight.withLock({ $0.insert(target.name).inserted }) {
+                let nodes = store.list(resource: Resources.nodes.groupResource, namespace: nil).items
+                pruneState(liveNodes: Set(nodes.map(\.key.name)), now: t)
+                for target in nodeTargets(nodes) where inFlight.withLock({ $0.insert(target.name).inserted }) {
                     group.addTask {
                         await self.scrape(target)
                         _ = self.inFlight.withLock { $0.remove(target.name) }
                     }
                 }
                 recordHistory(at: t)
-                if t.timeIntervalSince(lastFlush) >= config.flushInterval {
-                    lastFlush = t
-                    await flushHistory()
-                }
-                if t.timeIntervalSince(lastMaintenance) >= config.maintenanceInterval {
-                    lastMaintenance = t
-                    do { try await history.maintain(now: t) }
-                    catch { logger.warning("metrics history maintenance failed", metadata: ["error": "\(error)"]) }
-                    facts.sweep()
+                let flush = t.timeIntervalSince(lastFlush) >= config.flushInterval
+                let maintain = t.timeIntervalSince(lastMaintenance) >= config.maintenanceInterval
+                if flush || maintain, historyWriting.withLock({ busy in defer { busy = true }; return !busy }) {
+                    if flush { lastFlush = t }
+                    if maintain { lastMaintenance = t }
+                    group.addTask {
+                        if flush { await self.flushHistory() }
+                        if maintain {
+                            do { try await self.history.maintain(now: t) }
+                            catch { self.logger.warning("metrics history maintenance failed", metadata: ["error": "\(error)"]) }
+                            self.facts.sweep()
+                        }
+                        self.historyWriting.withLock { $0 = false }
+                    }
                 }
                 try? await Task.sleep(until: tick + .milliseconds(Int64(config.interval * 1000)), clock: .continuous)
             }
@@ -123,10 +132,9 @@ public final class MetricsCollector: Sendable {
         }
     }
 
-    /// Nodes with an agent endpoint in their status.
-    func nodeTargets() -> [NodeTarget] {
-        let (items, _) = store.list(resource: Resources.nodes.groupResource, namespace: nil)
-        return items.compactMap { o -> NodeTarget? in
+    /// The stored nodes with an agent endpoint in their status.
+    func nodeTargets(_ items: [StoredObject]) -> [NodeTarget] {
+        items.compactMap { o -> NodeTarget? in
             if let hit = nodeCache.withLock({ $0[o.key.name] }), hit.revision == o.revision { return hit.target }
             let node = try? KubeJSON.decode(Node.self, from: o.data)
             let target = node.flatMap { n in (try? NodeProxy.endpoint(n)).map { NodeTarget(name: n.name, endpoint: $0, labels: n.labels) } }
@@ -168,11 +176,12 @@ public final class MetricsCollector: Sendable {
             let t = now()
             state.withLock { $0.apply(summary, node: target.name, labels: target.labels, facts: podFacts, fallbackWindow: config.interval, now: t) }
             let d = ContinuousClock.now - started
-            stats.withLock { s in
+            let recovered = stats.withLock { s -> Bool in
                 s.scrapes += 1
                 s.lastScrapeSeconds[target.name] = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-                s.lastError.removeValue(forKey: target.name)
+                return s.lastError.removeValue(forKey: target.name) != nil
             }
+            if recovered { logger.info("scraping node stats works again", metadata: ["node": "\(target.name)"]) }
         } catch {
             let first = stats.withLock { s -> Bool in
                 s.scrapes += 1; s.failures += 1
@@ -197,14 +206,17 @@ public final class MetricsCollector: Sendable {
     func render() -> String {
         let s = stats.withLock { $0 }
         let (pods, nodes) = state.withLock { ($0.pods.count, $0.nodes.count) }
-        var out = "# HELP metrics_scrapes_total Node stats scrapes, and how many failed.\n# TYPE metrics_scrapes_total counter\n"
-        out += "metrics_scrapes_total \(s.scrapes)\nmetrics_scrape_failures_total \(s.failures)\n"
-        out += "# HELP metrics_scrape_duration_seconds Duration of the last successful scrape per node.\n# TYPE metrics_scrape_duration_seconds gauge\n"
-        for (n, d) in s.lastScrapeSeconds.sorted(by: { $0.key < $1.key }) { out += "metrics_scrape_duration_seconds{node=\"\(n)\"} \(d)\n" }
-        out += "# HELP metrics_pods Pods and nodes with current usage figures.\n# TYPE metrics_pods gauge\nmetrics_pods \(pods)\nmetrics_nodes \(nodes)\n"
-        out += "# HELP metrics_history_rows_written_total History rows written to metrics.db.\n# TYPE metrics_history_rows_written_total counter\n"
-        out += "metrics_history_rows_written_total \(s.historyRows)\nmetrics_history_write_errors_total \(s.historyErrors)\n"
-        return out
+        func metric(_ name: String, _ type: String, _ help: String, _ lines: [String]) -> String {
+            "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" + lines.map { "\($0)\n" }.joined()
+        }
+        return metric("metrics_scrapes_total", "counter", "Scrapes of node agents' stats summaries.", ["metrics_scrapes_total \(s.scrapes)"])
+            + metric("metrics_scrape_failures_total", "counter", "Scrapes that failed or timed out.", ["metrics_scrape_failures_total \(s.failures)"])
+            + metric("metrics_scrape_duration_seconds", "gauge", "Duration of the last successful scrape, per node.",
+                     s.lastScrapeSeconds.sorted(by: { $0.key < $1.key }).map { "metrics_scrape_duration_seconds{node=\"\($0.key)\"} \($0.value)" })
+            + metric("metrics_pods", "gauge", "Pods with current usage figures.", ["metrics_pods \(pods)"])
+            + metric("metrics_nodes", "gauge", "Nodes with current usage figures.", ["metrics_nodes \(nodes)"])
+            + metric("metrics_history_rows_written_total", "counter", "Workload history rows written to metrics.db.", ["metrics_history_rows_written_total \(s.historyRows)"])
+            + metric("metrics_history_write_errors_total", "counter", "Failed writes of the workload history.", ["metrics_history_write_errors_total \(s.historyErrors)"])
     }
 }
 

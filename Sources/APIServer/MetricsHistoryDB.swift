@@ -112,7 +112,8 @@ public final class MetricsHistoryDB: @unchecked Sendable {
                 }
             }
         } catch {
-            // Put them back so that the next flush tries again (bounded: an hour of rows).
+            // Put them back so that the next flush tries again; while the file stays unwritable
+            // the buffer keeps the newest rows only (an hour's worth for 64 workloads).
             pending.withLock { p in p = Array((rows + p).suffix(Int(rawRetention) * 64)) }
             throw error
         }
@@ -161,9 +162,11 @@ public final class MetricsHistoryDB: @unchecked Sendable {
     /// A workload's samples since `since`, oldest first, including buffered ones; with `step`,
     /// averaged into buckets of that many seconds (each weighted by the raw samples it holds).
     public func query(_ w: WorkloadRef, since: Date, step: Double? = nil) async throws -> [WorkloadMetricsSample] {
-        let stored = try await onQueue { try self.rows(w, since: since) }
-        let buffered = pending.withLock { p in p.filter { $0.0 == w && $0.1.time >= since }.map { Row($0.1) } }
-        var all = stored + buffered
+        // Both reads in one block on the queue: a flush (also on the queue) moves rows from the
+        // buffer to the file between them otherwise, and they would be in neither.
+        var all = try await onQueue {
+            try self.rows(w, since: since) + self.pending.withLock { p in p.filter { $0.0 == w && $0.1.time >= since }.map { Row($0.1) } }
+        }
         all.sort { $0.sample.time < $1.sample.time }
         guard let step, step > 0 else { return all.map(\.sample) }
         return Self.bucket(all, step: step)
@@ -171,8 +174,8 @@ public final class MetricsHistoryDB: @unchecked Sendable {
 
     /// Whether anything was ever recorded for the workload (stored or buffered).
     public func hasHistory(_ w: WorkloadRef) async throws -> Bool {
-        if pending.withLock({ p in p.contains { $0.0 == w } }) { return true }
         return try await onQueue {
+            if self.pending.withLock({ p in p.contains { $0.0 == w } }) { return true }
             let q = try self.prepare("SELECT 1 FROM samples WHERE namespace = ? AND kind = ? AND name = ? LIMIT 1")
             defer { sqlite3_finalize(q) }
             self.bind(q, 1, w.namespace); self.bind(q, 2, w.kind); self.bind(q, 3, w.name)
