@@ -101,5 +101,6 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers", "Agent"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "API"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controllers", "Client", "API"]),
+        .testTarget(name: "MetricsTests", dependencies: ["API", "APIServer", "Controllers", "Store"]),
     ]
 )

@@ -20,27 +20,42 @@ enum Discovery {
                       "serverAddressByClientCIDRs": .array([.object(["clientCIDR": .string("0.0.0.0/0"), "serverAddress": .string(serverAddress)])])]))
     }
 
-    static func group(_ name: String) -> JSONValue? {
-        let versions = groupVersions.filter { $0.group == name }
+    /// metrics.k8s.io, served by the collector rather than the store: listed when it runs, so
+    /// that kubectl top finds it (it looks for the group in /apis before asking for metrics).
+    static let metricsGroupVersion = (group: MetricsGroup.name, version: MetricsGroup.version)
+
+    static func group(_ name: String, metrics: Bool = false) -> JSONValue? {
+        var versions = groupVersions.filter { $0.group == name }
+        if metrics && name == metricsGroupVersion.group { versions = [metricsGroupVersion] }
         guard let first = versions.first else { return nil }
         let vs: [JSONValue] = versions.map { .object(["groupVersion": .string("\(name)/\($0.version)"), "version": .string($0.version)]) }
         return .object(["name": .string(name), "versions": .array(vs),
                         "preferredVersion": .object(["groupVersion": .string("\(name)/\(first.version)"), "version": .string(first.version)])])
     }
 
-    static func apiGroupList() -> Data {
+    static func apiGroupList(metrics: Bool = false) -> Data {
         var names: [String] = []
         for gv in groupVersions where !gv.group.isEmpty && !names.contains(gv.group) { names.append(gv.group) }
-        return json(.object(["kind": .string("APIGroupList"), "apiVersion": .string("v1"), "groups": .array(names.compactMap(group))]))
+        if metrics { names.append(metricsGroupVersion.group) }
+        return json(.object(["kind": .string("APIGroupList"), "apiVersion": .string("v1"), "groups": .array(names.compactMap { group($0, metrics: metrics) })]))
     }
 
-    static func apiGroup(_ name: String) -> Data? {
-        guard case .object(var g)? = group(name) else { return nil }
+    static func apiGroup(_ name: String, metrics: Bool = false) -> Data? {
+        guard case .object(var g)? = group(name, metrics: metrics) else { return nil }
         g["kind"] = .string("APIGroup"); g["apiVersion"] = .string("v1")
         return json(.object(g))
     }
 
-    static func resourceList(group: String, version: String) -> Data? {
+    static func resourceList(group: String, version: String, metrics: Bool = false) -> Data? {
+        if metrics && group == metricsGroupVersion.group && version == metricsGroupVersion.version {
+            // As metrics-server registers them: read-only, no short names or subresources.
+            let items: [JSONValue] = [MetricsGroup.nodes, MetricsGroup.pods].map { r in
+                .object(["name": .string(r.plural), "singularName": .string(""), "namespaced": .bool(r.namespaced), "kind": .string(r.kind),
+                         "verbs": .array([.string("get"), .string("list")])])
+            }
+            return json(.object(["kind": .string("APIResourceList"), "apiVersion": .string("v1"), "groupVersion": .string(MetricsGroup.apiVersion),
+                                 "resources": .array(items)]))
+        }
         let rs = Resources.all.filter { $0.group == group && $0.version == version }
         guard !rs.isEmpty else { return nil }
         var items: [JSONValue] = []

@@ -55,11 +55,14 @@ final class APIHandler: Sendable {
     let bookmarkInterval: Duration
     let caPEM: String
     let nodes: NodeProxy?
+    /// The metrics pipeline (metrics.k8s.io and the workload history); nil when disabled.
+    let metricsCollector: MetricsCollector?
 
     init(registry: Registry, metrics: APIMetrics, bootstrapToken: JoinToken?, serverAddress: String, logger: Logger, bookmarkInterval: Duration = .seconds(5), caPEM: String = "",
-         nodes: NodeProxy? = nil) {
+         nodes: NodeProxy? = nil, metricsCollector: MetricsCollector? = nil) {
         self.caPEM = caPEM
         self.nodes = nodes
+        self.metricsCollector = metricsCollector
         self.registry = registry; self.store = registry.store; self.metrics = metrics
         self.bootstrapToken = bootstrapToken; self.serverAddress = serverAddress; self.logger = logger
         self.bookmarkInterval = bookmarkInterval
@@ -127,9 +130,12 @@ final class APIHandler: Sendable {
             throw Status.unauthorized("Unauthorized: a client certificate issued by the cluster CA is required")
         }
         let segs = path.split(separator: "/").map(String.init)
-        if path == "/metrics" { return Self.text(200, metrics.render(store: store), type: "text/plain; version=0.0.4") }
+        if path == "/metrics" {
+            return Self.text(200, metrics.render(store: store) + (metricsCollector?.render() ?? ""), type: "text/plain; version=0.0.4")
+        }
+        let withMetrics = metricsCollector != nil
         if segs == ["api"] { return Self.json(200, Discovery.apiVersions(serverAddress: serverAddress)) }
-        if segs == ["apis"] { return Self.json(200, Discovery.apiGroupList()) }
+        if segs == ["apis"] { return Self.json(200, Discovery.apiGroupList(metrics: withMetrics)) }
         if segs.first == "openapi" {
             if segs == ["openapi", "v3"] { return Self.json(200, Discovery.openAPIRoot()) }
             if segs.count > 2, segs[1] == "v3", let d = Discovery.openAPIGroupVersion(segs[2...].joined(separator: "/")) { return Self.json(200, d) }
@@ -139,14 +145,17 @@ final class APIHandler: Sendable {
         if segs.count >= 2 && segs[0] == "api" { group = ""; version = segs[1]; rest = segs[2...] }
         else if segs.count >= 2 && segs[0] == "apis" {
             if segs.count == 2 {
-                guard let d = Discovery.apiGroup(segs[1]) else { throw Status.notFoundPath() }
+                guard let d = Discovery.apiGroup(segs[1], metrics: withMetrics) else { throw Status.notFoundPath() }
                 return Self.json(200, d)
             }
             group = segs[1]; version = segs[2]; rest = segs[3...]
         } else { throw Status.notFoundPath() }
         if rest.isEmpty {
-            guard let d = Discovery.resourceList(group: group, version: version) else { throw Status.notFoundPath() }
+            guard let d = Discovery.resourceList(group: group, version: version, metrics: withMetrics) else { throw Status.notFoundPath() }
             return Self.json(200, d)
+        }
+        if group == MetricsGroup.name || group == WorkloadMetricsGroup.name {
+            return try await routeMetrics(request, identity: identity, group: group, version: version, rest: Array(rest), &verbLabel, &resourceLabel)
         }
         guard let rp = parseResourcePath(group: group, version: version, Array(rest)) else { throw Status.notFoundPath() }
         resourceLabel = rp.info.plural + (rp.subresource.map { "/\($0)" } ?? "")

@@ -35,6 +35,31 @@ public final class NodeProxy: Sendable {
         return "https://\(a.contains(":") ? "[\(a)]" : a):\(port)"
     }
 
+    /// GET /stats/summary of one agent, with `timeout` seconds for all of it (connect, head,
+    /// body): the collector scrapes every node concurrently and a hung one must fail on time.
+    func statsSummary(endpoint: String, timeout: Double) async throws -> Data {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
+        return try await withThrowingTaskGroup(of: Data?.self) { g in
+            g.addTask {
+                let resp = try await self.http.execute(HTTPClientRequest(url: "\(endpoint)/stats/summary"), deadline: .now() + .milliseconds(Int64(timeout * 1000)))
+                let body = try await resp.body.collect(upTo: 256 << 20)
+                guard resp.status == .ok else {
+                    throw Status.serviceUnavailable("\(endpoint)/stats/summary answered \(resp.status.code): \(String(buffer: body).prefix(200))")
+                }
+                return Data(buffer: body)
+            }
+            g.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            defer { g.cancelAll() }
+            guard let first = try await g.next(), let data = first else {
+                throw Status.timeout("\(endpoint)/stats/summary did not answer within \(goDuration(seconds: timeout))")
+            }
+            return data
+        }
+    }
+
     func podLogs(store: Store, namespace: String, pod name: String, query: [String: String]) async throws -> Response {
         guard let po = store.get(Objects.key(Resources.pods, namespace, name)) else { throw Status.notFound(Resources.pods, name) }
         let pod = try KubeJSON.decode(Pod.self, from: po.data)

@@ -22,6 +22,8 @@ public struct APIServerConfig: Sendable {
     public var storeOptions = StoreOptions()
     public var bookmarkInterval: Duration = .seconds(5)
     public var logLevel: Logger.Level = .info
+    /// The metrics collector (metrics.k8s.io and the workload history in DATA_DIR/metrics.db).
+    public var metrics = MetricsConfig()
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -35,6 +37,8 @@ public struct DataDirLayout: Sendable {
     public var serverSANs: String { "\(dir)/pki/apiserver.sans" }
     public var joinToken: String { "\(dir)/join-token" }
     public var database: String { "\(dir)/state.db" }
+    /// Usage history per workload; separate from state.db, safe to delete.
+    public var metricsDatabase: String { "\(dir)/metrics.db" }
     public func kubeconfig(_ name: String) -> String { "\(dir)/\(name).kubeconfig" }
     public init(dir: String) { self.dir = dir }
 }
@@ -122,6 +126,8 @@ public final class APIServer: Sendable {
     public let pki: ClusterPKI
     let handler: APIHandler
     let logger: Logger
+    /// The metrics pipeline; nil when `config.metrics.interval` is 0.
+    public let metricsCollector: MetricsCollector?
     private let portBox = PortBox()
 
     public init(config: APIServerConfig) throws {
@@ -134,9 +140,19 @@ public final class APIServer: Sendable {
         let backend: any StoreBackend = config.inMemory ? MemoryBackend() : try SQLiteBackend(path: layout.database)
         store = try Store(backend: backend, options: config.storeOptions, logger: logger)
         registry = Registry(store: store, logger: logger)
+        let nodes = try NodeProxy(ca: pki.ca.certificatePEM, client: pki.kubeletClient)
+        if config.metrics.enabled {
+            let history = try MetricsHistoryDB(path: config.inMemory ? ":memory:" : layout.metricsDatabase,
+                                               rawRetention: config.metrics.rawRetention, minuteRetention: config.metrics.minuteRetention)
+            var l = logger
+            l[metadataKey: "component"] = "metrics"
+            metricsCollector = MetricsCollector(store: store, proxy: nodes, history: history, config: config.metrics, logger: l, now: registry.clock)
+        } else {
+            metricsCollector = nil
+        }
         handler = APIHandler(registry: registry, metrics: APIMetrics(), bootstrapToken: pki.token,
                              serverAddress: "\(config.advertiseAddress):\(config.securePort)", logger: logger, bookmarkInterval: config.bookmarkInterval,
-                             caPEM: pki.ca.certificatePEM, nodes: try NodeProxy(ca: pki.ca.certificatePEM, client: pki.kubeletClient))
+                             caPEM: pki.ca.certificatePEM, nodes: nodes, metricsCollector: metricsCollector)
     }
 
     /// The port actually bound (useful with port 0); waits until the server listens.
@@ -198,7 +214,9 @@ public final class APIServer: Sendable {
             configuration: .init(address: .hostname(config.bindAddress, port: config.securePort), serverName: nil, backlog: 1024),
             onServerRunning: { channel in box.set(channel.localAddress?.port ?? 0) },
             logger: logger)
-        return [app, BackgroundLoops(server: self), WatchCloser(store: store)]
+        var services: [any ServiceLifecycle.Service] = [app, BackgroundLoops(server: self), WatchCloser(store: store)]
+        if let c = metricsCollector { services.append(MetricsCollectorService(collector: c)) }
+        return services
     }
 
     /// Runs until SIGTERM/SIGINT, then shuts down gracefully.

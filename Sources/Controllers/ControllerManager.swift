@@ -11,9 +11,11 @@ public struct ControllerManagerConfig: Sendable {
     public var ca: CertificateAuthority?
     public var workers = 4
     public var hpa = HPAControllerConfig()
-    /// Pod usage for the HPA; nil until a metrics pipeline exists (HPAs then say they cannot get metrics).
+    /// Pod usage for the HPA; nil: HPAs say they cannot get metrics. The controller-manager
+    /// executable uses `MetricsAPIPodSource` (the apiserver's metrics.k8s.io).
     public var podMetrics: (any PodMetricsSource)?
-    /// Utilization history for predictive HPAs; nil: the HPA controller records its own.
+    /// Utilization history for predictive HPAs; nil: the HPA controller records its own. The
+    /// executable uses `WorkloadMetricsHistory` (the apiserver's persisted workload history).
     public var metricsHistory: (any MetricsHistory)?
     public init() {}
 }

@@ -52,8 +52,8 @@ public final class HPAController: Sendable {
     }
     let state = Mutex<[String: Entry]>([:])
 
-    /// `metrics` nil: no metrics pipeline yet; HPAs then report ScalingActive False
-    /// (FailedGetResourceMetric). `history` nil: predictive mode learns from what this
+    /// `metrics` nil: no metrics pipeline; HPAs then report ScalingActive False
+    /// (FailedGetResourceMetric). The usual source is `MetricsAPIPodSource`. `history` nil: predictive mode learns from what this
     /// controller measures.
     public init(client: KubeClient, informers: SharedInformers, metrics: (any PodMetricsSource)?, history: (any MetricsHistory)? = nil,
                 config: HPAControllerConfig = HPAControllerConfig(), clock: any ControlClock = SystemControlClock()) {

@@ -11,7 +11,8 @@ struct APIServerCommand: AsyncParsableCommand {
         discussion: """
         On first start, writes into --data-dir: pki/ca.crt and ca.key (the cluster CA), pki/apiserver.crt/.key \
         (serving certificate), admin.kubeconfig, scheduler.kubeconfig, controller-manager.kubeconfig, and join-token \
-        (for nodes). Later starts reuse them. State lives in DATA_DIR/state.db (SQLite, WAL).
+        (for nodes). Later starts reuse them. State lives in DATA_DIR/state.db (SQLite, WAL); the per-workload usage \
+        history in DATA_DIR/metrics.db (safe to delete).
         """)
 
     @Option(name: .customLong("data-dir"), help: "Directory for state, PKI and kubeconfigs.")
@@ -26,6 +27,10 @@ struct APIServerCommand: AsyncParsableCommand {
     var tlsSANs: [String] = []
     @Option(name: .customLong("watch-history"), help: "Revisions kept for watch replay.")
     var watchHistory: Int = 50_000
+    @Option(name: .customLong("metrics-interval"), help: "Seconds between scrapes of the node agents' stats (metrics.k8s.io, workload history); 0 disables.")
+    var metricsInterval: Double = 1
+    @Option(name: .customLong("metrics-scrape-timeout"), help: "Seconds one node's stats scrape may take.")
+    var metricsScrapeTimeout: Double = 2
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -36,6 +41,11 @@ struct APIServerCommand: AsyncParsableCommand {
         config.bindAddress = bindAddress
         config.tlsSANs = tlsSANs
         config.storeOptions.logCapacity = watchHistory
+        guard metricsInterval >= 0, metricsScrapeTimeout > 0 else {
+            throw ValidationError("--metrics-interval must be 0 (off) or more, --metrics-scrape-timeout more than 0")
+        }
+        config.metrics.interval = metricsInterval
+        config.metrics.scrapeTimeout = metricsScrapeTimeout
         config.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)

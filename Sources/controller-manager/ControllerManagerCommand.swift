@@ -22,6 +22,10 @@ struct ControllerManagerCommand: AsyncParsableCommand {
     @Option(name: .customLong("hpa-sync-period"), help: "Seconds between HorizontalPodAutoscaler syncs.") var hpaSyncPeriod: Double = 1
     @Option(name: .customLong("hpa-tolerance"), help: "Usage-ratio band around the target inside which the HPA does not scale.") var hpaTolerance: Double = 0.1
     @Option(name: .customLong("hpa-downscale-stabilization"), help: "Seconds of recommendations the HPA keeps the highest of before scaling down.") var hpaDownscale: Double = 300
+    @Option(name: .customLong("hpa-metrics-api"), help: "Read pod usage from the apiserver's metrics.k8s.io (false: HPAs report that they cannot get metrics).")
+    var hpaMetricsAPI: Bool = true
+    @Option(name: .customLong("hpa-metrics-history"), help: "Predictive HPAs read the apiserver's persisted workload history (false: only what this process measured since it started).")
+    var hpaMetricsHistory: Bool = true
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -34,8 +38,9 @@ struct ControllerManagerCommand: AsyncParsableCommand {
         config.hpa.syncPeriod = hpaSyncPeriod
         config.hpa.algorithm.tolerance = hpaTolerance
         config.hpa.algorithm.downscaleStabilizationWindow = hpaDownscale
-        // No metrics pipeline yet: HPAs report ScalingActive False until one is plugged in here.
-        config.podMetrics = nil
+        // The apiserver's metrics collector serves both (metrics.k8s.io and metrics.orchestrator.io).
+        config.podMetrics = hpaMetricsAPI ? MetricsAPIPodSource(client: client) : nil
+        config.metricsHistory = hpaMetricsHistory ? WorkloadMetricsHistory(client: client) : nil
         if let c = signingCert, let k = signingKey {
             config.ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: c, encoding: .utf8), keyPEM: String(contentsOfFile: k, encoding: .utf8))
         }

@@ -1,0 +1,133 @@
+// HTTP for the metrics the collector gathers: metrics.k8s.io/v1beta1 (nodes, pods; get and list
+// with label and field selectors, as metrics-server serves them to kubectl top and the HPA) and
+// metrics.orchestrator.io/v1 workloadmetrics (the persisted per-workload history, JSON or CSV).
+// Both are read-only and authorized like reads of pods and nodes.
+import Foundation
+import Hummingbird
+import NIOCore
+import API
+import PKI
+
+/// PodMetricsList / NodeMetricsList, encoded in one pass.
+struct MetricsList<T: Encodable>: Encodable {
+    var kind: String
+    var apiVersion = MetricsGroup.apiVersion
+    var metadata: [String: String] = [:]
+    var items: [T]
+}
+
+extension APIHandler {
+    /// Routes /apis/metrics.k8s.io/... and /apis/metrics.orchestrator.io/... below the version.
+    func routeMetrics(_ request: Request, identity: CertIdentity, group: String, version: String, rest: [String],
+                      _ verbLabel: inout String, _ resourceLabel: inout String) async throws -> Response {
+        guard let collector = metricsCollector else {
+            throw Status.serviceUnavailable("the metrics collector is disabled on this apiserver (--metrics-interval 0)")
+        }
+        let q = request.uri.queryParameters
+        func param(_ k: String) -> String? { q[Substring(k)].map(String.init) }
+        guard request.method == .get else { throw Status.methodNotAllowed() }
+        if param("watch") == "true" || param("watch") == "1" {
+            throw Status.methodNotAllowed("the metrics APIs do not support watch; poll instead")
+        }
+
+        if group == MetricsGroup.name && version == MetricsGroup.version {
+            let info: ResourceInfo, namespace: String?, name: String?
+            switch rest.count {
+            case 1 where rest[0] == "nodes": (info, namespace, name) = (MetricsGroup.nodes, nil, nil)
+            case 2 where rest[0] == "nodes": (info, namespace, name) = (MetricsGroup.nodes, nil, rest[1])
+            case 1 where rest[0] == "pods": (info, namespace, name) = (MetricsGroup.pods, nil, nil)
+            case 3 where rest[0] == "namespaces" && rest[2] == "pods": (info, namespace, name) = (MetricsGroup.pods, rest[1], nil)
+            case 4 where rest[0] == "namespaces" && rest[2] == "pods": (info, namespace, name) = (MetricsGroup.pods, rest[1], rest[3])
+            default: throw Status.notFoundPath()
+            }
+            resourceLabel = "\(info.plural).\(info.group)"
+            verbLabel = name == nil ? "LIST" : "GET"
+            try authorizeMetrics(identity, info, verb: name == nil ? "list" : "get", namespace: namespace, name: name)
+            let labelSel: Selector, fieldSel: Selector
+            do {
+                labelSel = try Selector.parse(param("labelSelector") ?? "")
+                fieldSel = try Selector.parse(param("fieldSelector") ?? "", fieldSelector: true)
+            } catch { throw Status.badRequest("\(error)") }
+            for r in fieldSel.requirements where !["metadata.name", "metadata.namespace"].contains(r.key) {
+                throw Status.badRequest("field label not supported: \(r.key) (the metrics API selects on metadata.name and metadata.namespace)")
+            }
+            let now = registry.clock()
+            if info == MetricsGroup.nodes {
+                if let name {
+                    guard let u = collector.nodeUsage(name) else { throw Status.notFound(info, name) }
+                    return Self.json(200, try KubeJSON.encode(u.object(now: now)))
+                }
+                let items = collector.nodeUsages().filter { labelSel.matches($0.labels) && fieldSel.matches(["metadata.name": $0.name]) }
+                return Self.json(200, try KubeJSON.encode(MetricsList(kind: "NodeMetricsList", items: items.map { $0.object(now: now) })))
+            }
+            if let name, let namespace {
+                guard let u = collector.podUsage(namespace: namespace, name: name) else { throw Status.notFound(info, name) }
+                return Self.json(200, try KubeJSON.encode(u.object(now: now)))
+            }
+            let items = collector.podUsages(namespace: namespace).filter {
+                labelSel.matches($0.facts.labels) && fieldSel.matches(["metadata.name": $0.facts.name, "metadata.namespace": $0.facts.namespace])
+            }
+            return Self.json(200, try KubeJSON.encode(MetricsList(kind: "PodMetricsList", items: items.map { $0.object(now: now) })))
+        }
+
+        if group == WorkloadMetricsGroup.name && version == WorkloadMetricsGroup.version {
+            let info = WorkloadMetricsGroup.resource
+            guard rest.count == 5, rest[0] == "namespaces", rest[2] == info.plural else {
+                throw Status.notFoundPath("the workload history is at /apis/\(info.apiVersion)/namespaces/NAMESPACE/workloadmetrics/KIND/NAME")
+            }
+            resourceLabel = "\(info.plural).\(info.group)"
+            verbLabel = "GET"
+            let namespace = rest[1], name = rest[4]
+            try authorizeMetrics(identity, info, verb: "get", namespace: namespace, name: name)
+            guard let kind = WorkloadMetricsGroup.canonicalKind(rest[3]) else {
+                throw Status.badRequest("unknown workload kind \"\(rest[3])\": use deployment, replicaset or pod (or an owner kind such as StatefulSet)")
+            }
+            let since = try Self.seconds(param("since"), name: "since") ?? 3600
+            let step = try Self.seconds(param("step"), name: "step")
+            let ref = WorkloadRef(namespace: namespace, kind: kind, name: name)
+            let samples = try await collector.history.query(ref, since: registry.clock().addingTimeInterval(-since), step: step)
+            if samples.isEmpty, try await !collector.history.hasHistory(ref), !workloadExists(ref) {
+                throw Status(status: "Failure", message: "no history for \(ref): it has no samples and no such \(kind) exists", reason: "NotFound",
+                             code: 404, details: StatusDetails(name: name, group: info.group, kind: info.plural))
+            }
+            if param("format") == "csv" || (request.headers[.accept] ?? "").hasPrefix("text/csv") {
+                return Self.text(200, WorkloadMetricsSample.csv(samples), type: "text/csv; charset=utf-8")
+            }
+            return Self.json(200, try KubeJSON.encode(WorkloadMetricsList(workload: ref, items: samples)))
+        }
+        throw Status.notFoundPath()
+    }
+
+    /// Same rules as reading pods or nodes: admins and the controller-manager may; nodes,
+    /// the scheduler and bootstrap tokens may not.
+    func authorizeMetrics(_ identity: CertIdentity, _ info: ResourceInfo, verb: String, namespace: String?, name: String?) throws {
+        let attrs = RequestAttributes(user: identity, verb: verb, resource: info, subresource: nil, namespace: namespace, name: name, fieldNodeName: nil)
+        switch authz.authorize(attrs) {
+        case .allow: return
+        case .deny(let msg): throw Status.forbidden(msg, info, name)
+        case .allowIfBoundTo, .allowIfNamed:
+            throw Status.forbidden("\(info.groupResource) is forbidden: User \"\(identity.user)\" cannot \(verb) resource \"\(info.plural)\" in API group \"\(info.group)\"", info, name)
+        }
+    }
+
+    func workloadExists(_ w: WorkloadRef) -> Bool {
+        let info: ResourceInfo
+        switch w.kind {
+        case "Deployment": info = Resources.deployments
+        case "ReplicaSet": info = Resources.replicasets
+        case "Pod": info = Resources.pods
+        default: return false
+        }
+        return store.get(Objects.key(info, w.namespace, w.name)) != nil
+    }
+
+
+    /// "3600", "90s", "15m", "1h", "7d" → seconds; nil when absent.
+    static func seconds(_ s: String?, name: String) throws -> Double? {
+        guard let s, !s.isEmpty else { return nil }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let v = Double(s), v >= 0 { return v }
+        if let u = s.last.flatMap({ units[$0] }), let v = Double(s.dropLast()), v >= 0 { return v * u }
+        throw Status.badRequest("\(name): invalid value \"\(s)\": want seconds (3600) or a duration (90s, 15m, 1h, 7d)")
+    }
+}

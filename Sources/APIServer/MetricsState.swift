@@ -1,0 +1,145 @@
+// The latest usage per pod and per node, built from the agents' stats summaries. CPU is a
+// rate computed here from the cumulative counter (usageCoreNanoSeconds) between two successive
+// samples, as metrics-server does: the window is then exactly the time between the samples, and
+// a pod is only listed once it has two (never a made-up zero for a pod that just started).
+import Foundation
+import API
+
+/// The subset of the agent's GET /stats/summary the collector reads.
+struct StatsSummary: Decodable, Sendable {
+    struct CPU: Decodable, Sendable { var time: String?; var usageNanoCores: UInt64?; var usageCoreNanoSeconds: UInt64? }
+    struct Memory: Decodable, Sendable { var time: String?; var workingSetBytes: UInt64? }
+    struct NodeStats: Decodable, Sendable { var nodeName: String?; var cpu: CPU?; var memory: Memory? }
+    struct PodRef: Decodable, Sendable { var name: String; var namespace: String; var uid: String }
+    struct ContainerStats: Decodable, Sendable { var name: String; var cpu: CPU?; var memory: Memory? }
+    struct PodStats: Decodable, Sendable { var podRef: PodRef; var containers: [ContainerStats]?; var cpu: CPU?; var memory: Memory? }
+    var node: NodeStats
+    var pods: [PodStats]?
+}
+
+struct ContainerUsage: Sendable, Hashable {
+    var name: String
+    var cpuNanoCores: UInt64
+    var memoryBytes: UInt64
+}
+
+struct PodUsage: Sendable {
+    var facts: PodFacts
+    var node: String
+    var timestamp: Date
+    var window: Double
+    var containers: [ContainerUsage]
+    var cpuNanoCores: UInt64 { containers.reduce(0) { $0 + $1.cpuNanoCores } }
+    var memoryBytes: UInt64 { containers.reduce(0) { $0 + $1.memoryBytes } }
+}
+
+struct NodeUsage: Sendable {
+    var name: String
+    var labels: [String: String]
+    var timestamp: Date
+    var window: Double
+    var cpuNanoCores: UInt64
+    var memoryBytes: UInt64
+}
+
+struct MetricsState: Sendable {
+    /// Keyed "namespace/name".
+    var pods: [String: PodUsage] = [:]
+    var nodes: [String: NodeUsage] = [:]
+    /// Last cumulative cpu sample per "uid/container".
+    var counters: [String: (time: Date, cpu: UInt64)] = [:]
+    /// Time of the last node sample seen, per node (the node window).
+    var nodeSampleTimes: [String: Date] = [:]
+
+    static func podKey(_ ns: String, _ name: String) -> String { "\(ns)/\(name)" }
+
+    /// Takes in one node's summary. `facts` holds the stored pods the summary names (by
+    /// "namespace/name", uid-checked by the caller); pods it lacks are not (or no longer) in the
+    /// cluster and are skipped. `fallbackWindow` is the node window before two samples exist.
+    mutating func apply(_ s: StatsSummary, node: String, labels: [String: String], facts: [String: PodFacts], fallbackWindow: Double, now: Date) {
+        // Node: the agent reports a rate already (whole-machine /proc/stat deltas).
+        let nodeTime = KubeTime.parse(s.node.cpu?.time ?? s.node.memory?.time) ?? now
+        if let cpu = s.node.cpu?.usageNanoCores, nodeSampleTimes[node].map({ nodeTime > $0 }) ?? true {
+            let window = nodeSampleTimes[node].map { nodeTime.timeIntervalSince($0) } ?? fallbackWindow
+            nodes[node] = NodeUsage(name: node, labels: labels, timestamp: nodeTime, window: window, cpuNanoCores: cpu,
+                                    memoryBytes: s.node.memory?.workingSetBytes ?? 0)
+            nodeSampleTimes[node] = nodeTime
+        }
+
+        var seen = Set<String>()
+        for p in s.pods ?? [] {
+            let key = Self.podKey(p.podRef.namespace, p.podRef.name)
+            guard let f = facts[key], f.uid == p.podRef.uid else { continue }
+            seen.insert(key)
+            var usage: [ContainerUsage] = []
+            var latest = Date.distantPast, window = 0.0
+            var complete = true
+            for c in p.containers ?? [] {
+                let ckey = "\(p.podRef.uid)/\(c.name)"
+                guard let cum = c.cpu?.usageCoreNanoSeconds, let t = KubeTime.parse(c.cpu?.time) else { complete = false; continue }
+                let mem = c.memory?.workingSetBytes ?? 0
+                if let prev = counters[ckey], t > prev.time, cum >= prev.cpu {
+                    let dt = t.timeIntervalSince(prev.time)
+                    usage.append(ContainerUsage(name: c.name, cpuNanoCores: UInt64((Double(cum - prev.cpu) / dt).rounded()), memoryBytes: mem))
+                    counters[ckey] = (t, cum)
+                    latest = max(latest, t); window = max(window, dt)
+                } else if let prev = counters[ckey], t == prev.time,
+                          let old = pods[key]?.containers.first(where: { $0.name == c.name }) {
+                    // The agent has not sampled again since the last scrape: same figures.
+                    usage.append(ContainerUsage(name: c.name, cpuNanoCores: old.cpuNanoCores, memoryBytes: mem))
+                    latest = max(latest, pods[key]!.timestamp); window = max(window, pods[key]!.window)
+                } else {
+                    // First sample, or the counter went back (container restarted): start over.
+                    counters[ckey] = (t, cum)
+                    complete = false
+                }
+            }
+            if complete && !usage.isEmpty {
+                pods[key] = PodUsage(facts: f, node: node, timestamp: latest, window: window, containers: usage)
+            }
+        }
+        // Pods this node no longer reports have stopped (or moved): no stale figures for them.
+        for (key, u) in pods where u.node == node && !seen.contains(key) { pods.removeValue(forKey: key) }
+    }
+
+    /// Drops what no longer exists or has gone stale: nodes not in `liveNodes`, pods `stillThere`
+    /// rejects (deleted, or re-created with another uid), figures older than `staleBefore`, and
+    /// counters of pods gone for good.
+    mutating func prune(liveNodes: Set<String>, stillThere: (PodUsage) -> PodFacts?, staleBefore: Date) {
+        nodes = nodes.filter { liveNodes.contains($0.key) && $0.value.timestamp >= staleBefore }
+        nodeSampleTimes = nodeSampleTimes.filter { liveNodes.contains($0.key) }
+        var kept: [String: PodUsage] = [:]
+        for (k, u) in pods where liveNodes.contains(u.node) && u.timestamp >= staleBefore {
+            guard let f = stillThere(u) else { continue }
+            var u = u
+            u.facts = f      // labels and requests may have changed since the sample
+            kept[k] = u
+        }
+        pods = kept
+        counters = counters.filter { $0.value.time >= staleBefore }
+    }
+
+    /// Latest figures per pod, ready for workload aggregation.
+    var podSamples: [WorkloadAggregation.PodSample] {
+        pods.values.map { WorkloadAggregation.PodSample(facts: $0.facts, cpuNanoCores: $0.cpuNanoCores, memoryBytes: $0.memoryBytes) }
+    }
+}
+
+extension PodUsage {
+    func object(now: Date) -> PodMetrics {
+        var meta = ObjectMeta(name: facts.name, namespace: facts.namespace, labels: facts.labels.isEmpty ? nil : facts.labels)
+        meta.creationTimestamp = KubeTime.format(now)
+        return PodMetrics(metadata: meta, timestamp: KubeTime.format(timestamp), window: goDuration(seconds: (window * 1000).rounded() / 1000),
+                          containers: containers.map { ContainerMetrics(name: $0.name, usage: ["cpu": UsageQuantity.cpu(nanoCores: $0.cpuNanoCores),
+                                                                                                 "memory": UsageQuantity.memory(bytes: $0.memoryBytes)]) })
+    }
+}
+
+extension NodeUsage {
+    func object(now: Date) -> NodeMetrics {
+        var meta = ObjectMeta(name: name, labels: labels.isEmpty ? nil : labels)
+        meta.creationTimestamp = KubeTime.format(now)
+        return NodeMetrics(metadata: meta, timestamp: KubeTime.format(timestamp), window: goDuration(seconds: (window * 1000).rounded() / 1000),
+                           usage: ["cpu": UsageQuantity.cpu(nanoCores: cpuNanoCores), "memory": UsageQuantity.memory(bytes: memoryBytes)])
+    }
+}
