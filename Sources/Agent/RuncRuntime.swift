@@ -271,11 +271,17 @@ public final class RuncRuntime: ContainerRuntime {
             let code = Int32(parts.first ?? "") ?? 255
             let at = Double(parts.count > 1 ? parts[1] : "").map { Date(timeIntervalSince1970: $0) } ?? Date()
             state = .exited(code: code, startedAt: meta.startedAt, finishedAt: at)
-        } else if let pid = meta.pid, kill(pid, 0) != 0, errno == ESRCH {
-            // Neither the shim's record nor the process: it was killed with its shim.
+        } else if let pid = meta.pid, kill(pid, 0) != 0, errno == ESRCH, !Self.alive(pidFile: "\(dir)/exit.shim") {
+            // Neither the shim's record nor the process nor the shim: killed together (a dead
+            // machine). While the shim lives, its record is on the way.
             state = .exited(code: 137, startedAt: meta.startedAt, finishedAt: Date())
         }
         return ContainerInfo(name: meta.name, id: meta.id, attempt: meta.attempt, image: meta.image, imageID: meta.imageID, state: state)
+    }
+
+    static func alive(pidFile: String) -> Bool {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
     }
 
     func meta(_ uid: String, _ id: String) -> ContainerMeta? {

@@ -130,6 +130,14 @@ int main(int argc, char **argv) {
     }
     close(sync_pipe[0]);
     setsid();
+    {
+        // EXITFILE.shim names this process, so the agent can tell "exited, status not yet
+        // written" from "the shim is gone too".
+        char path[4096], line[32];
+        snprintf(path, sizeof path, "%s.shim", exitfile);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) { int n = snprintf(line, sizeof line, "%d\n", getpid()); ssize_t w = write(fd, line, n); (void)w; close(fd); }
+    }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);

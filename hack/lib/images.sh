@@ -30,7 +30,7 @@ build_busybox_image() {
   local rootfs="$work/bundle/rootfs"
   mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc" "$rootfs/www"
   cp /bin/busybox "$rootfs/bin/busybox"
-  for app in sh ls cat echo sleep httpd wget mkdir hostname nc true false env ps kill id rm touch test seq date head tail yes dd grep sed ip ifconfig; do ln -sf busybox "$rootfs/bin/$app"; done
+  for app in sh ls cat echo sleep httpd wget mkdir hostname nc true false env ps kill id rm touch test seq date head tail yes dd grep sed ip ifconfig chmod printf; do ln -sf busybox "$rootfs/bin/$app"; done
   echo "root:x:0:0:root:/:/bin/sh" >"$rootfs/etc/passwd"
   umoci repack --image "$work/oci:img" "$work/bundle" >/dev/null
   umoci config --image "$work/oci:img" --config.cmd /bin/sh --config.env PATH=/bin >/dev/null
