@@ -23,7 +23,7 @@ struct ClusterRender: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "render", abstract: "Print cluster.yaml as KEY=VALUE and NODE lines for scripts.",
         discussion: """
         Lines: CLUSTER_NAME, API_ADDRESS, API_PORT, BRIDGE, BRIDGE_CIDR, REGISTRY, NODE_GRACE, EVICTION_DELAY,
-        LEASE_INTERVAL, HPA_SYNC, then one line per node:
+        LEASE_INTERVAL, HPA_SYNC, CP_SSH (user@host:port or -), then one line per node:
         NODE <name> <address> <podCIDR> <labels k=v,...|-> <taints k=v:Effect,...|-> <ssh user@host:port|->
         """)
     @Option(name: [.short, .customLong("file")]) var file: String = "cluster.yaml"
@@ -48,6 +48,7 @@ struct ClusterSpec {
     var evictionDelay = 1.0
     var leaseInterval = 1.0
     var hpaSync = 1.0
+    var controlPlaneSSH: String?
     var nodes: [Node] = []
 
     struct Problem: Error, CustomStringConvertible { var description: String }
@@ -87,11 +88,21 @@ struct ClusterSpec {
             guard let d, d > 0 else { throw err(field, "must be a positive duration in seconds (e.g. 3 or \"500ms\")") }
             return d
         }
+        func sshSpec(_ v: JSONValue, _ f: String) throws -> String {
+            let so = try object(v, f, allowed: ["host", "user", "port"])
+            guard let host = try string(so["host"], "\(f).host") else { throw err("\(f).host", "is required") }
+            guard !host.contains(" "), !host.contains("@") else { throw err("\(f).host", "must be a host name or address") }
+            let port = so["port"]?.intValue ?? 22
+            guard (1...65535).contains(port) else { throw err("\(f).port", "must be a port number") }
+            let user = try string(so["user"], "\(f).user") ?? "root"
+            return "\(user)@\(host):\(port)"
+        }
         var c = ClusterSpec()
         let top = try object(doc.object, "", allowed: ["apiVersion", "kind", "metadata", "controlPlane", "network", "registry", "nodes"])
         if let kind = top["kind"]?.stringValue, kind != "Cluster" { throw err("kind", "must be Cluster") }
         if let md = try object(top["metadata"], "metadata", allowed: ["name"])["name"] { c.name = try string(md, "metadata.name") ?? c.name }
-        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod"])
+        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "ssh"])
+        if let s = cp["ssh"], !s.isNull { c.controlPlaneSSH = try sshSpec(s, "controlPlane.ssh") }
         if let a = try string(cp["address"], "controlPlane.address") {
             guard isIPv4(a), inCIDR(a, "198.18.0.0/15") else { throw err("controlPlane.address", "\"\(a)\" must be an IPv4 address in 198.18.0.0/15") }
             c.apiAddress = a
@@ -160,12 +171,7 @@ struct ClusterSpec {
                 }
             }
             var ssh: String? = nil
-            if let s = o["ssh"], !s.isNull {
-                let so = try object(s, "\(f).ssh", allowed: ["host", "user", "port"])
-                guard let host = try string(so["host"], "\(f).ssh.host") else { throw err("\(f).ssh.host", "is required") }
-                let port = so["port"]?.intValue ?? 22
-                ssh = "\(try string(so["user"], "\(f).ssh.user") ?? "root")@\(host):\(port)"
-            }
+            if let s = o["ssh"], !s.isNull { ssh = try sshSpec(s, "\(f).ssh") }
             c.nodes.append(Node(name: name, address: addr, podCIDR: cidr, labels: labels, taints: taints, ssh: ssh))
         }
         return c
@@ -174,7 +180,8 @@ struct ClusterSpec {
     func render() -> String {
         var lines = ["CLUSTER_NAME=\(name)", "API_ADDRESS=\(apiAddress)", "API_PORT=\(apiPort)", "BRIDGE=\(bridge)",
                      "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
-                     "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))"]
+                     "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))",
+                     "CP_SSH=\(controlPlaneSSH ?? "-")"]
         for n in nodes {
             let labels = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             lines.append("NODE \(n.name) \(n.address) \(n.podCIDR) \(labels.isEmpty ? "-" : labels) \(n.taints.isEmpty ? "-" : n.taints.joined(separator: ",")) \(n.ssh ?? "-")")
