@@ -196,7 +196,7 @@ extension NodeAgent {
 
     static func terminated(_ info: ContainerInfo) -> ContainerState? {
         guard case .exited(let code, let started, let finished) = info.state else { return nil }
-        var t = ContainerStateTerminated(exitCode: code, reason: code == 0 ? "Completed" : (code == 137 ? "Error" : "Error"),
+        var t = ContainerStateTerminated(exitCode: code, reason: code == 0 ? "Completed" : "Error",
                                          startedAt: KubeTime.format(started), finishedAt: KubeTime.format(finished))
         t.containerID = "\(info.id.hasPrefix("fake") ? "" : "runc://")\(info.id)"
         if code > 128 { t.signal = code - 128 }
