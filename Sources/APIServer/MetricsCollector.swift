@@ -20,6 +20,8 @@ public struct MetricsConfig: Sendable {
     /// Figures older than this are dropped (an unreachable node's pods vanish from the API
     /// instead of showing old usage forever). Default: max(5 s, 3 intervals + the timeout).
     public var staleAfter: Double?
+    /// CPU is the rate over this many seconds of samples (see MetricsState.rateSpan).
+    public var rateSpan: Double = 5
     /// Seconds between history writes (rows are buffered in memory meanwhile).
     public var flushInterval: Double = 5
     /// Seconds between folding old raw rows into minutes.
@@ -50,7 +52,7 @@ public final class MetricsCollector: Sendable {
     let facts: PodFactsCache
     let logger: Logger
     let now: @Sendable () -> Date
-    let state = Mutex(MetricsState())
+    let state: Mutex<MetricsState>
     let inFlight = Mutex<Set<String>>([])
     let stats = Mutex(CollectorStats())
     /// Set while a history flush or fold runs (they never overlap; a busy writer skips a turn).
@@ -63,6 +65,9 @@ public final class MetricsCollector: Sendable {
     init(store: Store, proxy: NodeProxy, history: MetricsHistoryDB, config: MetricsConfig, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store; self.proxy = proxy; self.history = history; self.config = config; self.logger = logger; self.now = now
         facts = PodFactsCache(store: store)
+        var st = MetricsState()
+        st.rateSpan = config.rateSpan
+        state = Mutex(st)
     }
 
     // MARK: reading (metrics.k8s.io)

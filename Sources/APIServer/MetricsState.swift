@@ -46,8 +46,13 @@ struct MetricsState: Sendable {
     /// Keyed "namespace/name".
     var pods: [String: PodUsage] = [:]
     var nodes: [String: NodeUsage] = [:]
-    /// Last cumulative cpu sample per "uid/container".
-    var counters: [String: (time: Date, cpu: UInt64)] = [:]
+    /// Recent cumulative cpu samples per "uid/container", oldest first, spanning `rateSpan`.
+    var counters: [String: [(time: Date, cpu: UInt64)]] = [:]
+    /// CPU is the rate over the samples of the last `rateSpan` seconds (metrics-server's kubelet
+    /// windows are 10-15 s). A 1 s rate of a bursty workload jumps across the HPA's tolerance
+    /// band and makes it flap; 5 s keeps a load step visible within a second or two (the rate
+    /// rises with each sample) while steady load reads steady.
+    var rateSpan: Double = 5
     /// Time of the last node sample seen, per node (the node window).
     var nodeSampleTimes: [String: Date] = [:]
 
@@ -78,19 +83,23 @@ struct MetricsState: Sendable {
                 let ckey = "\(p.podRef.uid)/\(c.name)"
                 guard let cum = c.cpu?.usageCoreNanoSeconds, let t = KubeTime.parse(c.cpu?.time) else { complete = false; continue }
                 let mem = c.memory?.workingSetBytes ?? 0
-                if let prev = counters[ckey], t > prev.time, cum >= prev.cpu {
-                    let dt = t.timeIntervalSince(prev.time)
-                    usage.append(ContainerUsage(name: c.name, cpuNanoCores: UInt64((Double(cum - prev.cpu) / dt).rounded()), memoryBytes: mem))
-                    counters[ckey] = (t, cum)
+                if var hist = counters[ckey], let prev = hist.last, t > prev.time, cum >= prev.cpu {
+                    hist.append((t, cum))
+                    // Keep the newest sample at or before the span's start, so the span is covered.
+                    while hist.count > 2, hist[1].time <= t.addingTimeInterval(-rateSpan) { hist.removeFirst() }
+                    let first = hist[0]
+                    let dt = t.timeIntervalSince(first.time)
+                    usage.append(ContainerUsage(name: c.name, cpuNanoCores: UInt64((Double(cum - first.cpu) / dt).rounded()), memoryBytes: mem))
+                    counters[ckey] = hist
                     latest = max(latest, t); window = max(window, dt)
-                } else if let prev = counters[ckey], t == prev.time,
+                } else if let prev = counters[ckey]?.last, t == prev.time,
                           let old = pods[key]?.containers.first(where: { $0.name == c.name }) {
                     // The agent has not sampled again since the last scrape: same figures.
                     usage.append(ContainerUsage(name: c.name, cpuNanoCores: old.cpuNanoCores, memoryBytes: mem))
                     latest = max(latest, pods[key]!.timestamp); window = max(window, pods[key]!.window)
                 } else {
                     // First sample, or the counter went back (container restarted): start over.
-                    counters[ckey] = (t, cum)
+                    counters[ckey] = [(t, cum)]
                     complete = false
                 }
             }
@@ -116,7 +125,7 @@ struct MetricsState: Sendable {
             kept[k] = u
         }
         pods = kept
-        counters = counters.filter { $0.value.time >= staleBefore }
+        counters = counters.filter { ($0.value.last?.time ?? .distantPast) >= staleBefore }
     }
 
     /// Latest figures per pod, ready for workload aggregation.

@@ -31,6 +31,8 @@ struct APIServerCommand: AsyncParsableCommand {
     var metricsInterval: Double = 1
     @Option(name: .customLong("metrics-scrape-timeout"), help: "Seconds one node's stats scrape may take.")
     var metricsScrapeTimeout: Double = 2
+    @Option(name: .customLong("metrics-rate-window"), help: "Seconds of samples a CPU rate is computed over (smooths bursty load for the HPA).")
+    var metricsRateWindow: Double = 5
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -46,6 +48,7 @@ struct APIServerCommand: AsyncParsableCommand {
         }
         config.metrics.interval = metricsInterval
         config.metrics.scrapeTimeout = metricsScrapeTimeout
+        config.metrics.rateSpan = max(0, metricsRateWindow)
         config.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)

@@ -174,7 +174,7 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
     }
 
     @Test func aHungAgentDoesNotSlowTheScrapesOfTheOthers() async throws {
-        let c = try await TestCluster.start(inMemory: true) { $0.metrics.interval = 0.25; $0.metrics.scrapeTimeout = 1.5 }
+        let c = try await TestCluster.start(inMemory: true) { $0.metrics.interval = 0.25; $0.metrics.scrapeTimeout = 1.5; $0.metrics.rateSpan = 0 }  // rates over one interval, so a window shows the gap between scrapes
         let admin = try c.admin()
         var cfg = ControllerManagerConfig()
         cfg.ca = c.server.pki.ca
