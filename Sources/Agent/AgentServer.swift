@@ -258,3 +258,15 @@ public final class AgentServer: Sendable {
         return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: body)
     }
 }
+
+extension NodeAgent {
+    /// Runs the agent with its HTTPS endpoint; when either ends, the other is cancelled.
+    public func run(with server: AgentServer) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            g.addTask { try await self.run() }
+            g.addTask { try await server.run() }
+            try await g.next()
+            g.cancelAll()
+        }
+    }
+}

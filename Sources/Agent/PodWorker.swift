@@ -194,11 +194,14 @@ extension NodeAgent {
 
     // MARK: status
 
-    static func terminated(_ info: ContainerInfo) -> ContainerState? {
+    /// The containerID Kubernetes reports: "<runtime>://<id>" (runc://…, fake://…).
+    func containerURI(_ info: ContainerInfo) -> String { "\(runtime.name)://\(info.id)" }
+
+    func terminated(_ info: ContainerInfo) -> ContainerState? {
         guard case .exited(let code, let started, let finished) = info.state else { return nil }
         var t = ContainerStateTerminated(exitCode: code, reason: code == 0 ? "Completed" : "Error",
                                          startedAt: KubeTime.format(started), finishedAt: KubeTime.format(finished))
-        t.containerID = "\(info.id.hasPrefix("fake") ? "" : "runc://")\(info.id)"
+        t.containerID = containerURI(info)
         if code > 128 { t.signal = code - 128 }
         return ContainerState(terminated: t)
     }
@@ -214,7 +217,7 @@ extension NodeAgent {
             let attempts = containers.filter { $0.name == c.name }.sorted { $0.attempt < $1.attempt }
             let latest = attempts.last
             if let latest {
-                cs.containerID = runtime.name == "fake" ? latest.id : "runc://\(latest.id)"
+                cs.containerID = containerURI(latest)
                 cs.imageID = latest.imageID
                 cs.restartCount = latest.attempt
                 let rd = readiness(uid, c, latest)
@@ -224,20 +227,20 @@ extension NodeAgent {
             if let w = waiting[c.name] {
                 cs.state = ContainerState(waiting: w)
                 // A container waiting to restart counts as stopped (the kubelet's getPhase).
-                if let latest, let t = Self.terminated(latest) { cs.lastState = t; stopped += 1 } else { waitingCount += 1 }
+                if let latest, let t = terminated(latest) { cs.lastState = t; stopped += 1 } else { waitingCount += 1 }
             } else if let latest {
                 switch latest.state {
                 case .running(let started):
                     cs.state = ContainerState(running: ContainerStateRunning(startedAt: KubeTime.format(started)))
                     running += 1
                 case .exited(let code, _, _):
-                    cs.state = Self.terminated(latest)
+                    cs.state = terminated(latest)
                     stopped += 1
                     if code == 0 { succeeded += 1 }
                     // Restarting right now (the next attempt was not started in this pass).
-                    if Self.shouldRestart(policy, exitCode: code) { cs.state = ContainerState(waiting: ContainerStateWaiting(reason: "ContainerCreating")); cs.lastState = Self.terminated(latest) }
+                    if Self.shouldRestart(policy, exitCode: code) { cs.state = ContainerState(waiting: ContainerStateWaiting(reason: "ContainerCreating")); cs.lastState = terminated(latest) }
                 }
-                if latest.isRunning, attempts.count > 1, let prev = Self.terminated(attempts[attempts.count - 2]) { cs.lastState = prev }
+                if latest.isRunning, attempts.count > 1, let prev = terminated(attempts[attempts.count - 2]) { cs.lastState = prev }
             } else {
                 cs.state = ContainerState(waiting: ContainerStateWaiting(reason: "ContainerCreating"))
                 waitingCount += 1

@@ -49,6 +49,7 @@ struct ContainerMeta: Codable {
 
 public final class RuncRuntime: ContainerRuntime {
     public let name = "runc"
+    public let hollow = false
     public let version: String
     let config: RuncRuntimeConfig
     let runc: Runc

@@ -45,6 +45,8 @@ public struct ImagePullError: Error, CustomStringConvertible {
 /// What a node needs from a runtime. `runc` for real nodes; `FakeRuntime` for hollow ones.
 public protocol ContainerRuntime: Sendable {
     var name: String { get }
+    /// Hollow runtimes run no processes and have no network: probes pass without traffic.
+    var hollow: Bool { get }
     var version: String { get }
     /// Sets up the pod's sandbox (network namespace, addresses); idempotent.
     func ensureSandbox(_ pod: Pod) async throws -> SandboxInfo
@@ -73,6 +75,7 @@ public protocol ContainerRuntime: Sendable {
 public final class FakeRuntime: ContainerRuntime {
     public let name = "fake"
     public let version = "fake://1.0"
+    public let hollow = true
     struct State { var sandboxes: [String: SandboxInfo] = [:]; var containers: [String: [ContainerInfo]] = [:]; var nextIP = 2
         var cpu: [String: UInt64] = [:]; var lastStats: [String: Date] = [:]; var pods: [String: Pod] = [:] }
     private let state = Mutex(State())

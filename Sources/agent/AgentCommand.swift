@@ -71,8 +71,7 @@ struct AgentCommand: AsyncParsableCommand {
             let endpoint = try AgentServer(agent: agent, port: listenPort, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
             let renewAt = creds.renewAt
             let due = try await withThrowingTaskGroup(of: Bool.self) { g in
-                g.addTask { try await agent.run(); return false }
-                g.addTask { try await endpoint.run(); return false }
+                g.addTask { try await agent.run(with: endpoint); return false }
                 g.addTask {
                     while Date() < renewAt { try await Task.sleep(for: .seconds(min(3600, max(1, renewAt.timeIntervalSinceNow)))) }
                     return true

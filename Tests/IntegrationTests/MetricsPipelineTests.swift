@@ -45,14 +45,7 @@ struct HollowNode {
         config.serverPort = port
         let agent = NodeAgent(client: client, config: config, runtime: FakeRuntime())
         let server = try AgentServer(agent: agent, port: port, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
-        let task = Task {
-            await withTaskGroup(of: Void.self) { g in
-                g.addTask { _ = try? await agent.run() }
-                g.addTask { _ = try? await server.run() }
-                await g.next()
-                g.cancelAll()
-            }
-        }
+        let task = Task { _ = try? await agent.run(with: server) }
         return HollowNode(name: name, task: task)
     }
 

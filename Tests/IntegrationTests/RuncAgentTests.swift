@@ -65,18 +65,11 @@ struct RealNode {
         config.address = "127.0.0.1"
         config.backoffBase = backoff
         config.backoffMax = backoff * 4
-        let port = Int.random(in: 41000...49000)
+        let port = try freePort()
         config.serverPort = port
         let agent = NodeAgent(client: client, config: config, runtime: rt)
         let server = try AgentServer(agent: agent, port: port, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
-        let task = Task {
-            await withTaskGroup(of: Void.self) { g in
-                g.addTask { _ = try? await agent.run() }
-                g.addTask { _ = try? await server.run() }
-                await g.next()
-                g.cancelAll()
-            }
-        }
+        let task = Task { _ = try? await agent.run(with: server) }
         return RealNode(cluster: c, name: name, dir: dir, bridge: bridge, cidr: cidr, agent: agent, runtime: rt, server: server, task: task)
     }
 
