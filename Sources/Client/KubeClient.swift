@@ -152,11 +152,10 @@ public final class KubeClient: Sendable {
                        body: try KubeJSON.encode(Binding(podName: pod, namespace: namespace, nodeName: node)))
     }
 
-    /// Streams a response body as it arrives (watches, pods/log with follow); a failed request
-    /// ends the stream with its Status.
-    public func stream(path: String, query: [String: String], accept: String = "*/*") -> AsyncThrowingStream<Data, Error> {
+    /// Streams a response body as it arrives (pods/log with follow); errors come as Status.
+    public func stream(path: String, query: [String: String]) -> AsyncThrowingStream<Data, Error> {
         var r = HTTPClientRequest(url: self.url(path, query))
-        r.headers.add(name: "Accept", value: accept)
+        r.headers.add(name: "Accept", value: "*/*")
         if let token = self.token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
         let req = r
         return AsyncThrowingStream { cont in
@@ -166,7 +165,7 @@ public final class KubeClient: Sendable {
                     if resp.status.code >= 300 {
                         let b = try await resp.body.collect(upTo: 1 << 20)
                         if let s = try? KubeJSON.decode(Status.self, from: Data(buffer: b)) { throw s }
-                        throw ClientError("\(path): HTTP \(resp.status.code): \(String(buffer: b).prefix(200))")
+                        throw ClientError("HTTP \(resp.status.code): \(String(buffer: b))")
                     }
                     for try await chunk in resp.body { cont.yield(Data(chunk.readableBytesView)) }
                     cont.finish()
@@ -182,13 +181,24 @@ public final class KubeClient: Sendable {
     public func watchRaw(path: String, query: [String: String], accept: String = "application/json") -> AsyncThrowingStream<JSONValue, Error> {
         var q = query
         q["watch"] = "true"
-        let body = stream(path: path, query: q, accept: accept)
+        let req = { () -> HTTPClientRequest in
+            var r = HTTPClientRequest(url: self.url(path, q))
+            r.headers.add(name: "Accept", value: accept)
+            if let token = self.token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
+            return r
+        }()
         return AsyncThrowingStream { cont in
             let task = Task {
                 do {
+                    let resp = try await http.execute(req, timeout: .seconds(30))
+                    if resp.status.code >= 300 {
+                        let b = try await resp.body.collect(upTo: 1 << 20)
+                        if let s = try? KubeJSON.decode(Status.self, from: Data(buffer: b)) { throw s }
+                        throw ClientError("watch failed with HTTP \(resp.status.code)")
+                    }
                     var pending = Data()
-                    for try await chunk in body {
-                        pending.append(chunk)
+                    for try await chunk in resp.body {
+                        pending.append(contentsOf: chunk.readableBytesView)
                         while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
                             let line = pending[pending.startIndex..<nl]
                             pending = Data(pending[(nl + 1)...])
@@ -197,7 +207,9 @@ public final class KubeClient: Sendable {
                         }
                     }
                     cont.finish()
-                } catch { cont.finish(throwing: error) }
+                } catch {
+                    cont.finish(throwing: error)
+                }
             }
             cont.onTermination = { _ in task.cancel() }
         }
