@@ -67,6 +67,8 @@ let package = Package(
         .target(name: "Agent", dependencies: ["API", "Client", "PKI",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -86,7 +88,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "apiserver", dependencies: [
-            "APIServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "APIServer", "API", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ctl", dependencies: [
@@ -101,6 +103,8 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers", "Agent"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "API"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controllers", "Client", "API"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Client",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "MetricsTests", dependencies: ["API", "APIServer", "Controllers", "Store"]),
     ]
 )

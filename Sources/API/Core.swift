@@ -440,17 +440,24 @@ public struct EndpointAddress: Codable, Hashable, Sendable {
     public var hostname: String?
     public var nodeName: String?
     public var targetRef: JSONValue?
+    public init(ip: String) { self.ip = ip }
 }
 public struct EndpointPort: Codable, Hashable, Sendable {
     public var name: String?
     public var port: Int
     public var `protocol`: String?
     public var appProtocol: String?
+    public init(name: String?, port: Int, protocol: String?, appProtocol: String? = nil) {
+        self.name = name; self.port = port; self.protocol = `protocol`; self.appProtocol = appProtocol
+    }
 }
 public struct EndpointSubset: Codable, Hashable, Sendable {
     public var addresses: [EndpointAddress]?
     public var notReadyAddresses: [EndpointAddress]?
     public var ports: [EndpointPort]?
+    public init(addresses: [EndpointAddress]?, notReadyAddresses: [EndpointAddress]?, ports: [EndpointPort]?) {
+        self.addresses = addresses; self.notReadyAddresses = notReadyAddresses; self.ports = ports
+    }
 }
 public struct Endpoints: KubeObject, Hashable {
     public static let resource = Resources.endpoints
@@ -458,6 +465,7 @@ public struct Endpoints: KubeObject, Hashable {
     public var kind: String?
     public var metadata: ObjectMeta
     public var subsets: [EndpointSubset]?
+    public init(metadata: ObjectMeta) { apiVersion = "v1"; kind = "Endpoints"; self.metadata = metadata }
 }
 
 public struct ObjectReference: Codable, Hashable, Sendable {

@@ -181,6 +181,16 @@ extension Endpoints: TablePrintable {
     }
 }
 
+extension EndpointSlice: TablePrintable {
+    public static let columns = [nameCol, TableColumn("AddressType"), TableColumn("Ports"), TableColumn("Endpoints"), ageCol]
+    public func cells(now: Date) -> [JSONValue] {
+        let ps = (ports ?? []).compactMap { $0.port.map(String.init) }
+        let ips = endpoints.flatMap(\.addresses)
+        func short(_ xs: [String]) -> String { xs.isEmpty ? "<unset>" : xs.prefix(3).joined(separator: ",") + (xs.count > 3 ? " + \(xs.count - 3) more..." : "") }
+        return [.string(name), .string(addressType), .string(short(ps)), .string(short(ips)), age]
+    }
+}
+
 extension ConfigMap: TablePrintable {
     public static let columns = [nameCol, TableColumn("Data", "integer"), ageCol]
     public func cells(now: Date) -> [JSONValue] { [.string(name), .int(Int64((data?.count ?? 0) + (binaryData?.count ?? 0))), age] }
@@ -207,7 +217,8 @@ public enum Kinds {
     public typealias Served = any (ServedKind & TablePrintable).Type
     public static let byResource: [String: Served] = {
         let types: [Served] = [Namespace.self, Pod.self, Node.self, Service.self, Endpoints.self, Event.self, ConfigMap.self, Secret.self,
-                               Deployment.self, ReplicaSet.self, HorizontalPodAutoscaler.self, Lease.self, CertificateSigningRequest.self]
+                               Deployment.self, ReplicaSet.self, HorizontalPodAutoscaler.self, Lease.self, CertificateSigningRequest.self,
+                               EndpointSlice.self]
         return Dictionary(uniqueKeysWithValues: types.map { ($0.resource.groupResource, $0) })
     }()
 }

@@ -49,7 +49,9 @@ public enum Resources {
     public static let leases = ResourceInfo(group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases")
     public static let csrs = ResourceInfo(group: "certificates.k8s.io", version: "v1", kind: "CertificateSigningRequest", plural: "certificatesigningrequests", shortNames: ["csr"], namespaced: false, subresources: ["status", "approval"])
 
-    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs]
+    public static let endpointslices = ResourceInfo(group: "discovery.k8s.io", version: "v1", kind: "EndpointSlice", plural: "endpointslices")
+
+    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices]
 
     /// Finds a resource by plural, singular, short name or kind, optionally qualified with a group ("deployments.apps").
     public static func lookup(_ name: String) -> ResourceInfo? {

@@ -152,6 +152,34 @@ extension PodSpec {
             if let e = Validation.qualifiedName(k) { errs.append(.init(.invalid, "\(path).nodeSelector", "\"\(k)\": \(e)")) }
             if let e = Validation.labelValue(v) { errs.append(.init(.invalid, "\(path).nodeSelector", "\"\(v)\": \(e)")) }
         }
+        errs += validateDNS(path)
+        return errs
+    }
+
+    func validateDNS(_ path: String) -> [FieldError] {
+        var errs: [FieldError] = []
+        let policies = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
+        if let d = dnsPolicy, !policies.contains(d) {
+            errs.append(.init(.notSupported, "\(path).dnsPolicy", "\"\(d)\": supported values: \"ClusterFirst\", \"ClusterFirstWithHostNet\", \"Default\", \"None\""))
+        }
+        let servers = dnsConfig?["nameservers"]?.arrayValue ?? []
+        if dnsPolicy == "None" && servers.isEmpty {
+            errs.append(.init(.required, "\(path).dnsConfig.nameservers", "must provide at least one DNS nameserver when `dnsPolicy` is None"))
+        }
+        if servers.count > 3 { errs.append(.init(.invalid, "\(path).dnsConfig.nameservers", "must not have more than 3 nameservers")) }
+        for (i, s) in servers.enumerated() where s.stringValue.flatMap(IPv4.init) == nil {
+            errs.append(.init(.invalid, "\(path).dnsConfig.nameservers[\(i)]", "\(s): must be a valid IPv4 address"))
+        }
+        let searches = dnsConfig?["searches"]?.arrayValue ?? []
+        if searches.count > 32 { errs.append(.init(.invalid, "\(path).dnsConfig.searches", "must not have more than 32 search paths")) }
+        for (i, s) in searches.enumerated() {
+            guard let v = s.stringValue, Validation.dns1123Subdomain(v.hasSuffix(".") ? String(v.dropLast()) : v) == nil else {
+                errs.append(.init(.invalid, "\(path).dnsConfig.searches[\(i)]", "\(s): must be a valid DNS subdomain")); continue
+            }
+        }
+        for (i, o) in (dnsConfig?["options"]?.arrayValue ?? []).enumerated() where (o["name"]?.stringValue ?? "").isEmpty {
+            errs.append(.init(.required, "\(path).dnsConfig.options[\(i)].name", "must not be empty"))
+        }
         return errs
     }
 }
@@ -221,37 +249,135 @@ extension Node: ServedKind {
 }
 
 extension Service: ServedKind {
+    public var isHeadless: Bool { spec?.clusterIP == "None" }
+    /// Whether the type needs a cluster IP from the allocator (headless and ExternalName do not).
+    public var wantsClusterIP: Bool { spec?.type != "ExternalName" && !isHeadless }
+    public var wantsNodePorts: Bool { spec?.type == "NodePort" || spec?.type == "LoadBalancer" }
+
     public mutating func applyDefaults() {
         if spec == nil { spec = ServiceSpec() }
         spec!.type = spec!.type ?? "ClusterIP"
         spec!.sessionAffinity = spec!.sessionAffinity ?? "None"
+        if spec!.sessionAffinity == "ClientIP", spec!.sessionAffinityConfig == nil {
+            spec!.sessionAffinityConfig = .object(["clientIP": .object(["timeoutSeconds": .int(10800)])])
+        }
         if spec!.ports != nil {
             for i in spec!.ports!.indices {
                 spec!.ports![i].protocol = spec!.ports![i].protocol ?? "TCP"
                 spec!.ports![i].targetPort = spec!.ports![i].targetPort ?? .int(spec!.ports![i].port)
             }
         }
+        if spec!.type != "ExternalName" {
+            spec!.internalTrafficPolicy = spec!.internalTrafficPolicy ?? "Cluster"
+            spec!.ipFamilies = spec!.ipFamilies ?? ["IPv4"]
+            spec!.ipFamilyPolicy = spec!.ipFamilyPolicy ?? "SingleStack"
+            if let ip = spec!.clusterIP, !ip.isEmpty, spec!.clusterIPs == nil { spec!.clusterIPs = [ip] }
+            if (spec!.clusterIP ?? "").isEmpty, let first = spec!.clusterIPs?.first { spec!.clusterIP = first }
+        }
+        if wantsNodePorts { spec!.externalTrafficPolicy = spec!.externalTrafficPolicy ?? "Cluster" }
         if status == nil { status = .object(["loadBalancer": .object([:])]) }
     }
+
+    public var affinityTimeout: Int? {
+        guard spec?.sessionAffinity == "ClientIP" else { return nil }
+        if case .int(let t)? = spec?.sessionAffinityConfig?["clientIP"]?["timeoutSeconds"] { return Int(t) }
+        return 10800
+    }
+
     public func validate() -> [FieldError] {
         var errs = Validation.metadata(metadata, namespaced: true, nameIsLabel: true)
         let ports = spec?.ports ?? []
-        if let t = spec?.type, !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(t) {
-            errs.append(.init(.notSupported, "spec.type", "\"\(t)\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""))
+        let type = spec?.type ?? "ClusterIP"
+        if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(type) {
+            errs.append(.init(.notSupported, "spec.type", "\"\(type)\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""))
         }
-        if ports.isEmpty && spec?.type != "ExternalName" && spec?.clusterIP != "None" { errs.append(.init(.required, "spec.ports", "")) }
+        if ports.isEmpty && type != "ExternalName" && spec?.clusterIP != "None" { errs.append(.init(.required, "spec.ports", "")) }
+        if type == "ExternalName" {
+            let n = spec?.externalName ?? ""
+            if n.isEmpty { errs.append(.init(.required, "spec.externalName", "")) }
+            else if let e = Validation.dns1123Subdomain(n.hasSuffix(".") ? String(n.dropLast()) : n) { errs.append(.init(.invalid, "spec.externalName", "\"\(n)\": \(e)")) }
+        }
+        if let ip = spec?.clusterIP, !ip.isEmpty, ip != "None" {
+            if type == "ExternalName" { errs.append(.init(.forbidden, "spec.clusterIP", "may not be set for ExternalName services")) }
+            else if IPv4(ip) == nil { errs.append(.init(.invalid, "spec.clusterIP", "\"\(ip)\": must be a valid IPv4 address or None")) }
+        }
+        if let ips = spec?.clusterIPs, let first = ips.first, let ip = spec?.clusterIP, !ip.isEmpty, first != ip {
+            errs.append(.init(.invalid, "spec.clusterIPs[0]", "\"\(first)\": must match spec.clusterIP \"\(ip)\""))
+        }
+        if (spec?.clusterIPs?.count ?? 0) > 1 { errs.append(.init(.invalid, "spec.clusterIPs", "only IPv4 single-stack services are supported")) }
+        if spec?.clusterIP == "None" && (type == "NodePort" || type == "LoadBalancer") {
+            errs.append(.init(.invalid, "spec.clusterIP", "\"None\": may not be None for \(type) services"))
+        }
+        if let a = spec?.sessionAffinity, !["None", "ClientIP"].contains(a) {
+            errs.append(.init(.notSupported, "spec.sessionAffinity", "\"\(a)\": supported values: \"ClientIP\", \"None\""))
+        }
+        if let t = affinityTimeout, !(1...86400).contains(t) {
+            errs.append(.init(.invalid, "spec.sessionAffinityConfig.clientIP.timeoutSeconds", "\(t): must be greater than 0 and less than 86400"))
+        }
+        for (i, ip) in (spec?.externalIPs ?? []).enumerated() where IPv4(ip) == nil {
+            errs.append(.init(.invalid, "spec.externalIPs[\(i)]", "\"\(ip)\": must be a valid IPv4 address"))
+        }
         var names = Set<String>()
+        var seen = Set<String>()
         for (i, p) in ports.enumerated() {
             if !(1...65535).contains(p.port) { errs.append(.init(.invalid, "spec.ports[\(i)].port", "\(p.port): must be between 1 and 65535, inclusive")) }
             if let t = p.targetPort { errs += validatePort(t, "spec.ports[\(i)].targetPort") }
             if ports.count > 1 && (p.name ?? "").isEmpty { errs.append(.init(.required, "spec.ports[\(i)].name", "")) }
-            if let n = p.name, !n.isEmpty, !names.insert(n).inserted { errs.append(.init(.duplicate, "spec.ports[\(i)].name", "\"\(n)\"")) }
+            if let n = p.name, !n.isEmpty {
+                if !names.insert(n).inserted { errs.append(.init(.duplicate, "spec.ports[\(i)].name", "\"\(n)\"")) }
+                else if let e = Validation.dns1123Label(n) { errs.append(.init(.invalid, "spec.ports[\(i)].name", "\"\(n)\": \(e)")) }
+            }
+            let proto = p.protocol ?? "TCP"
+            if !["TCP", "UDP", "SCTP"].contains(proto) { errs.append(.init(.notSupported, "spec.ports[\(i)].protocol", "\"\(proto)\": supported values: \"SCTP\", \"TCP\", \"UDP\"")) }
+            if !seen.insert("\(proto)/\(p.port)").inserted { errs.append(.init(.duplicate, "spec.ports[\(i)]", "{Port:\(p.port) Protocol:\(proto)}")) }
+            if let np = p.nodePort, np != 0 {
+                if !(type == "NodePort" || type == "LoadBalancer") { errs.append(.init(.forbidden, "spec.ports[\(i)].nodePort", "may not be used when `type` is '\(type)'")) }
+                else if !(1...65535).contains(np) { errs.append(.init(.invalid, "spec.ports[\(i)].nodePort", "\(np): must be between 1 and 65535, inclusive")) }
+            }
+        }
+        return errs
+    }
+
+    public func validateUpdate(old: Service) -> [FieldError] {
+        var errs: [FieldError] = []
+        // A cluster IP, once assigned, stays until the Service goes (clients and DNS hold it).
+        let was = old.spec?.clusterIP ?? "", now = spec?.clusterIP ?? ""
+        if !was.isEmpty, was != now, old.spec?.type != "ExternalName", spec?.type != "ExternalName" {
+            errs.append(.init(.invalid, "spec.clusterIPs[0]", "\"\(now)\": may not change once set"))
         }
         return errs
     }
 }
 
 extension Endpoints: ServedKind {}
+
+extension EndpointSlice: ServedKind {
+    public mutating func applyDefaults() {
+        if ports != nil { for i in ports!.indices { ports![i].protocol = ports![i].protocol ?? "TCP"; ports![i].name = ports![i].name ?? "" } }
+    }
+    public func validate() -> [FieldError] {
+        var errs = Validation.metadata(metadata, namespaced: true)
+        if !["IPv4", "IPv6", "FQDN"].contains(addressType) {
+            errs.append(.init(.notSupported, "addressType", "\"\(addressType)\": supported values: \"FQDN\", \"IPv4\", \"IPv6\""))
+        }
+        if endpoints.count > 1000 { errs.append(.init(.tooLong, "endpoints", "must have at most 1000 items")) }
+        for (i, e) in endpoints.enumerated() {
+            if e.addresses.isEmpty || e.addresses.count > 100 { errs.append(.init(.invalid, "endpoints[\(i)].addresses", "must contain between 1 and 100 addresses")) }
+            for (j, a) in e.addresses.enumerated() where addressType == "IPv4" && IPv4(a) == nil {
+                errs.append(.init(.invalid, "endpoints[\(i)].addresses[\(j)]", "\"\(a)\": must be a valid IPv4 address"))
+            }
+            if let h = e.hostname, let m = Validation.dns1123Label(h) { errs.append(.init(.invalid, "endpoints[\(i)].hostname", "\"\(h)\": \(m)")) }
+        }
+        for (i, p) in (ports ?? []).enumerated() {
+            if let n = p.port, !(1...65535).contains(n) { errs.append(.init(.invalid, "ports[\(i)].port", "\(n): must be between 1 and 65535, inclusive")) }
+            if let pr = p.protocol, !["TCP", "UDP", "SCTP"].contains(pr) { errs.append(.init(.notSupported, "ports[\(i)].protocol", "\"\(pr)\": supported values: \"SCTP\", \"TCP\", \"UDP\"")) }
+        }
+        return errs
+    }
+    public func validateUpdate(old: EndpointSlice) -> [FieldError] {
+        addressType == old.addressType ? [] : [.init(.invalid, "addressType", "\"\(addressType)\": field is immutable")]
+    }
+}
 extension ConfigMap: ServedKind {}
 extension Secret: ServedKind {
     public mutating func applyDefaults() {

@@ -48,7 +48,8 @@ public struct Authorizer: Sendable {
             return deny(a)
         case "system:kube-controller-manager":
             let managed: Set<String> = ["pods", "replicasets.apps", "deployments.apps", "horizontalpodautoscalers.autoscaling", "events",
-                                        "endpoints", "leases.coordination.k8s.io", "certificatesigningrequests.certificates.k8s.io", "nodes", "namespaces"]
+                                        "endpoints", "endpointslices.discovery.k8s.io", "leases.coordination.k8s.io", "certificatesigningrequests.certificates.k8s.io",
+                                        "nodes", "namespaces"]
             if managed.contains(gr) { return .allow }
             if read { return .allow }
             return deny(a)
@@ -65,6 +66,9 @@ public struct Authorizer: Sendable {
                 return deny(a, "node \"\(node)\" may only modify its own Node object")
             case "leases.coordination.k8s.io":
                 if a.namespace == "kube-node-lease" && a.name == node { return .allow }
+                // Every node reads the others' Leases: a pod is stopped only once every live
+                // node's proxy has synced without it (the revision each Lease carries).
+                if a.namespace == "kube-node-lease" && read { return .allow }
                 if a.namespace == "kube-node-lease" && v == "create" && a.name == nil { return .allowIfNamed(node) }
                 return deny(a, "node \"\(node)\" may only touch its own Lease in kube-node-lease")
             case "pods":
@@ -81,7 +85,7 @@ public struct Authorizer: Sendable {
             case "certificatesigningrequests.certificates.k8s.io":
                 if v == "create" || read { return .allow }
                 return deny(a)
-            case "services", "endpoints", "configmaps", "secrets", "namespaces":
+            case "services", "endpoints", "endpointslices.discovery.k8s.io", "configmaps", "secrets", "namespaces":
                 if read { return .allow }
                 return deny(a)
             default:

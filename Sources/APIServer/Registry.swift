@@ -9,9 +9,25 @@ public final class Registry: Sendable {
     public let store: Store
     let clock: @Sendable () -> Date
     let logger: Logger
+    /// Cluster IPs and node ports for Services (nil: Services get none, as in unit tests).
+    let allocator: ServiceAllocator?
 
-    public init(store: Store, clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "registry")) {
+    public init(store: Store, clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "registry"),
+                services: ServiceNetworkConfig? = nil) {
         self.store = store; self.clock = clock; self.logger = logger
+        allocator = services.map { ServiceAllocator(store: store, config: $0, logger: logger, clock: clock) }
+    }
+
+    /// Claims what a Service needs from the allocators; a no-op for other kinds.
+    func allocate<T: ServedKind>(_ obj: inout T, old: T?) async throws -> (claimed: [String], unused: [String]) {
+        guard let allocator, var svc = obj as? Service else { return ([], []) }
+        let r = try await allocator.assign(&svc, old: old as? Service)
+        obj = svc as! T
+        return r
+    }
+    func releaseAllocations(_ names: [String], uid: String?) async {
+        guard let allocator, !names.isEmpty else { return }
+        await allocator.release(names, uid: uid)
     }
 
     var nowString: String { KubeTime.format(clock()) }
@@ -44,10 +60,12 @@ public final class Registry: Sendable {
         obj.metadata.generation = Objects.usesGeneration(info) ? 1 : nil
         obj.applyDefaults()
         let generated = (obj.metadata.name ?? "").isEmpty && obj.metadata.generateName != nil
+        var claimed: [String] = []
         for attempt in 0..<5 {
             if generated { obj.metadata.name = obj.metadata.generateName! + Objects.randomSuffix() }
             let errs = obj.validate()
             if !errs.isEmpty { throw Status.invalid(info, obj.metadata.name ?? obj.metadata.generateName ?? "", errs) }
+            if !dryRun && attempt == 0 { claimed = try await allocate(&obj, old: nil).claimed }
             let stored = try Objects.encodeForStore(obj)
             if dryRun { return (StoredObject(key: stored.key, data: Store.stamp(stored.data, 0), labels: stored.labels, fields: stored.fields), out.warnings) }
             do {
@@ -55,9 +73,11 @@ public final class Registry: Sendable {
             } catch StoreError.alreadyExists where generated && attempt < 4 {
                 continue
             } catch {
+                await releaseAllocations(claimed, uid: obj.metadata.uid)
                 throw Objects.map(error, info, obj.name)
             }
         }
+        await releaseAllocations(claimed, uid: obj.metadata.uid)
         out.warnings = []
         throw Status.alreadyExists(info, obj.name)
     }
@@ -136,8 +156,24 @@ public final class Registry: Sendable {
         var next = new
         next.applyDefaults()
         var errs = next.validate()
-        errs += next.validateUpdate(old: old)
         if !errs.isEmpty { throw Status.invalid(info, old.name, errs) }
+        // Allocation first: an update that leaves out the cluster IP keeps the assigned one.
+        let (claimed, unused) = try await allocate(&next, old: old)
+        errs = next.validateUpdate(old: old)
+        if !errs.isEmpty { await releaseAllocations(claimed, uid: next.metadata.uid); throw Status.invalid(info, old.name, errs) }
+        do {
+            let r = try await commitValidated(old: old, next: next, current: current)
+            await releaseAllocations(unused, uid: next.metadata.uid)
+            return r
+        } catch {
+            await releaseAllocations(claimed, uid: next.metadata.uid)
+            throw error
+        }
+    }
+
+    private func commitValidated<T: ServedKind>(old: T, next: T, current: StoredObject) async throws -> StoredObject {
+        let info = T.resource
+        var next = next
         next.metadata.generation = old.metadata.generation
         // An object being deleted whose last finalizer is gone is deleted now.
         if next.metadata.deletionTimestamp != nil, (next.metadata.finalizers ?? []).isEmpty, finalizesOnEmpty(next) {

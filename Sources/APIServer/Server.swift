@@ -24,6 +24,8 @@ public struct APIServerConfig: Sendable {
     public var logLevel: Logger.Level = .info
     /// The metrics collector (metrics.k8s.io and the workload history in DATA_DIR/metrics.db).
     public var metrics = MetricsConfig()
+    /// The Service address range and NodePort range (--service-cluster-ip-range, --service-node-port-range).
+    public var services = ServiceNetworkConfig()
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -139,7 +141,7 @@ public final class APIServer: Sendable {
         pki = try ClusterPKI.ensure(layout, advertise: config.advertiseAddress, port: config.securePort, sans: config.tlsSANs, logger: logger)
         let backend: any StoreBackend = config.inMemory ? MemoryBackend() : try SQLiteBackend(path: layout.database)
         store = try Store(backend: backend, options: config.storeOptions, logger: logger)
-        registry = Registry(store: store, logger: logger)
+        registry = Registry(store: store, logger: logger, services: config.services)
         let nodes = try NodeProxy(ca: pki.ca.certificatePEM, client: pki.kubeletClient)
         if config.metrics.enabled {
             let history = try MetricsHistoryDB(path: config.inMemory ? ":memory:" : layout.metricsDatabase,
@@ -165,6 +167,50 @@ public final class APIServer: Sendable {
             do { _ = try await registry.create(Namespace.self, namespace: nil, body: body, validation: .strict) }
             catch let s as Status where s.code == 409 {}
         }
+    }
+
+    /// The Services every cluster has: `default/kubernetes` for the API itself (with its
+    /// Endpoints and EndpointSlice, kept pointing at this apiserver) and `kube-system/kube-dns`,
+    /// the address every node's agent answers DNS on.
+    func bootstrapServices(port boundPort: Int) async throws {
+        await registry.allocator?.repair()
+        let svcNet = config.services
+        let port = Int64(boundPort)
+        let ip = config.advertiseAddress
+        func ensure<T: ServedKind>(_ type: T.Type, _ ns: String, _ name: String, _ body: JSONValue, replace: Bool) async throws {
+            let key = Objects.key(T.resource, ns, name)
+            if store.get(key) == nil {
+                do { _ = try await registry.create(type, namespace: ns, body: body, validation: .strict); return }
+                catch let s as Status where s.code == 409 {}
+            }
+            guard replace, let cur = store.get(key), var j = try? JSONValue.parse(cur.data) else { return }
+            var want = body
+            want["metadata"] = j["metadata"]
+            for k in ["subsets", "endpoints", "ports", "addressType"] where want[k] != nil { j[k] = want[k] }
+            if j != (try? JSONValue.parse(cur.data)) { _ = try await registry.update(type, namespace: ns, name: name, body: j, subresource: nil, validation: .strict) }
+        }
+        try await ensure(Service.self, "default", "kubernetes", .object([
+            "metadata": .object(["name": "kubernetes", "labels": .object(["component": "apiserver", "provider": "kubernetes"])]),
+            "spec": .object(["clusterIP": .string(svcNet.apiServiceIP.description), "type": "ClusterIP", "sessionAffinity": "None",
+                             "ports": .array([.object(["name": "https", "port": 443, "protocol": "TCP", "targetPort": .int(port)])])]),
+        ]), replace: false)
+        try await ensure(Endpoints.self, "default", "kubernetes", .object([
+            "metadata": .object(["name": "kubernetes", "labels": .object(["endpointslice.kubernetes.io/skip-mirror": "true"])]),
+            "subsets": .array([.object(["addresses": .array([.object(["ip": .string(ip)])]),
+                                        "ports": .array([.object(["name": "https", "port": .int(port), "protocol": "TCP"])])])]),
+        ]), replace: true)
+        try await ensure(EndpointSlice.self, "default", "kubernetes", .object([
+            "metadata": .object(["name": "kubernetes", "labels": .object([EndpointSlice.serviceNameLabel: "kubernetes"])]),
+            "addressType": "IPv4",
+            "endpoints": .array([.object(["addresses": .array([.string(ip)]), "conditions": .object(["ready": true])])]),
+            "ports": .array([.object(["name": "https", "port": .int(port), "protocol": "TCP"])]),
+        ]), replace: true)
+        try await ensure(Service.self, "kube-system", "kube-dns", .object([
+            "metadata": .object(["name": "kube-dns", "labels": .object(["k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"])]),
+            "spec": .object(["clusterIP": .string(svcNet.dnsServiceIP.description), "type": "ClusterIP",
+                             "ports": .array([.object(["name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53]),
+                                              .object(["name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53])])]),
+        ]), replace: false)
     }
 
     /// Deletes what terminating namespaces hold, then the namespaces themselves.
@@ -222,6 +268,7 @@ public final class APIServer: Sendable {
     /// Runs until SIGTERM/SIGINT, then shuts down gracefully.
     public func run() async throws {
         try await bootstrapNamespaces()
+        try await bootstrapServices(port: config.securePort)
         let group = ServiceGroup(configuration: .init(services: try makeServices().map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         logger.info("apiserver starting", metadata: ["port": "\(config.securePort)", "dataDir": "\(config.dataDir)", "revision": "\(store.currentRevision)"])
@@ -234,6 +281,7 @@ public final class APIServer: Sendable {
         let group = ServiceGroup(configuration: .init(services: try makeServices().map { .init(service: $0) }, logger: logger))
         let task = Task { _ = try? await group.run() }
         let port = await boundPort()
+        try await bootstrapServices(port: port)
         return RunningAPIServer(port: port, group: group, task: task)
     }
 }
@@ -264,14 +312,30 @@ final class PortBox: Sendable {
 
 import Synchronization
 
-/// Periodic housekeeping: namespace finalization.
+/// Periodic housekeeping: namespace finalization, and releasing what deleted Services held
+/// (as they go, and a repair pass every minute for anything a crash left behind).
 struct BackgroundLoops: ServiceLifecycle.Service {
     let server: APIServer
     func run() async throws {
         await withGracefulShutdownHandler {
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                await server.finalizeNamespaces()
-                try? await Task.sleep(for: .milliseconds(500))
+            await withTaskGroup(of: Void.self) { g in
+                if let alloc = server.registry.allocator {
+                    g.addTask { await alloc.releaseOnDelete() }
+                    g.addTask {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: .seconds(60))
+                            await alloc.repair()
+                        }
+                    }
+                }
+                g.addTask {
+                    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                        await server.finalizeNamespaces()
+                        try? await Task.sleep(for: .milliseconds(500))
+                    }
+                }
+                await g.next()
+                g.cancelAll()
             }
         } onGracefulShutdown: {}
     }

@@ -29,6 +29,13 @@ public struct AgentConfig: Sendable {
     public var statsInterval: Double = 1
     /// The port of the agent's HTTPS endpoint, reported in Node.status.daemonEndpoints.
     public var serverPort: Int?
+    /// The Service proxy and DNS on this node.
+    public var proxy = ServiceProxyConfig()
+    /// How long a terminating pod waits, before its SIGTERM, for every node's proxy to stop
+    /// sending it traffic (bounded by its grace period).
+    public var drainTimeout: Double = 10
+    /// The node's own resolv.conf (for dnsPolicy Default and the host search path).
+    public var hostResolvConf: String = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
     public init(nodeName: String) { self.nodeName = nodeName }
 }
 
@@ -45,6 +52,10 @@ public final class NodeAgent: Sendable {
     let terminating = Mutex<Set<String>>([])    // pod uids being stopped
     let events: EventRecorder
     let prober: Prober
+    public let proxy: ServiceProxy
+    let publishSignals: AsyncStream<Void>
+    /// Annotation on the node's Lease: the EndpointSlice revision its proxy has applied.
+    public static let proxySyncedAnnotation = "proxy.orchestrator.io/synced-revision"
 
     public init(client: KubeClient, config: AgentConfig, runtime: any ContainerRuntime, clock: any ControlClock = SystemControlClock()) {
         self.client = client; self.config = config; self.runtime = runtime; self.clock = clock
@@ -55,6 +66,10 @@ public final class NodeAgent: Sendable {
         events = EventRecorder(client: client, component: "agent", clock: clock)
         prober = Prober(http: Prober.sharedHTTP, runtime: runtime)
         queue = WorkQueue(clock: clock)
+        // A proxy sync is published at once rather than at the next renewal: terminating pods wait on it.
+        let (signals, cont) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        publishSignals = signals
+        proxy = ServiceProxy(client: client, config: config.proxy, clock: clock, onSynced: { _ in cont.yield() })
         pods.addHandler { [weak self] ev in
             switch ev {
             case .added(let p), .deleted(let p): self?.queue.add(Informer<Pod>.key(p))
@@ -157,6 +172,11 @@ public final class NodeAgent: Sendable {
         do {
             var l = try await client.get(Lease.self, config.nodeName, namespace: "kube-node-lease")
             l.spec = spec
+            if config.proxy.mode != "none" {
+                var ann = l.metadata.annotations ?? [:]
+                ann[Self.proxySyncedAnnotation] = "\(proxy.syncedRevision)"
+                l.metadata.annotations = ann
+            }
             _ = try await client.update(l)
         } catch let s as Status where s.code == 404 {
             var l = Lease(name: config.nodeName, namespace: "kube-node-lease", spec: spec)
@@ -191,8 +211,12 @@ public final class NodeAgent: Sendable {
                 }
             }
             g.addTask { await self.pods.run() }
+            g.addTask { await self.proxy.run() }
+            g.addTask { for await _ in self.publishSignals { await self.renewLease() } }
             g.addTask {
                 guard await self.pods.waitForSync(timeout: 3600) else { return }
+                // Pods' resolv.conf names the cluster DNS address, read from the Services.
+                _ = await self.proxy.services.waitForSync(timeout: 10)
                 await self.cleanupOrphans()
                 await runWorkers(self.config.workers, queue: self.queue, logger: self.logger) { key in try await self.syncPod(key) }
             }

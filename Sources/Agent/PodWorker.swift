@@ -59,7 +59,7 @@ extension NodeAgent {
         }
 
         let sandbox: SandboxInfo
-        do { sandbox = try await runtime.ensureSandbox(pod) } catch {
+        do { sandbox = try await runtime.ensureSandbox(pod, resolvConf: resolvConf(for: pod)) } catch {
             events.record(pod, type: "Warning", reason: "FailedCreatePodSandBox", message: "Failed to create pod sandbox: \(error)")
             try? await writeStatus(pod, build: { st in
                 st.phase = "Pending"
@@ -321,6 +321,7 @@ extension NodeAgent {
     func terminate(_ pod: Pod, uid: String, key: String) async throws {
         let grace = Double(pod.metadata.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30)
         let deadline = clock.now().addingTimeInterval(grace)
+        if grace > 0 { await waitForProxies(pod, until: min(deadline, clock.now().addingTimeInterval(config.drainTimeout))) }
         let running = await runtime.containers(podUID: uid).filter(\.isRunning)
         try await withThrowingTaskGroup(of: Void.self) { g in
             for info in running {
@@ -341,6 +342,44 @@ extension NodeAgent {
         opts.preconditions = Preconditions(uid: uid, resourceVersion: nil)
         do { try await client.delete(Pod.self, pod.name, namespace: pod.namespace, options: opts) }
         catch let s as Status where s.code == 404 || s.code == 409 {}
+    }
+
+    /// Holds the pod's SIGTERM until no proxy sends it new connections: its endpoints show it
+    /// not ready, and every live node that runs a proxy has applied that EndpointSlice
+    /// revision (each publishes it on its Lease). Bounded by `until`.
+    func waitForProxies(_ pod: Pod, until: Date) async {
+        guard let ip = pod.status?.podIP, !ip.isEmpty else { return }
+        let started = clock.now()
+        var leaseCheck = Date.distantPast
+        while clock.now() < until {
+            let mine = proxy.slices.list().filter { s in s.endpoints.contains { $0.addresses.contains(ip) && ($0.targetRef?.uid == nil || $0.targetRef?.uid == pod.metadata.uid) } }
+            if mine.isEmpty { return }   // behind no Service
+            let stillReady = mine.contains { s in s.endpoints.contains { $0.addresses.contains(ip) && $0.conditions?.ready != false } }
+            if !stillReady && clock.now() >= leaseCheck {
+                let needed = mine.compactMap { $0.metadata.resourceVersion.flatMap { Int64($0) } }.max() ?? 0
+                leaseCheck = clock.now().addingTimeInterval(0.1)
+                if let leases = try? await client.list(Lease.self, namespace: "kube-node-lease") {
+                    let now = clock.now()
+                    let behind = leases.items.filter { l in
+                        guard let v = l.metadata.annotations?[Self.proxySyncedAnnotation], let rev = Int64(v) else { return false }
+                        // A node silent for longer than a few renewals is dead or cut off: not waited for.
+                        guard let t = KubeTime.parse(l.spec?.renewTime), now.timeIntervalSince(t) < 5 else { return false }
+                        return rev < needed
+                    }
+                    if behind.isEmpty {
+                        logger.debug("proxies drained", metadata: ["pod": "\(pod.namespace)/\(pod.name)", "seconds": "\(now.timeIntervalSince(started))"])
+                        return
+                    }
+                }
+            }
+            try? await clock.sleep(for: 0.05)
+        }
+        logger.info("stopping a pod before every proxy confirmed it gone", metadata: ["pod": "\(pod.namespace)/\(pod.name)"])
+    }
+
+    func resolvConf(for pod: Pod) -> String {
+        let addr = config.proxy.dnsEnabled ? proxy.dnsAddress : config.proxy.dnsAddress
+        return PodDNS.resolvConf(pod, cluster: ClusterDNSSettings(address: addr, domain: config.proxy.domain), hostResolvConf: config.hostResolvConf)
     }
 
     func runPreStop(_ hook: LifecycleHandler, pod: Pod, container: Container, info: ContainerInfo, deadline: Date) async {

@@ -76,7 +76,7 @@ public final class RuncRuntime: ContainerRuntime {
 
     // MARK: sandbox
 
-    public func ensureSandbox(_ pod: Pod) async throws -> SandboxInfo {
+    public func ensureSandbox(_ pod: Pod, resolvConf: String) async throws -> SandboxInfo {
         let uid = pod.metadata.uid ?? pod.name
         let file = "\(podDir(uid))/sandbox.json"
         if let d = FileManager.default.contents(atPath: file), let sb = try? KubeJSON.decode(SandboxInfo.self, from: d),
@@ -84,7 +84,7 @@ public final class RuncRuntime: ContainerRuntime {
         // One setup per pod even when syncs overlap.
         let task = sandboxLocks.withLock { m -> Task<SandboxInfo, Error> in
             if let t = m[uid] { return t }
-            let t = Task { try await self.createSandbox(pod, uid: uid) }
+            let t = Task { try await self.createSandbox(pod, uid: uid, resolvConf: resolvConf) }
             m[uid] = t
             return t
         }
@@ -92,7 +92,7 @@ public final class RuncRuntime: ContainerRuntime {
         return try await task.value
     }
 
-    func createSandbox(_ pod: Pod, uid: String) async throws -> SandboxInfo {
+    func createSandbox(_ pod: Pod, uid: String, resolvConf: String) async throws -> SandboxInfo {
         let dir = podDir(uid), fm = FileManager.default
         try fm.createDirectory(atPath: "\(dir)/etc", withIntermediateDirectories: true)
         try fm.createDirectory(atPath: "\(dir)/containers", withIntermediateDirectories: true)
@@ -102,11 +102,7 @@ public final class RuncRuntime: ContainerRuntime {
         let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\(ip)\t\(hostname)\n"
         try hosts.write(toFile: "\(dir)/etc/hosts", atomically: true, encoding: .utf8)
         try (hostname + "\n").write(toFile: "\(dir)/etc/hostname", atomically: true, encoding: .utf8)
-        // Search domains of the cluster; the host's resolvers, as the kubelet's "Default" DNS policy.
-        let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
-        let servers = hostResolv.split(separator: "\n").filter { $0.hasPrefix("nameserver") }.joined(separator: "\n")
-        try "search \(pod.namespace).svc.cluster.local svc.cluster.local cluster.local\n\(servers)\noptions ndots:5\n"
-            .write(toFile: "\(dir)/etc/resolv.conf", atomically: true, encoding: .utf8)
+        try resolvConf.write(toFile: "\(dir)/etc/resolv.conf", atomically: true, encoding: .utf8)
         let sb = SandboxInfo(podUID: uid, ip: ip, netns: ns)
         try KubeJSON.encode(sb).write(to: URL(fileURLWithPath: "\(dir)/sandbox.json"))
         logger.debug("sandbox ready", metadata: ["uid": "\(uid)", "ip": "\(ip)"])

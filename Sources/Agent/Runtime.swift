@@ -49,7 +49,7 @@ public protocol ContainerRuntime: Sendable {
     var hollow: Bool { get }
     var version: String { get }
     /// Sets up the pod's sandbox (network namespace, addresses); idempotent.
-    func ensureSandbox(_ pod: Pod) async throws -> SandboxInfo
+    func ensureSandbox(_ pod: Pod, resolvConf: String) async throws -> SandboxInfo
     /// Makes the image present according to the pull policy; returns its imageID.
     func ensureImage(_ image: String, policy: String) async throws -> String
     /// Starts attempt `attempt` of a container of the pod.
@@ -87,7 +87,7 @@ public final class FakeRuntime: ContainerRuntime {
     /// autoscaling can be exercised at scale.
     public static let cpuAnnotation = "fake.orchestrator.io/cpu-millicores"
 
-    public func ensureSandbox(_ pod: Pod) async throws -> SandboxInfo {
+    public func ensureSandbox(_ pod: Pod, resolvConf: String) async throws -> SandboxInfo {
         let uid = pod.metadata.uid ?? pod.name
         return state.withLock { s in
             s.pods[uid] = pod

@@ -91,6 +91,8 @@ public final class Informer<T: KubeObject>: Sendable {
     }
 
     public var hasSynced: Bool { state.withLock { $0.synced } }
+    /// The resourceVersion of the newest change this cache has applied (or of its last list).
+    public var revision: Int64 { state.withLock { s in s.revision.flatMap { Int64($0) } ?? 0 } }
     public func get(_ key: String) -> T? { state.withLock { $0.items[key] } }
     public func get(namespace: String, name: String) -> T? { get(namespace.isEmpty ? name : "\(namespace)/\(name)") }
     public func list() -> [T] { state.withLock { Array($0.items.values) } }

@@ -60,6 +60,9 @@ public final class SharedInformers: Sendable {
     public let leases: Informer<Lease>
     public let csrs: Informer<CertificateSigningRequest>
     public let hpas: Informer<HorizontalPodAutoscaler>
+    public let services: Informer<Service>
+    public let endpointSlices: Informer<EndpointSlice>
+    public let endpoints: Informer<Endpoints>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -69,6 +72,9 @@ public final class SharedInformers: Sendable {
         leases = Informer(client: client, namespace: "kube-node-lease")
         csrs = Informer(client: client)
         hpas = Informer(client: client)
+        services = Informer(client: client)
+        endpointSlices = Informer(client: client, labelSelector: "\(EndpointSlice.managedByLabel)=\(EndpointSlice.controllerName)")
+        endpoints = Informer(client: client)
         pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
         replicaSets.addIndex("owner") { r in r.metadata.ownerReferences?.map(\.uid) ?? [] }
@@ -83,6 +89,9 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.leases.run() }
             g.addTask { await self.csrs.run() }
             g.addTask { await self.hpas.run() }
+            g.addTask { await self.services.run() }
+            g.addTask { await self.endpointSlices.run() }
+            g.addTask { await self.endpoints.run() }
         }
     }
 
@@ -91,5 +100,7 @@ public final class SharedInformers: Sendable {
         _ = await deployments.waitForSync(timeout: 3600); _ = await nodes.waitForSync(timeout: 3600)
         _ = await leases.waitForSync(timeout: 3600); _ = await csrs.waitForSync(timeout: 3600)
         _ = await hpas.waitForSync(timeout: 3600)
+        _ = await services.waitForSync(timeout: 3600); _ = await endpointSlices.waitForSync(timeout: 3600)
+        _ = await endpoints.waitForSync(timeout: 3600)
     }
 }

@@ -28,6 +28,7 @@ public final class ControllerManager: Sendable {
     public let gc: GarbageCollector
     public let csr: CSRSigner?
     public let hpa: HPAController
+    public let endpointSlices: EndpointSliceController
     let config: ControllerManagerConfig
 
     public init(client: KubeClient, config: ControllerManagerConfig = ControllerManagerConfig(), clock: any ControlClock = SystemControlClock()) {
@@ -39,6 +40,7 @@ public final class ControllerManager: Sendable {
         nodeLifecycle = NodeLifecycleController(client: client, informers: informers, config: config.nodeLifecycle, clock: clock)
         gc = GarbageCollector(client: client, informers: informers, clock: clock)
         hpa = HPAController(client: client, informers: informers, metrics: config.podMetrics, history: config.metricsHistory, config: config.hpa, clock: clock)
+        endpointSlices = EndpointSliceController(client: client, informers: informers, clock: clock)
         if let ca = config.ca { csr = CSRSigner(client: client, informers: informers, ca: ca, clock: clock) } else { csr = nil }
     }
 
@@ -53,6 +55,7 @@ public final class ControllerManager: Sendable {
                     c.addTask { await self.nodeLifecycle.run() }
                     c.addTask { await self.gc.run() }
                     c.addTask { await self.hpa.run() }
+                    c.addTask { await self.endpointSlices.run(workers: self.config.workers) }
                     if let csr = self.csr { c.addTask { await csr.run() } }
                 }
             }

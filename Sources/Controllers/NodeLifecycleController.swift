@@ -103,11 +103,25 @@ public final class NodeLifecycleController: Sendable {
                 withTaint.spec = spec
                 _ = try await client.update(withTaint)
             }
+            await markPodsNotReady(on: n.name, now: now)
             if n.status?.condition("Ready")?.status != "Unknown" {
                 logger.info("node unreachable", metadata: ["node": "\(n.name)", "silentFor": "\(String(format: "%.1f", age))s"])
                 events.record(n, reason: "NodeNotReady", message: "Node \(n.name) status is now: NodeNotReady")
             }
         } catch { logger.debug("marking node unknown failed", metadata: ["node": "\(n.name)", "error": "\(error)"]) }
+    }
+
+    /// Pods on an unreachable node stop being Ready at once (Kubernetes' MarkPodsNotReady), so
+    /// their endpoints leave every Service at detection time, not at eviction.
+    func markPodsNotReady(on node: String, now: String) async {
+        for p in informers.pods.byIndex("node", node) where p.isReady {
+            var pod = p
+            var st = pod.status ?? PodStatus()
+            st.setCondition(PodCondition(type: "Ready", status: "False", reason: "NodeNotReady", message: "node \(node) is unreachable"), now: now)
+            pod.status = st
+            do { _ = try await client.updateStatus(pod) }
+            catch { logger.debug("marking pod not ready failed", metadata: ["pod": "\(p.namespace)/\(p.name)", "error": "\(error)"]) }
+        }
     }
 
     func markReachable(_ n: Node) async {

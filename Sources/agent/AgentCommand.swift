@@ -6,6 +6,8 @@ import Agent
 import Client
 import API
 
+nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
+
 @main
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "agent", abstract: "Joins a node to the cluster and runs the pods bound to it.")
@@ -22,6 +24,13 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("cni-bridge"), help: "The bridge pods attach to.") var cniBridge: String = "orch0"
     @Option(name: .customLong("insecure-registry"), help: "A registry reached over plain HTTP (repeatable; loopback ones always are).") var insecureRegistries: [String] = []
     @Option(name: .customLong("listen-port"), help: "Port of the agent's HTTPS endpoint (logs, stats).") var listenPort: Int = 10250
+    @Option(name: .customLong("cluster-cidr"), help: "The pods' address range across the cluster (traffic to Services from outside it is masqueraded).") var clusterCIDR: String = "198.19.0.0/16"
+    @Option(name: .customLong("cluster-domain"), help: "The cluster's DNS domain.") var clusterDomain: String = "cluster.local"
+    @Option(name: .customLong("cluster-dns"), help: "The address this node answers DNS on and pods use (default: the kube-dns Service's cluster IP).") var clusterDNS: String?
+    @Option(name: .customLong("dns-upstream"), help: "Where names outside the cluster are forwarded, IP[:PORT] (repeatable; default: the node's resolv.conf nameservers).") var dnsUpstreams: [String] = []
+    @Flag(name: .customLong("no-dns-forward"), help: "Answer only cluster names; others fail at once (nodes without a way to the host's resolvers).") var noDNSForward = false
+    @Option(name: .customLong("proxy-mode"), help: "Service proxy: nftables, or none (default: nftables with --runtime runc, none with fake).") var proxyMode: String?
+    @Option(name: .customLong("drain-timeout"), help: "Seconds a terminating pod waits for every node's proxy to drop it before SIGTERM.") var drainTimeout: Double = 10
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -55,6 +64,31 @@ struct AgentCommand: AsyncParsableCommand {
             let k = kv[0].split(separator: "=", maxSplits: 1).map(String.init)
             taintList.append(Taint(key: k[0], value: k.count > 1 ? k[1] : nil, effect: kv[1]))
         }
+        let mode = proxyMode ?? (runtime == "runc" ? "nftables" : "none")
+        guard ["nftables", "none"].contains(mode) else { throw ValidationError("--proxy-mode must be nftables or none") }
+        guard CIDR(clusterCIDR) != nil else { throw ValidationError("--cluster-cidr: \"\(clusterCIDR)\" is not an IPv4 network such as 198.19.0.0/16") }
+        if let d = clusterDNS, IPv4(d) == nil { throw ValidationError("--cluster-dns: \"\(d)\" is not an IPv4 address") }
+        var proxyConfig = ServiceProxyConfig()
+        proxyConfig.mode = mode
+        proxyConfig.clusterCIDR = clusterCIDR
+        proxyConfig.domain = clusterDomain
+        proxyConfig.dnsAddress = clusterDNS
+        proxyConfig.dnsEnabled = mode == "nftables"
+        let hostResolv = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
+        proxyConfig.upstreams = noDNSForward ? [] : dnsUpstreams.isEmpty ? PodDNS.nameservers(hostResolv).filter { !$0.hasPrefix("127.") } : dnsUpstreams
+        if mode == "nftables" {
+            // A clean stop takes the node's Service rules with it; a crash leaves them for the next agent to adopt.
+            let table = proxyConfig.table
+            signal(SIGTERM, SIG_IGN)
+            let term = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+            term.setEventHandler {
+                _ = try? Command.runSync("/usr/sbin/nft", ["delete", "table", "ip", table])
+                _ = try? Command.runSync("/usr/sbin/ip", ["link", "delete", ServiceProxyConfig.dnsInterface])
+                Foundation.exit(0)
+            }
+            term.resume()
+            signalSources.append(term)
+        }
         var creds = try await Join.credentials(server: server, token: token, nodeName: name, dataDir: dataDir)
         // Runs until the certificate is due for renewal, renews it, and starts again with the new
         // identity; running containers are adopted, not restarted.
@@ -67,6 +101,9 @@ struct AgentCommand: AsyncParsableCommand {
             config.podCIDR = podCIDR
             config.taints = taintList
             config.serverPort = listenPort
+            config.proxy = proxyConfig
+            config.drainTimeout = drainTimeout
+            config.hostResolvConf = hostResolv
             let agent = NodeAgent(client: client, config: config, runtime: rt)
             let endpoint = try AgentServer(agent: agent, port: listenPort, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
             let renewAt = creds.renewAt

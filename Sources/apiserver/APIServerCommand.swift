@@ -1,6 +1,7 @@
 // The apiserver executable: argument parsing only; see APIServer.
 import ArgumentParser
 import APIServer
+import API
 import Logging
 
 @main
@@ -33,6 +34,10 @@ struct APIServerCommand: AsyncParsableCommand {
     var metricsScrapeTimeout: Double = 2
     @Option(name: .customLong("metrics-rate-window"), help: "Seconds of samples a CPU rate is computed over (smooths bursty load for the HPA).")
     var metricsRateWindow: Double = 5
+    @Option(name: .customLong("service-cluster-ip-range"), help: "The CIDR Services get their cluster IPs from (the first is the kubernetes Service's, the tenth the cluster DNS address).")
+    var serviceClusterIPRange: String = "198.18.128.0/20"
+    @Option(name: .customLong("service-node-port-range"), help: "The ports NodePort Services get, LOW-HIGH.")
+    var serviceNodePortRange: String = "30000-32767"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -50,6 +55,13 @@ struct APIServerCommand: AsyncParsableCommand {
         config.metrics.scrapeTimeout = metricsScrapeTimeout
         config.metrics.rateSpan = max(0, metricsRateWindow)
         config.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        guard let cidr = CIDR(serviceClusterIPRange), cidr.prefix >= 12, cidr.prefix <= 28 else {
+            throw ValidationError("--service-cluster-ip-range: \"\(serviceClusterIPRange)\" must be an IPv4 network such as 198.18.128.0/20 (prefix /12 to /28, no host bits set)")
+        }
+        guard let ports = ServiceNetworkConfig.parsePortRange(serviceNodePortRange) else {
+            throw ValidationError("--service-node-port-range: \"\(serviceNodePortRange)\" must be LOW-HIGH within 1-65535, e.g. 30000-32767")
+        }
+        config.services = ServiceNetworkConfig(serviceCIDR: cidr, nodePortRange: ports)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = Logger.Level(rawValue: logLevel) ?? .info

@@ -43,6 +43,8 @@ struct ClusterSpec {
     var bridge = "orchbr0"
     var bridgeCIDR = "198.18.0.0/24"
     var clusterCIDR = "198.19.0.0/16"
+    var serviceCIDR = "198.18.128.0/20"
+    var clusterDomain = "cluster.local"
     var registry = "198.18.0.1:5000"
     var nodeGrace = 3.0
     var evictionDelay = 1.0
@@ -113,7 +115,7 @@ struct ClusterSpec {
         c.leaseInterval = try seconds(cp["leaseInterval"], "controlPlane.leaseInterval") ?? c.leaseInterval
         c.hpaSync = try seconds(cp["hpaSyncPeriod"], "controlPlane.hpaSyncPeriod") ?? c.hpaSync
         if c.leaseInterval * 2 > c.nodeGrace { throw err("controlPlane.nodeGracePeriod", "must be at least twice leaseInterval (\(c.leaseInterval)s), or healthy nodes flap") }
-        let net = try object(top["network"], "network", allowed: ["bridge", "nodeCIDR", "clusterCIDR"])
+        let net = try object(top["network"], "network", allowed: ["bridge", "nodeCIDR", "clusterCIDR", "serviceCIDR", "clusterDomain"])
         if let b = try string(net["bridge"], "network.bridge") {
             guard b.count <= 15, b.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else { throw err("network.bridge", "must be an interface name (letters, digits, -, at most 15)") }
             c.bridge = b
@@ -127,6 +129,23 @@ struct ClusterSpec {
                 throw err("network.clusterCIDR", "\"\(n)\" must be a CIDR of /23 or larger inside 198.18.0.0/15 (nodes get a /24 each)")
             }
             c.clusterCIDR = n
+        }
+        if let n = try string(net["serviceCIDR"], "network.serviceCIDR") {
+            guard let cidr = CIDR(n), (12...28).contains(cidr.prefix), inCIDR(cidr.base.description, "198.18.0.0/15") else {
+                throw err("network.serviceCIDR", "\"\(n)\" must be a network of /12 to /28 inside 198.18.0.0/15, without host bits")
+            }
+            c.serviceCIDR = n
+        }
+        for (other, field) in [(c.bridgeCIDR, "network.nodeCIDR"), (c.clusterCIDR, "network.clusterCIDR")] {
+            if let a = CIDR(c.serviceCIDR), let b = CIDR(other), a.contains(b.base) || b.contains(a.base) {
+                throw err("network.serviceCIDR", "\(c.serviceCIDR) overlaps \(field) \(other)")
+            }
+        }
+        if let d = try string(net["clusterDomain"], "network.clusterDomain") {
+            guard d.count <= 253, d.split(separator: ".", omittingEmptySubsequences: false).allSatisfy({ l in
+                !l.isEmpty && l.count <= 63 && l.allSatisfy { ($0.isLetter && $0.isLowercase) || $0.isNumber || $0 == "-" } && l.first != "-" && l.last != "-"
+            }) else { throw err("network.clusterDomain", "\"\(d)\" must be a lower-case DNS name such as cluster.local") }
+            c.clusterDomain = d
         }
         guard inCIDR(c.apiAddress, c.bridgeCIDR) else { throw err("controlPlane.address", "\(c.apiAddress) is not inside network.nodeCIDR \(c.bridgeCIDR)") }
         let reg = try object(top["registry"], "registry", allowed: ["address"])
@@ -179,7 +198,7 @@ struct ClusterSpec {
 
     func render() -> String {
         var lines = ["CLUSTER_NAME=\(name)", "API_ADDRESS=\(apiAddress)", "API_PORT=\(apiPort)", "BRIDGE=\(bridge)",
-                     "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
+                     "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "SERVICE_CIDR=\(serviceCIDR)", "CLUSTER_DOMAIN=\(clusterDomain)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
                      "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))",
                      "CP_SSH=\(controlPlaneSSH ?? "-")"]
         for n in nodes {

@@ -53,6 +53,8 @@ net_up() {
     done
     ip route replace "${NODE_CIDR[$n]}" via "${NODE_ADDR[$n]}"
   done
+  # This host reaches ClusterIPs through the first node's proxy (any node would do).
+  ip route replace "$SERVICE_CIDR" via "${NODE_ADDR[${NODE_NAMES[0]}]}"
 }
 
 # node_link up|down NAME: the node's cable (chaos: partition and kill).
@@ -71,7 +73,7 @@ start_bg() {
 
 start_apiserver() {
   start_bg apiserver "$BIN/apiserver" --data-dir "$RUN_DIR/data" --advertise-address "$API_ADDRESS" --bind-address 0.0.0.0 \
-    --secure-port "$API_PORT"
+    --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR"
 }
 # start_controller_manager NAME / start_scheduler NAME: NAME lets a standby run beside the leader.
 start_controller_manager() {
@@ -90,7 +92,8 @@ start_agent() {
   start_bg "agent-$n" nsenter --net="/run/netns/$(netns_of "$n")" "$BIN/agent" --server "$API_URL" \
     --token "$(cat "$RUN_DIR/data/join-token")" --node-name "$n" --data-dir "$RUN_DIR/nodes/$n" --runtime runc \
     --pod-cidr "${NODE_CIDR[$n]}" --node-ip "${NODE_ADDR[$n]}" --insecure-registry "$REGISTRY" \
-    --lease-interval "$LEASE_INTERVAL" "${args[@]}"
+    --lease-interval "$LEASE_INTERVAL" --cluster-cidr "$CLUSTER_CIDR" --cluster-domain "$CLUSTER_DOMAIN" \
+    --no-dns-forward "${args[@]}"
 }
 
 # stop_pid NAME [SIGNAL]: stops a component started by start_bg (by its recorded PID).
@@ -138,6 +141,7 @@ clean_node() {
 net_down() {
   for n in "${NODE_NAMES[@]}"; do
     ip route del "${NODE_CIDR[$n]}" 2>/dev/null || true
+    ip route del "$SERVICE_CIDR" 2>/dev/null || true
     ip link del "$(veth_of "$n")" 2>/dev/null || true
     ip netns delete "$(netns_of "$n")" 2>/dev/null || true
   done

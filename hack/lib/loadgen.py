@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Bounded HTTP load for the autoscaling tests: RATE requests per second for DURATION seconds,
+sent to a Service's URL (--url, its cluster IP: the cluster's proxy spreads it over the pods) or
 spread round-robin over the Ready pods of a label selector (refreshed every second through ctl).
-Only pod IPs (198.18.0.0/15) are contacted. Prints one line per second: time, sent, ok, pods."""
-import argparse, ipaddress, json, subprocess, sys, threading, time, urllib.request
+Only addresses in 198.18.0.0/15 are contacted. Prints one line per second: time, sent, ok, pods."""
+import argparse, ipaddress, json, subprocess, sys, threading, time, urllib.parse, urllib.request
 
 p = argparse.ArgumentParser()
 p.add_argument("--ctl", required=True)
 p.add_argument("--selector", required=True)
+p.add_argument("--url", help="send every request here (a Service's cluster IP) instead of to pod IPs")
 p.add_argument("--path", default="/cgi-bin/burn")
 p.add_argument("--port", type=int, default=8080)
 p.add_argument("--rate", type=float, required=True)
@@ -14,6 +16,10 @@ p.add_argument("--duration", type=float, required=True)
 p.add_argument("--threads", type=int, default=16)
 a = p.parse_args()
 allowed = ipaddress.ip_network("198.18.0.0/15")
+if a.url:
+    host = urllib.parse.urlparse(a.url).hostname or ""
+    if ipaddress.ip_address(host) not in allowed:
+        sys.exit(f"--url: {host} is outside 198.18.0.0/15")
 
 ips, lock = [], threading.Lock()
 def refresh():
@@ -44,8 +50,9 @@ def worker():
                 continue
             ip = ips[i % len(ips)]
         i += 1
+        url = a.url or f"http://{ip}:{a.port}{a.path}"
         try:
-            with urllib.request.urlopen(f"http://{ip}:{a.port}{a.path}", timeout=5) as r:
+            with urllib.request.urlopen(url, timeout=5) as r:
                 r.read()
             with counter:
                 ok += 1

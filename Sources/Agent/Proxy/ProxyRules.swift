@@ -1,0 +1,396 @@
+// The per-node Service proxy's nftables ruleset (kube-proxy nftables-mode design), as pure code:
+// services in, one atomic `nft -f` script out, plus the conntrack clean-up an update needs.
+
+public struct ProxyEndpoint: Hashable, Sendable {
+    public var ip: String
+    public var port: Int
+    public var ready: Bool
+    public var serving: Bool
+    public var terminating: Bool
+
+    public init(ip: String, port: Int, ready: Bool = true, serving: Bool = true, terminating: Bool = false) {
+        self.ip = ip; self.port = port; self.ready = ready; self.serving = serving; self.terminating = terminating
+    }
+}
+
+public struct ProxyServicePort: Hashable, Sendable {
+    public var name: String
+    /// TCP, UDP or SCTP (any case); other protocols get no rules.
+    public var proto: String
+    public var port: Int
+    public var nodePort: Int?
+    public var endpoints: [ProxyEndpoint]
+
+    public init(name: String = "", proto: String = "TCP", port: Int, nodePort: Int? = nil, endpoints: [ProxyEndpoint] = []) {
+        self.name = name; self.proto = proto; self.port = port; self.nodePort = nodePort; self.endpoints = endpoints
+    }
+}
+
+public struct ProxyService: Hashable, Sendable {
+    public var namespace: String
+    public var name: String
+    /// nil, "" or "None": headless, so no rules at all.
+    public var clusterIP: String?
+    public var externalIPs: [String]
+    /// Seconds; non-nil (and positive) means sessionAffinity ClientIP.
+    public var affinityTimeout: Int?
+    public var ports: [ProxyServicePort]
+
+    public init(namespace: String, name: String, clusterIP: String?, externalIPs: [String] = [],
+                affinityTimeout: Int? = nil, ports: [ProxyServicePort]) {
+        self.namespace = namespace; self.name = name; self.clusterIP = clusterIP
+        self.externalIPs = externalIPs; self.affinityTimeout = affinityTimeout; self.ports = ports
+    }
+}
+
+public struct ProxyConfig: Sendable {
+    public var table: String = "orchestrator"
+    /// Pod CIDR: traffic to a ClusterIP from outside it is masqueraded ("" = masquerade all).
+    public var clusterCIDR: String
+    /// Destinations never DNATed nor rejected (the node-local DNS address).
+    public var exemptIPs: [String] = []
+
+    public init(table: String = "orchestrator", clusterCIDR: String, exemptIPs: [String] = []) {
+        self.table = table; self.clusterCIDR = clusterCIDR; self.exemptIPs = exemptIPs
+    }
+}
+
+public struct ProxyTableState: Hashable, Sendable {
+    public var chains: Set<String>
+    public var sets: Set<String>
+    public var maps: Set<String>
+
+    public init(chains: Set<String> = [], sets: Set<String> = [], maps: Set<String> = []) {
+        self.chains = chains; self.sets = sets; self.maps = maps
+    }
+    public static let empty = ProxyTableState()
+}
+
+public enum ProxyRules {
+    static let masqBit = "0x4000"
+    static let baseChains: [(name: String, spec: String)] = [
+        ("nat-prerouting", "type nat hook prerouting priority dstnat; policy accept;"),
+        // -100 rather than dstnat: the same number, but nft 1.0.6 names it only for prerouting.
+        ("nat-output", "type nat hook output priority -100; policy accept;"),
+        ("nat-postrouting", "type nat hook postrouting priority srcnat; policy accept;"),
+        // -110: before nat output (-100), so locally sent packets still carry the ClusterIP.
+        ("filter-forward", "type filter hook forward priority -110; policy accept;"),
+        ("filter-input", "type filter hook input priority -110; policy accept;"),
+        ("filter-output", "type filter hook output priority -110; policy accept;"),
+    ]
+    static let fixedChains = ["services", "service-endpoints-check", "reject-chain", "mark-for-masquerade", "masquerading"]
+    static let maps: [(name: String, type: String)] = [
+        ("service-ips", "ipv4_addr . inet_proto . inet_service : verdict"),
+        ("service-nodeports", "inet_proto . inet_service : verdict"),
+        ("no-endpoint-services", "ipv4_addr . inet_proto . inet_service : verdict"),
+        ("no-endpoint-nodeports", "inet_proto . inet_service : verdict"),
+    ]
+    // nft's `fib daddr type local` also matches 127/8, where a NodePort must not answer.
+    static let localDest = "fib daddr type local ip daddr != 127.0.0.0/8"
+
+    /// Chains, sets and maps the ruleset wants, and the nft -f script that moves any current table
+    /// state to exactly that, in ONE transaction.
+    public static func render(_ services: [ProxyService], config: ProxyConfig, existing: ProxyTableState) -> String {
+        let t = "ip \(config.table)"
+        let plans = plan(services)
+        let cidr = canonicalCIDR(config.clusterCIDR)
+        let exempt = unique(config.exemptIPs.compactMap(canonicalIPv4))
+
+        var chains = baseChains.map(\.name) + fixedChains
+        var sets: [(name: String, timeout: Int)] = []
+        var rules: [String] = []
+        func rule(_ chain: String, _ text: String) { rules.append("add rule \(t) \(chain) \(text)") }
+        // A key claimed twice (two Services on one externalIP:port) would make nft refuse the whole
+        // transaction, so the first in sort order wins.
+        var elements: [String: [String]] = [:]
+        var seenKeys: [String: Set<String>] = [:]
+        func element(_ map: String, _ key: String, _ verdict: String) {
+            guard seenKeys[map, default: []].insert(key).inserted else { return }
+            elements[map, default: []].append("add element \(t) \(map) { \(key) : \(verdict) }")
+        }
+
+        rule("nat-prerouting", "jump services")
+        rule("nat-output", "jump services")
+        rule("nat-postrouting", "jump masquerading")
+        for chain in ["filter-forward", "filter-input", "filter-output"] {
+            for ip in exempt { rule(chain, "ip daddr \(ip) return") }
+            rule(chain, "ct state new jump service-endpoints-check")
+        }
+        for ip in exempt { rule("services", "ip daddr \(ip) return") }
+        rule("services", "ip daddr . meta l4proto . th dport vmap @service-ips")
+        rule("services", "\(localDest) meta l4proto . th dport vmap @service-nodeports")
+        rule("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
+        rule("service-endpoints-check", "\(localDest) meta l4proto . th dport vmap @no-endpoint-nodeports")
+        rule("reject-chain", "meta l4proto tcp reject with tcp reset")
+        rule("reject-chain", "reject with icmp type port-unreachable")
+        rule("mark-for-masquerade", "meta mark set meta mark | \(masqBit)")
+        rule("masquerading", "meta mark & \(masqBit) == 0 return")
+        // Cleared so a packet re-entering the stack (bridge, hairpin) is not masqueraded twice.
+        rule("masquerading", "meta mark set meta mark ^ \(masqBit)")
+        rule("masquerading", "masquerade fully-random")
+
+        for p in plans {
+            let dests = [p.clusterIP] + p.externalIPs
+            if p.endpoints.isEmpty {
+                for ip in dests { element("no-endpoint-services", "\(ip) . \(p.proto) . \(p.port)", "goto reject-chain") }
+                if let np = p.nodePort { element("no-endpoint-nodeports", "\(p.proto) . \(np)", "goto reject-chain") }
+                continue
+            }
+            chains.append(p.serviceChain)
+            if let ext = p.externalChain { chains.append(ext) }
+            if let cidr {
+                rule(p.serviceChain, "ip daddr \(p.clusterIP) ip saddr != \(cidr) jump mark-for-masquerade")
+            } else {
+                rule(p.serviceChain, "ip daddr \(p.clusterIP) jump mark-for-masquerade")
+            }
+            if p.affinityTimeout != nil {
+                for ep in p.endpoints { rule(p.serviceChain, "ip saddr @\(ep.affinitySet) goto \(ep.chain)") }
+            }
+            let arms = p.endpoints.enumerated().map { "\($0.offset) : goto \($0.element.chain)" }.joined(separator: ", ")
+            rule(p.serviceChain, "numgen random mod \(p.endpoints.count) vmap { \(arms) }")
+            if let ext = p.externalChain {
+                // External clients' replies must come back through this node, whichever endpoint serves.
+                rule(ext, "jump mark-for-masquerade")
+                rule(ext, "goto \(p.serviceChain)")
+            }
+            for ep in p.endpoints {
+                chains.append(ep.chain)
+                // Hairpin: a pod reaching itself through the Service would otherwise see its own
+                // address as the source and answer directly, bypassing the reverse NAT.
+                rule(ep.chain, "ip saddr \(ep.ip) jump mark-for-masquerade")
+                if let timeout = p.affinityTimeout {
+                    sets.append((ep.affinitySet, timeout))
+                    rule(ep.chain, "update @\(ep.affinitySet) { ip saddr }")
+                }
+                rule(ep.chain, "meta l4proto \(p.proto) dnat to \(ep.ip):\(ep.port)")
+            }
+            element("service-ips", "\(p.clusterIP) . \(p.proto) . \(p.port)", "goto \(p.serviceChain)")
+            if let ext = p.externalChain {
+                for ip in p.externalIPs { element("service-ips", "\(ip) . \(p.proto) . \(p.port)", "goto \(ext)") }
+                if let np = p.nodePort { element("service-nodeports", "\(p.proto) . \(np)", "goto \(ext)") }
+            }
+        }
+
+        let wantedChains = Set(chains), wantedSets = Set(sets.map(\.name)), wantedMaps = Set(maps.map(\.name))
+        let staleChains = existing.chains.subtracting(wantedChains).sorted()
+        let staleMaps = existing.maps.subtracting(wantedMaps).sorted()
+        let staleSets = existing.sets.subtracting(wantedSets).sorted()
+
+        var out = ["add table \(t)"]
+        for (name, spec) in baseChains { out.append("add chain \(t) \(name) { \(spec) }") }
+        for name in chains.dropFirst(baseChains.count) { out.append("add chain \(t) \(name)") }
+        for (name, type) in maps { out.append("add map \(t) \(name) { type \(type); }") }
+        // `add` keeps an existing set's members: affinity must outlive a sync.
+        for (name, timeout) in sets {
+            out.append("add set \(t) \(name) { type ipv4_addr; flags dynamic,timeout; timeout \(timeout)s; }")
+        }
+        // Everything that may reference a stale object is emptied before the deletes.
+        for (name, _) in maps { out.append("flush map \(t) \(name)") }
+        for name in chains + staleChains { out.append("flush chain \(t) \(name)") }
+        for name in staleMaps { out.append("flush map \(t) \(name)") }
+        for name in staleChains { out.append("delete chain \(t) \(name)") }
+        for name in staleMaps { out.append("delete map \(t) \(name)") }
+        for name in staleSets { out.append("delete set \(t) \(name)") }
+        out += rules
+        for (name, _) in maps { out += elements[name] ?? [] }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// Names of the chains, sets and maps in `nft [-t] list table ip NAME` output.
+    public static func parseState(_ nftListTableOutput: String) -> ProxyTableState {
+        var state = ProxyTableState()
+        var depth = 0
+        for raw in nftListTableOutput.split(separator: "\n", omittingEmptySubsequences: true) {
+            let line = trim(Substring(raw))
+            if depth == 1, line.hasSuffix("{") {
+                let words = line.dropLast().split(separator: " ", maxSplits: 1)
+                if words.count == 2 {
+                    let name = String(trim(words[1])).replacingQuotes()
+                    switch words[0] {
+                    case "chain": state.chains.insert(name)
+                    case "set": state.sets.insert(name)
+                    case "map": state.maps.insert(name)
+                    default: break
+                    }
+                }
+            }
+            // Element lists may span lines but their braces balance, so depth stays right.
+            for c in line { if c == "{" { depth += 1 } else if c == "}" { depth -= 1 } }
+        }
+        return state
+    }
+
+    /// conntrack deletions needed after an update, as argument arrays for the `conntrack` binary.
+    /// Only UDP needs them: an entry made before the change keeps its old NAT (or none) for as
+    /// long as the client keeps sending, so it would never reach the new rules.
+    public static func staleConntrack(old: [ProxyService], new: [ProxyService]) -> [[String]] {
+        let before = udpUsage(old), after = udpUsage(new)
+        var out: [[String]] = []
+        for key in before.keys.sorted() {
+            let o = before[key]!
+            let still = after[key]?.ips ?? []
+            for ip in o.ips.subtracting(still).sorted(by: ipLess) {
+                for dest in o.dests { out.append(["-D", "-p", "udp", "--orig-dst", dest, "--orig-port-dst", String(o.port), "--dst-nat", ip]) }
+                if let np = o.nodePort { out.append(["-D", "-p", "udp", "--orig-port-dst", String(np), "--dst-nat", ip]) }
+            }
+        }
+        // Packets sent while a port had no endpoints left un-NATed entries that would swallow the
+        // client's later packets.
+        for key in after.keys.sorted() {
+            let n = after[key]!
+            guard !n.ips.isEmpty, before[key]?.ips.isEmpty ?? true else { continue }
+            for dest in n.dests { out.append(["-D", "-p", "udp", "--orig-dst", dest, "--orig-port-dst", String(n.port)]) }
+            if let np = n.nodePort { out.append(["-D", "-p", "udp", "--orig-port-dst", String(np)]) }
+        }
+        return unique(out)
+    }
+
+    // MARK: - Planning
+
+    struct EndpointPlan { var ip: String; var port: Int; var chain: String; var affinitySet: String }
+    struct PortPlan {
+        var proto: String
+        var port: Int
+        var nodePort: Int?
+        var clusterIP: String
+        var externalIPs: [String]
+        var affinityTimeout: Int?
+        var serviceChain: String
+        var externalChain: String?
+        var endpoints: [EndpointPlan]
+    }
+
+    /// Service ports that get rules, sorted by namespace/name/port; anything nft would reject
+    /// (IPv6, bad ports, unknown protocols) is dropped here rather than failing the whole table.
+    static func plan(_ services: [ProxyService]) -> [PortPlan] {
+        let sorted = services.sorted { ($0.namespace, $0.name) < ($1.namespace, $1.name) }
+        var out: [PortPlan] = []
+        var seen = Set<String>()
+        for svc in sorted {
+            guard let cip = svc.clusterIP.flatMap(canonicalIPv4) else { continue }
+            let extIPs = unique(svc.externalIPs.compactMap(canonicalIPv4).sorted(by: ipLess))
+            let timeout = svc.affinityTimeout.flatMap { $0 > 0 ? $0 : nil }
+            let ports = svc.ports.sorted { ($0.port, $0.proto.lowercased(), $0.name) < ($1.port, $1.proto.lowercased(), $1.name) }
+            for sp in ports {
+                let proto = sp.proto.lowercased()
+                guard ["tcp", "udp", "sctp"].contains(proto), validPort(sp.port) else { continue }
+                let id = "\(svc.namespace)/\(svc.name)/\(proto)/\(sp.port)"
+                guard seen.insert(id).inserted else { continue }
+                let nodePort = sp.nodePort.flatMap { validPort($0) ? $0 : nil }
+                let eps = usableEndpoints(sp.endpoints).map { ep -> EndpointPlan in
+                    let epID = "\(id)__\(ep.ip)/\(ep.port)"
+                    return EndpointPlan(ip: ep.ip, port: ep.port,
+                                        chain: objectName("endpoint", epID),
+                                        affinitySet: objectName("affinity", epID, salt: "\(timeout ?? 0)"))
+                }
+                out.append(PortPlan(proto: proto, port: sp.port, nodePort: nodePort, clusterIP: cip,
+                                    externalIPs: extIPs, affinityTimeout: timeout,
+                                    serviceChain: objectName("service", id),
+                                    externalChain: (nodePort != nil || !extIPs.isEmpty) ? objectName("external", id) : nil,
+                                    endpoints: eps))
+            }
+        }
+        return out
+    }
+
+    /// Ready endpoints; failing those, serving ones that are terminating (so a rollout's last
+    /// pods still drain traffic); deduplicated and sorted.
+    static func usableEndpoints(_ endpoints: [ProxyEndpoint]) -> [ProxyEndpoint] {
+        let valid = endpoints.compactMap { ep -> ProxyEndpoint? in
+            guard let ip = canonicalIPv4(ep.ip), validPort(ep.port) else { return nil }
+            var e = ep; e.ip = ip; return e
+        }
+        var chosen = valid.filter(\.ready)
+        if chosen.isEmpty { chosen = valid.filter { $0.serving && $0.terminating } }
+        var seen = Set<String>()
+        return chosen
+            .sorted { ipLess($0.ip, $1.ip) || ($0.ip == $1.ip && $0.port < $1.port) }
+            .filter { seen.insert("\($0.ip):\($0.port)").inserted }
+    }
+
+    struct UDPUsage { var dests: [String]; var port: Int; var nodePort: Int?; var ips: Set<String> }
+
+    static func udpUsage(_ services: [ProxyService]) -> [String: UDPUsage] {
+        var out: [String: UDPUsage] = [:]
+        for svc in services {
+            guard let cip = svc.clusterIP.flatMap(canonicalIPv4) else { continue }
+            let dests = [cip] + unique(svc.externalIPs.compactMap(canonicalIPv4).sorted(by: ipLess))
+            for sp in svc.ports where sp.proto.lowercased() == "udp" && validPort(sp.port) {
+                let key = "\(svc.namespace)/\(svc.name)/udp/\(sp.port)"
+                out[key] = UDPUsage(dests: dests, port: sp.port,
+                                    nodePort: sp.nodePort.flatMap { validPort($0) ? $0 : nil },
+                                    ips: Set(usableEndpoints(sp.endpoints).map(\.ip)))
+            }
+        }
+        return out
+    }
+
+    // MARK: - Names and addresses
+
+    /// `kind-HASH-readable`: the hash (over the unsanitised id) keeps names unique when the
+    /// readable part is sanitised or shortened; nft allows at most 256 bytes.
+    static func objectName(_ kind: String, _ id: String, salt: String = "") -> String {
+        var readable = String(id.map { c -> Character in
+            c.isASCII && (c.isLetter || c.isNumber || "/_.-".contains(c)) ? c : "_"
+        })
+        if readable.utf8.count > 200 { readable = String(readable.prefix(200)) }
+        return "\(kind)-\(shortHash(id + "|" + salt))-\(readable)"
+    }
+
+    /// 8 base32 characters of FNV-1a 64: stable across processes, unlike Swift's Hasher.
+    static func shortHash(_ s: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 { h ^= UInt64(b); h = h &* 0x100_0000_01b3 }
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        var out = ""
+        for i in 0..<8 { out.append(alphabet[Int((h >> UInt64(59 - 5 * i)) & 31)]) }
+        return out
+    }
+
+    static func octets(_ s: String) -> [Int]? {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var out: [Int] = []
+        for p in parts {
+            // No leading zeros: tools disagree on whether they mean octal.
+            guard (1...3).contains(p.count), p.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  p.count == 1 || p.first != "0", let v = Int(p), v <= 255 else { return nil }
+            out.append(v)
+        }
+        return out
+    }
+
+    static func canonicalIPv4(_ s: String) -> String? {
+        octets(s).map { $0.map(String.init).joined(separator: ".") }
+    }
+
+    static func canonicalCIDR(_ s: String) -> String? {
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let ip = canonicalIPv4(String(parts[0])),
+              parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let bits = Int(parts[1]), (0...32).contains(bits) else { return nil }
+        return "\(ip)/\(bits)"
+    }
+
+    static func ipLess(_ a: String, _ b: String) -> Bool {
+        if let x = octets(a), let y = octets(b) { return x.lexicographicallyPrecedes(y) }
+        return a < b
+    }
+
+    static func validPort(_ p: Int) -> Bool { (1...65535).contains(p) }
+
+    static func unique<T: Hashable>(_ xs: [T]) -> [T] {
+        var seen = Set<T>()
+        return xs.filter { seen.insert($0).inserted }
+    }
+
+    static func trim(_ s: Substring) -> Substring {
+        var s = s
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
+        return s
+    }
+}
+
+private extension String {
+    func replacingQuotes() -> String { String(filter { $0 != "\"" }) }
+}
