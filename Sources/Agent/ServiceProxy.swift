@@ -143,10 +143,13 @@ public final class ServiceProxy: Sendable {
         }
         if config.mode == "nftables" {
             // The address is the same on every node and local to each: pods' queries never leave it.
-            let link = ServiceProxyConfig.dnsInterface
-            _ = try? await Command.run("/usr/sbin/ip", ["link", "add", link, "type", "dummy"])
+            // A dummy link where the kernel has them, else loopback.
+            var link = ServiceProxyConfig.dnsInterface
+            let made = try? await Command.run("/usr/sbin/ip", ["link", "add", link, "type", "dummy"])
+            if made?.status != 0, !FileManager.default.fileExists(atPath: "/sys/class/net/\(link)") { link = "lo" }
             _ = try? await Command.run("/usr/sbin/ip", ["addr", "replace", "\(addr)/32", "dev", link])
             _ = try? await Command.run("/usr/sbin/ip", ["link", "set", link, "up"])
+            Self.localDNSAddress.withLock { $0 = (addr, link) }
         }
         let server = DNSServer(host: addr, port: config.dnsPort, upstreams: config.upstreams)
         server.update(ClusterDNSTable(domain: config.domain, services: Self.dnsServices(services: services.list(), slices: slices.list())))
@@ -160,6 +163,18 @@ public final class ServiceProxy: Sendable {
     }
 
     public func removeRules() async { await applier?.remove() }
+
+    /// The DNS address this process added to the node, and where (removed on a clean stop).
+    public static let localDNSAddress = Mutex<(address: String, link: String)?>(nil)
+
+    /// What a clean stop removes: the node's table and the DNS address.
+    public static func cleanUpNode(table: String) {
+        _ = try? Command.runSync("/usr/sbin/nft", ["delete", "table", "ip", table])
+        if let (addr, link) = localDNSAddress.withLock({ $0 }) {
+            if link == "lo" { _ = try? Command.runSync("/usr/sbin/ip", ["addr", "del", "\(addr)/32", "dev", "lo"]) }
+            else { _ = try? Command.runSync("/usr/sbin/ip", ["link", "delete", link]) }
+        }
+    }
 
     // MARK: pure translation
 

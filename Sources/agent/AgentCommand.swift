@@ -82,8 +82,7 @@ struct AgentCommand: AsyncParsableCommand {
             signal(SIGTERM, SIG_IGN)
             let term = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
             term.setEventHandler {
-                _ = try? Command.runSync("/usr/sbin/nft", ["delete", "table", "ip", table])
-                _ = try? Command.runSync("/usr/sbin/ip", ["link", "delete", ServiceProxyConfig.dnsInterface])
+                ServiceProxy.cleanUpNode(table: table)
                 Foundation.exit(0)
             }
             term.resume()
