@@ -96,7 +96,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "bench", dependencies: [
-            "Client", "API", "APIServer", "Scheduler", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Client", "API", "APIServer", "Scheduler", "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "APITests", dependencies: ["API"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "API"]),

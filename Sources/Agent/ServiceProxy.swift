@@ -37,6 +37,8 @@ public final class ServiceProxy: Sendable {
     let dnsServer: Mutex<DNSServer?> = Mutex(nil)
     let logger: Logger
     let wake = Mutex<(dirty: Bool, waiter: CheckedContinuation<Void, Never>?)>((true, nil))
+    /// The next sync rewrites the whole table (the periodic repair).
+    let fullNext = Mutex(false)
     let synced = Mutex<Int64>(0)
     let lastSync = Mutex<(rules: Int, seconds: Double, at: Date?)>((0, 0, nil))
     let onSynced: @Sendable (Int64) -> Void
@@ -101,7 +103,9 @@ public final class ServiceProxy: Sendable {
                 guard await self.services.waitForSync(timeout: 3600), await self.slices.waitForSync(timeout: 3600) else { return }
                 if self.config.dnsEnabled { await self.startDNS() }
                 // A resync every 30 s repairs rules someone else changed by hand.
-                let ticker = Task { while !Task.isCancelled { try? await self.clock.sleep(for: 30); self.markDirty() } }
+                let ticker = Task {
+                    while !Task.isCancelled { try? await self.clock.sleep(for: 30); self.fullNext.withLock { $0 = true }; self.markDirty() }
+                }
                 defer { ticker.cancel() }
                 while !Task.isCancelled {
                     await self.waitDirty()
@@ -123,7 +127,8 @@ public final class ServiceProxy: Sendable {
         if let applier {
             do {
                 let ps = Self.proxyServices(services: svcs, slices: sls, exempt: dnsAddress.map { [$0] } ?? [])
-                let r = try await applier.sync(ps)
+                let full = fullNext.withLock { f in defer { f = false }; return f }
+                let r = try await applier.sync(ps, full: full)
                 lastSync.withLock { $0 = (r.rules, r.seconds, clock.now()) }
             } catch {
                 logger.error("proxy sync failed; retrying", metadata: ["error": "\(error)"])

@@ -402,7 +402,7 @@ final class ProxyFakeRunner: Sendable {
         tableListing.withLock { $0 = "table ip orchestrator {\n\tchain services {\n\t}\n\tchain \(stale) {\n\t}\n}\n" }
         fake.reset()
         let next = ProxyFixture.services + [ProxyFixture.udp(eps: ["10.244.1.2"])]
-        try await applier.sync(next)
+        try await applier.sync(next, full: true)   // a full rewrite lists the table and adopts it
         calls = fake.recorded
         #expect(calls[1].stdin?.contains("delete chain ip orchestrator \(stale)\n") == true)
         #expect(calls.dropFirst(2).map(\.exe) == ["/usr/sbin/conntrack", "/usr/sbin/conntrack"])
@@ -410,6 +410,14 @@ final class ProxyFakeRunner: Sendable {
             ["-D", "-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53", "--dst-nat", "10.244.1.3"],
             ["-D", "-p", "udp", "--orig-port-dst", "30053", "--dst-nat", "10.244.1.3"],
         ])
+
+        // A partial sync touches only what changed, without listing the table.
+        fake.reset()
+        try await applier.sync(ProxyFixture.services + [ProxyFixture.udp(eps: ["10.244.1.2", "10.244.1.4"])])
+        calls = fake.recorded
+        #expect(calls.first?.args == ["-f", "-"])
+        #expect(calls.first?.stdin?.contains("10.244.1.4") == true)
+        #expect(calls.first?.stdin?.contains("add table") == false)
 
         fake.reset()
         await applier.remove()
@@ -548,5 +556,58 @@ final class ProxyFakeRunner: Sendable {
         await restarted.remove()
         let after = try await nft("list", "table", "ip", "orchestrator")
         #expect(after.status != 0)
+    }
+}
+
+/// Partial updates must leave the kernel exactly where a full rewrite would.
+@Suite struct ProxyPartialSyncTests {
+    static func table(_ variant: Int) -> [ProxyService] {
+        (0..<12).compactMap { i -> ProxyService? in
+            if variant == 1 && i == 3 { return nil }                 // a Service removed
+            var eps = (0..<3).map { ProxyEndpoint(ip: "198.19.\(i).\($0 + 2)", port: 8080) }
+            if variant == 1 && i == 5 { eps[1].ready = false }       // an endpoint leaves
+            if variant == 1 && i == 6 { eps = [] }                   // no endpoints: reject
+            if variant == 1 && i == 7 { eps.append(ProxyEndpoint(ip: "198.19.7.9", port: 8080)) }
+            return ProxyService(namespace: "ns", name: "s\(i)", clusterIP: "198.18.128.\(i + 1)", affinityTimeout: i == 8 ? 60 : nil,
+                                ports: [ProxyServicePort(name: "http", proto: i == 9 ? "UDP" : "TCP", port: 80, nodePort: i == 2 ? 30002 : nil, endpoints: eps)])
+        } + (variant == 1 ? [ProxyService(namespace: "ns", name: "new", clusterIP: "198.18.128.99", ports: [ProxyServicePort(name: "", proto: "TCP", port: 81, endpoints: [ProxyEndpoint(ip: "198.19.50.2", port: 81)])])] : [])
+    }
+
+    @Test func onlyChangedServicePortsAreTouched() throws {
+        let cfg = ProxyConfig(clusterCIDR: "198.19.0.0/16")
+        let script = try #require(ProxyRules.renderPartial(old: Self.table(0), new: Self.table(1), config: cfg))
+        #expect(!script.contains("s0/") && !script.contains("s11/"))           // untouched
+        #expect(script.contains("delete element ip orchestrator service-ips { 198.18.128.4 . tcp . 80 }"))
+        #expect(script.contains("add element ip orchestrator no-endpoint-services { 198.18.128.7 . tcp . 80 : goto reject-chain }"))
+        #expect(ProxyRules.renderPartial(old: Self.table(1), new: Self.table(1), config: cfg) == "")
+    }
+
+    @Test func partialUpdateEqualsAFullRewriteInTheKernel() async throws {
+        let fm = FileManager.default
+        guard getuid() == 0, fm.isExecutableFile(atPath: "/usr/sbin/nft"), fm.isExecutableFile(atPath: "/usr/sbin/ip") else {
+            print("skipping: needs root and nft"); return
+        }
+        func listing(_ services: [ProxyService], partialFrom: [ProxyService]?) async throws -> String {
+            let ns = "proxypart-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+            guard try Command.runSync("/usr/sbin/ip", ["netns", "add", ns]).status == 0 else { throw ProxyApplyError("netns") }
+            defer { _ = try? Command.runSync("/usr/sbin/ip", ["netns", "delete", ns]) }
+            let runner: ProxyApplier.Runner = { exe, args, stdin in
+                let r = try await Command.run("/usr/sbin/ip", ["netns", "exec", ns, exe] + args, stdin: stdin, timeout: 60)
+                return (r.status, r.stdout, r.stderr)
+            }
+            let applier = ProxyApplier(config: ProxyConfig(clusterCIDR: "198.19.0.0/16"), runner: runner)
+            if let first = partialFrom { try await applier.sync(first) }
+            try await applier.sync(services)
+            return try await runner("/usr/sbin/nft", ["-s", "list", "table", "ip", "orchestrator"], nil).stdout
+        }
+        // Element lists come in either order: compare the statements and elements as sets.
+        func normalized(_ s: String) -> [String] {
+            s.replacingOccurrences(of: "elements = {", with: "\n").replacingOccurrences(of: "}", with: "\n").replacingOccurrences(of: ",", with: "\n")
+                .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.sorted()
+        }
+        let viaPartial = try await listing(Self.table(1), partialFrom: Self.table(0))
+        let direct = try await listing(Self.table(1), partialFrom: nil)
+        #expect(!direct.isEmpty)
+        #expect(normalized(viaPartial) == normalized(direct))
     }
 }

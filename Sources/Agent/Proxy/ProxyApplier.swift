@@ -20,6 +20,10 @@ public final class ProxyApplier: Sendable {
 
     private struct State {
         var last: [ProxyService] = []
+        /// Whether the kernel holds exactly `last` (a partial update may build on it).
+        var exact = false
+        var lastUnits: ProxyRules.Units? = nil
+        var syncsSinceFull = 0
         var busy = false
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -32,28 +36,49 @@ public final class ProxyApplier: Sendable {
         self.logger = logger; self.runner = runner
     }
 
+    /// Syncs between full rewrites.
+    public let fullEvery = 100
+
     /// The services of the last successful sync.
     public var lastApplied: [ProxyService] { state.withLock { $0.last } }
 
     /// Makes the kernel's table match `services`. `rules` counts rules plus map elements loaded.
     /// On an nft failure nothing changed (the transaction is atomic) and the error names the line.
     @discardableResult
-    public func sync(_ services: [ProxyService]) async throws -> (rules: Int, seconds: Double) {
+    public func sync(_ services: [ProxyService], full force: Bool = false) async throws -> (rules: Int, seconds: Double) {
         await acquire()
         defer { release() }
         let clock = ContinuousClock()
         let start = clock.now
-        let existing = try await currentState()
-        let script = ProxyRules.render(services, config: config, existing: existing)
-        let r = try await runner(nftPath, ["-f", "-"], script)
-        guard r.status == 0 else { throw ProxyApplyError(Self.describeFailure(status: r.status, stderr: r.stderr, script: script)) }
+        // Only what changed since the last sync, while the kernel holds exactly that; a full
+        // rewrite (which also adopts and repairs) first, after a failure, and every 100 syncs.
+        let (prevUnits, exact, count) = state.withLock { ($0.lastUnits, $0.exact, $0.syncsSinceFull) }
+        let newUnits = ProxyRules.units(services, config: config)
+        var script: String? = nil
+        if exact && count < fullEvery && !force, let prevUnits { script = ProxyRules.renderPartial(old: prevUnits, new: newUnits, config: config) }
+        let full = script == nil
+        if script == nil {
+            let existing = try await currentState()
+            script = ProxyRules.render(services, config: config, existing: existing)
+        }
+        let text = script!
+        if !text.isEmpty {
+            let r = try await runner(nftPath, ["-f", "-"], text)
+            guard r.status == 0 else {
+                state.withLock { $0.exact = false }
+                throw ProxyApplyError(Self.describeFailure(status: r.status, stderr: r.stderr, script: text))
+            }
+        }
         let old = state.withLock { s in
             let old = s.last
             s.last = services
+            s.lastUnits = newUnits
+            s.exact = true
+            s.syncsSinceFull = full ? 0 : s.syncsSinceFull + 1
             return old
         }
         await clearConntrack(ProxyRules.staleConntrack(old: old, new: services))
-        let rules = script.split(separator: "\n").count(where: { $0.hasPrefix("add rule ") || $0.hasPrefix("add element ") })
+        let rules = text.split(separator: "\n").count(where: { $0.hasPrefix("add rule ") || $0.hasPrefix("add element ") })
         let d = clock.now - start
         return (rules, Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
     }
@@ -70,7 +95,7 @@ public final class ProxyApplier: Sendable {
         } catch {
             logger.warning("nft delete table failed", metadata: ["error": "\(error)"])
         }
-        state.withLock { $0.last = [] }
+        state.withLock { $0.last = []; $0.exact = false; $0.lastUnits = nil }
     }
 
     private func currentState() async throws -> ProxyTableState {

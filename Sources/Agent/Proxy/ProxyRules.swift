@@ -130,45 +130,11 @@ public enum ProxyRules {
         rule("masquerading", "masquerade fully-random")
 
         for p in plans {
-            let dests = [p.clusterIP] + p.externalIPs
-            if p.endpoints.isEmpty {
-                for ip in dests { element("no-endpoint-services", "\(ip) . \(p.proto) . \(p.port)", "goto reject-chain") }
-                if let np = p.nodePort { element("no-endpoint-nodeports", "\(p.proto) . \(np)", "goto reject-chain") }
-                continue
-            }
-            chains.append(p.serviceChain)
-            if let ext = p.externalChain { chains.append(ext) }
-            if let cidr {
-                rule(p.serviceChain, "ip daddr \(p.clusterIP) ip saddr != \(cidr) jump mark-for-masquerade")
-            } else {
-                rule(p.serviceChain, "ip daddr \(p.clusterIP) jump mark-for-masquerade")
-            }
-            if p.affinityTimeout != nil {
-                for ep in p.endpoints { rule(p.serviceChain, "ip saddr @\(ep.affinitySet) goto \(ep.chain)") }
-            }
-            let arms = p.endpoints.enumerated().map { "\($0.offset) : goto \($0.element.chain)" }.joined(separator: ", ")
-            rule(p.serviceChain, "numgen random mod \(p.endpoints.count) vmap { \(arms) }")
-            if let ext = p.externalChain {
-                // External clients' replies must come back through this node, whichever endpoint serves.
-                rule(ext, "jump mark-for-masquerade")
-                rule(ext, "goto \(p.serviceChain)")
-            }
-            for ep in p.endpoints {
-                chains.append(ep.chain)
-                // Hairpin: a pod reaching itself through the Service would otherwise see its own
-                // address as the source and answer directly, bypassing the reverse NAT.
-                rule(ep.chain, "ip saddr \(ep.ip) jump mark-for-masquerade")
-                if let timeout = p.affinityTimeout {
-                    sets.append((ep.affinitySet, timeout))
-                    rule(ep.chain, "update @\(ep.affinitySet) { ip saddr }")
-                }
-                rule(ep.chain, "meta l4proto \(p.proto) dnat to \(ep.ip):\(ep.port)")
-            }
-            element("service-ips", "\(p.clusterIP) . \(p.proto) . \(p.port)", "goto \(p.serviceChain)")
-            if let ext = p.externalChain {
-                for ip in p.externalIPs { element("service-ips", "\(ip) . \(p.proto) . \(p.port)", "goto \(ext)") }
-                if let np = p.nodePort { element("service-nodeports", "\(p.proto) . \(np)", "goto \(ext)") }
-            }
+            let u = unit(p, t: t, cidr: cidr)
+            chains += u.chains
+            sets += u.sets
+            rules += u.rules
+            for e in u.elements { element(e.map, e.key, e.verdict) }
         }
 
         let wantedChains = Set(chains), wantedSets = Set(sets.map(\.name)), wantedMaps = Set(maps.map(\.name))
@@ -194,6 +160,114 @@ public enum ProxyRules {
         out += rules
         for (name, _) in maps { out += elements[name] ?? [] }
         return out.joined(separator: "\n") + "\n"
+    }
+
+    /// What one Service port puts in the table: its chains, affinity sets, rules and map elements.
+    struct Unit: Equatable, Sendable {
+        var chains: [String] = []
+        var sets: [(name: String, timeout: Int)] = []
+        var rules: [String] = []
+        var elements: [(map: String, key: String, verdict: String)] = []
+        static func == (a: Unit, b: Unit) -> Bool {
+            a.chains == b.chains && a.rules == b.rules && a.sets.map { "\($0.name)/\($0.timeout)" } == b.sets.map { "\($0.name)/\($0.timeout)" }
+                && a.elements.map { "\($0.map)|\($0.key)|\($0.verdict)" } == b.elements.map { "\($0.map)|\($0.key)|\($0.verdict)" }
+        }
+    }
+
+    static func unit(_ p: PortPlan, t: String, cidr: String?) -> Unit {
+        var u = Unit()
+        func rule(_ chain: String, _ text: String) { u.rules.append("add rule \(t) \(chain) \(text)") }
+        func element(_ map: String, _ key: String, _ verdict: String) { u.elements.append((map, key, verdict)) }
+        let dests = [p.clusterIP] + p.externalIPs
+        if p.endpoints.isEmpty {
+            for ip in dests { element("no-endpoint-services", "\(ip) . \(p.proto) . \(p.port)", "goto reject-chain") }
+            if let np = p.nodePort { element("no-endpoint-nodeports", "\(p.proto) . \(np)", "goto reject-chain") }
+            return u
+        }
+        u.chains.append(p.serviceChain)
+        if let ext = p.externalChain { u.chains.append(ext) }
+        if let cidr {
+            rule(p.serviceChain, "ip daddr \(p.clusterIP) ip saddr != \(cidr) jump mark-for-masquerade")
+        } else {
+            rule(p.serviceChain, "ip daddr \(p.clusterIP) jump mark-for-masquerade")
+        }
+        if p.affinityTimeout != nil {
+            for ep in p.endpoints { rule(p.serviceChain, "ip saddr @\(ep.affinitySet) goto \(ep.chain)") }
+        }
+        let arms = p.endpoints.enumerated().map { "\($0.offset) : goto \($0.element.chain)" }.joined(separator: ", ")
+        rule(p.serviceChain, "numgen random mod \(p.endpoints.count) vmap { \(arms) }")
+        if let ext = p.externalChain {
+            // External clients' replies must come back through this node, whichever endpoint serves.
+            rule(ext, "jump mark-for-masquerade")
+            rule(ext, "goto \(p.serviceChain)")
+        }
+        for ep in p.endpoints {
+            u.chains.append(ep.chain)
+            // Hairpin: a pod reaching itself through the Service would otherwise see its own
+            // address as the source and answer directly, bypassing the reverse NAT.
+            rule(ep.chain, "ip saddr \(ep.ip) jump mark-for-masquerade")
+            if let timeout = p.affinityTimeout {
+                u.sets.append((ep.affinitySet, timeout))
+                rule(ep.chain, "update @\(ep.affinitySet) { ip saddr }")
+            }
+            rule(ep.chain, "meta l4proto \(p.proto) dnat to \(ep.ip):\(ep.port)")
+        }
+        element("service-ips", "\(p.clusterIP) . \(p.proto) . \(p.port)", "goto \(p.serviceChain)")
+        if let ext = p.externalChain {
+            for ip in p.externalIPs { element("service-ips", "\(ip) . \(p.proto) . \(p.port)", "goto \(ext)") }
+            if let np = p.nodePort { element("service-nodeports", "\(p.proto) . \(np)", "goto \(ext)") }
+        }
+        return u
+    }
+
+    static func units(_ services: [ProxyService], config: ProxyConfig) -> (byID: [String: Unit], order: [String], keysUnique: Bool) {
+        let t = "ip \(config.table)", cidr = canonicalCIDR(config.clusterCIDR)
+        var byID: [String: Unit] = [:], order: [String] = []
+        var keys = Set<String>(), unique = true
+        for p in plan(services) {
+            let id = p.serviceChain
+            let u = unit(p, t: t, cidr: cidr)
+            for e in u.elements where !keys.insert("\(e.map)|\(e.key)").inserted { unique = false }
+            byID[id] = u; order.append(id)
+        }
+        return (byID, order, unique)
+    }
+
+    /// The script that moves a table rendered for `old` to `new`, touching only the Service
+    /// ports that changed (a full render rewrites every chain, which costs seconds at thousands
+    /// of Services). Nil when only a full render is safe: a map key claimed twice.
+    public static func renderPartial(old: [ProxyService], new: [ProxyService], config: ProxyConfig) -> String? {
+        renderPartial(old: units(old, config: config), new: units(new, config: config), config: config)
+    }
+
+    typealias Units = (byID: [String: Unit], order: [String], keysUnique: Bool)
+
+    static func renderPartial(old a: Units, new b: Units, config: ProxyConfig) -> String? {
+        let t = "ip \(config.table)"
+        guard a.keysUnique, b.keysUnique else { return nil }
+        var deletes: [String] = [], flushes: [String] = [], chainDeletes: [String] = [], setDeletes: [String] = []
+        var adds: [String] = [], rules: [String] = [], elements: [String] = []
+        let gone = Set(a.order).subtracting(b.order)
+        var changed: [String] = []
+        for id in b.order where a.byID[id] != b.byID[id] { changed.append(id) }
+        for id in a.order where gone.contains(id) || changed.contains(id) {
+            let u = a.byID[id]!
+            for e in u.elements { deletes.append("delete element \(t) \(e.map) { \(e.key) }") }
+            let keep = Set(b.byID[id]?.chains ?? [])
+            for c in u.chains { flushes.append("flush chain \(t) \(c)"); if !keep.contains(c) { chainDeletes.append("delete chain \(t) \(c)") } }
+            let keepSets = Set((b.byID[id]?.sets ?? []).map(\.name))
+            for st in u.sets where !keepSets.contains(st.name) { setDeletes.append("delete set \(t) \(st.name)") }
+        }
+        for id in changed {
+            let u = b.byID[id]!
+            let had = Set(a.byID[id]?.chains ?? [])
+            for c in u.chains where !had.contains(c) { adds.append("add chain \(t) \(c)") }
+            for st in u.sets { adds.append("add set \(t) \(st.name) { type ipv4_addr; flags dynamic,timeout; timeout \(st.timeout)s; }") }
+            rules += u.rules
+            for e in u.elements { elements.append("add element \(t) \(e.map) { \(e.key) : \(e.verdict) }") }
+        }
+        let out = deletes + flushes + chainDeletes + setDeletes + adds + rules + elements
+        return out.isEmpty ? "" : out.joined(separator: "\n") + "\n"
     }
 
     /// Names of the chains, sets and maps in `nft [-t] list table ip NAME` output.
