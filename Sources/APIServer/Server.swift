@@ -260,7 +260,7 @@ public final class APIServer: Sendable {
             configuration: .init(address: .hostname(config.bindAddress, port: config.securePort), serverName: nil, backlog: 1024),
             onServerRunning: { channel in box.set(channel.localAddress?.port ?? 0) },
             logger: logger)
-        var services: [any ServiceLifecycle.Service] = [app, BackgroundLoops(server: self), WatchCloser(store: store)]
+        var services: [any ServiceLifecycle.Service] = [app, BackgroundLoops(server: self, deletions: registry.allocator?.deletions()), WatchCloser(store: store)]
         if let c = metricsCollector { services.append(MetricsCollectorService(collector: c)) }
         return services
     }
@@ -316,11 +316,12 @@ import Synchronization
 /// (as they go, and a repair pass every minute for anything a crash left behind).
 struct BackgroundLoops: ServiceLifecycle.Service {
     let server: APIServer
+    let deletions: Store.Subscription?
     func run() async throws {
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { g in
                 if let alloc = server.registry.allocator {
-                    g.addTask { await alloc.releaseOnDelete() }
+                    if let deletions { g.addTask { await alloc.releaseOnDelete(deletions) } }
                     g.addTask {
                         while !Task.isCancelled {
                             try? await Task.sleep(for: .seconds(60))

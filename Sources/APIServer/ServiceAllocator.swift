@@ -241,9 +241,13 @@ final class ServiceAllocator: Sendable {
         return (released, restored)
     }
 
+    /// The watch releaseOnDelete reads, opened before the server runs so no deletion slips by.
+    func deletions() -> Store.Subscription? {
+        try? store.watch(resource: Resources.services.groupResource, namespace: nil, fromRevision: store.currentRevision)
+    }
+
     /// Releases what each deleted Service held, as the deletions are committed.
-    func releaseOnDelete() async {
-        guard let sub = try? store.watch(resource: Resources.services.groupResource, namespace: nil, fromRevision: store.currentRevision) else { return }
+    func releaseOnDelete(_ sub: Store.Subscription) async {
         defer { sub.cancel() }
         for await e in sub.events where e.type == .deleted {
             guard let s = try? KubeJSON.decode(Service.self, from: e.object.data) else { continue }

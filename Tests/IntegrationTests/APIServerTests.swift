@@ -154,12 +154,13 @@ import PKI
         await #expect { _ = try await k.list(Pod.self, labelSelector: "app in web") } throws: { status($0)?.code == 400 }
 
         // A label change that leaves the selection is a DELETED event for that watcher.
+        let watchersBefore = c.server.store.watcherCount
         let w = Task { () -> [String] in
             var out: [String] = []
             for try await (t, p) in k.watch(Pod.self, labelSelector: "app=web") { out.append("\(t) \(p.name)"); if out.count == 3 { break } }
             return out
         }
-        _ = try await eventually(5, "watch open") { c.server.store.watcherCount > 0 ? true : nil }
+        _ = try await eventually(5, "watch open") { c.server.store.watcherCount > watchersBefore ? true : nil }
         _ = try await k.patch(Pod.self, "a", mergePatch: .object(["metadata": .object(["labels": .object(["app": .string("api")])])]))
         #expect(try await w.value == ["ADDED a", "ADDED b", "DELETED a"])
     }

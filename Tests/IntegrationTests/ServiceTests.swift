@@ -4,7 +4,8 @@
 import Testing
 import Foundation
 import API
-import APIServer
+@testable import APIServer
+import Store
 import Client
 import Controllers
 
@@ -178,5 +179,31 @@ import Controllers
         // The Service going takes its slices along.
         try await k.delete(Service.self, "web")
         _ = try await eventually(5, "slices gone") { try await slice() == nil ? true : nil }
+    }
+
+    @Test func repairReleasesWhatACrashLeftAndRestoresWhatServicesHold() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        let alloc = try #require(c.server.registry.allocator)
+        // A claim whose Service never got written (the apiserver died in between), long ago...
+        let old = #"{"namespace":"default","service":"ghost","uid":"dead","created":1000}"#
+        _ = try await c.server.store.write(.create(StoredObject(key: ServiceAllocator.key("ip-198.18.128.77"), data: Data(old.utf8), labels: [:], fields: [:])))
+        // ...and one made a moment ago, whose Service may still be on its way: left alone.
+        let fresh = #"{"namespace":"default","service":"soon","uid":"new","created":\#(Date().timeIntervalSince1970)}"#
+        _ = try await c.server.store.write(.create(StoredObject(key: ServiceAllocator.key("ip-198.18.128.78"), data: Data(fresh.utf8), labels: [:], fields: [:])))
+        // A Service whose record went missing.
+        let s = try KubeJSON.decode(Service.self, from: try await create(k, service("held")).body)
+        let ip = try #require(s.spec?.clusterIP)
+        let key = ServiceAllocator.key(ServiceAllocator.ipName(ip))
+        let cur = try #require(c.server.store.get(key))
+        _ = try await c.server.store.write(.delete(key, expectedRevision: cur.revision, finalData: cur.data))
+
+        let r = await alloc.repair()
+        #expect(r.released == 1 && r.restored == 1)
+        #expect(c.server.store.get(ServiceAllocator.key("ip-198.18.128.77")) == nil)
+        #expect(c.server.store.get(ServiceAllocator.key("ip-198.18.128.78")) != nil)
+        #expect(try await create(k, service("thief", clusterIP: ip)).status == 422)
+        #expect(try await create(k, service("reuse", clusterIP: "198.18.128.77")).status == 201)
     }
 }
