@@ -25,7 +25,9 @@ dynamic_busybox() {
   local cache="${IMAGE_CACHE:-/var/cache/orchestrator}/busybox-dyn"
   if [ ! -x "$cache/bin/busybox" ]; then
     local tmp; tmp="$(mktemp -d)"
-    if (cd "$tmp" && apt-get download -qq busybox >/dev/null 2>&1) && dpkg-deb -x "$tmp"/busybox_*.deb "$tmp/x" 2>/dev/null; then
+    # A machine whose package lists were never fetched finds nothing: fetch them once and retry.
+    (cd "$tmp" && apt-get download -qq busybox >/dev/null 2>&1) || { apt-get update -qq >/dev/null 2>&1; (cd "$tmp" && apt-get download -qq busybox >/dev/null 2>&1); } || true
+    if ls "$tmp"/busybox_*.deb >/dev/null 2>&1 && dpkg-deb -x "$tmp"/busybox_*.deb "$tmp/x" 2>/dev/null; then
       mkdir -p "$cache/bin" && cp "$tmp/x/bin/busybox" "$cache/bin/busybox"
     fi
     rm -rf "$tmp"
