@@ -1,5 +1,6 @@
 // The per-node Service proxy's nftables ruleset (kube-proxy nftables-mode design), as pure code:
 // services in, one atomic `nft -f` script out, plus the conntrack clean-up an update needs.
+import API
 
 public struct ProxyEndpoint: Hashable, Sendable {
     public var ip: String
@@ -421,32 +422,17 @@ public enum ProxyRules {
         return out
     }
 
-    static func octets(_ s: String) -> [Int]? {
-        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var out: [Int] = []
-        for p in parts {
-            // No leading zeros: tools disagree on whether they mean octal.
-            guard (1...3).contains(p.count), p.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  p.count == 1 || p.first != "0", let v = Int(p), v <= 255 else { return nil }
-            out.append(v)
-        }
-        return out
-    }
-
-    static func canonicalIPv4(_ s: String) -> String? {
-        octets(s).map { $0.map(String.init).joined(separator: ".") }
-    }
+    // Addresses through the API module's IPv4 (which refuses leading zeros, as nft should never see them).
+    static func canonicalIPv4(_ s: String) -> String? { IPv4(s)?.description }
 
     static func canonicalCIDR(_ s: String) -> String? {
         let parts = s.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let ip = canonicalIPv4(String(parts[0])),
-              parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let bits = Int(parts[1]), (0...32).contains(bits) else { return nil }
+        guard parts.count == 2, let ip = IPv4(String(parts[0])), let bits = Int(parts[1]), (0...32).contains(bits) else { return nil }
         return "\(ip)/\(bits)"
     }
 
     static func ipLess(_ a: String, _ b: String) -> Bool {
-        if let x = octets(a), let y = octets(b) { return x.lexicographicallyPrecedes(y) }
+        if let x = IPv4(a), let y = IPv4(b) { return x < y }
         return a < b
     }
 
