@@ -188,3 +188,61 @@ public enum IntOrString: Codable, Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension Status {
+    /// JSON with the keys in the order Kubernetes writes them (Go's field order, empty fields
+    /// left out): kind, apiVersion, metadata, status, message, reason, details, code. Clients
+    /// that compare error texts see the same bytes as from kube-apiserver.
+    public func kubernetesJSON() -> Data {
+        var parts: [(String, JSONValue)] = [("kind", .string(kind ?? "Status")), ("apiVersion", .string(apiVersion ?? "v1"))]
+        var meta: [(String, JSONValue)] = []
+        if let rv = metadata?.resourceVersion, !rv.isEmpty { meta.append(("resourceVersion", .string(rv))) }
+        if let c = metadata?.continue, !c.isEmpty { meta.append(("continue", .string(c))) }
+        parts.append(("metadata", .object(Dictionary(uniqueKeysWithValues: meta))))
+        if let s = status, !s.isEmpty { parts.append(("status", .string(s))) }
+        if let m = message, !m.isEmpty { parts.append(("message", .string(m))) }
+        if let r = reason, !r.isEmpty { parts.append(("reason", .string(r))) }
+        var out = Data("{".utf8)
+        func add(_ k: String, _ raw: Data) {
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: (try? JSONValue.string(k).encoded()) ?? Data())
+            out.append(UInt8(ascii: ":"))
+            out.append(raw)
+        }
+        for (k, v) in parts { add(k, (try? v.encoded()) ?? Data("null".utf8)) }
+        if let d = details {
+            var dd = Data("{".utf8)
+            func addD(_ k: String, _ v: JSONValue) {
+                if dd.count > 1 { dd.append(UInt8(ascii: ",")) }
+                dd.append(contentsOf: (try? JSONValue.string(k).encoded()) ?? Data())
+                dd.append(UInt8(ascii: ":"))
+                dd.append(contentsOf: (try? v.encoded()) ?? Data())
+            }
+            if let x = d.name, !x.isEmpty { addD("name", .string(x)) }
+            if let x = d.group, !x.isEmpty { addD("group", .string(x)) }
+            if let x = d.kind, !x.isEmpty { addD("kind", .string(x)) }
+            if let x = d.uid, !x.isEmpty { addD("uid", .string(x)) }
+            if let cs = d.causes, !cs.isEmpty {
+                // Cause keys in Go's order: reason, message, field.
+                var ca = Data("[".utf8)
+                for (i, c) in cs.enumerated() {
+                    if i > 0 { ca.append(UInt8(ascii: ",")) }
+                    var pairs: [String] = []
+                    for (k, v) in [("reason", c.reason), ("message", c.message), ("field", c.field)] {
+                        if let v, !v.isEmpty, let e = try? JSONValue.string(v).encoded() { pairs.append("\"\(k)\":" + String(decoding: e, as: UTF8.self)) }
+                    }
+                    ca.append(contentsOf: Data(("{" + pairs.joined(separator: ",") + "}").utf8))
+                }
+                ca.append(UInt8(ascii: "]"))
+                if dd.count > 1 { dd.append(UInt8(ascii: ",")) }
+                dd.append(contentsOf: Data("\"causes\":".utf8)); dd.append(ca)
+            }
+            if let r = d.retryAfterSeconds, r != 0 { addD("retryAfterSeconds", .int(Int64(r))) }
+            dd.append(UInt8(ascii: "}"))
+            add("details", dd)
+        }
+        if let c = code, c != 0 { add("code", Data("\(c)".utf8)) }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}

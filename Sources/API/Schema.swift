@@ -210,3 +210,34 @@ public enum Schema {
         return out
     }
 }
+
+extension Schema {
+    /// Field paths of `input` that message `message` does not define, in Kubernetes' notation
+    /// (`spec.template.spec.containers[0].foo`). Values of any kind count, null, {} and [] too;
+    /// free-JSON fields (`raw`) are not looked into. apiVersion and kind are allowed at the root.
+    public static func unknownFields(_ input: JSONValue, message: String) -> [String] {
+        var out: [String] = []
+        walkUnknown(input, type: .message(message), path: "", root: true, into: &out)
+        return out
+    }
+
+    static func walkUnknown(_ v: JSONValue, type: SchemaType, path: String, root: Bool, into out: inout [String]) {
+        switch (type, v) {
+        case (.message(let m), .object(let o)):
+            guard let fields = jsonFields[m] else { return }
+            for k in o.keys.sorted() {
+                let p = path.isEmpty ? k : "\(path).\(k)"
+                if let f = fields[k] {
+                    walkUnknown(o[k]!, type: f.type, path: p, root: false, into: &out)
+                } else if !(root && (k == "apiVersion" || k == "kind")) {
+                    out.append(p)
+                }
+            }
+        case (.list(let e), .array(let a)), (.wrapped(.list(let e)), .array(let a)):
+            for (i, x) in a.enumerated() { walkUnknown(x, type: e, path: "\(path)[\(i)]", root: false, into: &out) }
+        case (.map(let e), .object(let o)):
+            for k in o.keys.sorted() { walkUnknown(o[k]!, type: e, path: "\(path)[\(k)]", root: false, into: &out) }
+        default: return
+        }
+    }
+}

@@ -9,6 +9,7 @@ import HTTPTypes
 import Synchronization
 import Logging
 import API
+import Client
 import Store
 import PKI
 
@@ -76,7 +77,7 @@ final class APIHandler: Sendable {
         return Response(status: .init(code: code), headers: h, body: .init(byteBuffer: ByteBuffer(data: data)))
     }
     static func error(_ s: Status) -> Response {
-        json(s.code ?? 500, (try? KubeJSON.encode(s)) ?? Data())
+        json(s.code ?? 500, s.kubernetesJSON())
     }
     static func text(_ code: Int, _ s: String, type: String = "text/plain; charset=utf-8") -> Response {
         Response(status: .init(code: code), headers: [.contentType: type], body: .init(byteBuffer: ByteBuffer(string: s)))
@@ -277,7 +278,7 @@ final class APIHandler: Sendable {
             try await registry.bind(namespace: rp.namespace ?? "", name: name, body: body)
             return Self.json(201, try KubeJSON.encode(Status.success()))
         case (.put, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
-            let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: try await readJSON(request), subresource: sub, validation: validation)
+            let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: try await readJSON(request), subresource: sub, validation: validation, dryRun: dryRun)
             return Self.json(200, o.data, headers: warningHeaders(warnings))
         case (.put, let name?, "scale"):
             let body = try await readJSON(request)
@@ -286,7 +287,7 @@ final class APIHandler: Sendable {
             return Self.json(200, try KubeJSON.encode(s))
         case (.patch, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
             let (pt, patch) = try await readPatch(request)
-            let (o, warnings) = try await registry.patch(type, namespace: rp.namespace, name: name, patchType: pt, patch: patch, subresource: sub, validation: validation)
+            let (o, warnings) = try await registry.patch(type, namespace: rp.namespace, name: name, patchType: pt, patch: patch, subresource: sub, validation: validation, dryRun: dryRun)
             return Self.json(200, o.data, headers: warningHeaders(warnings))
         case (.patch, let name?, "scale"):
             let (pt, patch) = try await readPatch(request)
@@ -338,12 +339,20 @@ final class APIHandler: Sendable {
     func readJSON(_ request: Request) async throws -> JSONValue {
         let ct = request.headers[.contentType] ?? "application/json"
         let data = try await readBody(request)
-        if ct.hasPrefix("application/yaml") || ct.hasPrefix("application/vnd.kubernetes.protobuf") {
-            throw Status.unsupportedMediaType(ct)
-        }
+        if ct.hasPrefix("application/yaml") { return try Self.parseYAMLBody(data) }
+        if ct.hasPrefix("application/vnd.kubernetes.protobuf") { throw Status.unsupportedMediaType(ct) }
         do { return try JSONValue.parse(data) } catch {
             throw Status.badRequest("the request body is not valid JSON: \(Self.jsonErrorText(error))")
         }
+    }
+
+    /// One YAML document as a JSON tree; an error names the line.
+    static func parseYAMLBody(_ data: Data) throws -> JSONValue {
+        let docs: [ManifestDocument]
+        do { docs = try Manifests.parse(String(decoding: data, as: UTF8.self), file: "the request body") }
+        catch { throw Status.badRequest("\(error)") }
+        guard docs.count == 1 else { throw Status.badRequest("the request body must hold exactly one YAML document, found \(docs.count)") }
+        return docs[0].object
     }
 
     static func jsonErrorText(_ e: Error) -> String {
@@ -474,7 +483,7 @@ final class APIHandler: Sendable {
         } catch let StoreError.gone(requested, oldest) {
             // As Kubernetes: the watch opens, then reports 410 as an ERROR event.
             let st = Status.gone("too old resource version: \(requested) (\(oldest))")
-            let line = Data("{\"type\":\"ERROR\",\"object\":".utf8) + ((try? KubeJSON.encode(st)) ?? Data()) + Data("}\n".utf8)
+            let line = Data("{\"type\":\"ERROR\",\"object\":".utf8) + st.kubernetesJSON() + Data("}\n".utf8)
             return Self.json(200, line)
         } catch StoreError.closed {
             throw Status.serviceUnavailable("the apiserver is shutting down")

@@ -64,8 +64,11 @@ enum Objects {
         }
         var warnings: [String] = []
         if validation != .ignore {
+            // Unknown to Kubernetes' schema (null, {} and [] values too), then known fields that the
+            // typed object could not keep: neither may vanish silently.
+            var unknown = Schema.kind(apiVersion: info.apiVersion, kind: info.kind).map { Schema.unknownFields(input, message: $0.name) } ?? []
             let typed = try JSONValue.from(obj)
-            let unknown = unknownFields(input: input, typed: typed)
+            for p in unknownFields(input: input, typed: typed) where !unknown.contains(p) { unknown.append(p) }
             if !unknown.isEmpty {
                 if validation == .strict {
                     let list = unknown.map { "unknown field \"\($0)\"" }

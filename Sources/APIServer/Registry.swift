@@ -94,7 +94,7 @@ public final class Registry: Sendable {
     // MARK: update
 
     /// Applies a full replacement (PUT) of the object or its status.
-    func update<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, body: JSONValue, subresource: String?, validation: FieldValidation) async throws -> (StoredObject, [String]) {
+    func update<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, body: JSONValue, subresource: String?, validation: FieldValidation, dryRun: Bool = false) async throws -> (StoredObject, [String]) {
         let info = T.resource
         guard case .object = body else { throw Status.badRequest("the body must be a JSON object describing a \(info.kind)") }
         if let n = body["metadata"]?["name"]?.stringValue, !n.isEmpty, n != name {
@@ -112,7 +112,7 @@ public final class Registry: Sendable {
         for _ in 0..<16 {
             guard let cur = store.get(key) else { throw Status.notFound(info, name) }
             if let p = precondition, p != cur.revision { throw Status.conflict(info, name) }
-            do { return try await commitMerged(T.self, current: cur, incoming: body, subresource: subresource, validation: validation) }
+            do { return try await commitMerged(T.self, current: cur, incoming: body, subresource: subresource, validation: validation, dryRun: dryRun) }
             catch StoreError.conflict(_, _) where precondition == nil { continue }
             catch { throw Objects.map(error, info, name) }
         }
@@ -141,17 +141,17 @@ public final class Registry: Sendable {
 
     /// Merges `incoming` onto the stored object, decodes it strictly, and commits it.
     func commitMerged<T: ServedKind>(_ type: T.Type, current cur: StoredObject, incoming: JSONValue, subresource: String?,
-                                     validation: FieldValidation) async throws -> (StoredObject, [String]) {
+                                     validation: FieldValidation, dryRun: Bool = false) async throws -> (StoredObject, [String]) {
         let oldJ: JSONValue
         do { oldJ = try JSONValue.parse(cur.data) } catch { throw Status.internalError("stored \(cur.key) does not parse") }
         let merged = Self.mergeJSON(old: oldJ, incoming: incoming, info: T.resource, subresource: subresource)
         let decoded = try Objects.decode(T.self, merged, validation: validation)
         let old = try Objects.decodeStored(T.self, cur)
-        return (try await commitUpdate(old: old, new: decoded.object, current: cur), decoded.warnings)
+        return (try await commitUpdate(old: old, new: decoded.object, current: cur, dryRun: dryRun), decoded.warnings)
     }
 
     /// Defaults, validates, bumps generation, and commits with the current revision as precondition.
-    func commitUpdate<T: ServedKind>(old: T, new: T, current: StoredObject) async throws -> StoredObject {
+    func commitUpdate<T: ServedKind>(old: T, new: T, current: StoredObject, dryRun: Bool = false) async throws -> StoredObject {
         let info = T.resource
         var next = new
         next.applyDefaults()
@@ -161,6 +161,14 @@ public final class Registry: Sendable {
         let (claimed, unused) = try await allocate(&next, old: old)
         errs = next.validateUpdate(old: old)
         if !errs.isEmpty { await releaseAllocations(claimed, uid: next.metadata.uid); throw Status.invalid(info, old.name, errs) }
+        if dryRun {
+            // Everything but the write: what was claimed for this attempt is given back.
+            await releaseAllocations(claimed, uid: next.metadata.uid)
+            var shown = next
+            shown.metadata.generation = old.metadata.generation
+            let stored = try Objects.encodeForStore(shown)
+            return StoredObject(key: stored.key, data: Store.stamp(stored.data, current.revision), labels: stored.labels, fields: stored.fields)
+        }
         do {
             let r = try await commitValidated(old: old, next: next, current: current)
             await releaseAllocations(unused, uid: next.metadata.uid)
@@ -217,7 +225,7 @@ public final class Registry: Sendable {
 
     enum PatchType { case merge, json, strategic }
 
-    func patch<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, patchType: PatchType, patch: JSONValue, subresource: String?, validation: FieldValidation) async throws -> (StoredObject, [String]) {
+    func patch<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, patchType: PatchType, patch: JSONValue, subresource: String?, validation: FieldValidation, dryRun: Bool = false) async throws -> (StoredObject, [String]) {
         let info = T.resource
         let key = Objects.key(info, namespace, name)
         for _ in 0..<16 {
@@ -237,7 +245,7 @@ public final class Registry: Sendable {
             if let rv = rvInPatch, rv != curJ["metadata"]?["resourceVersion"]?.stringValue {
                 throw Status.conflict(info, name)
             }
-            do { return try await commitMerged(T.self, current: cur, incoming: patched, subresource: subresource, validation: validation) }
+            do { return try await commitMerged(T.self, current: cur, incoming: patched, subresource: subresource, validation: validation, dryRun: dryRun) }
             catch StoreError.conflict(_, _) { continue }
             catch { throw Objects.map(error, info, name) }
         }

@@ -14,6 +14,10 @@ public struct ManifestDocument: Sendable {
     /// Field path ("spec.template.spec.containers[0].image") → line.
     public var lines: [String: Int]
 
+    public init(file: String, index: Int, line: Int, object: JSONValue, lines: [String: Int]) {
+        self.file = file; self.index = index; self.line = line; self.object = object; self.lines = lines
+    }
+
     /// The line of a field path, or of its closest known parent.
     public func line(of path: String) -> Int {
         var p = path
@@ -77,8 +81,10 @@ public enum Manifests {
         }
         var index = 0
         do {
-            let seq = try Yams.compose_all(yaml: text)
-            for case let node? in seq {
+            // Yams' compose_all sequence stops silently at a syntax error; the parser itself throws,
+            // so a broken document fails the whole file before anything is applied.
+            let parser = try Yams.Parser(yaml: text)
+            while let node = try parser.nextRoot() {
                 index += 1
                 var lines: [String: Int] = [:]
                 let value = try convert(node, path: "", lines: &lines, file: file)
@@ -103,18 +109,19 @@ public enum Manifests {
         } catch let e as ManifestError {
             throw e
         } catch let e as YamlError {
-            throw ManifestError("\(file): invalid YAML in document \(index + 1): \(describe(e))")
+            let (line, text) = describe(e)
+            throw ManifestError("\(file)\(line.map { ":\($0)" } ?? ""): invalid YAML in document \(index + 1): \(text); nothing was applied")
         } catch {
-            throw ManifestError("\(file): invalid YAML in document \(index + 1): \(error)")
+            throw ManifestError("\(file): invalid YAML in document \(index + 1): \(error); nothing was applied")
         }
         return docs
     }
 
-    static func describe(_ e: YamlError) -> String {
+    static func describe(_ e: YamlError) -> (Int?, String) {
         switch e {
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
-            return "line \(mark.line), column \(mark.column): \(problem)\(context.map { " \($0.text)" } ?? "")"
-        default: return "\(e)"
+            return (mark.line, "column \(mark.column): \(problem)\(context.map { " \($0.text)" } ?? "")")
+        default: return (nil, "\(e)")
         }
     }
 

@@ -58,16 +58,37 @@ struct Apply: AsyncParsableCommand {
     @Option(name: [.short, .customLong("filename")], help: "File, directory or - (stdin) holding YAML or JSON manifests (repeatable).")
     var filenames: [String] = []
     @Flag(name: [.short, .customLong("recursive")], help: "Descend into subdirectories.") var recursive = false
+    @Flag(name: .customLong("server-side"), help: "Let the apiserver merge the manifest and track field ownership (server-side apply).") var serverSide = false
+    @Flag(name: .customLong("force-conflicts"), help: "With --server-side: take over fields other managers own.") var forceConflicts = false
+    @Option(name: .customLong("field-manager"), help: "Name of the manager that owns the applied fields.") var fieldManager: String?
+    @Option(name: .customLong("dry-run"), help: "none, or server: show what would be applied without writing.") var dryRun: String = "none"
 
     func run() async throws {
         guard !filenames.isEmpty else { fail("must specify one of -f and -k") }
+        guard ["none", "server"].contains(dryRun) else { fail("--dry-run must be none or server, got \"\(dryRun)\"") }
         var docs: [ManifestDocument] = []
         do { for f in filenames { docs += try Manifests.load(path: f, recursive: recursive) } } catch { fail("\(error)") }
+        // Every document is checked, here and then by the apiserver (dry run), before any is written:
+        // a bad one anywhere refuses the whole input.
+        do { for d in docs { _ = try validateShape(d) } } catch { fail("\(error); nothing was applied") }
         let client = try global.client()
+        if docs.count > 1 || dryRun == "server" {
+            var bad = 0
+            for doc in docs {
+                do { _ = try await apply(doc, client, dryRun: true) } catch {
+                    bad += 1
+                    FileHandle.standardError.write(Data("error: \(error is CtlError ? "\(error)" : located(doc, error))\n".utf8))
+                }
+            }
+            if bad > 0 {
+                await client.shutdown()
+                fail("\(bad) of \(docs.count) documents were refused; nothing was applied")
+            }
+        }
         var failures = 0
         for doc in docs {
             do {
-                print(try await apply(doc, client))
+                print(try await apply(doc, client, dryRun: dryRun == "server") + (dryRun == "server" ? " (server dry run)" : ""))
             } catch {
                 failures += 1
                 FileHandle.standardError.write(Data("error: \(error is CtlError ? "\(error)" : located(doc, error))\n".utf8))
@@ -77,8 +98,34 @@ struct Apply: AsyncParsableCommand {
         if failures > 0 { throw ExitCode(1) }
     }
 
-    func apply(_ doc: ManifestDocument, _ client: KubeClient) async throws -> String {
+    /// Server-side apply: the apiserver merges and owns the result.
+    func applyServerSide(_ doc: ManifestDocument, _ client: KubeClient, info: ResourceInfo, name: String, dryRun: Bool) async throws -> (String, JSONValue) {
+        var manifest = doc.object
+        let ns = info.namespaced ? (manifest["metadata"]?["namespace"]?.stringValue ?? global.namespace ?? client.namespace) : nil
+        if info.namespaced { manifest["metadata"]?["namespace"] = .string(ns!) }
+        var q = ["fieldManager": fieldManager ?? "ctl", "fieldValidation": "Strict"]
+        if forceConflicts { q["force"] = "true" }
+        if dryRun { q["dryRun"] = "All" }
+        let before = try await client.request(.GET, info.path(namespace: ns, name: name))
+        let r = try await client.call(.PATCH, info.path(namespace: ns, name: name), query: q, body: try manifest.encoded(),
+                                      contentType: "application/apply-patch+yaml")
+        printWarnings(r.warnings, doc)
+        let label = "\(kindName(info))/\(name)"
+        let result = try JSONValue.parse(r.body)
+        if before.status == 404 { return ("\(label) serverside-applied (created)", result) }
+        var a = result, l = try JSONValue.parse(before.body)
+        for k in ["resourceVersion", "managedFields"] { a["metadata"]?[k] = nil; l["metadata"]?[k] = nil }
+        return (a == l ? "\(label) serverside-applied (unchanged)" : "\(label) serverside-applied", result)
+    }
+
+    func apply(_ doc: ManifestDocument, _ client: KubeClient, dryRun: Bool) async throws -> String { try await applied(doc, client, dryRun: dryRun).0 }
+
+    /// Applies one document; returns what to print and the object as the apiserver answered.
+    func applied(_ doc: ManifestDocument, _ client: KubeClient, dryRun: Bool) async throws -> (String, JSONValue) {
         let (info, name) = try validateShape(doc)
+        if serverSide { return try await applyServerSide(doc, client, info: info, name: name, dryRun: dryRun) }
+        var writeQuery = ["fieldManager": fieldManager ?? "ctl", "fieldValidation": "Strict"]
+        if dryRun { writeQuery["dryRun"] = "All" }
         var manifest = doc.object
         // An object saved with `get -o json` carries its own last-applied annotation: never nest it.
         manifest["metadata"]?["annotations"]?[lastAppliedKey] = nil
@@ -97,9 +144,9 @@ struct Apply: AsyncParsableCommand {
         let got = try await client.request(.GET, itemPath)
         if got.status == 404 {
             if info.namespaced { manifest["metadata"]?["namespace"] = .string(ns!) }
-            let r = try await client.call(.POST, info.path(namespace: ns), query: ["fieldManager": "ctl", "fieldValidation": "Strict"], body: try manifest.encoded())
+            let r = try await client.call(.POST, info.path(namespace: ns), query: writeQuery, body: try manifest.encoded())
             printWarnings(r.warnings, doc)
-            return "\(label) created"
+            return ("\(label) created", try JSONValue.parse(r.body))
         }
         guard got.status < 300 else {
             throw (try? KubeJSON.decode(Status.self, from: got.body)) ?? CtlError("GET \(itemPath): HTTP \(got.status)")
@@ -114,21 +161,21 @@ struct Apply: AsyncParsableCommand {
         var patch = jsonMergePatch(removals, sets)
         if let existing = live["metadata"]?["annotations"]?[lastAppliedKey]?.stringValue, existing == lastApplied,
            jsonMergePatch(live, patch) == live {
-            return "\(label) unchanged"
+            return ("\(label) unchanged", live)
         }
         var meta = patch["metadata"]?.objectValue ?? [:]
         var ann = meta["annotations"]?.objectValue ?? [:]
         ann[lastAppliedKey] = .string(lastApplied)
         meta["annotations"] = .object(ann)
         patch["metadata"] = .object(meta)
-        let r = try await client.call(.PATCH, itemPath, query: ["fieldManager": "ctl", "fieldValidation": "Strict"], body: try patch.encoded(),
+        let r = try await client.call(.PATCH, itemPath, query: writeQuery, body: try patch.encoded(),
                                       contentType: "application/merge-patch+json")
         printWarnings(r.warnings, doc)
         let after = try JSONValue.parse(r.body)
         var a = after, l = live
         a["metadata"]?["resourceVersion"] = nil; l["metadata"]?["resourceVersion"] = nil
         a["metadata"]?["annotations"]?[lastAppliedKey] = nil; l["metadata"]?["annotations"]?[lastAppliedKey] = nil
-        return a == l ? "\(label) unchanged" : "\(label) configured"
+        return (a == l ? "\(label) unchanged" : "\(label) configured", after)
     }
 
     /// The deletions of a merge patch (null leaves), nil if none.

@@ -12,7 +12,41 @@ struct Ctl: AsyncParsableCommand {
         commandName: "ctl",
         abstract: "Controls the cluster: apply manifests, inspect and change objects.",
         discussion: "Reads the kubeconfig from --kubeconfig, $KUBECONFIG or ~/.kube/config, like kubectl.",
-        subcommands: [Apply.self, Get.self, Describe.self, Delete.self, Scale.self, Rollout.self, Logs.self, Top.self, ClusterCmd.self, Version.self])
+        subcommands: [Apply.self, Create.self, Diff.self, Edit.self, Get.self, Describe.self, Delete.self, Scale.self, Rollout.self, Logs.self, Top.self, ClusterCmd.self, Version.self])
+
+    /// Global flags may come anywhere, as with kubectl: `ctl --kubeconfig K get pods` is parsed as
+    /// `ctl get pods --kubeconfig K`.
+    static func main() async {
+        let args = hoistGlobalFlags(Array(CommandLine.arguments.dropFirst()))
+        do {
+            var command = try parseAsRoot(args)
+            if var asyncCommand = command as? AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Moves global flags given before the subcommand to after it (before any `--`).
+func hoistGlobalFlags(_ args: [String]) -> [String] {
+    let withValue: Set<String> = ["--kubeconfig", "--context", "--namespace", "-n"]
+    var moved: [String] = []
+    var i = 0
+    while i < args.count, args[i].hasPrefix("-"), args[i] != "--" {
+        let a = args[i]
+        if withValue.contains(a), i + 1 < args.count {
+            moved += [a, args[i + 1]]; i += 2
+        } else if let eq = a.firstIndex(of: "="), withValue.contains(String(a[..<eq])) {
+            moved.append(a); i += 1
+        } else {
+            return args   // --help, --version and the like: leave the line as it is
+        }
+    }
+    if moved.isEmpty { return args }
+    var rest = Array(args[i...])
+    let at = rest.firstIndex(of: "--") ?? rest.count
+    rest.insert(contentsOf: moved, at: at)
+    return rest
 }
 
 struct GlobalOptions: ParsableArguments {
