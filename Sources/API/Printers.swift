@@ -36,8 +36,8 @@ public protocol TablePrintable {
     func cells(now: Date) -> [JSONValue]
 }
 
-private let nameCol = TableColumn("Name", format: "name", description: "Name must be unique within a namespace.")
-private let ageCol = TableColumn("Age", description: "CreationTimestamp is a timestamp representing the server time when this object was created.")
+let nameCol = TableColumn("Name", format: "name", description: "The object's name, unique in its namespace.")
+let ageCol = TableColumn("Age", description: "How long ago the object was created.")
 
 extension KubeObject {
     var age: JSONValue { .string(KubeTime.age(since: metadata.creationTimestamp)) }
@@ -218,7 +218,7 @@ public enum Kinds {
     public static let byResource: [String: Served] = {
         let types: [Served] = [Namespace.self, Pod.self, Node.self, Service.self, Endpoints.self, Event.self, ConfigMap.self, Secret.self,
                                Deployment.self, ReplicaSet.self, HorizontalPodAutoscaler.self, Lease.self, CertificateSigningRequest.self,
-                               EndpointSlice.self]
+                               EndpointSlice.self, PodDisruptionBudget.self]
         return Dictionary(uniqueKeysWithValues: types.map { ($0.resource.groupResource, $0) })
     }()
 }

@@ -36,7 +36,7 @@ public struct ResourceInfo: Hashable, Sendable {
 
 public enum Resources {
     public static let namespaces = ResourceInfo(group: "", version: "v1", kind: "Namespace", plural: "namespaces", shortNames: ["ns"], namespaced: false, subresources: ["status"])
-    public static let pods = ResourceInfo(group: "", version: "v1", kind: "Pod", plural: "pods", shortNames: ["po"], subresources: ["status", "binding", "log"], categories: ["all"])
+    public static let pods = ResourceInfo(group: "", version: "v1", kind: "Pod", plural: "pods", shortNames: ["po"], subresources: ["status", "binding", "log", "eviction"], categories: ["all"])
     public static let nodes = ResourceInfo(group: "", version: "v1", kind: "Node", plural: "nodes", shortNames: ["no"], namespaced: false, subresources: ["status"])
     public static let services = ResourceInfo(group: "", version: "v1", kind: "Service", plural: "services", shortNames: ["svc"], subresources: ["status"], categories: ["all"])
     public static let endpoints = ResourceInfo(group: "", version: "v1", kind: "Endpoints", plural: "endpoints", shortNames: ["ep"])
@@ -51,7 +51,8 @@ public enum Resources {
 
     public static let endpointslices = ResourceInfo(group: "discovery.k8s.io", version: "v1", kind: "EndpointSlice", plural: "endpointslices")
 
-    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices]
+    public static let pdbs = ResourceInfo(group: "policy", version: "v1", kind: "PodDisruptionBudget", plural: "poddisruptionbudgets", shortNames: ["pdb"], subresources: ["status"])
+    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs]
 
     /// Finds a resource by plural, singular, short name or kind, optionally qualified with a group ("deployments.apps").
     public static func lookup(_ name: String) -> ResourceInfo? {

@@ -71,6 +71,7 @@ enum Discovery {
                 case "scale": s["group"] = .string("autoscaling"); s["version"] = .string("v1"); s["kind"] = .string("Scale"); s["verbs"] = .array(["get", "patch", "update"].map { .string($0) })
                 case "binding": s["kind"] = .string("Binding"); s["verbs"] = .array([.string("create")])
                 case "log": s["kind"] = .string("Pod"); s["verbs"] = .array([.string("get")])
+                case "eviction": s["group"] = .string("policy"); s["version"] = .string("v1"); s["kind"] = .string("Eviction"); s["verbs"] = .array([.string("create")])
                 default: s["kind"] = .string(r.kind); s["verbs"] = .array(["get", "patch", "update"].map { .string($0) })
                 }
                 items.append(.object(s))
@@ -88,31 +89,21 @@ enum Discovery {
 
     static func openAPIPathKey(group: String, version: String) -> String { group.isEmpty ? "api/\(version)" : "apis/\(group)/\(version)" }
 
-    static func openAPIRoot() -> Data {
-        var paths: [String: JSONValue] = [:]
-        for gv in groupVersions {
-            let k = openAPIPathKey(group: gv.group, version: gv.version)
-            paths[k] = .object(["serverRelativeURL": .string("/openapi/v3/\(k)?hash=v1")])
+    /// The served kinds, as /openapi/v3 describes them (schemas from the API schema table).
+    static let openAPIKinds: [(apiVersion: String, kind: String)] = Resources.all.map { ($0.apiVersion, $0.kind) }
+    /// Built once: the documents only change with the binary.
+    static let openAPIRootData: Data = json(OpenAPIV3.discovery(kinds: openAPIKinds))
+    static let openAPIDocuments: [String: Data] = {
+        var d: [String: Data] = [:]
+        for key in Set(openAPIKinds.map { OpenAPIV3.pathKey(apiVersion: $0.apiVersion) }) {
+            if let doc = OpenAPIV3.document(path: key, kinds: openAPIKinds) { d[key] = json(doc) }
         }
-        return json(.object(["paths": .object(paths)]))
-    }
+        return d
+    }()
 
-    /// Per group-version document: every item path with a PATCH operation that accepts
-    /// fieldValidation, tagged with its group-version-kind, which is what kubectl checks.
-    static func openAPIGroupVersion(_ key: String) -> Data? {
-        guard let gv = groupVersions.first(where: { openAPIPathKey(group: $0.group, version: $0.version) == key }) else { return nil }
-        var paths: [String: JSONValue] = [:]
-        let params: JSONValue = .array(["fieldValidation", "fieldManager", "dryRun"].map { .object(["name": .string($0), "in": .string("query"), "schema": .object(["type": .string("string")])]) })
-        for r in Resources.all where r.group == gv.group && r.version == gv.version {
-            let gvk: JSONValue = .object(["group": .string(r.group), "version": .string(r.version), "kind": .string(r.kind)])
-            let op: JSONValue = .object(["x-kubernetes-group-version-kind": gvk, "parameters": params,
-                                         "responses": .object(["200": .object(["description": .string("OK")])])])
-            let item = r.namespaced ? "/\(key)/namespaces/{namespace}/\(r.plural)/{name}" : "/\(key)/\(r.plural)/{name}"
-            let coll = r.namespaced ? "/\(key)/namespaces/{namespace}/\(r.plural)" : "/\(key)/\(r.plural)"
-            paths[item] = .object(["patch": op, "put": op, "get": op, "delete": op])
-            paths[coll] = .object(["post": op, "get": op])
-        }
-        return json(.object(["openapi": .string("3.0.0"), "info": .object(["title": .string("Kubernetes"), "version": .string("v1.32.0")]),
-                             "paths": .object(paths), "components": .object(["schemas": .object([:])])]))
-    }
+    static func openAPIRoot() -> Data { openAPIRootData }
+
+    /// Per group-version document: schemas, with x-kubernetes-group-version-kind, and every path
+    /// with the query parameters kubectl checks (fieldValidation on PATCH).
+    static func openAPIGroupVersion(_ key: String) -> Data? { openAPIDocuments[key] }
 }

@@ -235,21 +235,34 @@ final class APIHandler: Sendable {
         guard let type = Kinds.byResource[rp.info.groupResource] else { throw Status.notFoundPath() }
         let validation = FieldValidation(rawValue: param("fieldValidation") ?? "Strict") ?? .strict
         let dryRun = param("dryRun") == "All"
+        if let d = param("dryRun"), !d.isEmpty, d != "All" {
+            throw Status.badRequest("dryRun: Unsupported value: \"\(d)\": supported values: \"All\"")
+        }
         let accept = request.headers[.accept] ?? ""
         let wantsTable = accept.contains("as=Table")
+        // Protobuf answers when the client puts it first (client-go's default for built-in kinds).
+        let proto = !wantsTable && Self.prefersProtobuf(accept)
+        func reply(_ code: Int, _ data: Data, headers: HTTPFields = [:]) -> Response { Self.encoded(code, data, protobuf: proto, headers: headers) }
+        // Who is writing: the fieldManager parameter, else the client's name from its User-Agent, as Kubernetes.
+        let manager = param("fieldManager") ?? Self.managerFromUserAgent(request.headers[.userAgent])
+        if let m = param("fieldManager"), m.count > 128 { throw Status.badRequest("fieldManager: Too long: may not be longer than 128") }
+        let force = param("force") == "true"
+        if force, request.headers[.contentType].map({ !$0.hasPrefix("application/apply-patch") }) ?? true {
+            throw Status.badRequest("force: Invalid value: true: may not be specified for non-apply patch")
+        }
         let includeObject = param("includeObject") ?? "Metadata"
 
         switch (method, rp.name, rp.subresource) {
         case (.get, nil, nil):
             if isWatch { return try watch(type, rp, request: request, labelSel: labelSel, fieldSel: fieldSel, wantsTable: wantsTable, includeObject: includeObject,
                                           resourceVersion: param("resourceVersion"), timeoutSeconds: param("timeoutSeconds").flatMap(Int.init),
-                                          bookmarks: param("allowWatchBookmarks") == "true") }
+                                          bookmarks: param("allowWatchBookmarks") == "true", protobuf: proto) }
             return try list(type, rp, labelSel: labelSel, fieldSel: fieldSel, wantsTable: wantsTable, includeObject: includeObject,
-                            limit: param("limit").flatMap(Int.init) ?? 0, continueToken: param("continue"))
+                            limit: param("limit").flatMap(Int.init) ?? 0, continueToken: param("continue"), protobuf: proto)
         case (.get, let name?, nil), (.get, let name?, "status"):
             guard let o = store.get(Objects.key(rp.info, rp.namespace, name)) else { throw Status.notFound(rp.info, name) }
             if wantsTable { return Self.json(200, try table(type, [o], revision: o.revision, includeObject: includeObject)) }
-            return Self.json(200, o.data)
+            return reply(200, o.data)
         case (.get, let name?, "scale"):
             return Self.json(200, try KubeJSON.encode(try registry.scale(namespace: rp.namespace ?? "", name: name, info: rp.info)))
         case (.get, let name?, "log"):
@@ -267,8 +280,11 @@ final class APIHandler: Sendable {
             if let n = mustBeNamed, body["metadata"]?["name"]?.stringValue != n {
                 throw Status.forbidden("\(rp.info.groupResource) is forbidden: User \"\(identity.user)\" may only create the \(rp.info.kind) named \"\(n)\"", rp.info, nil)
             }
-            let (o, warnings) = try await registry.create(type, namespace: rp.namespace, body: body, validation: validation, dryRun: dryRun)
-            return Self.json(201, o.data, headers: warningHeaders(warnings))
+            let (o, warnings) = try await registry.create(type, namespace: rp.namespace, body: body, validation: validation, dryRun: dryRun, manager: manager)
+            return reply(201, o.data, headers: warningHeaders(warnings))
+        case (.post, let name?, "eviction") where rp.info == Resources.pods:
+            let st = try await registry.evict(namespace: rp.namespace ?? "default", name: name, body: try await readJSON(request))
+            return Self.json(201, st.kubernetesJSON())
         case (.post, let name?, "binding"):
             try await registry.bind(namespace: rp.namespace ?? "", name: name, body: try await readJSON(request))
             return Self.json(201, try KubeJSON.encode(Status.success()))
@@ -278,8 +294,8 @@ final class APIHandler: Sendable {
             try await registry.bind(namespace: rp.namespace ?? "", name: name, body: body)
             return Self.json(201, try KubeJSON.encode(Status.success()))
         case (.put, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
-            let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: try await readJSON(request), subresource: sub, validation: validation, dryRun: dryRun)
-            return Self.json(200, o.data, headers: warningHeaders(warnings))
+            let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: try await readJSON(request), subresource: sub, validation: validation, dryRun: dryRun, manager: manager)
+            return reply(200, o.data, headers: warningHeaders(warnings))
         case (.put, let name?, "scale"):
             let body = try await readJSON(request)
             let s = try await registry.setScale(namespace: rp.namespace ?? "", name: name, info: rp.info, body: body,
@@ -287,8 +303,10 @@ final class APIHandler: Sendable {
             return Self.json(200, try KubeJSON.encode(s))
         case (.patch, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
             let (pt, patch) = try await readPatch(request)
-            let (o, warnings) = try await registry.patch(type, namespace: rp.namespace, name: name, patchType: pt, patch: patch, subresource: sub, validation: validation, dryRun: dryRun)
-            return Self.json(200, o.data, headers: warningHeaders(warnings))
+            let existed = store.get(Objects.key(rp.info, rp.namespace, name)) != nil
+            let (o, warnings) = try await registry.patch(type, namespace: rp.namespace, name: name, patchType: pt, patch: patch, subresource: sub, validation: validation, dryRun: dryRun,
+                                                         manager: manager, force: force)
+            return reply(pt == .apply && !existed ? 201 : 200, o.data, headers: warningHeaders(warnings))
         case (.patch, let name?, "scale"):
             let (pt, patch) = try await readPatch(request)
             let cur = try JSONValue.from(try registry.scale(namespace: rp.namespace ?? "", name: name, info: rp.info))
@@ -306,7 +324,7 @@ final class APIHandler: Sendable {
         case (.delete, let name?, nil):
             let opts = try await readDeleteOptions(request, param("gracePeriodSeconds"), param("propagationPolicy"))
             let (o, gone) = try await registry.delete(type, namespace: rp.namespace, name: name, options: opts)
-            return Self.json(gone ? 200 : 202, o.data)
+            return reply(gone ? 200 : 202, o.data)
         case (.delete, nil, nil):
             let opts = try await readDeleteOptions(request, param("gracePeriodSeconds"), param("propagationPolicy"))
             let (items, rev) = store.list(resource: rp.info.groupResource, namespace: rp.info.namespaced ? rp.namespace : nil)
@@ -318,6 +336,31 @@ final class APIHandler: Sendable {
         default:
             throw Status.methodNotAllowed()
         }
+    }
+
+    /// True when the Accept header's first media type is Kubernetes' protobuf.
+    static func prefersProtobuf(_ accept: String) -> Bool {
+        guard let first = accept.split(separator: ",").first else { return false }
+        return first.trimmingCharacters(in: .whitespaces).hasPrefix(KubeProtobuf.mediaType)
+    }
+
+    /// "kubectl/v1.32.4 (linux/amd64) kubernetes/abc" -> "kubectl", as Kubernetes names a manager
+    /// that did not give fieldManager.
+    static func managerFromUserAgent(_ ua: String?) -> String {
+        let name = (ua ?? "").split(separator: "/").first.map(String.init) ?? ""
+        let cleaned = String(name.filter { $0.isASCII && !$0.isNewline }.prefix(128))
+        return cleaned.isEmpty ? "unknown" : cleaned
+    }
+
+    /// A JSON object body as JSON or, when asked, protobuf (falling back to JSON for anything the
+    /// schema does not describe).
+    static func encoded(_ code: Int, _ data: Data, protobuf: Bool, headers: HTTPFields = [:]) -> Response {
+        guard protobuf, let v = try? JSONValue.parse(data), let bytes = try? KubeProtobuf.encodeObject(v) else {
+            return json(code, data, headers: headers)
+        }
+        var h = headers
+        h[.contentType] = KubeProtobuf.mediaType
+        return Response(status: .init(code: code), headers: h, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     func warningHeaders(_ w: [String]) -> HTTPFields {
@@ -340,7 +383,9 @@ final class APIHandler: Sendable {
         let ct = request.headers[.contentType] ?? "application/json"
         let data = try await readBody(request)
         if ct.hasPrefix("application/yaml") { return try Self.parseYAMLBody(data) }
-        if ct.hasPrefix("application/vnd.kubernetes.protobuf") { throw Status.unsupportedMediaType(ct) }
+        if ct.hasPrefix(KubeProtobuf.mediaType) {
+            do { return try KubeProtobuf.decodeObject(data) } catch { throw Status.badRequest("the protobuf body cannot be decoded: \(error)") }
+        }
         do { return try JSONValue.parse(data) } catch {
             throw Status.badRequest("the request body is not valid JSON: \(Self.jsonErrorText(error))")
         }
@@ -368,7 +413,9 @@ final class APIHandler: Sendable {
         if ct.hasPrefix("application/merge-patch+json") { pt = .merge }
         else if ct.hasPrefix("application/json-patch+json") { pt = .json }
         else if ct.hasPrefix("application/strategic-merge-patch+json") { pt = .strategic }
-        else if ct.hasPrefix("application/apply-patch") { throw Status.unsupportedMediaType(ct) }
+        else if ct.hasPrefix("application/apply-patch+yaml") || ct.hasPrefix("application/apply-patch+json") {
+            return (.apply, try Self.parseYAMLBody(try await readBody(request)))
+        }
         else { throw Status.unsupportedMediaType(ct) }
         let data = try await readBody(request)
         do { return (pt, try JSONValue.parse(data)) } catch { throw Status.badRequest("the patch is not valid JSON: \(Self.jsonErrorText(error))") }
@@ -406,7 +453,7 @@ final class APIHandler: Sendable {
     }
 
     func list<T: ServedKind & TablePrintable>(_ type: T.Type, _ rp: ResourcePath, labelSel: Selector, fieldSel: Selector, wantsTable: Bool,
-                                              includeObject: String, limit: Int, continueToken: String?) throws -> Response {
+                                              includeObject: String, limit: Int, continueToken: String?, protobuf: Bool = false) throws -> Response {
         let (all, rev) = store.list(resource: rp.info.groupResource, namespace: rp.info.namespaced ? rp.namespace : nil)
         var items = all.filter { labelSel.matches($0.labels) && fieldSel.matches($0.fields) }
         if let c = continueToken, !c.isEmpty {
@@ -422,7 +469,7 @@ final class APIHandler: Sendable {
             next = Data("\(last.namespace)/\(last.name)".utf8).base64EncodedString()
         }
         if wantsTable { return Self.json(200, try table(type, items, revision: rev, includeObject: includeObject, continueToken: next)) }
-        return Self.json(200, listBody(rp.info, items.map(\.data), revision: rev, continueToken: next, remaining: remaining))
+        return Self.encoded(200, listBody(rp.info, items.map(\.data), revision: rev, continueToken: next, remaining: remaining), protobuf: protobuf)
     }
 
     func tableRow<T: ServedKind & TablePrintable>(_ type: T.Type, _ o: StoredObject, includeObject: String) throws -> TableRow {
@@ -465,7 +512,8 @@ final class APIHandler: Sendable {
     }
 
     func watch<T: ServedKind & TablePrintable>(_ type: T.Type, _ rp: ResourcePath, request: Request, labelSel: Selector, fieldSel: Selector,
-                                               wantsTable: Bool, includeObject: String, resourceVersion: String?, timeoutSeconds: Int?, bookmarks: Bool) throws -> Response {
+                                               wantsTable: Bool, includeObject: String, resourceVersion: String?, timeoutSeconds: Int?, bookmarks: Bool,
+                                               protobuf: Bool = false) throws -> Response {
         var from: Int64? = nil
         if let rv = resourceVersion, !rv.isEmpty, rv != "0" {
             guard let r = Int64(rv) else { throw Status.badRequest("resourceVersion: Invalid value: \"\(rv)\": must be a decimal revision") }
@@ -510,6 +558,14 @@ final class APIHandler: Sendable {
                     // Flush right away so clients see the response headers before the first event.
                     try await writer.write(ByteBuffer())
                     for await e in sub.events {
+                        if protobuf {
+                            // Length-prefixed protobuf WatchEvents (Accept: application/vnd.kubernetes.protobuf;stream=watch).
+                            let object: JSONValue = e.type == .bookmark
+                                ? .object(["kind": .string(info.kind), "apiVersion": .string(info.apiVersion), "metadata": .object(["resourceVersion": .string("\(e.revision)")])])
+                                : try JSONValue.parse(e.object.data)
+                            try await writer.write(ByteBuffer(bytes: try KubeProtobuf.encodeWatchEvent(type: e.type.rawValue, object: object)))
+                            continue
+                        }
                         var line = Data()
                         line.append(contentsOf: Array("{\"type\":\"\(e.type.rawValue)\",\"object\":".utf8))
                         if e.type == .bookmark {
@@ -531,6 +587,7 @@ final class APIHandler: Sendable {
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-cache"], body: body)
+        let contentType = protobuf ? "\(KubeProtobuf.mediaType);stream=watch" : "application/json"
+        return Response(status: .ok, headers: [.contentType: contentType, .cacheControl: "no-cache"], body: body)
     }
 }

@@ -34,11 +34,18 @@ public final class Registry: Sendable {
 
     // MARK: create
 
-    func create<T: ServedKind>(_ type: T.Type, namespace: String?, body: JSONValue, validation: FieldValidation, dryRun: Bool = false) async throws -> (StoredObject, [String]) {
+    func create<T: ServedKind>(_ type: T.Type, namespace: String?, body: JSONValue, validation: FieldValidation, dryRun: Bool = false,
+                               manager: String? = nil, keepManagedFields: Bool = false) async throws -> (StoredObject, [String]) {
         let info = T.resource
         var body = body
         // Status is set by its owners, not by whoever creates the object (nodes excepted, as in Kubernetes).
         if info.hasStatus && info != Resources.nodes { body["status"] = nil }
+        if !keepManagedFields {
+            body["metadata"]?["managedFields"] = nil
+            if let manager, let m = Self.schemaMessage(info) {
+                body = ServerSideApply.recordUpdate(old: nil, new: body, manager: manager, message: m, apiVersion: info.apiVersion, now: nowString, subresource: nil)
+            }
+        }
         var out = try Objects.decode(T.self, body, validation: validation)
         var obj = out.object
         if info.namespaced {
@@ -55,7 +62,6 @@ public final class Registry: Sendable {
         obj.metadata.creationTimestamp = nowString
         obj.metadata.deletionTimestamp = nil
         obj.metadata.deletionGracePeriodSeconds = nil
-        obj.metadata.managedFields = nil
         obj.metadata.selfLink = nil
         obj.metadata.generation = Objects.usesGeneration(info) ? 1 : nil
         obj.applyDefaults()
@@ -94,7 +100,8 @@ public final class Registry: Sendable {
     // MARK: update
 
     /// Applies a full replacement (PUT) of the object or its status.
-    func update<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, body: JSONValue, subresource: String?, validation: FieldValidation, dryRun: Bool = false) async throws -> (StoredObject, [String]) {
+    func update<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, body: JSONValue, subresource: String?, validation: FieldValidation, dryRun: Bool = false,
+                               manager: String? = nil) async throws -> (StoredObject, [String]) {
         let info = T.resource
         guard case .object = body else { throw Status.badRequest("the body must be a JSON object describing a \(info.kind)") }
         if let n = body["metadata"]?["name"]?.stringValue, !n.isEmpty, n != name {
@@ -112,7 +119,12 @@ public final class Registry: Sendable {
         for _ in 0..<16 {
             guard let cur = store.get(key) else { throw Status.notFound(info, name) }
             if let p = precondition, p != cur.revision { throw Status.conflict(info, name) }
-            do { return try await commitMerged(T.self, current: cur, incoming: body, subresource: subresource, validation: validation, dryRun: dryRun) }
+            var incoming = body
+            // A PUT without managedFields keeps the stored ones (Kubernetes resets only an explicit empty list).
+            if incoming["metadata"]?["managedFields"] == nil, let kept = (try? JSONValue.parse(cur.data))?["metadata"]?["managedFields"] {
+                incoming["metadata"]?["managedFields"] = kept
+            }
+            do { return try await commitMerged(T.self, current: cur, incoming: incoming, subresource: subresource, validation: validation, dryRun: dryRun, manager: manager) }
             catch StoreError.conflict(_, _) where precondition == nil { continue }
             catch { throw Objects.map(error, info, name) }
         }
@@ -133,7 +145,6 @@ public final class Registry: Sendable {
         var meta = out["metadata"]?.objectValue ?? [:]
         let oldMeta = old["metadata"]?.objectValue ?? [:]
         for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "name", "namespace", "generation"] { meta[k] = oldMeta[k] }
-        meta["managedFields"] = nil
         meta["selfLink"] = nil
         out["metadata"] = .object(meta)
         return out
@@ -141,10 +152,18 @@ public final class Registry: Sendable {
 
     /// Merges `incoming` onto the stored object, decodes it strictly, and commits it.
     func commitMerged<T: ServedKind>(_ type: T.Type, current cur: StoredObject, incoming: JSONValue, subresource: String?,
-                                     validation: FieldValidation, dryRun: Bool = false) async throws -> (StoredObject, [String]) {
+                                     validation: FieldValidation, dryRun: Bool = false, manager: String? = nil) async throws -> (StoredObject, [String]) {
         let oldJ: JSONValue
         do { oldJ = try JSONValue.parse(cur.data) } catch { throw Status.internalError("stored \(cur.key) does not parse") }
-        let merged = Self.mergeJSON(old: oldJ, incoming: incoming, info: T.resource, subresource: subresource)
+        var merged = Self.mergeJSON(old: oldJ, incoming: incoming, info: T.resource, subresource: subresource)
+        // Field ownership: a write that leaves managedFields alone records its manager's changes
+        // (as Kubernetes does); one that sets managedFields itself (kubectl's upgrade from
+        // client-side apply) is taken as written.
+        let keptManaged = (incoming["metadata"]?["managedFields"] ?? .null) == (oldJ["metadata"]?["managedFields"] ?? .null)
+        if keptManaged, let manager, let m = Self.schemaMessage(T.resource) {
+            merged = ServerSideApply.recordUpdate(old: oldJ, new: merged, manager: manager, message: m, apiVersion: T.resource.apiVersion,
+                                                  now: nowString, subresource: subresource)
+        }
         let decoded = try Objects.decode(T.self, merged, validation: validation)
         let old = try Objects.decodeStored(T.self, cur)
         return (try await commitUpdate(old: old, new: decoded.object, current: cur, dryRun: dryRun), decoded.warnings)
@@ -223,20 +242,31 @@ public final class Registry: Sendable {
 
     // MARK: patch
 
-    enum PatchType { case merge, json, strategic }
+    enum PatchType { case merge, json, strategic, apply }
 
-    func patch<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, patchType: PatchType, patch: JSONValue, subresource: String?, validation: FieldValidation, dryRun: Bool = false) async throws -> (StoredObject, [String]) {
+    static func schemaMessage(_ info: ResourceInfo) -> String? { Schema.kind(apiVersion: info.apiVersion, kind: info.kind)?.name }
+
+    func patch<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, patchType: PatchType, patch: JSONValue, subresource: String?, validation: FieldValidation, dryRun: Bool = false,
+                              manager: String? = nil, force: Bool = false) async throws -> (StoredObject, [String]) {
         let info = T.resource
         let key = Objects.key(info, namespace, name)
+        if patchType == .apply {
+            return try await apply(T.self, namespace: namespace, name: name, applied: patch, subresource: subresource, validation: validation,
+                                   dryRun: dryRun, manager: manager, force: force)
+        }
         for _ in 0..<16 {
             guard let cur = store.get(key) else { throw Status.notFound(info, name) }
             let curJ: JSONValue
             do { curJ = try JSONValue.parse(cur.data) } catch { throw Status.internalError("stored object does not parse") }
             var patched: JSONValue
             switch patchType {
-            case .merge, .strategic:
+            case .merge, .apply:
                 guard case .object = patch else { throw Status.badRequest("a merge patch must be a JSON object") }
                 patched = jsonMergePatch(curJ, patch)
+            case .strategic:
+                guard case .object = patch else { throw Status.badRequest("a strategic merge patch must be a JSON object") }
+                do { patched = try strategicMergePatch(curJ, patch, message: Self.schemaMessage(info)) }
+                catch { throw Status.badRequest("the strategic merge patch cannot be applied: \(error)") }
             case .json:
                 do { patched = try jsonPatch(curJ, patch) } catch { throw Status.failure422(info, name, "\(error)") }
             }
@@ -245,11 +275,141 @@ public final class Registry: Sendable {
             if let rv = rvInPatch, rv != curJ["metadata"]?["resourceVersion"]?.stringValue {
                 throw Status.conflict(info, name)
             }
-            do { return try await commitMerged(T.self, current: cur, incoming: patched, subresource: subresource, validation: validation, dryRun: dryRun) }
+            do { return try await commitMerged(T.self, current: cur, incoming: patched, subresource: subresource, validation: validation, dryRun: dryRun, manager: manager) }
             catch StoreError.conflict(_, _) { continue }
             catch { throw Objects.map(error, info, name) }
         }
         throw Status.conflict(info, name)
+    }
+
+    // MARK: server-side apply
+
+    /// application/apply-patch+yaml: merges the manifest with the live object (or creates it),
+    /// tracking field ownership per manager; another manager's field set to a different value is
+    /// a 409 naming the fields, unless `force` moves the ownership.
+    func apply<T: ServedKind>(_ type: T.Type, namespace: String?, name: String, applied: JSONValue, subresource: String?, validation: FieldValidation,
+                              dryRun: Bool, manager: String?, force: Bool) async throws -> (StoredObject, [String]) {
+        let info = T.resource
+        guard let manager, !manager.isEmpty else {
+            throw Status.badRequest("PATCH requests with the apply content type require the fieldManager parameter")
+        }
+        guard case .object = applied else { throw Status.badRequest("an apply patch must be an object (YAML or JSON)") }
+        if let n = applied["metadata"]?["name"]?.stringValue, !n.isEmpty, n != name {
+            throw Status.badRequest("the name of the object (\(n)) does not match the name on the URL (\(name))")
+        }
+        if let v = applied["apiVersion"]?.stringValue, v != info.apiVersion {
+            throw Status.badRequest("the API version \"\(v)\" in the body does not match the endpoint's \"\(info.apiVersion)\"")
+        }
+        if let k = applied["kind"]?.stringValue, k != info.kind {
+            throw Status.badRequest("the kind \"\(k)\" in the body does not match the resource \"\(info.groupResource)\" (kind \"\(info.kind)\")")
+        }
+        guard applied["apiVersion"]?.stringValue != nil, applied["kind"]?.stringValue != nil else {
+            throw Status.badRequest("an apply patch must name apiVersion and kind")
+        }
+        guard let message = Self.schemaMessage(info) else { throw Status.unsupportedMediaType("application/apply-patch+yaml") }
+        // Fields unknown to the schema are refused before anything is merged.
+        if validation == .strict {
+            let unknown = Schema.unknownFields(applied, message: message)
+            if !unknown.isEmpty { throw Status.badRequest("strict decoding error: " + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", ")) }
+        }
+        let key = Objects.key(info, namespace, name)
+        for _ in 0..<16 {
+            let cur = store.get(key)
+            let live = try cur.map { c -> JSONValue in
+                do { return try JSONValue.parse(c.data) } catch { throw Status.internalError("stored object does not parse") }
+            }
+            var result: JSONValue
+            do {
+                result = try ServerSideApply.apply(live: live, applied: applied, manager: manager, force: force, message: message,
+                                                   apiVersion: info.apiVersion, now: nowString)
+            } catch let c as ApplyConflict {
+                throw Status.applyConflict(info, name, c)
+            } catch {
+                throw Status.badRequest("the apply patch cannot be merged: \(error)")
+            }
+            guard let cur else {
+                if subresource != nil { throw Status.notFound(info, name) }
+                result["metadata"]?["name"] = .string(name)
+                return try await create(T.self, namespace: namespace, body: result, validation: validation, dryRun: dryRun, keepManagedFields: true)
+            }
+            do { return try await commitMerged(T.self, current: cur, incoming: result, subresource: subresource, validation: validation, dryRun: dryRun) }
+            catch StoreError.conflict(_, _) { continue }
+            catch { throw Objects.map(error, info, name) }
+        }
+        throw Status.conflict(info, name)
+    }
+
+    // MARK: eviction
+
+    /// pods/eviction: deletes the pod if its PodDisruptionBudget allows one more disruption
+    /// (taking it from the budget first), else 429 as Kubernetes does, so that drain retries.
+    func evict(namespace: String, name: String, body: JSONValue) async throws -> Status {
+        let ev: Eviction
+        do { ev = try body.decode(Eviction.self) } catch let e as DecodingError {
+            throw Status.badRequest("Eviction in version \"v1\" cannot be handled as an Eviction: \(Objects.describe(e))")
+        }
+        if let n = ev.metadata.name, !n.isEmpty, n != name { throw Status.badRequest("name in URL does not match name in Eviction object") }
+        let podKey = Objects.key(Resources.pods, namespace, name)
+        let options = ev.deleteOptions ?? DeleteOptions()
+        for _ in 0..<16 {
+            guard let cur = store.get(podKey) else { throw Status.notFound(Resources.pods, name) }
+            let pod = try Objects.decodeStored(Pod.self, cur)
+            var opts = options
+            if opts.preconditions == nil { opts.preconditions = Preconditions(uid: pod.metadata.uid) }
+            // Finished or already going: nothing left to protect.
+            if pod.isTerminal || pod.metadata.deletionTimestamp != nil {
+                _ = try await delete(Pod.self, namespace: namespace, name: name, options: opts)
+                return Status.success()
+            }
+            let budgets = store.list(resource: Resources.pdbs.groupResource, namespace: namespace).0
+                .compactMap { try? Objects.decodeStored(PodDisruptionBudget.self, $0) }
+                .filter { $0.spec?.selector?.matches(pod.labels) ?? false }
+            if budgets.count > 1 {
+                throw Status(status: "Failure", message: "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                             reason: "InternalError", code: 500)
+            }
+            guard var pdb = budgets.first else {
+                _ = try await delete(Pod.self, namespace: namespace, name: name, options: opts)
+                return Status.success()
+            }
+            guard var st = pdb.status, (st.observedGeneration ?? 0) >= (pdb.metadata.generation ?? 0) else {
+                throw Self.tooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.",
+                                           "The disruption budget \(pdb.name) is still being processed by the server.")
+            }
+            if !Disruption.healthy(pod) {
+                // An unhealthy pod may go when the budget is met (IfHealthyBudget) or always (AlwaysAllow).
+                if pdb.spec?.unhealthyPodEvictionPolicy == "AlwaysAllow" || st.currentHealthy >= st.desiredHealthy {
+                    _ = try await delete(Pod.self, namespace: namespace, name: name, options: opts)
+                    return Status.success()
+                }
+                throw Self.tooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.",
+                                           "The disruption budget \(pdb.name) needs \(st.desiredHealthy) healthy pods and has \(st.currentHealthy) currently")
+            }
+            guard st.disruptionsAllowed > 0 else {
+                throw Self.tooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.",
+                                           "The disruption budget \(pdb.name) needs \(st.desiredHealthy) healthy pods and has \(st.currentHealthy) currently")
+            }
+            // Take the disruption from the budget before the pod goes, so two evictions cannot both use it.
+            st.disruptionsAllowed -= 1
+            var disrupted = st.disruptedPods ?? [:]
+            disrupted[name] = nowString
+            st.disruptedPods = disrupted
+            pdb.status = st
+            guard let pdbCur = store.get(Objects.key(Resources.pdbs, namespace, pdb.name)) else { continue }
+            do {
+                _ = try await store.write(.update(try Objects.encodeForStore(pdb), expectedRevision: pdbCur.revision))
+            } catch StoreError.conflict(_, _) { continue }
+            _ = try await delete(Pod.self, namespace: namespace, name: name, options: opts)
+            return Status.success()
+        }
+        throw Status.conflict(Resources.pdbs, "", "the disruption budget kept changing; try again")
+    }
+
+    static func tooManyRequests(_ message: String, _ cause: String) -> Status {
+        var s = Status(status: "Failure", message: message, reason: "TooManyRequests", code: 429,
+                       details: StatusDetails(causes: [StatusCause(reason: "DisruptionBudget", message: cause)]))
+        s.details?.retryAfterSeconds = nil
+        return s
     }
 
     // MARK: delete
@@ -378,6 +538,13 @@ public final class Registry: Sendable {
 }
 
 extension Status {
+    /// 409 for server-side apply, in Kubernetes' words and with one FieldManagerConflict cause per field.
+    static func applyConflict(_ info: ResourceInfo, _ name: String, _ c: ApplyConflict) -> Status {
+        let causes = c.causes.map { StatusCause(reason: "FieldManagerConflict", message: $0.message, field: $0.field) }
+        return Status(status: "Failure", message: c.message, reason: "Conflict", code: 409,
+                      details: StatusDetails(name: name, group: info.group.isEmpty ? nil : info.group, kind: info.plural, causes: causes))
+    }
+
     static func failure422(_ info: ResourceInfo, _ name: String, _ msg: String) -> Status {
         Status(status: "Failure", message: "\(info.kind) \"\(name)\" is invalid: \(msg)", reason: "Invalid", code: 422)
     }

@@ -63,6 +63,7 @@ public final class SharedInformers: Sendable {
     public let services: Informer<Service>
     public let endpointSlices: Informer<EndpointSlice>
     public let endpoints: Informer<Endpoints>
+    public let pdbs: Informer<PodDisruptionBudget>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -75,6 +76,7 @@ public final class SharedInformers: Sendable {
         services = Informer(client: client)
         endpointSlices = Informer(client: client, labelSelector: "\(EndpointSlice.managedByLabel)=\(EndpointSlice.controllerName)")
         endpoints = Informer(client: client)
+        pdbs = Informer(client: client)
         pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
         replicaSets.addIndex("owner") { r in r.metadata.ownerReferences?.map(\.uid) ?? [] }
@@ -92,6 +94,7 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.services.run() }
             g.addTask { await self.endpointSlices.run() }
             g.addTask { await self.endpoints.run() }
+            g.addTask { await self.pdbs.run() }
         }
     }
 
@@ -101,6 +104,6 @@ public final class SharedInformers: Sendable {
         _ = await leases.waitForSync(timeout: 3600); _ = await csrs.waitForSync(timeout: 3600)
         _ = await hpas.waitForSync(timeout: 3600)
         _ = await services.waitForSync(timeout: 3600); _ = await endpointSlices.waitForSync(timeout: 3600)
-        _ = await endpoints.waitForSync(timeout: 3600)
+        _ = await endpoints.waitForSync(timeout: 3600); _ = await pdbs.waitForSync(timeout: 3600)
     }
 }

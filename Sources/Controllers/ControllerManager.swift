@@ -29,6 +29,7 @@ public final class ControllerManager: Sendable {
     public let csr: CSRSigner?
     public let hpa: HPAController
     public let endpointSlices: EndpointSliceController
+    public let disruption: DisruptionController
     let config: ControllerManagerConfig
 
     public init(client: KubeClient, config: ControllerManagerConfig = ControllerManagerConfig(), clock: any ControlClock = SystemControlClock()) {
@@ -41,6 +42,7 @@ public final class ControllerManager: Sendable {
         gc = GarbageCollector(client: client, informers: informers, clock: clock)
         hpa = HPAController(client: client, informers: informers, metrics: config.podMetrics, history: config.metricsHistory, config: config.hpa, clock: clock)
         endpointSlices = EndpointSliceController(client: client, informers: informers, clock: clock)
+        disruption = DisruptionController(client: client, informers: informers, clock: clock)
         if let ca = config.ca { csr = CSRSigner(client: client, informers: informers, ca: ca, clock: clock) } else { csr = nil }
     }
 
@@ -56,6 +58,7 @@ public final class ControllerManager: Sendable {
                     c.addTask { await self.gc.run() }
                     c.addTask { await self.hpa.run() }
                     c.addTask { await self.endpointSlices.run(workers: self.config.workers) }
+                    c.addTask { await self.disruption.run(workers: 2) }
                     if let csr = self.csr { c.addTask { await csr.run() } }
                 }
             }
