@@ -10,6 +10,8 @@ enum Discovery {
         var seen = Set<String>()
         var out: [(String, String)] = []
         for r in Resources.all where seen.insert(r.apiVersion).inserted { out.append((r.group, r.version)) }
+        for v in Versions.views where seen.insert(v.apiVersion).inserted { out.append((v.group, v.version)) }
+        for r in Reviews.all where seen.insert(r.apiVersion).inserted { out.append((r.group, r.version)) }
         return out
     }
 
@@ -56,12 +58,20 @@ enum Discovery {
             return json(.object(["kind": .string("APIResourceList"), "apiVersion": .string("v1"), "groupVersion": .string(MetricsGroup.apiVersion),
                                  "resources": .array(items)]))
         }
-        let rs = Resources.all.filter { $0.group == group && $0.version == version }
+        var rs = Resources.all.filter { $0.group == group && $0.version == version }
+        // Kinds this version serves by conversion, listed under this version's name.
+        for v in Versions.views(group: group, version: version) {
+            rs.append(ResourceInfo(group: group, version: version, kind: v.info.kind, plural: v.info.plural, shortNames: v.info.shortNames,
+                                   namespaced: v.info.namespaced, subresources: v.info.subresources, categories: v.info.categories))
+        }
+        let reviews = Reviews.all.filter { $0.group == group && $0.version == version }
+        rs += reviews
         guard !rs.isEmpty else { return nil }
         var items: [JSONValue] = []
         for r in rs {
+            let verbs = reviews.contains(r) ? ["create"] : verbsFull
             var o: [String: JSONValue] = ["name": .string(r.plural), "singularName": .string(r.singular), "namespaced": .bool(r.namespaced),
-                                          "kind": .string(r.kind), "verbs": .array(verbsFull.map { .string($0) })]
+                                          "kind": .string(r.kind), "verbs": .array(verbs.map { .string($0) })]
             if !r.shortNames.isEmpty { o["shortNames"] = .array(r.shortNames.map { .string($0) }) }
             if !r.categories.isEmpty { o["categories"] = .array(r.categories.map { .string($0) }) }
             items.append(.object(o))
@@ -90,7 +100,8 @@ enum Discovery {
     static func openAPIPathKey(group: String, version: String) -> String { group.isEmpty ? "api/\(version)" : "apis/\(group)/\(version)" }
 
     /// The served kinds, as /openapi/v3 describes them (schemas from the API schema table).
-    static let openAPIKinds: [(apiVersion: String, kind: String)] = Resources.all.map { ($0.apiVersion, $0.kind) }
+    static let openAPIKinds: [(apiVersion: String, kind: String)] = Resources.all.map { ($0.apiVersion, $0.kind) } + Versions.views.map { ($0.apiVersion, $0.info.kind) }
+        + Reviews.all.map { ($0.apiVersion, $0.kind) }
     /// Built once: the documents only change with the binary.
     static let openAPIRootData: Data = json(OpenAPIV3.discovery(kinds: openAPIKinds))
     static let openAPIDocuments: [String: Data] = {

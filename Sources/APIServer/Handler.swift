@@ -42,6 +42,8 @@ struct ResourcePath {
     var namespace: String?
     var name: String?
     var subresource: String?
+    /// Set when the request names another version of the stored kind (autoscaling/v1 HPAs).
+    var view: VersionView? = nil
 }
 
 final class APIHandler: Sendable {
@@ -155,12 +157,29 @@ final class APIHandler: Sendable {
             guard let d = Discovery.resourceList(group: group, version: version, metrics: withMetrics) else { throw Status.notFoundPath() }
             return Self.json(200, d)
         }
+        if group == Reviews.accessReviews.group, version == "v1", rest.count == 1, let plural = rest.first,
+           Reviews.all.contains(where: { $0.plural == plural }) {
+            resourceLabel = plural
+            guard request.method == .post else { throw Status.methodNotAllowed() }
+            return try await review(request, identity: identity, plural: plural)
+        }
         if group == MetricsGroup.name || group == WorkloadMetricsGroup.name {
             return try await routeMetrics(request, identity: identity, group: group, version: version, rest: Array(rest), &verbLabel, &resourceLabel)
         }
-        guard let rp = parseResourcePath(group: group, version: version, Array(rest)) else { throw Status.notFoundPath() }
+        guard let rp = parseResourcePath(group: group, version: version, Array(rest)) ?? viewPath(group: group, version: version, Array(rest)) else {
+            throw Status.notFoundPath()
+        }
         resourceLabel = rp.info.plural + (rp.subresource.map { "/\($0)" } ?? "")
         return try await handleResource(request, identity: identity, rp, &verbLabel)
+    }
+
+    /// A path of a version served by conversion: parsed as the stored version, with the view kept.
+    func viewPath(group: String, version: String, _ r: [String]) -> ResourcePath? {
+        let plural = r.count >= 3 && r[0] == "namespaces" ? r[2] : r.first ?? ""
+        guard let v = Versions.view(group: group, version: version, plural: plural),
+              var rp = parseResourcePath(group: v.info.group, version: v.info.version, r) else { return nil }
+        rp.view = v
+        return rp
     }
 
     func parseResourcePath(group: String, version: String, _ r: [String]) -> ResourcePath? {
@@ -242,7 +261,14 @@ final class APIHandler: Sendable {
         let wantsTable = accept.contains("as=Table")
         // Protobuf answers when the client puts it first (client-go's default for built-in kinds).
         let proto = !wantsTable && Self.prefersProtobuf(accept)
-        func reply(_ code: Int, _ data: Data, headers: HTTPFields = [:]) -> Response { Self.encoded(code, data, protobuf: proto, headers: headers) }
+        let view = rp.view
+        func reply(_ code: Int, _ data: Data, headers: HTTPFields = [:]) -> Response {
+            Self.encoded(code, view.map { $0.convertObject(data) } ?? data, protobuf: proto, headers: headers)
+        }
+        func readObject() async throws -> JSONValue {
+            let body = try await readJSON(request)
+            return try view.map { try $0.toStored(body) } ?? body
+        }
         // Who is writing: the fieldManager parameter, else the client's name from its User-Agent, as Kubernetes.
         let manager = param("fieldManager") ?? Self.managerFromUserAgent(request.headers[.userAgent])
         if let m = param("fieldManager"), m.count > 128 { throw Status.badRequest("fieldManager: Too long: may not be longer than 128") }
@@ -256,9 +282,9 @@ final class APIHandler: Sendable {
         case (.get, nil, nil):
             if isWatch { return try watch(type, rp, request: request, labelSel: labelSel, fieldSel: fieldSel, wantsTable: wantsTable, includeObject: includeObject,
                                           resourceVersion: param("resourceVersion"), timeoutSeconds: param("timeoutSeconds").flatMap(Int.init),
-                                          bookmarks: param("allowWatchBookmarks") == "true", protobuf: proto) }
+                                          bookmarks: param("allowWatchBookmarks") == "true", protobuf: proto, view: view) }
             return try list(type, rp, labelSel: labelSel, fieldSel: fieldSel, wantsTable: wantsTable, includeObject: includeObject,
-                            limit: param("limit").flatMap(Int.init) ?? 0, continueToken: param("continue"), protobuf: proto)
+                            limit: param("limit").flatMap(Int.init) ?? 0, continueToken: param("continue"), protobuf: proto, view: view)
         case (.get, let name?, nil), (.get, let name?, "status"):
             guard let o = store.get(Objects.key(rp.info, rp.namespace, name)) else { throw Status.notFound(rp.info, name) }
             if wantsTable { return Self.json(200, try table(type, [o], revision: o.revision, includeObject: includeObject)) }
@@ -271,7 +297,7 @@ final class APIHandler: Sendable {
             for k in ["container", "follow", "previous", "tailLines", "limitBytes", "timestamps", "sinceSeconds"] { if let v = param(k) { q[k] = v } }
             return try await nodes.podLogs(store: store, namespace: rp.namespace ?? "default", pod: name, query: q)
         case (.post, nil, nil):
-            var body = try await readJSON(request)
+            var body = try await readObject()
             if rp.info == Resources.csrs, case .object = body["spec"] ?? .null {
                 // Who asked is set by the server, never taken from the body (as Kubernetes does).
                 body["spec"]?["username"] = .string(identity.user)
@@ -294,7 +320,7 @@ final class APIHandler: Sendable {
             try await registry.bind(namespace: rp.namespace ?? "", name: name, body: body)
             return Self.json(201, try KubeJSON.encode(Status.success()))
         case (.put, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
-            let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: try await readJSON(request), subresource: sub, validation: validation, dryRun: dryRun, manager: manager)
+            let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: try await readObject(), subresource: sub, validation: validation, dryRun: dryRun, manager: manager)
             return reply(200, o.data, headers: warningHeaders(warnings))
         case (.put, let name?, "scale"):
             let body = try await readJSON(request)
@@ -302,8 +328,27 @@ final class APIHandler: Sendable {
                                                 precondition: body["metadata"]?["resourceVersion"]?.stringValue.flatMap { Int64($0) })
             return Self.json(200, try KubeJSON.encode(s))
         case (.patch, let name?, let sub) where sub == nil || sub == "status" || sub == "approval":
-            let (pt, patch) = try await readPatch(request)
+            var (pt, patch) = try await readPatch(request)
             let existed = store.get(Objects.key(rp.info, rp.namespace, name)) != nil
+            if let view, pt != .apply {
+                // A patch in another version applies to the object in that version, then converts back.
+                guard let cur = store.get(Objects.key(rp.info, rp.namespace, name)) else { throw Status.notFound(rp.info, name) }
+                let asView = view.fromStored(try JSONValue.parse(cur.data))
+                let patched: JSONValue
+                do {
+                    switch pt {
+                    case .json: patched = try jsonPatch(asView, patch)
+                    case .strategic: patched = try strategicMergePatch(asView, patch, message: Schema.kind(apiVersion: view.apiVersion, kind: rp.info.kind)?.name)
+                    default: patched = jsonMergePatch(asView, patch)
+                    }
+                } catch { throw Status.failure422(rp.info, name, "\(error)") }
+                var body = try view.toStored(patched)
+                body["metadata"]?["resourceVersion"] = .string("\(cur.revision)")
+                let (o, warnings) = try await registry.update(type, namespace: rp.namespace, name: name, body: body, subresource: sub,
+                                                              validation: validation, dryRun: dryRun, manager: manager)
+                return reply(200, o.data, headers: warningHeaders(warnings))
+            }
+            if let view, pt == .apply { patch = try view.toStored(patch) }
             let (o, warnings) = try await registry.patch(type, namespace: rp.namespace, name: name, patchType: pt, patch: patch, subresource: sub, validation: validation, dryRun: dryRun,
                                                          manager: manager, force: force)
             return reply(pt == .apply && !existed ? 201 : 200, o.data, headers: warningHeaders(warnings))
@@ -453,7 +498,7 @@ final class APIHandler: Sendable {
     }
 
     func list<T: ServedKind & TablePrintable>(_ type: T.Type, _ rp: ResourcePath, labelSel: Selector, fieldSel: Selector, wantsTable: Bool,
-                                              includeObject: String, limit: Int, continueToken: String?, protobuf: Bool = false) throws -> Response {
+                                              includeObject: String, limit: Int, continueToken: String?, protobuf: Bool = false, view: VersionView? = nil) throws -> Response {
         let (all, rev) = store.list(resource: rp.info.groupResource, namespace: rp.info.namespaced ? rp.namespace : nil)
         var items = all.filter { labelSel.matches($0.labels) && fieldSel.matches($0.fields) }
         if let c = continueToken, !c.isEmpty {
@@ -469,7 +514,8 @@ final class APIHandler: Sendable {
             next = Data("\(last.namespace)/\(last.name)".utf8).base64EncodedString()
         }
         if wantsTable { return Self.json(200, try table(type, items, revision: rev, includeObject: includeObject, continueToken: next)) }
-        return Self.encoded(200, listBody(rp.info, items.map(\.data), revision: rev, continueToken: next, remaining: remaining), protobuf: protobuf)
+        let body = listBody(rp.info, items.map(\.data), revision: rev, continueToken: next, remaining: remaining)
+        return Self.encoded(200, view.map { $0.convertList(body) } ?? body, protobuf: protobuf)
     }
 
     func tableRow<T: ServedKind & TablePrintable>(_ type: T.Type, _ o: StoredObject, includeObject: String) throws -> TableRow {
@@ -513,7 +559,7 @@ final class APIHandler: Sendable {
 
     func watch<T: ServedKind & TablePrintable>(_ type: T.Type, _ rp: ResourcePath, request: Request, labelSel: Selector, fieldSel: Selector,
                                                wantsTable: Bool, includeObject: String, resourceVersion: String?, timeoutSeconds: Int?, bookmarks: Bool,
-                                               protobuf: Bool = false) throws -> Response {
+                                               protobuf: Bool = false, view: VersionView? = nil) throws -> Response {
         var from: Int64? = nil
         if let rv = resourceVersion, !rv.isEmpty, rv != "0" {
             guard let r = Int64(rv) else { throw Status.badRequest("resourceVersion: Invalid value: \"\(rv)\": must be a decimal revision") }
@@ -561,15 +607,15 @@ final class APIHandler: Sendable {
                         if protobuf {
                             // Length-prefixed protobuf WatchEvents (Accept: application/vnd.kubernetes.protobuf;stream=watch).
                             let object: JSONValue = e.type == .bookmark
-                                ? .object(["kind": .string(info.kind), "apiVersion": .string(info.apiVersion), "metadata": .object(["resourceVersion": .string("\(e.revision)")])])
-                                : try JSONValue.parse(e.object.data)
+                                ? .object(["kind": .string(info.kind), "apiVersion": .string(view?.apiVersion ?? info.apiVersion), "metadata": .object(["resourceVersion": .string("\(e.revision)")])])
+                                : try JSONValue.parse(view.map { $0.convertObject(e.object.data) } ?? e.object.data)
                             try await writer.write(ByteBuffer(bytes: try KubeProtobuf.encodeWatchEvent(type: e.type.rawValue, object: object)))
                             continue
                         }
                         var line = Data()
                         line.append(contentsOf: Array("{\"type\":\"\(e.type.rawValue)\",\"object\":".utf8))
                         if e.type == .bookmark {
-                            line.append(contentsOf: Array("{\"kind\":\"\(info.kind)\",\"apiVersion\":\"\(info.apiVersion)\",\"metadata\":{\"resourceVersion\":\"\(e.revision)\"}}".utf8))
+                            line.append(contentsOf: Array("{\"kind\":\"\(info.kind)\",\"apiVersion\":\"\(view?.apiVersion ?? info.apiVersion)\",\"metadata\":{\"resourceVersion\":\"\(e.revision)\"}}".utf8))
                         } else if wantsTable {
                             var t = Table(metadata: ListMeta(resourceVersion: "\(e.revision)"), columnDefinitions: first ? T.columns : nil,
                                           rows: [try self.tableRow(type, e.object, includeObject: includeObject)])
@@ -577,7 +623,7 @@ final class APIHandler: Sendable {
                             line.append(try KubeJSON.encode(t))
                             first = false
                         } else {
-                            line.append(e.object.data)
+                            line.append(view.map { $0.convertObject(e.object.data) } ?? e.object.data)
                         }
                         line.append(contentsOf: Array("}\n".utf8))
                         try await writer.write(ByteBuffer(data: line))

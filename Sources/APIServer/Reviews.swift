@@ -1,0 +1,109 @@
+// authorization.k8s.io/v1 SelfSubjectAccessReview and SelfSubjectRulesReview: "may I?" answered
+// from the same authorizer that guards every request (kubectl auth can-i, client libraries).
+import Foundation
+import Hummingbird
+import API
+import PKI
+
+enum Reviews {
+    static let accessReviews = ResourceInfo(group: "authorization.k8s.io", version: "v1", kind: "SelfSubjectAccessReview",
+                                            plural: "selfsubjectaccessreviews", namespaced: false)
+    static let rulesReviews = ResourceInfo(group: "authorization.k8s.io", version: "v1", kind: "SelfSubjectRulesReview",
+                                           plural: "selfsubjectrulesreviews", namespaced: false)
+    static let all = [accessReviews, rulesReviews]
+    static let verbs = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+    /// Paths any authenticated client may read.
+    static let publicPaths = ["/healthz", "/livez", "/readyz", "/version", "/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*"]
+}
+
+extension APIHandler {
+    /// POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews or selfsubjectrulesreviews.
+    func review(_ request: Request, identity: CertIdentity, plural: String) async throws -> Response {
+        var body = try await readJSON(request)
+        guard case .object = body else { throw Status.badRequest("the body must be a JSON object") }
+        let info = plural == Reviews.accessReviews.plural ? Reviews.accessReviews : Reviews.rulesReviews
+        if let k = body["kind"]?.stringValue, k != info.kind {
+            throw Status.badRequest("the kind \"\(k)\" in the body does not match the resource \"\(info.groupResource)\" (kind \"\(info.kind)\")")
+        }
+        if let m = Schema.kind(apiVersion: info.apiVersion, kind: info.kind) {
+            let unknown = Schema.unknownFields(body, message: m.name)
+            if !unknown.isEmpty { throw Status.badRequest("strict decoding error: " + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", ")) }
+        }
+        body["apiVersion"] = .string(info.apiVersion)
+        body["kind"] = .string(info.kind)
+        if body["metadata"] == nil { body["metadata"] = .object([:]) }
+        body["metadata"]?["creationTimestamp"] = .null
+        let status: JSONValue = info == Reviews.accessReviews ? try accessStatus(body["spec"] ?? .null, identity)
+                                                              : rulesStatus(namespace: body["spec"]?["namespace"]?.stringValue ?? "", identity)
+        body["status"] = status
+        return Self.encoded(201, try body.encoded(), protobuf: Self.prefersProtobuf(request.headers[.accept] ?? ""))
+    }
+
+    func accessStatus(_ spec: JSONValue, _ identity: CertIdentity) throws -> JSONValue {
+        func answer(_ allowed: Bool, _ reason: String) -> JSONValue {
+            var o: [String: JSONValue] = ["allowed": .bool(allowed)]
+            if !reason.isEmpty { o["reason"] = .string(reason) }
+            return .object(o)
+        }
+        let admin = identity.groups.contains("system:masters")
+        if let nr = spec["nonResourceAttributes"], case .object = nr {
+            let path = nr["path"]?.stringValue ?? "", verb = nr["verb"]?.stringValue ?? ""
+            if admin { return answer(true, "") }
+            let open = verb == "get" && Reviews.publicPaths.contains { p in p.hasSuffix("*") ? path.hasPrefix(String(p.dropLast())) : path == p }
+            return answer(open, open ? "" : "only cluster administrators may \(verb) \(path)")
+        }
+        guard let ra = spec["resourceAttributes"], case .object = ra else {
+            throw Status.invalid(Reviews.accessReviews, "", [FieldError(.required, "spec.resourceAttributes", "exactly one of nonResourceAttributes or resourceAttributes must be specified")])
+        }
+        let verb = ra["verb"]?.stringValue ?? "", resource = ra["resource"]?.stringValue ?? "", group = ra["group"]?.stringValue ?? ""
+        let sub = ra["subresource"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+        let ns = ra["namespace"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+        let name = ra["name"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+        if admin { return answer(true, "") }
+        guard let info = Resources.all.first(where: { $0.plural == resource && (group == "*" || $0.group == group) }) else {
+            return answer(false, "no resource \"\(resource)\" in API group \"\(group)\" is served, and only cluster administrators hold wildcard rights")
+        }
+        let verbs = verb == "*" ? Reviews.verbs : [verb]
+        for v in verbs {
+            let attrs = RequestAttributes(user: identity, verb: v, resource: info, subresource: sub, namespace: info.namespaced ? ns : nil,
+                                          name: name, fieldNodeName: nil)
+            switch authz.authorize(attrs) {
+            case .allow: continue
+            case .allowIfNamed(let n):
+                if name == n { continue }
+                return answer(false, "only the object named \"\(n)\" may be created")
+            case .allowIfBoundTo(let node):
+                if let name, let o = store.get(Objects.key(info, ns, name)), o.fields["spec.nodeName"] == node { continue }
+                return answer(false, "node \"\(node)\" may only reach pods bound to it")
+            case .deny(let msg): return answer(false, msg)
+            }
+        }
+        return answer(true, "")
+    }
+
+    func rulesStatus(namespace: String, _ identity: CertIdentity) -> JSONValue {
+        let nonResource: JSONValue = .array([.object(["verbs": .array([.string("get")]), "nonResourceURLs": .array(Reviews.publicPaths.map { .string($0) })])])
+        if identity.groups.contains("system:masters") {
+            let all: JSONValue = .array([.string("*")])
+            return .object(["resourceRules": .array([.object(["verbs": all, "apiGroups": all, "resources": all])]),
+                            "nonResourceRules": .array([.object(["verbs": all, "nonResourceURLs": all])]), "incomplete": false])
+        }
+        var rules: [JSONValue] = []
+        for info in Resources.all {
+            for sub in [nil] + info.subresources.map(Optional.some) {
+                var allowed: [String] = []
+                for v in Reviews.verbs {
+                    let attrs = RequestAttributes(user: identity, verb: v, resource: info, subresource: sub, namespace: info.namespaced ? namespace : nil,
+                                                  name: nil, fieldNodeName: nil)
+                    if case .allow = authz.authorize(attrs) { allowed.append(v) }
+                }
+                if allowed.isEmpty { continue }
+                let res = info.plural + (sub.map { "/\($0)" } ?? "")
+                rules.append(.object(["verbs": .array(allowed.map { .string($0) }), "apiGroups": .array([.string(info.group)]), "resources": .array([.string(res)])]))
+            }
+        }
+        // Node and name-bound rights depend on the object and are not listed: the answer is incomplete for them.
+        let conditional = identity.groups.contains("system:nodes") || identity.groups.contains("system:bootstrappers")
+        return .object(["resourceRules": .array(rules), "nonResourceRules": nonResource, "incomplete": .bool(conditional)])
+    }
+}
