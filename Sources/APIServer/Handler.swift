@@ -210,7 +210,7 @@ final class APIHandler: Sendable {
         let q = request.uri.queryParameters
         func param(_ k: String) -> String? { q[Substring(k)].map(String.init) }
         let method = request.method
-        let isWatch = method == .get && rp.name == nil && (param("watch") == "true" || param("watch") == "1")
+        let isWatch = method == .get && rp.name == nil && Self.goBool(param("watch"))
         let verb: String
         switch method {
         case .get: verb = rp.name == nil ? (isWatch ? "watch" : "list") : "get"
@@ -272,7 +272,7 @@ final class APIHandler: Sendable {
         // Who is writing: the fieldManager parameter, else the client's name from its User-Agent, as Kubernetes.
         let manager = param("fieldManager") ?? Self.managerFromUserAgent(request.headers[.userAgent])
         if let m = param("fieldManager"), m.count > 128 { throw Status.badRequest("fieldManager: Too long: may not be longer than 128") }
-        let force = param("force") == "true"
+        let force = Self.goBool(param("force"))
         if force, request.headers[.contentType].map({ !$0.hasPrefix("application/apply-patch") }) ?? true {
             throw Status.badRequest("force: Invalid value: true: may not be specified for non-apply patch")
         }
@@ -282,7 +282,7 @@ final class APIHandler: Sendable {
         case (.get, nil, nil):
             if isWatch { return try watch(type, rp, request: request, labelSel: labelSel, fieldSel: fieldSel, wantsTable: wantsTable, includeObject: includeObject,
                                           resourceVersion: param("resourceVersion"), timeoutSeconds: param("timeoutSeconds").flatMap(Int.init),
-                                          bookmarks: param("allowWatchBookmarks") == "true", protobuf: proto, view: view) }
+                                          bookmarks: Self.goBool(param("allowWatchBookmarks")), protobuf: proto, view: view) }
             return try list(type, rp, labelSel: labelSel, fieldSel: fieldSel, wantsTable: wantsTable, includeObject: includeObject,
                             limit: param("limit").flatMap(Int.init) ?? 0, continueToken: param("continue"), protobuf: proto, view: view)
         case (.get, let name?, nil), (.get, let name?, "status"):
@@ -382,6 +382,9 @@ final class APIHandler: Sendable {
             throw Status.methodNotAllowed()
         }
     }
+
+    /// A boolean query parameter as Kubernetes parses it (Go's ParseBool: 1, t, T, TRUE, true, True).
+    static func goBool(_ v: String?) -> Bool { ["1", "t", "T", "TRUE", "true", "True"].contains(v ?? "") }
 
     /// True when the Accept header's first media type is Kubernetes' protobuf.
     static func prefersProtobuf(_ accept: String) -> Bool {

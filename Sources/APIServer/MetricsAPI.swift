@@ -26,7 +26,7 @@ extension APIHandler {
         let q = request.uri.queryParameters
         func param(_ k: String) -> String? { q[Substring(k)].map(String.init) }
         guard request.method == .get else { throw Status.methodNotAllowed() }
-        if param("watch") == "true" || param("watch") == "1" {
+        if APIHandler.goBool(param("watch")) {
             throw Status.methodNotAllowed("the metrics APIs do not support watch; poll instead")
         }
 
