@@ -350,7 +350,7 @@ final class APIHandler: Sendable {
             }
             if let view, pt == .apply { patch = try view.toStored(patch) }
             let (o, warnings) = try await registry.patch(type, namespace: rp.namespace, name: name, patchType: pt, patch: patch, subresource: sub, validation: validation, dryRun: dryRun,
-                                                         manager: manager, force: force)
+                                                         manager: pt == .apply ? param("fieldManager") : manager, force: force)
             return reply(pt == .apply && !existed ? 201 : 200, o.data, headers: warningHeaders(warnings))
         case (.patch, let name?, "scale"):
             let (pt, patch) = try await readPatch(request)
