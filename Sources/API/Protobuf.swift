@@ -7,8 +7,23 @@
 import Foundation
 
 public struct ProtobufError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ description: String) { self.description = description }
+    /// Where in the object (`spec.template.spec.containers[0].image`); built only when an error
+    /// travels up through the fields, so that successful encodes and decodes never build paths.
+    var path: String
+    var reason: String
+    public var description: String { path.isEmpty ? reason : "\(path): \(reason)" }
+    init(_ description: String) {
+        // Raised below a field with an empty path: the reason alone; the callers add the path.
+        if description.hasPrefix(": ") { path = ""; reason = String(description.dropFirst(2)) } else { path = ""; reason = description }
+    }
+    /// The same error one level up: `name` is a field name, `[i]` an index, or `.key` a map key.
+    func under(_ component: String) -> ProtobufError {
+        var e = self
+        if path.isEmpty { e.path = component }
+        else if path.hasPrefix("[") || path.hasPrefix(".") { e.path = component + path }
+        else { e.path = component + "." + path }
+        return e
+    }
 }
 
 public enum KubeProtobuf {
@@ -212,29 +227,89 @@ private enum WireValue {
 
 // MARK: - Encoding
 
-private func join(_ path: String, _ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
 
-/// Each message's protobuf fields in field-number order, the order Go writes them.
-private let fieldsByNumber: [String: [SchemaField]] = Schema.messages.mapValues { m in
-    m.fields.filter { $0.number > 0 }.sorted { $0.number < $1.number }
+/// A message as the codec walks it: fields by JSON name (inline members point at their inline
+/// field), by number, and the inline fields Go always writes. Built once per message.
+/// The part of a schema field the codec needs, cheap to copy (two references instead of seven).
+struct PBField: Sendable {
+    let name: String
+    let number: Int
+    let type: SchemaType
+    let pointer: Bool
+    let omitEmpty: Bool
+    let inline: Bool
+    init(_ f: SchemaField) {
+        name = f.name; number = f.number; type = f.type; pointer = f.pointer; omitEmpty = f.omitEmpty; inline = f.inline
+    }
+}
+
+final class PBInfo: Sendable {
+    let message: SchemaMessage
+    /// JSON name -> (field, or the inline field that holds it).
+    let byJSON: [String: (number: Int, inlineOwner: Int?)]
+    /// Fields with a protobuf number, in number order.
+    let ordered: [PBField]
+    /// Field number -> index in `ordered` (-1: unknown), for numbers up to the largest.
+    let indexByNumber: [Int]
+    let inlineNumbers: [Int]
+
+    init(_ m: SchemaMessage) {
+        message = m
+        ordered = m.fields.filter { $0.number > 0 }.sorted { $0.number < $1.number }.map(PBField.init)
+        var idx = [Int](repeating: -1, count: (ordered.last?.number ?? 0) + 1)
+        for (i, f) in ordered.enumerated() { idx[f.number] = i }
+        indexByNumber = idx
+        var by: [String: (number: Int, inlineOwner: Int?)] = [:]
+        var inl: [Int] = []
+        for f in ordered {
+            if f.inline, let sub = f.type.messageName {
+                inl.append(f.number)
+                for (k, sf) in Schema.jsonFields[sub] ?? [:] { by[k] = (sf.number, f.number) }
+            } else if !f.name.isEmpty {
+                by[f.name] = (f.number, nil)
+            }
+        }
+        byJSON = by
+        inlineNumbers = inl
+    }
+
+    static let all: [String: PBInfo] = Schema.messages.mapValues { PBInfo($0) }
+    static func of(_ name: String) -> PBInfo? { all[name] }
 }
 
 private func encodeMessage(_ o: [String: JSONValue], _ m: SchemaMessage, path: String, into w: inout PBWriter) throws {
-    for f in fieldsByNumber[m.name] ?? [] {
+    guard let info = PBInfo.of(m.name) else { throw ProtobufError("unknown message \(m.name)") }
+    try encodeMessage(o, info, into: &w)
+}
+
+/// Looks up only the keys the object has (usually far fewer than the schema's fields), then writes
+/// them in field-number order.
+private func encodeMessage(_ o: [String: JSONValue], _ info: PBInfo, into w: inout PBWriter) throws {
+    var present: [(number: Int, name: String, value: JSONValue)] = []
+    present.reserveCapacity(o.count)
+    var inlineMembers: [Int: [String: JSONValue]] = [:]
+    for (k, v) in o {
+        guard let loc = info.byJSON[k] else { continue }   // unknown keys: strict decoding's business
+        if let owner = loc.inlineOwner { inlineMembers[owner, default: [:]][k] = v; continue }
+        if v.isNull { continue }
+        present.append((loc.number, k, v))
+    }
+    // Go writes an inline (embedded) message even when it has no members.
+    for n in info.inlineNumbers { present.append((n, "", .null)) }
+    present.sort { $0.number < $1.number }
+    for p in present {
+        let f = info.ordered[info.indexByNumber[p.number]]
         if f.inline {
-            guard let subName = f.type.messageName, let sub = Schema.messages[subName] else {
-                throw ProtobufError("\(path): inline field of unknown type in \(m.name)")
+            guard let subName = f.type.messageName, let sub = PBInfo.of(subName) else {
+                throw ProtobufError("inline field of unknown type in \(info.message.name)")
             }
-            let members = Schema.jsonFields[subName] ?? [:]
-            var subObj: [String: JSONValue] = [:]
-            for (k, v) in o where members[k] != nil { subObj[k] = v }
             var sw = PBWriter()
-            try encodeMessage(subObj, sub, path: path, into: &sw)
+            try encodeMessage(inlineMembers[p.number] ?? [:], sub, into: &sw)
             w.bytes(f.number, sw.out)
             continue
         }
-        guard let v = o[f.name], !v.isNull else { continue }
-        try encodeField(v, f.type, number: f.number, path: join(path, f.name), into: &w)
+        do { try encodeField(p.value, f.type, number: f.number, path: "", into: &w) }
+        catch let e as ProtobufError { throw e.under(p.name) }
     }
 }
 
@@ -242,13 +317,15 @@ private func encodeField(_ v: JSONValue, _ t: SchemaType, number: Int, path: Str
     switch t {
     case .list(let e):
         guard case .array(let items) = v else { throw ProtobufError("\(path): expected an array, got \(v.typeName)") }
-        for (i, item) in items.enumerated() { try encodeSingle(item, e, number: number, path: "\(path)[\(i)]", into: &w) }
+        for (i, item) in items.enumerated() {
+            do { try encodeSingle(item, e, number: number, path: "", into: &w) } catch let err as ProtobufError { throw err.under("[\(i)]") }
+        }
     case .map(let e):
         guard case .object(let entries) = v else { throw ProtobufError("\(path): expected an object, got \(v.typeName)") }
         for k in entries.keys.sorted() {
             var ew = PBWriter()
             ew.string(1, k)
-            try encodeSingle(entries[k]!, e, number: 2, path: "\(path).\(k)", into: &ew)
+            do { try encodeSingle(entries[k]!, e, number: 2, path: "", into: &ew) } catch let err as ProtobufError { throw err.under(".\(k)") }
             w.bytes(number, ew.out)
         }
     default:
@@ -355,9 +432,9 @@ private func encodeSingle(_ v: JSONValue, _ t: SchemaType, number: Int, path: St
         }
         w.bytes(number, sw.out)
     case .message(let name):
-        guard let m = Schema.messages[name] else { throw ProtobufError("\(path): unknown message \(name)") }
+        guard let m = PBInfo.of(name) else { throw ProtobufError("\(path): unknown message \(name)") }
         var sw = PBWriter()
-        if case .object(let o) = v { try encodeMessage(o, m, path: path, into: &sw) } else if !v.isNull { throw mismatch("object") }
+        if case .object(let o) = v { try encodeMessage(o, m, into: &sw) } else if !v.isNull { throw mismatch("object") }
         w.bytes(number, sw.out)
     case .wrapped(let inner):
         var sw = PBWriter()
@@ -378,37 +455,45 @@ private func jsonBytes(_ v: JSONValue, path: String) throws -> [UInt8] {
 // MARK: - Decoding
 
 private func decodeMessage(_ bytes: ArraySlice<UInt8>, _ m: SchemaMessage, path: String) throws -> [String: JSONValue] {
-    var r = PBReader(bytes, path: path.isEmpty ? "<root>" : path)
-    var byField: [Int: [WireValue]] = [:]
+    guard let info = PBInfo.of(m.name) else { throw ProtobufError("unknown message \(m.name)") }
+    return try decodeMessage(bytes, info)
+}
+
+private func decodeMessage(_ bytes: ArraySlice<UInt8>, _ info: PBInfo) throws -> [String: JSONValue] {
+    var r = PBReader(bytes, path: "")
+    // Occurrences per field, by position in `ordered` (most fields occur once; lists repeat).
+    var byField = [[WireValue]](repeating: [], count: info.ordered.count)
     while let (num, wt) = try r.next() {
-        guard m.byNumber[num] != nil else { try r.skip(wt); continue }
+        guard num < info.indexByNumber.count, case let i = info.indexByNumber[num], i >= 0 else { try r.skip(wt); continue }
         let v: WireValue
         switch wt {
         case 0: v = .varint(try r.varint())
         case 1: v = .fixed64(try r.fixed64())
         case 2: v = .bytes(try r.lengthDelimited())
         case 5: v = .fixed32(try r.fixed32())
-        default: throw ProtobufError("\(r.path): unsupported wire type \(wt) for field \(num)")
+        default: throw ProtobufError("unsupported wire type \(wt) for field \(num)")
         }
-        byField[num, default: []].append(v)
+        byField[i].append(v)
     }
     var out: [String: JSONValue] = [:]
-    for f in m.fields where f.number > 0 {
-        guard let values = byField[f.number] else { continue }
+    for (i, f) in info.ordered.enumerated() {
+        let values = byField[i]
+        if values.isEmpty { continue }
         if f.inline {
-            guard let subName = f.type.messageName, let sub = Schema.messages[subName] else { continue }
-            let sliced = try concatenated(values, path: path)
-            for (k, v) in try decodeMessage(sliced, sub, path: path) { out[k] = v }
+            guard let subName = f.type.messageName, let sub = PBInfo.of(subName) else { continue }
+            let sliced = try concatenated(values, path: "")
+            for (k, v) in try decodeMessage(sliced, sub) { out[k] = v }
             continue
         }
-        let p = join(path, f.name)
-        if let v = try decodeField(values, f.type, path: p), keep(v, f) { out[f.name] = v }
+        do {
+            if let v = try decodeField(values, f.type, path: ""), keep(v, f) { out[f.name] = v }
+        } catch let e as ProtobufError { throw e.under(f.name) }
     }
     return out
 }
 
 /// Whether a decoded value is worth showing: the zero values Go would hide (or print as noise) are dropped.
-private func keep(_ v: JSONValue, _ f: SchemaField) -> Bool {
+private func keep(_ v: JSONValue, _ f: PBField) -> Bool {
     switch v {
     case .null: return false
     case .object(let o) where o.isEmpty:
@@ -448,10 +533,10 @@ private func decodeField(_ values: [WireValue], _ t: SchemaType, path: String) t
                 var r = PBReader(b, path: path)
                 while !r.atEnd {
                     let one: WireValue = e == .double ? .fixed64(try r.fixed64()) : .varint(try r.varint())
-                    items.append(try decodeSingle([one], e, path: "\(path)[\(items.count)]"))
+                    do { items.append(try decodeSingle([one], e, path: "")) } catch let err as ProtobufError { throw err.under("[\(items.count)]") }
                 }
             } else {
-                items.append(try decodeSingle([v], e, path: "\(path)[\(i)]"))
+                do { items.append(try decodeSingle([v], e, path: "")) } catch let err as ProtobufError { throw err.under("[\(i)]") }
             }
         }
         return .array(items)
@@ -473,8 +558,8 @@ private func decodeField(_ values: [WireValue], _ t: SchemaType, path: String) t
                 default: try r.skip(wt)
                 }
             }
-            let p = "\(path).\(key)"
-            entries[key] = vals.isEmpty ? zeroValue(e) : try decodeSingle(vals, e, path: p)
+            do { entries[key] = vals.isEmpty ? zeroValue(e) : try decodeSingle(vals, e, path: "") }
+            catch let err as ProtobufError { throw err.under(".\(key)") }
         }
         return .object(entries)
     default:
@@ -599,8 +684,8 @@ private func decodeSingle(_ values: [WireValue], _ t: SchemaType, path: String) 
         }
         do { return try JSONValue.parse(Data(raw)) } catch { throw ProtobufError("\(path): raw data is neither JSON nor an enveloped protobuf object") }
     case .message(let name):
-        guard let m = Schema.messages[name] else { throw ProtobufError("\(path): unknown message \(name)") }
-        return .object(try decodeMessage(try payload(), m, path: path))
+        guard let m = PBInfo.of(name) else { throw ProtobufError("\(path): unknown message \(name)") }
+        return .object(try decodeMessage(try payload(), m))
     case .wrapped(let inner):
         var r = PBReader(try payload(), path: path)
         var items: [WireValue] = []
