@@ -36,6 +36,10 @@ import Client
         let listObj = try KubeProtobuf.decodeObject(list.body)
         #expect(listObj["kind"]?.stringValue == "DeploymentList" && listObj["items"]?.arrayValue?.count == 1)
 
+        // A body that is not protobuf is a 400, not a crash.
+        let bad = try await k.request(.POST, path, body: Data("k8s\0garbage".utf8), contentType: Self.proto)
+        #expect(bad.status == 400)
+
         // A watch from before the create: length-prefixed WatchEvents whose objects are enveloped.
         let w = try await k.request(.GET, path, query: ["watch": "true", "resourceVersion": rv0, "timeoutSeconds": "1"],
                                     accept: "\(Self.proto);stream=watch")
@@ -52,9 +56,6 @@ import Client
         #expect(events.first?.0 == "ADDED")
         #expect(events.first?.1["metadata"]?["name"]?.stringValue == "pb")
 
-        // A body that is not protobuf is a 400, not a crash.
-        let bad = try await k.request(.POST, path, body: Data("k8s\0garbage".utf8), contentType: Self.proto)
-        #expect(bad.status == 400)
     }
 
     @Test func strictDecodingSeesEmptyValuesAndFreeJSON() async throws {
