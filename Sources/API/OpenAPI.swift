@@ -242,6 +242,7 @@ public enum OpenAPIV3 {
         ]
         if !props.isEmpty { s["properties"] = .object(props) }
         if !required.isEmpty { s["required"] = .array(required) }
+        if m.structType == "atomic" { s["x-kubernetes-map-type"] = "atomic" }
         if !gvks.isEmpty {
             s["x-kubernetes-group-version-kind"] = .array(gvks.map {
                 .object(["group": .string($0.group), "kind": .string($0.kind), "version": .string($0.version)])

@@ -76,9 +76,11 @@ public final class SchemaMessage: Sendable {
     /// Fields in table order (protobuf view: inline messages are one field).
     public let fields: [SchemaField]
     public let byNumber: [Int: SchemaField]
+    /// "atomic" when Kubernetes marks the type `+structType=atomic` (owned and replaced whole).
+    public let structType: String?
 
-    init(name: String, gvk: GroupVersionKind?, fields: [SchemaField]) {
-        self.name = name; self.gvk = gvk; self.fields = fields
+    init(name: String, gvk: GroupVersionKind?, fields: [SchemaField], structType: String? = nil) {
+        self.name = name; self.gvk = gvk; self.fields = fields; self.structType = structType
         var n: [Int: SchemaField] = [:]
         for f in fields where f.number > 0 { n[f.number] = f }
         byNumber = n
@@ -168,18 +170,23 @@ public enum Schema {
         var name: String?
         var gvk: GroupVersionKind?
         var fields: [SchemaField] = []
+        var structType: String?
         func flush() {
-            if let n = name { out[n] = SchemaMessage(name: n, gvk: gvk, fields: fields) }
-            fields = []; gvk = nil
+            if let n = name { out[n] = SchemaMessage(name: n, gvk: gvk, fields: fields, structType: structType) }
+            fields = []; gvk = nil; structType = nil
         }
         for line in text.split(separator: "\n") {
             let words = line.split(separator: " ")
             if line.hasPrefix("@") {
                 flush()
                 name = String(words[0].dropFirst())
-                for w in words.dropFirst() where w.hasPrefix("kind=") {
-                    let p = w.dropFirst(5).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-                    if p.count == 3 { gvk = GroupVersionKind(group: p[0], version: p[1], kind: p[2]) }
+                for w in words.dropFirst() {
+                    if w.hasPrefix("kind=") {
+                        let p = w.dropFirst(5).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+                        if p.count == 3 { gvk = GroupVersionKind(group: p[0], version: p[1], kind: p[2]) }
+                    } else if w.hasPrefix("st=") || w.hasPrefix("mt=") {
+                        structType = String(w.dropFirst(3))
+                    }
                 }
                 continue
             }

@@ -260,7 +260,7 @@ resourceRules 1 [authorization/v1.ResourceRule] lt=atomic
 nonResourceRules 2 [authorization/v1.NonResourceRule] lt=atomic
 incomplete 3 bool
 evaluationError 4 string oe
-@autoscaling/v1.CrossVersionObjectReference
+@autoscaling/v1.CrossVersionObjectReference st=atomic
 kind 1 string
 name 2 string
 apiVersion 3 string oe
@@ -613,7 +613,7 @@ binaryData 3 {bytes} oe
 @core/v1.ConfigMapEnvSource
 - 1 core/v1.LocalObjectReference inl
 optional 2 bool oe ptr
-@core/v1.ConfigMapKeySelector
+@core/v1.ConfigMapKeySelector st=atomic
 - 1 core/v1.LocalObjectReference inl
 key 2 string
 optional 3 bool oe ptr
@@ -721,12 +721,12 @@ defaultMode 2 int32 oe ptr
 @core/v1.EmptyDirVolumeSource
 medium 1 string oe
 sizeLimit 2 quantity oe ptr
-@core/v1.EndpointAddress
+@core/v1.EndpointAddress st=atomic
 ip 1 string
 hostname 3 string oe
 nodeName 4 string oe ptr
 targetRef 2 core/v1.ObjectReference oe ptr
-@core/v1.EndpointPort
+@core/v1.EndpointPort st=atomic
 name 1 string oe
 port 2 int32
 protocol 3 string oe
@@ -935,7 +935,7 @@ ipMode 3 string oe ptr
 ports 4 [core/v1.PortStatus] oe lt=atomic
 @core/v1.LoadBalancerStatus
 ingress 1 [core/v1.LoadBalancerIngress] oe lt=atomic
-@core/v1.LocalObjectReference
+@core/v1.LocalObjectReference st=atomic
 name 1 string oe
 @core/v1.LocalVolumeSource
 path 1 string
@@ -1002,13 +1002,13 @@ features 2 core/v1.NodeRuntimeHandlerFeatures oe ptr
 @core/v1.NodeRuntimeHandlerFeatures
 recursiveReadOnlyMounts 1 bool oe ptr
 userNamespaces 2 bool oe ptr
-@core/v1.NodeSelector
+@core/v1.NodeSelector st=atomic
 nodeSelectorTerms 1 [core/v1.NodeSelectorTerm] lt=atomic
 @core/v1.NodeSelectorRequirement
 key 1 string
 operator 2 string
 values 3 [string] oe lt=atomic
-@core/v1.NodeSelectorTerm
+@core/v1.NodeSelectorTerm st=atomic
 matchExpressions 1 [core/v1.NodeSelectorRequirement] oe lt=atomic
 matchFields 2 [core/v1.NodeSelectorRequirement] oe lt=atomic
 @core/v1.NodeSpec
@@ -1044,10 +1044,10 @@ kubeletVersion 7 string
 kubeProxyVersion 8 string
 operatingSystem 9 string
 architecture 10 string
-@core/v1.ObjectFieldSelector
+@core/v1.ObjectFieldSelector st=atomic
 apiVersion 1 string oe
 fieldPath 2 string
-@core/v1.ObjectReference
+@core/v1.ObjectReference st=atomic
 kind 1 string oe
 namespace 2 string oe
 name 3 string oe
@@ -1353,7 +1353,7 @@ conditions 6 [core/v1.ReplicationControllerCondition] oe ps=merge mk=type lt=map
 @core/v1.ResourceClaim
 name 1 string
 request 2 string oe
-@core/v1.ResourceFieldSelector
+@core/v1.ResourceFieldSelector st=atomic
 containerName 1 string oe
 resource 2 string
 divisor 3 quantity oe
@@ -1408,7 +1408,7 @@ storageMode 7 string oe
 volumeName 8 string oe
 fsType 9 string oe
 readOnly 10 bool oe
-@core/v1.ScopeSelector
+@core/v1.ScopeSelector st=atomic
 matchExpressions 1 [core/v1.ScopedResourceSelectorRequirement] oe lt=atomic
 @core/v1.ScopedResourceSelectorRequirement
 scopeName 1 string
@@ -1426,7 +1426,7 @@ type 3 string oe
 @core/v1.SecretEnvSource
 - 1 core/v1.LocalObjectReference inl
 optional 2 bool oe ptr
-@core/v1.SecretKeySelector
+@core/v1.SecretKeySelector st=atomic
 - 1 core/v1.LocalObjectReference inl
 key 2 string
 optional 3 bool oe ptr
@@ -1437,7 +1437,7 @@ items 2 [core/v1.Secret]
 - 1 core/v1.LocalObjectReference inl
 items 2 [core/v1.KeyToPath] oe lt=atomic
 optional 4 bool oe ptr
-@core/v1.SecretReference
+@core/v1.SecretReference st=atomic
 name 1 string oe
 namespace 2 string oe
 @core/v1.SecretVolumeSource
@@ -1550,7 +1550,7 @@ minDomains 5 int32 oe ptr
 nodeAffinityPolicy 6 string oe ptr
 nodeTaintsPolicy 7 string oe ptr
 matchLabelKeys 8 [string] oe lt=atomic
-@core/v1.TypedLocalObjectReference
+@core/v1.TypedLocalObjectReference st=atomic
 apiGroup 1 string ptr
 kind 2 string
 name 3 string
@@ -1648,7 +1648,7 @@ serving 2 bool oe ptr
 terminating 3 bool oe ptr
 @discovery/v1.EndpointHints
 forZones 1 [discovery/v1.ForZone] oe lt=atomic
-@discovery/v1.EndpointPort
+@discovery/v1.EndpointPort st=atomic
 name 1 string oe ptr
 protocol 2 string oe ptr
 port 3 int32 oe ptr
@@ -1730,7 +1730,7 @@ values 3 [string] oe lt=atomic
 @meta/v1.GroupVersionForDiscovery
 groupVersion 1 string
 version 2 string
-@meta/v1.LabelSelector
+@meta/v1.LabelSelector st=atomic
 matchLabels 1 {string} oe
 matchExpressions 2 [meta/v1.LabelSelectorRequirement] oe lt=atomic
 @meta/v1.LabelSelectorRequirement
@@ -1769,7 +1769,7 @@ annotations 12 {string} oe
 ownerReferences 13 [meta/v1.OwnerReference] oe ps=merge mk=uid lt=map lk=uid
 finalizers 14 [string] oe ps=merge lt=set
 managedFields 17 [meta/v1.ManagedFieldsEntry] oe lt=atomic
-@meta/v1.OwnerReference
+@meta/v1.OwnerReference st=atomic
 apiVersion 5 string
 kind 1 string
 name 3 string
@@ -1884,11 +1884,11 @@ items 2 [rbac/v1.RoleBinding]
 @rbac/v1.RoleList kind=rbac.authorization.k8s.io/v1/RoleList
 metadata 1 meta/v1.ListMeta oe
 items 2 [rbac/v1.Role]
-@rbac/v1.RoleRef
+@rbac/v1.RoleRef st=atomic
 apiGroup 1 string
 kind 2 string
 name 3 string
-@rbac/v1.Subject
+@rbac/v1.Subject st=atomic
 kind 1 string
 apiGroup 2 string oe
 name 3 string

@@ -305,14 +305,13 @@ indirect enum SSAShape: Sendable {
     case keyed([String], SSAShape)
 }
 
-/// Messages Kubernetes marks `+structType=atomic` that the table does not mark.
-private let atomicMessages: Set<String> = ["meta/v1.LabelSelector"]
 
 extension SSAShape {
     static func of(_ f: SchemaField) -> SSAShape {
         switch f.type {
         case .message(let m):
-            if f.structType == "atomic" || f.mapType == "atomic" || atomicMessages.contains(m) { return .leaf }
+            // Atomic by the field's marker or by its type's (+structType=atomic: LabelSelector, OwnerReference, ...).
+            if f.structType == "atomic" || f.mapType == "atomic" || Schema.messages[m]?.structType == "atomic" { return .leaf }
             return .structure(m)
         case .list, .wrapped:
             guard let elem = f.type.element else { return .leaf }
@@ -334,7 +333,7 @@ extension SSAShape {
 
     static func element(_ t: SchemaType) -> SSAShape {
         switch t {
-        case .message(let m): return atomicMessages.contains(m) ? .leaf : .structure(m)
+        case .message(let m): return Schema.messages[m]?.structType == "atomic" ? .leaf : .structure(m)
         case .map(let e): return .map(element(e))
         default: return .leaf
         }
