@@ -306,6 +306,9 @@ public final class Registry: Sendable {
         guard applied["apiVersion"]?.stringValue != nil, applied["kind"]?.stringValue != nil else {
             throw Status.badRequest("an apply patch must name apiVersion and kind")
         }
+        if let mf = applied["metadata"]?["managedFields"], !mf.isNull {
+            throw Status.badRequest("metadata.managedFields must be nil in an apply patch")
+        }
         guard let message = Self.schemaMessage(info) else { throw Status.unsupportedMediaType("application/apply-patch+yaml") }
         // Fields unknown to the schema are refused before anything is merged.
         if validation == .strict {

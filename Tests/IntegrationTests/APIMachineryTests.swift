@@ -144,6 +144,7 @@ import Client
         // Apply needs a field manager; bad YAML is a 400.
         #expect(try await k.request(.PATCH, item, body: Data(y1.utf8), contentType: "application/apply-patch+yaml").status == 400)
         #expect(try await apply("apiVersion: v1\nkind: [\n", "alice").status == 400)
+        #expect(try await apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  managedFields: [{manager: x}]\n", "alice").status == 400)
     }
 
     @Test func yamlBodiesAndAccessReviews() async throws {
