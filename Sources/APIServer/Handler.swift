@@ -637,6 +637,8 @@ final class APIHandler: Sendable {
             try await writer.finish(nil)
         }
         let contentType = protobuf ? "\(KubeProtobuf.mediaType);stream=watch" : "application/json"
-        return Response(status: .ok, headers: [.contentType: contentType, .cacheControl: "no-cache"], body: body)
+        // The server closes the connection when a watch ends (it listens for the client going away
+        // while it streams); saying so keeps clients from reusing a connection that is about to go.
+        return Response(status: .ok, headers: [.contentType: contentType, .cacheControl: "no-cache", .connection: "close"], body: body)
     }
 }

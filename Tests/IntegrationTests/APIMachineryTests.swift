@@ -55,6 +55,15 @@ import Client
         }
         #expect(events.first?.0 == "ADDED")
         #expect(events.first?.1["metadata"]?["name"]?.stringValue == "pb")
+        // A watch says Connection: close (the server closes it when the watch ends), so the next
+        // request, a POST that cannot be retried, never lands on a dying connection.
+        #expect(w.status == 200)
+        for i in 0..<5 {
+            let after = try await k.request(.POST, Resources.configmaps.path(namespace: "default"),
+                                            body: try JSONValue.object(["metadata": .object(["name": .string("after-\(i)")])]).encoded())
+            #expect(after.status == 201)
+            _ = try await k.request(.GET, path, query: ["watch": "true", "timeoutSeconds": "1"])
+        }
 
     }
 
