@@ -76,16 +76,38 @@ extension JSONValue {
     }
 }
 
+/// Any key of a JSON object.
+struct AnyJSONKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { return nil }
+}
+
 extension JSONValue: Codable {
     public init(from decoder: Decoder) throws {
+        // Objects first: free-form parts (managedFields above all) are mostly objects, and every
+        // failed attempt costs a thrown error.
+        if let o = try? decoder.container(keyedBy: AnyJSONKey.self) {
+            var out: [String: JSONValue] = [:]
+            out.reserveCapacity(o.allKeys.count)
+            for k in o.allKeys { out[k.stringValue] = try o.decode(JSONValue.self, forKey: k) }
+            self = .object(out)
+            return
+        }
+        if var a = try? decoder.unkeyedContainer() {
+            var out: [JSONValue] = []
+            if let n = a.count { out.reserveCapacity(n) }
+            while !a.isAtEnd { out.append(try a.decode(JSONValue.self)) }
+            self = .array(out)
+            return
+        }
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null; return }
+        if let s = try? c.decode(String.self) { self = .string(s); return }
         if let b = try? c.decode(Bool.self) { self = .bool(b); return }
         if let i = try? c.decode(Int64.self) { self = .int(i); return }
         if let d = try? c.decode(Double.self) { self = .double(d); return }
-        if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
-        if let o = try? c.decode([String: JSONValue].self) { self = .object(o); return }
         throw DecodingError.dataCorruptedError(in: c, debugDescription: "unsupported JSON value")
     }
     public func encode(to encoder: Encoder) throws {
