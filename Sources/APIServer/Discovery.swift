@@ -81,6 +81,7 @@ enum Discovery {
                 case "scale": s["group"] = .string("autoscaling"); s["version"] = .string("v1"); s["kind"] = .string("Scale"); s["verbs"] = .array(["get", "patch", "update"].map { .string($0) })
                 case "binding": s["kind"] = .string("Binding"); s["verbs"] = .array([.string("create")])
                 case "log": s["kind"] = .string("Pod"); s["verbs"] = .array([.string("get")])
+                case "exec": s["kind"] = .string("PodExecOptions"); s["verbs"] = .array([.string("create"), .string("get")])
                 case "eviction": s["group"] = .string("policy"); s["version"] = .string("v1"); s["kind"] = .string("Eviction"); s["verbs"] = .array([.string("create")])
                 default: s["kind"] = .string(r.kind); s["verbs"] = .array(["get", "patch", "update"].map { .string($0) })
                 }

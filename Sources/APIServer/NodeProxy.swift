@@ -12,11 +12,14 @@ import Store
 
 public final class NodeProxy: Sendable {
     let http: HTTPClient
+    /// The same identity for streams (exec), which are WebSockets to the agent.
+    let tls: TLSConfiguration
 
     public init(ca: String, client: KeyPair) throws {
         var tls = try TLSConfig.client(caPEM: ca, certPEM: client.certificatePEM, keyPEM: client.keyPEM)
         // Agents are addressed by IP; their certificates name the node, not the address.
         tls.certificateVerification = .noHostnameVerification
+        self.tls = tls
         http = HTTPClient(eventLoopGroupProvider: .singleton,
                           configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(5))))
     }

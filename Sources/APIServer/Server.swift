@@ -2,6 +2,7 @@
 // the HTTPS (mutual TLS) application, and background services (namespace finalization).
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import HummingbirdTLS
 import NIOCore
 import NIOSSL
@@ -256,7 +257,10 @@ public final class APIServer: Sendable {
         let box = portBox
         let app = Application(
             responder: responder,
-            server: try .tls(.http1(), tlsConfiguration: tls),
+            // Streams (pods/exec) upgrade to WebSockets; everything else is plain HTTP/1.1.
+            server: try .tls(.http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: 1 << 20))) { request, channel, _ in
+                await handler.shouldUpgrade(request, channel)
+            }, tlsConfiguration: tls),
             configuration: .init(address: .hostname(config.bindAddress, port: config.securePort), serverName: nil, backlog: 1024),
             onServerRunning: { channel in box.set(channel.localAddress?.port ?? 0) },
             logger: logger)

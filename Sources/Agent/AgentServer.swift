@@ -6,6 +6,7 @@ import Foundation
 import Synchronization
 import Hummingbird
 import HummingbirdTLS
+import HummingbirdWebSocket
 import NIOCore
 import NIOSSL
 import Logging
@@ -88,7 +89,11 @@ public final class AgentServer: Sendable {
 
     public func run() async throws {
         let responder = CallbackResponder<AgentContext> { [self] request, context in await self.respond(request, context) }
-        let app = Application(responder: responder, server: try .tls(.http1(), tlsConfiguration: tls),
+        // Exec sessions upgrade to a WebSocket (Kubernetes' channel protocol); everything else is HTTP.
+        let app = Application(responder: responder,
+                              server: try .tls(.http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: 1 << 20))) { [self] request, channel, _ in
+                                  await self.shouldUpgrade(request, channel)
+                              }, tlsConfiguration: tls),
                               configuration: .init(address: .hostname("0.0.0.0", port: port), serverName: nil),
                               onServerRunning: { [self] ch in self.boundPort.withLock { $0 = ch.localAddress?.port ?? 0 } }, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { g in
@@ -172,6 +177,9 @@ public final class AgentServer: Sendable {
         if parts == ["stats", "summary"] {
             let body = (try? summary.withLock { $0 }.encoded()) ?? Data("{}".utf8)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: body)))
+        }
+        if parts.first == "exec" {
+            return Self.text(.badRequest, "exec needs a WebSocket upgrade with one of the subprotocols \(RemoteCommand.protocols.joined(separator: ", "))")
         }
         if parts.count >= 3, parts[0] == "containerLogs" {
             return await logs(namespace: parts[1], pod: parts[2], container: parts.count > 3 ? parts[3] : q["container"], query: q)

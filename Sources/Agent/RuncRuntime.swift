@@ -378,6 +378,13 @@ public final class RuncRuntime: ContainerRuntime {
         return (r.status, r.stdout + r.stderr)
     }
 
+    public func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, pidFile: String) -> (binary: String, args: [String])? {
+        // Without a terminal runc passes its own stdio (the session's pipes) through; with one it
+        // makes a terminal in the container and relays it to its stdio (the session's terminal).
+        let terminal = tty ? ["--tty", "--env", "TERM=xterm"] : []
+        return (runc.binary, ["--root", runc.root, "exec", "--pid-file", pidFile] + terminal + [containerID] + command)
+    }
+
     public func logPath(podUID: String, container: String, attempt: Int) -> String? {
         let p = "\(podDir(podUID))/logs/\(container)/\(attempt).log"
         return FileManager.default.fileExists(atPath: p) ? p : nil

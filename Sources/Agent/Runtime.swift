@@ -68,8 +68,16 @@ public protocol ContainerRuntime: Sendable {
     func exec(podUID: String, containerID: String, command: [String], timeout: Double) async throws -> (status: Int32, output: String)
     /// The log file of a container attempt, if the runtime keeps one.
     func logPath(podUID: String, container: String, attempt: Int) -> String?
+    /// The host command that runs `command` inside a running container for an interactive exec,
+    /// with the agent's stdio passed through, writing the process's host pid to `pidFile`; nil
+    /// when the runtime cannot (a hollow node).
+    func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, pidFile: String) -> (binary: String, args: [String])?
     /// Cumulative CPU and memory per running container of the pod.
     func stats(podUID: String) async -> [ContainerStats]
+}
+
+extension ContainerRuntime {
+    public func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, pidFile: String) -> (binary: String, args: [String])? { nil }
 }
 
 public final class FakeRuntime: ContainerRuntime {

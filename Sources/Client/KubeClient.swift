@@ -24,6 +24,8 @@ public final class KubeClient: Sendable {
     public let namespace: String
     let http: HTTPClient
     let token: String?
+    /// The client's TLS identity, also used for streams (exec), which are WebSockets.
+    let tls: TLSConfiguration
 
     public init(config: Kubeconfig.Resolved, timeout: TimeAmount = .seconds(30)) throws {
         server = config.server.hasSuffix("/") ? String(config.server.dropLast()) : config.server
@@ -31,6 +33,7 @@ public final class KubeClient: Sendable {
         token = config.token
         var tls = try TLSConfig.client(caPEM: config.caPEM, certPEM: config.certPEM, keyPEM: config.keyPEM)
         if config.tlsServerName != nil { tls.certificateVerification = .fullVerification }
+        self.tls = tls
         var c = HTTPClient.Configuration(tlsConfiguration: tls)
         c.timeout = .init(connect: .seconds(5), read: .seconds(600))
         c.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)

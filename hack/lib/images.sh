@@ -56,7 +56,7 @@ build_busybox_image() {
   else
     cp /bin/busybox "$rootfs/bin/busybox"
   fi
-  for app in sh ls cat echo sleep usleep timeout httpd wget mkdir hostname nc nslookup true false env ps kill id rm touch test seq date head tail yes dd grep sed awk ip ifconfig chmod printf; do ln -sf busybox "$rootfs/bin/$app"; done
+  for app in sh ls cat echo sleep usleep timeout httpd wget mkdir hostname nc nslookup true false env ps kill id rm touch test seq date head tail yes dd grep sed awk ip ifconfig chmod printf tar md5sum stty tty wc cmp stat; do ln -sf busybox "$rootfs/bin/$app"; done
   echo "root:x:0:0:root:/:/bin/sh" >"$rootfs/etc/passwd"
   echo "hosts: files dns" >"$rootfs/etc/nsswitch.conf"
   umoci repack --image "$work/oci:img" "$work/bundle" >/dev/null

@@ -1,0 +1,98 @@
+// pods/exec: the WebSocket kubectl and client libraries open (v5.channel.k8s.io, or v4), authorized
+// like any request and then relayed, message for message, to the agent of the pod's node over
+// mutual TLS with the apiserver's kubelet-client identity.
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import HummingbirdWSClient
+import NIOCore
+import Logging
+import API
+import PKI
+
+extension APIHandler {
+    typealias UpgradeResult = ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>>
+
+    /// Decides whether a request becomes a WebSocket. Anything it declines is answered by the
+    /// ordinary responder (which explains why: 401, 403, 404, or "upgrade required").
+    func shouldUpgrade(_ request: HTTPRequest, _ channel: any Channel) async -> UpgradeResult {
+        guard let target = request.path, let comps = URLComponents(string: target) else { return .dontUpgrade }
+        let segs = comps.path.split(separator: "/").map(String.init)
+        // /api/v1/namespaces/NS/pods/NAME/exec
+        guard segs.count == 7, segs[0] == "api", segs[1] == "v1", segs[2] == "namespaces", segs[4] == "pods", segs[6] == "exec" else {
+            return .dontUpgrade
+        }
+        let (namespace, name) = (segs[3], segs[5])
+        guard let nodes, let identity = await identities.identity(for: channel),
+              let proto = RemoteCommand.negotiate(request.headerFields[.secWebSocketProtocol]) else { return .dontUpgrade }
+        let attrs = RequestAttributes(user: identity, verb: "create", resource: Resources.pods, subresource: "exec",
+                                      namespace: namespace, name: name, fieldNodeName: nil)
+        guard let po = store.get(Objects.key(Resources.pods, namespace, name)), let pod = try? KubeJSON.decode(Pod.self, from: po.data) else {
+            return .dontUpgrade
+        }
+        switch authz.authorize(attrs) {
+        case .allow: break
+        case .allowIfBoundTo(let node) where pod.spec?.nodeName == node: break
+        default: return .dontUpgrade
+        }
+        let options = RemoteCommand.Options.parse(query: (comps.queryItems ?? []).map { ($0.name, $0.value ?? "") })
+        let logger = self.logger
+        let handler: WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context> = { [self] inbound, outbound, _ in
+            await self.relayExec(pod: pod, options: options, proto: proto, nodes: nodes, inbound: inbound, outbound: outbound, logger: logger)
+        }
+        return .upgrade([.secWebSocketProtocol: proto], handler)
+    }
+
+    func relayExec(pod: Pod, options: RemoteCommand.Options, proto: String, nodes: NodeProxy,
+                   inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
+        func fail(_ message: String) async {
+            var b = ByteBuffer()
+            b.writeInteger(RemoteCommand.error)
+            b.writeBytes(RemoteCommand.failureStatus(message))
+            try? await outbound.write(.binary(b))
+            try? await outbound.close(.normalClosure, reason: nil)
+        }
+        guard let nodeName = pod.spec?.nodeName, !nodeName.isEmpty else {
+            return await fail("pod \(pod.name) is not scheduled to a node yet")
+        }
+        if pod.isTerminal { return await fail("cannot exec into a container in a completed pod; current phase is \(pod.phase ?? "")") }
+        guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)), let node = try? KubeJSON.decode(Node.self, from: no.data),
+              let base = try? NodeProxy.endpoint(node) else {
+            return await fail("node \(nodeName) of pod \(pod.name) has no reachable agent")
+        }
+        var opts = options
+        if opts.container == nil { opts.container = pod.spec?.containers.first?.name }
+        let url = "wss" + base.dropFirst("https".count) + "/exec/\(pod.namespace)/\(pod.name)/\(RemoteCommand.Options.escape(opts.container ?? ""))?\(opts.query)"
+        var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
+        config.additionalHeaders[.secWebSocketProtocol] = proto
+        // Agents are addressed by IP, which TLS does not allow as a server name (their certificate
+        // is checked against the cluster CA, not a name).
+        config.sniHostname = nodeName
+        do {
+            try await WebSocketClient.connect(url: url, configuration: config, tlsConfiguration: nodes.tls, logger: logger) { agentIn, agentOut, _ in
+                try await withThrowingTaskGroup(of: Bool.self) { g in
+                    // Client to agent: stdin, resize, close; the client leaving ends the agent's session.
+                    g.addTask {
+                        for try await m in inbound.messages(maxSize: 1 << 20) {
+                            if case .binary(let b) = m { try await agentOut.write(.binary(b)) }
+                        }
+                        try? await agentOut.close(.normalClosure, reason: nil)
+                        return false
+                    }
+                    // Agent to client: output and the final status.
+                    g.addTask {
+                        for try await m in agentIn.messages(maxSize: 1 << 20) {
+                            if case .binary(let b) = m { try await outbound.write(.binary(b)) }
+                        }
+                        return true
+                    }
+                    _ = try await g.next()
+                    g.cancelAll()
+                }
+            }
+            try? await outbound.close(.normalClosure, reason: nil)
+        } catch {
+            await fail("cannot reach the agent of node \(nodeName): \(error)")
+        }
+    }
+}

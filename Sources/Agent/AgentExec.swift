@@ -1,0 +1,147 @@
+// The agent's exec endpoint: GET /exec/NAMESPACE/POD/CONTAINER?command=...&stdin=&stdout=&stderr=&tty=
+// upgraded to a WebSocket speaking v5.channel.k8s.io (or v4), reached by the apiserver's
+// pods/exec relay. The process runs through the runtime's exec command and dies with the session.
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import NIOCore
+import Logging
+import API
+import PKI
+
+extension AgentServer {
+    struct ClientGone: Error {}
+
+    func shouldUpgrade(_ request: HTTPRequest, _ channel: any Channel) async -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        guard let target = request.path, let comps = URLComponents(string: target) else { return .dontUpgrade }
+        let parts = comps.path.split(separator: "/").map(String.init)
+        guard parts.count >= 3, parts[0] == "exec" else { return .dontUpgrade }
+        // Only the apiserver's kubelet-client identity (or an admin) may exec; anyone else gets
+        // the plain HTTP answer (401/403) from the responder.
+        guard let who = await identity(channel), who.user == "kube-apiserver-kubelet-client" || who.groups.contains("system:masters") else {
+            return .dontUpgrade
+        }
+        guard let proto = RemoteCommand.negotiate(request.headerFields[.secWebSocketProtocol]) else { return .dontUpgrade }
+        var options = RemoteCommand.Options.parse(query: (comps.queryItems ?? []).map { ($0.name, $0.value ?? "") })
+        if parts.count > 3 { options.container = parts[3] }
+        let (namespace, podName) = (parts[1], parts[2])
+        let opts = options
+        let handler: WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context> = { [self] inbound, outbound, _ in
+            await self.runExec(namespace: namespace, pod: podName, options: opts, proto: proto, inbound: inbound, outbound: outbound)
+        }
+        return .upgrade([.secWebSocketProtocol: proto], handler)
+    }
+
+    /// Finds the running container a session targets, or says why not.
+    func execTarget(namespace: String, pod name: String, container: String?) async -> Result<(podUID: String, containerID: String), ExecRefusal> {
+        guard let pod = agent.pods.get("\(namespace)/\(name)"), let uid = pod.metadata.uid else {
+            return .failure(ExecRefusal("pod \(namespace)/\(name) is not on node \(agent.config.nodeName)"))
+        }
+        let names = pod.spec?.containers.map(\.name) ?? []
+        let cname: String
+        if let container, !container.isEmpty {
+            guard names.contains(container) else { return .failure(ExecRefusal("container \(container) is not valid for pod \(name)")) }
+            cname = container
+        } else if let first = names.first {
+            cname = first
+        } else {
+            return .failure(ExecRefusal("pod \(name) has no containers"))
+        }
+        guard let c = await agent.runtime.containers(podUID: uid).filter({ $0.name == cname && $0.isRunning }).last else {
+            return .failure(ExecRefusal("unable to upgrade connection: container not found (\"\(cname)\")"))
+        }
+        return .success((uid, c.id))
+    }
+
+    struct ExecRefusal: Error { let message: String; init(_ m: String) { message = m } }
+
+    func runExec(namespace: String, pod: String, options: RemoteCommand.Options, proto: String,
+                 inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        func send(_ channel: UInt8, _ d: Data) async throws {
+            var b = ByteBuffer()
+            b.reserveCapacity(d.count + 1)
+            b.writeInteger(channel)
+            b.writeBytes(d)
+            try await outbound.write(.binary(b))
+        }
+        func fail(_ message: String) async {
+            try? await send(RemoteCommand.error, RemoteCommand.failureStatus(message))
+            try? await outbound.close(.normalClosure, reason: nil)
+        }
+        guard !options.command.isEmpty else { return await fail("you must specify at least one command for the container") }
+        let target: (podUID: String, containerID: String)
+        switch await execTarget(namespace: namespace, pod: pod, container: options.container) {
+        case .success(let t): target = t
+        case .failure(let r): return await fail(r.message)
+        }
+        let id = UUID().uuidString.prefix(12).lowercased()
+        let pidFile = "/tmp/orch-exec-\(id).pid"
+        guard let (binary, args) = agent.runtime.streamingExec(podUID: target.podUID, containerID: target.containerID, command: options.command,
+                                                                tty: options.tty, pidFile: pidFile) else {
+            return await fail("exec is not supported by this node's runtime (\(agent.runtime.name))")
+        }
+        // Starting a process blocks briefly (fork and exec): on a thread of its own, not the task pool.
+        let started: Result<ExecSession, Error> = await withCheckedContinuation { cont in
+            Thread {
+                cont.resume(returning: Result { try ExecSession(binary: binary, args: args, options: options, pidFile: pidFile) })
+            }.start()
+        }
+        let session: ExecSession
+        switch started {
+        case .success(let s): session = s
+        case .failure(let error): return await fail("cannot start the command: \(error)")
+        }
+        defer { session.cleanup() }
+        enum Event { case outputDone, exited(Int32), clientGone }
+        var code: Int32?
+        var outputDone = false
+        do {
+            try await withThrowingTaskGroup(of: Event.self) { g in
+                g.addTask {
+                    for await (ch, d) in session.output { try await send(ch, d) }
+                    return .outputDone
+                }
+                g.addTask {
+                    var c: Int32 = -1
+                    for await x in session.exited { c = x }
+                    return .exited(c)
+                }
+                g.addTask {
+                    for try await msg in inbound.messages(maxSize: 1 << 20) {
+                        guard case .binary(var b) = msg, let ch = b.readInteger(as: UInt8.self) else { continue }
+                        switch ch {
+                        case RemoteCommand.stdin: session.writeStdin(Data(b.readableBytesView))
+                        case RemoteCommand.resize:
+                            if let r = RemoteCommand.parseResize(b.readableBytesView) { session.resize(width: r.width, height: r.height) }
+                        case RemoteCommand.close where proto == RemoteCommand.v5:
+                            if b.readInteger(as: UInt8.self) == RemoteCommand.stdin { session.closeStdin() }
+                        default: break
+                        }
+                    }
+                    return .clientGone
+                }
+                while let e = try await g.next() {
+                    switch e {
+                    case .outputDone: outputDone = true
+                    case .exited(let c):
+                        code = c
+                        // Output still in the pipes comes right after; a process's orphans may hold them longer.
+                        if !outputDone {
+                            g.addTask { try await Task.sleep(for: .seconds(2)); return .outputDone }
+                        }
+                    case .clientGone:
+                        throw ClientGone()
+                    }
+                    if outputDone, code != nil { g.cancelAll(); return }
+                }
+            }
+        } catch {
+            // The client went away or the socket broke: nothing may outlive the session.
+            session.kill()
+            return
+        }
+        let exit = code ?? -1
+        try? await send(RemoteCommand.error, RemoteCommand.exitStatus(exit, command: options.command))
+        try? await outbound.close(.normalClosure, reason: nil)
+    }
+}
