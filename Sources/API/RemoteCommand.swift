@@ -59,6 +59,17 @@ public enum RemoteCommand {
             self.command = command; self.container = container; self.stdin = stdin; self.stdout = stdout; self.stderr = stderr; self.tty = tty
         }
 
+        /// The query pairs of a request target as Go's url.Values reads them: `+` is a space.
+        public static func queryPairs(_ comps: URLComponents) -> [(String, String)] {
+            (comps.percentEncodedQueryItems ?? []).map { item in
+                func decode(_ s: String) -> String {
+                    let spaced = s.replacingOccurrences(of: "+", with: "%20")
+                    return spaced.removingPercentEncoding ?? s
+                }
+                return (decode(item.name), decode(item.value ?? ""))
+            }
+        }
+
         public static func parse(query: [(String, String)]) -> Options {
             func bool(_ k: String, _ d: Bool) -> Bool {
                 guard let v = query.last(where: { $0.0 == k })?.1 else { return d }

@@ -35,7 +35,7 @@ extension APIHandler {
         case .allowIfBoundTo(let node) where pod.spec?.nodeName == node: break
         default: return .dontUpgrade
         }
-        let options = RemoteCommand.Options.parse(query: (comps.queryItems ?? []).map { ($0.name, $0.value ?? "") })
+        let options = RemoteCommand.Options.parse(query: RemoteCommand.Options.queryPairs(comps))
         let logger = self.logger
         let handler: WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context> = { [self] inbound, outbound, _ in
             await self.relayExec(pod: pod, options: options, proto: proto, nodes: nodes, inbound: inbound, outbound: outbound, logger: logger)

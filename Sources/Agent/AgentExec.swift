@@ -22,7 +22,7 @@ extension AgentServer {
             return .dontUpgrade
         }
         guard let proto = RemoteCommand.negotiate(request.headerFields[.secWebSocketProtocol]) else { return .dontUpgrade }
-        var options = RemoteCommand.Options.parse(query: (comps.queryItems ?? []).map { ($0.name, $0.value ?? "") })
+        var options = RemoteCommand.Options.parse(query: RemoteCommand.Options.queryPairs(comps))
         if parts.count > 3 { options.container = parts[3] }
         let (namespace, podName) = (parts[1], parts[2])
         let opts = options

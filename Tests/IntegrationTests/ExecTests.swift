@@ -21,10 +21,11 @@ struct ExecResult {
 /// Runs an exec through the apiserver the way kubectl does: a WebSocket with v5.channel.k8s.io.
 func wsExec(_ c: TestCluster, pod: String, command: [String], stdin: Data? = nil, tty: Bool = false, resize: (UInt16, UInt16)? = nil,
             container: String? = nil, certPEM: String? = nil, keyPEM: String? = nil, proto: String = RemoteCommand.v5,
-            abandonAfter: Duration? = nil) async throws -> ExecResult {
+            abandonAfter: Duration? = nil, plusForSpace: Bool = false) async throws -> ExecResult {
     let admin = try Kubeconfig.load(path: "\(c.dir)/admin.kubeconfig").resolve()
     let tls = try TLSConfig.client(caPEM: c.caPEM, certPEM: certPEM ?? admin.certPEM ?? "", keyPEM: keyPEM ?? admin.keyPEM ?? "")
-    var q = command.map { "command=\(RemoteCommand.Options.escape($0))" }
+    // kubectl (Go's url.Values) writes a space as "+".
+    var q = command.map { "command=" + (plusForSpace ? RemoteCommand.Options.escape($0).replacingOccurrences(of: "%20", with: "+") : RemoteCommand.Options.escape($0)) }
     q += ["stdout=true", "stderr=\(!tty)", "stdin=\(stdin != nil)", "tty=\(tty)"]
     if let container { q.append("container=\(container)") }
     var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
@@ -93,7 +94,7 @@ final class ResultBox: @unchecked Sendable { var value = ExecResult() }
             #expect(r.status?["status"]?.stringValue == "Success")
 
             // A non-zero exit code comes back as NonZeroExitCode with an ExitCode cause.
-            r = try await wsExec(c, pod: "box", command: ["/bin/sh", "-c", "exit 3"])
+            r = try await wsExec(c, pod: "box", command: ["/bin/sh", "-c", "exit 3"], plusForSpace: true)
             #expect(r.status?["reason"]?.stringValue == "NonZeroExitCode")
             #expect(r.status?["details"]?["causes"]?.arrayValue?.first?["message"]?.stringValue == "3")
 

@@ -27,7 +27,9 @@ actor TestRegistry {
             .split(separator: "\n").last.map(String.init) ?? ""
         // The registry process is ours; it ends with the test process (killed at exit below).
         let p = pid
-        atexit_b { _ = try? Command.runSync("/bin/kill", [p]) }
+        // A plain kill(2): at exit, starting a Foundation Process can deadlock with its own
+        // process-monitoring thread, and the test binary would never end.
+        atexit_b { if let n = Int32(p.trimmingCharacters(in: .whitespacesAndNewlines)), n > 1 { _ = kill(n, SIGTERM) } }
         ref = r
         return r
     }
