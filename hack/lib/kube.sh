@@ -23,7 +23,7 @@ for p in json.load(sys.stdin)["items"]:
 container_of() {
   local pod="$1" uid node
   read -r uid node < <("$CTL" get pod "$pod" -o json | json_get 'd["metadata"]["uid"] + " " + d["spec"]["nodeName"]')
-  echo "$node $(runc --root "$RUN_DIR/nodes/$node/runc" list -q | grep "^$uid\." | head -1)"
+  echo "$node $(runc --root "$RUN_DIR/nodes/$node/runc" list -q | awk -v u="$uid." 'index($0, u) == 1 && !f { print; f = 1 }')"
 }
 
 # exec_in POD CMD...: runs a command in the pod's container (runc exec on its node).
