@@ -31,6 +31,10 @@ extension Status {
     }
     public static func gone(_ message: String) -> Status { failure(410, "Expired", message) }
     public static func tooLarge(_ message: String = "Request entity too large: limit is 3145728") -> Status { failure(413, "RequestEntityTooLarge", message) }
+    /// Kubernetes' refusal of fields a kind does not define (fieldValidation=Strict).
+    public static func strictDecoding(_ unknown: [String]) -> Status {
+        badRequest("strict decoding error: " + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", "))
+    }
     public static func unsupportedMediaType(_ type: String) -> Status { failure(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json (got \"\(type)\")") }
     public static func invalid(_ r: ResourceInfo, _ name: String, _ errors: [FieldError]) -> Status {
         let kind = r.kind

@@ -5,6 +5,9 @@
 // client will send no more on (stdin's end).
 import Foundation
 
+/// A boolean query parameter as Kubernetes parses it (Go's strconv.ParseBool: 1, t, T, TRUE, true, True).
+public func goBool(_ v: String?) -> Bool { ["1", "t", "T", "TRUE", "true", "True"].contains(v ?? "") }
+
 public enum RemoteCommand {
     public static let v5 = "v5.channel.k8s.io"
     public static let v4 = "v4.channel.k8s.io"
@@ -73,7 +76,7 @@ public enum RemoteCommand {
         public static func parse(query: [(String, String)]) -> Options {
             func bool(_ k: String, _ d: Bool) -> Bool {
                 guard let v = query.last(where: { $0.0 == k })?.1 else { return d }
-                return ["1", "t", "T", "TRUE", "true", "True"].contains(v)
+                return goBool(v)
             }
             var o = Options(command: query.filter { $0.0 == "command" }.map(\.1))
             o.container = query.last { $0.0 == "container" }?.1

@@ -389,8 +389,7 @@ final class APIHandler: Sendable {
         }
     }
 
-    /// A boolean query parameter as Kubernetes parses it (Go's ParseBool: 1, t, T, TRUE, true, True).
-    static func goBool(_ v: String?) -> Bool { ["1", "t", "T", "TRUE", "true", "True"].contains(v ?? "") }
+    static func goBool(_ v: String?) -> Bool { API.goBool(v) }
 
     /// True when the Accept header's first media type is Kubernetes' protobuf.
     static func prefersProtobuf(_ accept: String) -> Bool {

@@ -71,8 +71,7 @@ enum Objects {
             for p in unknownFields(input: input, typed: typed) where !unknown.contains(p) { unknown.append(p) }
             if !unknown.isEmpty {
                 if validation == .strict {
-                    let list = unknown.map { "unknown field \"\($0)\"" }
-                    throw Status.badRequest("strict decoding error: " + list.joined(separator: ", "))
+                    throw Status.strictDecoding(unknown)
                 }
                 warnings = unknown.map { "unknown field \"\($0)\"" }
             }

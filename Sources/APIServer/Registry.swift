@@ -313,7 +313,7 @@ public final class Registry: Sendable {
         // Fields unknown to the schema are refused before anything is merged.
         if validation == .strict {
             let unknown = Schema.unknownFields(applied, message: message)
-            if !unknown.isEmpty { throw Status.badRequest("strict decoding error: " + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", ")) }
+            if !unknown.isEmpty { throw Status.strictDecoding(unknown) }
         }
         let key = Objects.key(info, namespace, name)
         for _ in 0..<16 {

@@ -27,7 +27,7 @@ extension APIHandler {
         }
         if let m = Schema.kind(apiVersion: info.apiVersion, kind: info.kind) {
             let unknown = Schema.unknownFields(body, message: m.name)
-            if !unknown.isEmpty { throw Status.badRequest("strict decoding error: " + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", ")) }
+            if !unknown.isEmpty { throw Status.strictDecoding(unknown) }
         }
         body["apiVersion"] = .string(info.apiVersion)
         body["kind"] = .string(info.kind)
