@@ -31,7 +31,10 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "API", dependencies: []),
+        // SPDY/3.1 framing for pods/portforward (kubectl's tunnel and the plain upgrade).
+        .target(name: "SPDY", dependencies: ["CZlib"]),
         // The per-container shim (C: a few hundred KB of RSS per container, not a Swift runtime).
         .executableTarget(name: "orch-shim", path: "Sources/orch-shim"),
         .target(name: "Store", dependencies: ["API", "CSQLite", .product(name: "Logging", package: "swift-log")]),
@@ -43,7 +46,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "APIServer", dependencies: [
-            "API", "Store", "PKI", "Client",
+            "API", "Store", "PKI", "Client", "SPDY",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -104,6 +107,7 @@ let package = Package(
             "Client", "API", "APIServer", "Scheduler", "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "APITests", dependencies: ["API"]),
+        .testTarget(name: "SPDYTests", dependencies: ["SPDY"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "API"]),
         .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers", "Agent",
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")]),

@@ -100,3 +100,10 @@ public enum RemoteCommand {
         }
     }
 }
+
+/// The agent's port-forward WebSocket (apiserver to agent, one per forwarded connection): binary
+/// messages are the connection's bytes; this text message says the client finished sending; any
+/// other text from the agent is why the connection failed.
+public enum PortForwardWire {
+    public static let endOfInput = "eof"
+}

@@ -36,7 +36,7 @@ public struct ResourceInfo: Hashable, Sendable {
 
 public enum Resources {
     public static let namespaces = ResourceInfo(group: "", version: "v1", kind: "Namespace", plural: "namespaces", shortNames: ["ns"], namespaced: false, subresources: ["status"])
-    public static let pods = ResourceInfo(group: "", version: "v1", kind: "Pod", plural: "pods", shortNames: ["po"], subresources: ["status", "binding", "log", "eviction", "exec"], categories: ["all"])
+    public static let pods = ResourceInfo(group: "", version: "v1", kind: "Pod", plural: "pods", shortNames: ["po"], subresources: ["status", "binding", "log", "eviction", "exec", "attach", "portforward"], categories: ["all"])
     public static let nodes = ResourceInfo(group: "", version: "v1", kind: "Node", plural: "nodes", shortNames: ["no"], namespaced: false, subresources: ["status"])
     public static let services = ResourceInfo(group: "", version: "v1", kind: "Service", plural: "services", shortNames: ["svc"], subresources: ["status"], categories: ["all"])
     public static let endpoints = ResourceInfo(group: "", version: "v1", kind: "Endpoints", plural: "endpoints", shortNames: ["ep"])

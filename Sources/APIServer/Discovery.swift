@@ -82,6 +82,8 @@ enum Discovery {
                 case "binding": s["kind"] = .string("Binding"); s["verbs"] = .array([.string("create")])
                 case "log": s["kind"] = .string("Pod"); s["verbs"] = .array([.string("get")])
                 case "exec": s["kind"] = .string("PodExecOptions"); s["verbs"] = .array([.string("create"), .string("get")])
+                case "attach": s["kind"] = .string("PodAttachOptions"); s["verbs"] = .array([.string("create"), .string("get")])
+                case "portforward": s["kind"] = .string("PodPortForwardOptions"); s["verbs"] = .array([.string("create"), .string("get")])
                 case "eviction": s["group"] = .string("policy"); s["version"] = .string("v1"); s["kind"] = .string("Eviction"); s["verbs"] = .array([.string("create")])
                 default: s["kind"] = .string(r.kind); s["verbs"] = .array(["get", "patch", "update"].map { .string($0) })
                 }

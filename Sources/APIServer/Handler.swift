@@ -308,12 +308,16 @@ final class APIHandler: Sendable {
             }
             let (o, warnings) = try await registry.create(type, namespace: rp.namespace, body: body, validation: validation, dryRun: dryRun, manager: manager)
             return reply(201, o.data, headers: warningHeaders(warnings))
-        case (_, _?, "exec") where rp.info == Resources.pods:
+        case (_, _?, "exec") where rp.info == Resources.pods, (_, _?, "attach") where rp.info == Resources.pods:
             // Reached only when the WebSocket upgrade was not possible: say what is needed.
             guard nodes != nil else { throw Status.serviceUnavailable("this apiserver has no client identity for nodes") }
             if let name = rp.name, store.get(Objects.key(rp.info, rp.namespace, name)) == nil { throw Status.notFound(rp.info, name) }
-            throw Status(status: "Failure", message: "Upgrade request required: exec needs a WebSocket with subprotocol \(RemoteCommand.protocols.joined(separator: " or "))",
+            throw Status(status: "Failure", message: "Upgrade request required: \(rp.subresource ?? "exec") needs a WebSocket with subprotocol \(RemoteCommand.protocols.joined(separator: " or "))",
                          reason: "BadRequest", code: 400)
+        case (_, _?, "portforward") where rp.info == Resources.pods:
+            guard nodes != nil else { throw Status.serviceUnavailable("this apiserver has no client identity for nodes") }
+            if let name = rp.name, store.get(Objects.key(rp.info, rp.namespace, name)) == nil { throw Status.notFound(rp.info, name) }
+            throw Status(status: "Failure", message: Self.portForwardRefusal, reason: "BadRequest", code: 400)
         case (.post, let name?, "eviction") where rp.info == Resources.pods:
             let st = try await registry.evict(namespace: rp.namespace ?? "default", name: name, body: try await readJSON(request))
             return Self.json(201, st.kubernetesJSON())

@@ -1,4 +1,4 @@
-// pods/exec: the WebSocket kubectl and client libraries open (v5.channel.k8s.io, or v4), authorized
+// pods/exec and pods/attach: the WebSocket kubectl and client libraries open (v5.channel.k8s.io, or v4), authorized
 // like any request and then relayed, message for message, to the agent of the pod's node over
 // mutual TLS with the apiserver's kubelet-client identity.
 import Foundation
@@ -18,14 +18,14 @@ extension APIHandler {
     func shouldUpgrade(_ request: HTTPRequest, _ channel: any Channel) async -> UpgradeResult {
         guard let target = request.path, let comps = URLComponents(string: target) else { return .dontUpgrade }
         let segs = comps.path.split(separator: "/").map(String.init)
-        // /api/v1/namespaces/NS/pods/NAME/exec
-        guard segs.count == 7, segs[0] == "api", segs[1] == "v1", segs[2] == "namespaces", segs[4] == "pods", segs[6] == "exec" else {
+        // /api/v1/namespaces/NS/pods/NAME/{exec,portforward}
+        guard segs.count == 7, segs[0] == "api", segs[1] == "v1", segs[2] == "namespaces", segs[4] == "pods",
+              ["exec", "attach", "portforward"].contains(segs[6]) else {
             return .dontUpgrade
         }
-        let (namespace, name) = (segs[3], segs[5])
-        guard let nodes, let identity = await identities.identity(for: channel),
-              let proto = RemoteCommand.negotiate(request.headerFields[.secWebSocketProtocol]) else { return .dontUpgrade }
-        let attrs = RequestAttributes(user: identity, verb: "create", resource: Resources.pods, subresource: "exec",
+        let (namespace, name, subresource) = (segs[3], segs[5], segs[6])
+        guard let nodes, let identity = await identities.identity(for: channel) else { return .dontUpgrade }
+        let attrs = RequestAttributes(user: identity, verb: "create", resource: Resources.pods, subresource: subresource,
                                       namespace: namespace, name: name, fieldNodeName: nil)
         guard let po = store.get(Objects.key(Resources.pods, namespace, name)), let pod = try? KubeJSON.decode(Pod.self, from: po.data) else {
             return .dontUpgrade
@@ -35,15 +35,19 @@ extension APIHandler {
         case .allowIfBoundTo(let node) where pod.spec?.nodeName == node: break
         default: return .dontUpgrade
         }
+        if subresource == "portforward" {
+            return portForwardUpgrade(pod: pod, offered: request.headerFields[.secWebSocketProtocol], query: comps, nodes: nodes)
+        }
+        guard let proto = RemoteCommand.negotiate(request.headerFields[.secWebSocketProtocol]) else { return .dontUpgrade }
         let options = RemoteCommand.Options.parse(query: RemoteCommand.Options.queryPairs(comps))
         let logger = self.logger
         let handler: WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context> = { [self] inbound, outbound, _ in
-            await self.relayExec(pod: pod, options: options, proto: proto, nodes: nodes, inbound: inbound, outbound: outbound, logger: logger)
+            await self.relayExec(subresource, pod: pod, options: options, proto: proto, nodes: nodes, inbound: inbound, outbound: outbound, logger: logger)
         }
         return .upgrade([.secWebSocketProtocol: proto], handler)
     }
 
-    func relayExec(pod: Pod, options: RemoteCommand.Options, proto: String, nodes: NodeProxy,
+    func relayExec(_ subresource: String, pod: Pod, options: RemoteCommand.Options, proto: String, nodes: NodeProxy,
                    inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
         func fail(_ message: String) async {
             var b = ByteBuffer()
@@ -55,14 +59,14 @@ extension APIHandler {
         guard let nodeName = pod.spec?.nodeName, !nodeName.isEmpty else {
             return await fail("pod \(pod.name) is not scheduled to a node yet")
         }
-        if pod.isTerminal { return await fail("cannot exec into a container in a completed pod; current phase is \(pod.phase ?? "")") }
+        if pod.isTerminal { return await fail("cannot \(subresource) into a container in a completed pod; current phase is \(pod.phase ?? "")") }
         guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)), let node = try? KubeJSON.decode(Node.self, from: no.data),
               let base = try? NodeProxy.endpoint(node) else {
             return await fail("node \(nodeName) of pod \(pod.name) has no reachable agent")
         }
         var opts = options
         if opts.container == nil { opts.container = pod.spec?.containers.first?.name }
-        let url = "wss" + base.dropFirst("https".count) + "/exec/\(pod.namespace)/\(pod.name)/\(RemoteCommand.Options.escape(opts.container ?? ""))?\(opts.query)"
+        let url = "wss" + base.dropFirst("https".count) + "/\(subresource)/\(pod.namespace)/\(pod.name)/\(RemoteCommand.Options.escape(opts.container ?? ""))?\(opts.query)"
         var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
         config.additionalHeaders[.secWebSocketProtocol] = proto
         // Agents are addressed by IP, which TLS does not allow as a server name (their certificate

@@ -15,19 +15,32 @@ extension AgentServer {
     func shouldUpgrade(_ request: HTTPRequest, _ channel: any Channel) async -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
         guard let target = request.path, let comps = URLComponents(string: target) else { return .dontUpgrade }
         let parts = comps.path.split(separator: "/").map(String.init)
-        guard parts.count >= 3, parts[0] == "exec" else { return .dontUpgrade }
+        guard parts.count >= 3, ["exec", "attach", "portforward"].contains(parts[0]) else { return .dontUpgrade }
         // Only the apiserver's kubelet-client identity (or an admin) may exec; anyone else gets
         // the plain HTTP answer (401/403) from the responder.
         guard let who = await identity(channel), who.user == "kube-apiserver-kubelet-client" || who.groups.contains("system:masters") else {
             return .dontUpgrade
+        }
+        if parts[0] == "portforward" {
+            let port = comps.queryItems?.first(where: { $0.name == "port" })?.value.flatMap { Int($0) } ?? 0
+            let (namespace, podName) = (parts[1], parts[2])
+            let handler: WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context> = { [self] inbound, outbound, _ in
+                await self.runPortForward(namespace: namespace, pod: podName, port: port, inbound: inbound, outbound: outbound)
+            }
+            return .upgrade([:], handler)
         }
         guard let proto = RemoteCommand.negotiate(request.headerFields[.secWebSocketProtocol]) else { return .dontUpgrade }
         var options = RemoteCommand.Options.parse(query: RemoteCommand.Options.queryPairs(comps))
         if parts.count > 3 { options.container = parts[3] }
         let (namespace, podName) = (parts[1], parts[2])
         let opts = options
+        let attach = parts[0] == "attach"
         let handler: WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context> = { [self] inbound, outbound, _ in
-            await self.runExec(namespace: namespace, pod: podName, options: opts, proto: proto, inbound: inbound, outbound: outbound)
+            if attach {
+                await self.runAttach(namespace: namespace, pod: podName, options: opts, proto: proto, inbound: inbound, outbound: outbound)
+            } else {
+                await self.runExec(namespace: namespace, pod: podName, options: opts, proto: proto, inbound: inbound, outbound: outbound)
+            }
         }
         return .upgrade([.secWebSocketProtocol: proto], handler)
     }

@@ -178,8 +178,11 @@ public final class AgentServer: Sendable {
             let body = (try? summary.withLock { $0 }.encoded()) ?? Data("{}".utf8)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: body)))
         }
-        if parts.first == "exec" {
-            return Self.text(.badRequest, "exec needs a WebSocket upgrade with one of the subprotocols \(RemoteCommand.protocols.joined(separator: ", "))")
+        if parts.first == "portforward" {
+            return Self.text(.badRequest, "portforward needs a WebSocket upgrade")
+        }
+        if parts.first == "exec" || parts.first == "attach" {
+            return Self.text(.badRequest, "\(parts[0]) needs a WebSocket upgrade with one of the subprotocols \(RemoteCommand.protocols.joined(separator: ", "))")
         }
         if parts.count >= 3, parts[0] == "containerLogs" {
             return await logs(namespace: parts[1], pod: parts[2], container: parts.count > 3 ? parts[3] : q["container"], query: q)

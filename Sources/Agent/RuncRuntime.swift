@@ -12,6 +12,7 @@
 //   DATA/pods/<uid>/containers/<id>/  meta.json, exit, bundle/{config.json,rootfs}, upper, work
 //   DATA/pods/<uid>/logs/<name>/<attempt>.log
 import Foundation
+import Crypto
 import Synchronization
 import Logging
 import API
@@ -248,7 +249,12 @@ public final class RuncRuntime: ContainerRuntime {
         let started = Date()
         var meta = ContainerMeta(name: c.name, id: id, attempt: attempt, image: c.image ?? "", imageID: image.digest, startedAt: started)
         try KubeJSON.encode(meta).write(to: URL(fileURLWithPath: "\(dir)/meta.json"))
-        let r = try await Command.run(config.shim, [runc.binary, runc.root, id, bundle, "\(logDir)/\(attempt).log", "\(dir)/exit", String(config.logMaxBytes)])
+        var shimArgs = [runc.binary, runc.root, id, bundle, "\(logDir)/\(attempt).log", "\(dir)/exit", String(config.logMaxBytes)]
+        if c.stdin == true {
+            try fm.createDirectory(atPath: Self.stdinSocketDir, withIntermediateDirectories: true)
+            shimArgs += [Self.stdinSocket(id), c.stdinOnce == true ? "once" : "keep"]
+        }
+        let r = try await Command.run(config.shim, shimArgs)
         guard r.status == 0 else {
             _ = try? await Command.run(runc.binary, ["--root", runc.root, "delete", "--force", id])
             _ = try? await Command.run("/bin/umount", ["-l", rootfs])
@@ -383,6 +389,23 @@ public final class RuncRuntime: ContainerRuntime {
         // makes a terminal in the container and relays it to its stdio (the session's terminal).
         let terminal = tty ? ["--tty", "--env", "TERM=xterm"] : []
         return (runc.binary, ["--root", runc.root, "exec", "--pid-file", pidFile] + terminal + [containerID] + command)
+    }
+
+    /// Where the shim of a container with `stdin: true` takes attached input (a unix socket path
+    /// must stay short, so it is named by a hash of the container id).
+    static let stdinSocketDir = "/run/orchestrator-stdin"
+    static func stdinSocket(_ containerID: String) -> String {
+        "\(stdinSocketDir)/" + SHA256.hash(data: Data(containerID.utf8)).prefix(12).map { String(format: "%02x", $0) }.joined() + ".sock"
+    }
+
+    public func attachStdin(podUID: String, containerID: String) -> String? {
+        let p = Self.stdinSocket(containerID)
+        return FileManager.default.fileExists(atPath: p) ? p : nil
+    }
+
+    public func podNetworkNamespace(podUID: String) -> String? {
+        let p = "/run/netns/\(Self.netnsName(podUID))"
+        return FileManager.default.fileExists(atPath: p) ? p : nil
     }
 
     public func logPath(podUID: String, container: String, attempt: Int) -> String? {

@@ -74,10 +74,16 @@ public protocol ContainerRuntime: Sendable {
     func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, pidFile: String) -> (binary: String, args: [String])?
     /// Cumulative CPU and memory per running container of the pod.
     func stats(podUID: String) async -> [ContainerStats]
+    /// The path of the pod's network namespace (for port-forward); nil when the runtime has none.
+    func podNetworkNamespace(podUID: String) -> String?
+    /// The unix socket that feeds a running container's stdin (containers with `stdin: true`).
+    func attachStdin(podUID: String, containerID: String) -> String?
 }
 
 extension ContainerRuntime {
     public func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, pidFile: String) -> (binary: String, args: [String])? { nil }
+    public func podNetworkNamespace(podUID: String) -> String? { nil }
+    public func attachStdin(podUID: String, containerID: String) -> String? { nil }
 }
 
 public final class FakeRuntime: ContainerRuntime {

@@ -3,7 +3,12 @@
 // keeps the exit status when nobody else is waiting, and writes the container's output to a log
 // file with size rotation.
 //
-//   orch-shim RUNC ROOT ID BUNDLE LOGFILE EXITFILE [LOG_MAX_BYTES]
+//   orch-shim RUNC ROOT ID BUNDLE LOGFILE EXITFILE [LOG_MAX_BYTES [STDIN_SOCKET [once]]]
+//
+// With STDIN_SOCKET (a container with `stdin: true`), the container's stdin is a pipe the shim
+// keeps open, and whatever an attached client writes to the unix socket STDIN_SOCKET goes into
+// it, one client at a time. With "once" (`stdinOnce: true`), the pipe is closed when the first
+// client leaves, so the container reads end of file.
 //
 // The first process forks and waits: it exits 0 once `runc create` and `runc start` succeeded,
 // or 1 with runc's message on stderr. The forked shim becomes a session leader and a child
@@ -19,13 +24,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *runc, *root, *id, *bundle, *logfile, *exitfile;
+static const char *runc, *root, *id, *bundle, *logfile, *exitfile, *stdin_socket;
+static int stdin_once = 0;
+static int stdin_read = -1;    // the container's end of its stdin pipe (given to runc create)
 static long long log_max = 10 * 1024 * 1024;
 static int log_fd = -1;
 static long long log_size = 0;
@@ -61,7 +70,7 @@ static int run_runc(char *const extra[], int out_fd) {
     if (pid < 0) return -1;
     if (pid == 0) {
         int devnull = open("/dev/null", O_RDONLY);
-        dup2(devnull, 0);
+        dup2(stdin_read >= 0 ? stdin_read : devnull, 0);
         dup2(out_fd, 1);
         dup2(out_fd, 2);
         char *argv[32];
@@ -105,6 +114,8 @@ int main(int argc, char **argv) {
     }
     runc = argv[1]; root = argv[2]; id = argv[3]; bundle = argv[4]; logfile = argv[5]; exitfile = argv[6];
     if (argc > 7) log_max = atoll(argv[7]);
+    if (argc > 8 && argv[8][0]) stdin_socket = argv[8];
+    if (argc > 9 && strcmp(argv[9], "once") == 0) stdin_once = 1;
     if (log_max < 4096) log_max = 4096;
 
     // Nothing of the caller's but stdio survives here.
@@ -150,11 +161,32 @@ int main(int argc, char **argv) {
     open_log();
     if (log_fd < 0) { dprintf(sync_pipe[1], "cannot open log file %s: %s\n", logfile, strerror(errno)); return 1; }
 
+    // stdin: a pipe held open by the shim, fed from the attach socket.
+    int stdin_write = -1, listen_fd = -1, client_fd = -1;
+    if (stdin_socket) {
+        int in[2];
+        if (pipe(in) < 0) { dprintf(sync_pipe[1], "pipe: %s\n", strerror(errno)); return 1; }
+        stdin_read = in[0];
+        stdin_write = in[1];
+        fcntl(stdin_write, F_SETFD, FD_CLOEXEC);
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        if (strlen(stdin_socket) >= sizeof addr.sun_path) { dprintf(sync_pipe[1], "stdin socket path too long: %s\n", stdin_socket); return 1; }
+        strcpy(addr.sun_path, stdin_socket);
+        unlink(stdin_socket);
+        listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(listen_fd, 4) < 0) {
+            dprintf(sync_pipe[1], "cannot listen on %s: %s\n", stdin_socket, strerror(errno));
+            return 1;
+        }
+        chmod(stdin_socket, 0600);
+    }
+
     char pidfile[4096];
     snprintf(pidfile, sizeof pidfile, "%s/pid", bundle);
     char *create[] = {"create", "--bundle", (char *)bundle, "--pid-file", pidfile, (char *)id, NULL};
     int rc = run_runc(create, out[1]);
     close(out[1]);
+    if (stdin_read >= 0) { close(stdin_read); stdin_read = -1; }
     if (rc != 0) {
         drain_nonblocking(out[0], sync_pipe[1]);
         dprintf(sync_pipe[1], "runc create exited with %d\n", rc);
@@ -187,12 +219,40 @@ int main(int argc, char **argv) {
     int exit_code = -1, eof = 0;
     char buf[65536];
     for (;;) {
-        struct pollfd p = {.fd = out[0], .events = POLLIN};
-        int pr = eof ? 0 : poll(&p, 1, 200);
-        if (pr > 0) {
+        struct pollfd p[3];
+        int np = 0, out_ix = -1, listen_ix = -1, client_ix = -1;
+        if (!eof) { p[np] = (struct pollfd){.fd = out[0], .events = POLLIN}; out_ix = np++; }
+        if (listen_fd >= 0 && client_fd < 0) { p[np] = (struct pollfd){.fd = listen_fd, .events = POLLIN}; listen_ix = np++; }
+        if (client_fd >= 0) { p[np] = (struct pollfd){.fd = client_fd, .events = POLLIN}; client_ix = np++; }
+        int pr = np ? poll(p, np, eof ? 50 : 200) : (usleep(50000), 0);
+        if (pr > 0 && out_ix >= 0 && (p[out_ix].revents & (POLLIN | POLLHUP))) {
             ssize_t n = read(out[0], buf, sizeof buf);
             if (n > 0) write_log(buf, n);
             else if (n == 0) eof = 1;
+        }
+        if (pr > 0 && listen_ix >= 0 && (p[listen_ix].revents & POLLIN)) {
+            client_fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        }
+        if (pr > 0 && client_ix >= 0 && (p[client_ix].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t n = read(client_fd, buf, sizeof buf);
+            if (n > 0 && stdin_write >= 0) {
+                ssize_t off = 0;
+                while (off < n) {
+                    ssize_t w = write(stdin_write, buf + off, n - off);
+                    if (w < 0) { if (errno == EINTR) continue; break; }
+                    off += w;
+                }
+            } else if (n <= 0) {
+                close(client_fd);
+                client_fd = -1;
+                if (stdin_once) {
+                    // The first attach session is over: the container sees end of file, and no one attaches again.
+                    if (stdin_write >= 0) { close(stdin_write); stdin_write = -1; }
+                    close(listen_fd);
+                    listen_fd = -1;
+                    unlink(stdin_socket);
+                }
+            }
         }
         int status;
         pid_t r;
@@ -207,8 +267,8 @@ int main(int argc, char **argv) {
             static int grace = 0;
             if (++grace > 25) break;
         }
-        if (eof && exit_code < 0) usleep(50000);
     }
+    if (stdin_socket) unlink(stdin_socket);
     write_exit(exit_code);
     return 0;
 }

@@ -1,0 +1,2 @@
+// Exposes the system zlib to Swift through the CZlib module.
+#include <zlib.h>
