@@ -132,7 +132,12 @@ extension APIHandler {
             g.addTask {
                 do {
                     for try await m in inbound.messages(maxSize: 1 << 20) {
-                        guard case .binary(var b) = m, let ch = b.readInteger(as: UInt8.self) else { continue }
+                        var b: ByteBuffer
+                        switch m {
+                        case .binary(let x): b = x
+                        case .text(let t): b = ByteBuffer(string: t)
+                        }
+                        guard let ch = b.readInteger(as: UInt8.self) else { continue }
                         let i = Int(ch) / 2
                         if Int(ch) % 2 == 0, i < feed.count, b.readableBytes > 0 { feed[i].yield(.data(b)) }
                     }

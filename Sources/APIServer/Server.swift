@@ -257,10 +257,11 @@ public final class APIServer: Sendable {
         let box = portBox
         let app = Application(
             responder: responder,
-            // Streams (pods/exec) upgrade to WebSockets; everything else is plain HTTP/1.1.
-            server: try .tls(.http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: 1 << 20))) { request, channel, _ in
+            // Streams (pods/exec, attach, portforward) upgrade to WebSockets; everything else is plain HTTP/1.1.
+            // A plain SPDY/3.1 upgrade (port-forward's fallback) is taken before HTTP sees it.
+            server: try .tls(.http1WebSocketAndSPDYUpgrade(configuration: .init(ws: .init(maxFrameSize: 1 << 20)), shouldUpgrade: { request, channel, _ in
                 await handler.shouldUpgrade(request, channel)
-            }, tlsConfiguration: tls),
+            }, decide: { head, channel in await handler.decideSPDYUpgrade(head, channel) }), tlsConfiguration: tls),
             configuration: .init(address: .hostname(config.bindAddress, port: config.securePort), serverName: nil, backlog: 1024),
             onServerRunning: { channel in box.set(channel.localAddress?.port ?? 0) },
             logger: logger)

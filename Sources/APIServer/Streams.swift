@@ -78,7 +78,11 @@ extension APIHandler {
                     // Client to agent: stdin, resize, close; the client leaving ends the agent's session.
                     g.addTask {
                         for try await m in inbound.messages(maxSize: 1 << 20) {
-                            if case .binary(let b) = m { try await agentOut.write(.binary(b)) }
+                            // Some clients (the Python client's write_stdin) send text frames: the same channel bytes.
+                            switch m {
+                            case .binary(let b): try await agentOut.write(.binary(b))
+                            case .text(let t): try await agentOut.write(.binary(ByteBuffer(string: t)))
+                            }
                         }
                         try? await agentOut.close(.normalClosure, reason: nil)
                         return false
