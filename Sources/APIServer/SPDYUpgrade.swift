@@ -45,6 +45,8 @@ final class SPDYUpgradeSniffer: ChannelInboundHandler, RemovableChannelHandler {
         case closing
     }
     private var state = State.sniffing(ByteBuffer())
+    /// Shutdown began while the first request head was still arriving; HTTP gets the event once it has the head.
+    private var quiesced = false
     private let decide: SPDYUpgradeDecider
     /// A head longer than this is not ours: HTTP gets it (and its own limits).
     static let maxHead = 16 << 10
@@ -92,9 +94,34 @@ final class SPDYUpgradeSniffer: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    /// Graceful shutdown (the server's ChannelShouldQuiesceEvent, sent once to every open connection).
+    /// Hummingbird's HTTPConnectionStateHandler, which closes idle connections on it, is added only
+    /// once the first request head is parsed; before that nothing acts on the event, and the
+    /// connection would be served for as long as its client keeps using it, holding the process up.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else { return context.fireUserInboundEventTriggered(event) }
+        switch state {
+        case .sniffing(let buf) where buf.readableBytes == 0:
+            // No request yet (often still in the TLS handshake): nothing to finish, close.
+            state = .closing
+            context.close(promise: nil)
+        case .sniffing:
+            // A first request is arriving: let HTTP answer it, then close (see passOn).
+            quiesced = true
+        case .deciding, .upgraded:
+            // A SPDY port-forward session ends with the apiserver.
+            context.close(promise: nil)
+        case .closing:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
     private func passOn(context: ChannelHandlerContext, _ buf: ByteBuffer) {
         state = .closing
         context.fireChannelRead(wrapInboundOut(buf))
+        // HTTP now holds the head and its connection-state handler is in place: hand it the
+        // shutdown held back, so it closes the connection after this response.
+        if quiesced { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
@@ -161,9 +188,11 @@ struct SPDYUpgradeChannel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
     let decide: SPDYUpgradeDecider
+    var connections: ConnectionTracker? = nil
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
+        connections?.add(channel)
+        return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(SPDYUpgradeSniffer(decide: decide))
         }.flatMap { base.setup(channel: channel, logger: logger) }
     }
@@ -174,8 +203,8 @@ struct SPDYUpgradeChannel<Base: ServerChildChannel>: ServerChildChannel {
 }
 
 extension ServerChildChannel {
-    func withSPDYUpgrade(_ decide: @escaping SPDYUpgradeDecider) -> SPDYUpgradeChannel<Self> {
-        SPDYUpgradeChannel(base: self, decide: decide)
+    func withSPDYUpgrade(_ decide: @escaping SPDYUpgradeDecider, connections: ConnectionTracker? = nil) -> SPDYUpgradeChannel<Self> {
+        SPDYUpgradeChannel(base: self, decide: decide, connections: connections)
     }
 }
 
@@ -184,10 +213,12 @@ extension HTTPServerBuilder {
     static func http1WebSocketAndSPDYUpgrade(
         configuration: HTTP1WebSocketUpgradeChannel.Configuration,
         shouldUpgrade: @escaping @Sendable (HTTPRequest, any Channel, Logger) async throws -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>>,
-        decide: @escaping SPDYUpgradeDecider
+        decide: @escaping SPDYUpgradeDecider,
+        connections: ConnectionTracker? = nil
     ) -> HTTPServerBuilder {
         .init { responder in
-            HTTP1WebSocketUpgradeChannel(responder: responder, configuration: configuration, shouldUpgrade: shouldUpgrade).withSPDYUpgrade(decide)
+            HTTP1WebSocketUpgradeChannel(responder: responder, configuration: configuration, shouldUpgrade: shouldUpgrade)
+                .withSPDYUpgrade(decide, connections: connections)
         }
     }
 }

@@ -1,6 +1,7 @@
 // Builds the apiserver: PKI and kubeconfigs in the data dir on first start, the SQLite store,
 // the HTTPS (mutual TLS) application, and background services (namespace finalization).
 import Foundation
+import Synchronization
 import Hummingbird
 import HummingbirdWebSocket
 import HummingbirdTLS
@@ -27,6 +28,9 @@ public struct APIServerConfig: Sendable {
     public var metrics = MetricsConfig()
     /// The Service address range and NodePort range (--service-cluster-ip-range, --service-node-port-range).
     public var services = ServiceNetworkConfig()
+    /// After SIGTERM/SIGINT: how long open requests (and clients that keep connections alive) get
+    /// before every connection is closed; the process exits at the latest 5 s after that.
+    public var shutdownGracePeriod: Duration = .seconds(15)
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -132,6 +136,8 @@ public final class APIServer: Sendable {
     /// The metrics pipeline; nil when `config.metrics.interval` is 0.
     public let metricsCollector: MetricsCollector?
     private let portBox = PortBox()
+    /// Every accepted connection, so that shutdown can end the ones still open at its deadline.
+    private let connections = ConnectionTracker()
 
     public init(config: APIServerConfig) throws {
         self.config = config
@@ -261,7 +267,7 @@ public final class APIServer: Sendable {
             // A plain SPDY/3.1 upgrade (port-forward's fallback) is taken before HTTP sees it.
             server: try .tls(.http1WebSocketAndSPDYUpgrade(configuration: .init(ws: .init(maxFrameSize: 1 << 20)), shouldUpgrade: { request, channel, _ in
                 await handler.shouldUpgrade(request, channel)
-            }, decide: { head, channel in await handler.decideSPDYUpgrade(head, channel) }), tlsConfiguration: tls),
+            }, decide: { head, channel in await handler.decideSPDYUpgrade(head, channel) }, connections: connections), tlsConfiguration: tls),
             configuration: .init(address: .hostname(config.bindAddress, port: config.securePort), serverName: nil, backlog: 1024),
             onServerRunning: { channel in box.set(channel.localAddress?.port ?? 0) },
             logger: logger)
@@ -274,7 +280,11 @@ public final class APIServer: Sendable {
     public func run() async throws {
         try await bootstrapNamespaces()
         try await bootstrapServices(port: config.securePort)
-        let group = ServiceGroup(configuration: .init(services: try makeServices().map { .init(service: $0) },
+        var services = try makeServices()
+        // Last, so that the group (which stops services in reverse order) starts its clock first.
+        // Only here, not in start(): it ends the process.
+        services.append(ShutdownDeadline(connections: connections, grace: config.shutdownGracePeriod, logger: logger))
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         logger.info("apiserver starting", metadata: ["port": "\(config.securePort)", "dataDir": "\(config.dataDir)", "revision": "\(store.currentRevision)"])
         try await group.run()
@@ -344,6 +354,45 @@ struct BackgroundLoops: ServiceLifecycle.Service {
                 g.cancelAll()
             }
         } onGracefulShutdown: {}
+    }
+}
+
+/// Every open connection of the server (registered in SPDYUpgradeChannel.setup).
+final class ConnectionTracker: Sendable {
+    private let open = Mutex<[ObjectIdentifier: any Channel]>([:])
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        open.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in _ = open.withLock { $0.removeValue(forKey: id) } }
+    }
+    /// Closes every open connection; returns how many there were.
+    @discardableResult
+    func closeAll() -> Int {
+        let all = open.withLock { Array($0.values) }
+        for c in all { c.close(promise: nil) }
+        return all.count
+    }
+}
+
+/// Bounds shutdown as Kubernetes' apiserver does: `grace` after shutdown begins, every connection
+/// still open is closed (a client that keeps sending on a keep-alive connection, a pods/log follow,
+/// an exec or port-forward session); 5 s later the process exits whatever still runs.
+struct ShutdownDeadline: ServiceLifecycle.Service {
+    let connections: ConnectionTracker
+    let grace: Duration
+    let logger: Logger
+    func run() async throws {
+        try? await gracefulShutdown()
+        let (connections, grace, logger) = (self.connections, self.grace, self.logger)
+        // Unstructured: it must outlive this service, which returns now so that the group goes on.
+        Task {
+            try? await Task.sleep(for: grace)
+            let n = connections.closeAll()
+            if n > 0 { logger.warning("shutdown grace period over, closed the connections still open", metadata: ["connections": "\(n)"]) }
+            try? await Task.sleep(for: .seconds(5))
+            logger.error("apiserver still running 5s after closing its connections; exiting")
+            exit(1)
+        }
     }
 }
 

@@ -1,5 +1,9 @@
 // The apiserver executable: argument parsing only; see APIServer.
 import ArgumentParser
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import APIServer
 import API
 import Logging
@@ -67,7 +71,15 @@ struct APIServerCommand: AsyncParsableCommand {
             h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
             return h
         }
+        // One apiserver per data directory: a second one would write the same database.
+        try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let lockPath = "\(dataDir)/apiserver.lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            throw ValidationError("--data-dir \(dataDir) is in use by another apiserver (\(lockPath) is locked); stop it first")
+        }
         let server = try APIServer(config: config)
         try await server.run()
+        close(lock)
     }
 }

@@ -12,7 +12,7 @@ struct Ctl: AsyncParsableCommand {
         commandName: "ctl",
         abstract: "Controls the cluster: apply manifests, inspect and change objects.",
         discussion: "Reads the kubeconfig from --kubeconfig, $KUBECONFIG or ~/.kube/config, like kubectl.",
-        subcommands: [Apply.self, Create.self, Diff.self, Edit.self, Exec.self, Get.self, Describe.self, Delete.self, Scale.self, Rollout.self, Logs.self, Top.self, ClusterCmd.self, Version.self])
+        subcommands: [Apply.self, Create.self, Diff.self, Edit.self, Exec.self, PortForward.self, Copy.self, Get.self, Describe.self, Delete.self, Scale.self, Rollout.self, Logs.self, Top.self, ClusterCmd.self, Version.self])
 
     /// Global flags may come anywhere, as with kubectl: `ctl --kubeconfig K get pods` is parsed as
     /// `ctl get pods --kubeconfig K`.
