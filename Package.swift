@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "APITests", dependencies: ["API"]),
         .testTarget(name: "SPDYTests", dependencies: ["SPDY"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "API"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers", "Agent",
+        .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers", "Agent", "SPDY",
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "API"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controllers", "Client", "API"]),

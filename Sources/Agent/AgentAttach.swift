@@ -60,10 +60,12 @@ extension AgentServer {
         let stdinPipe = stdinChannel
         let follower = LogFollower(path: logPath)
         enum Event { case clientGone, exited }
+        let idle = IdleWatch(timeout: agent.config.streamingIdleTimeout)
         do {
             try await withThrowingTaskGroup(of: Event.self) { g in
                 g.addTask {
                     for try await msg in inbound.messages(maxSize: 1 << 20) {
+                        idle.touch()
                         guard case .binary(var b) = msg, let ch = b.readInteger(as: UInt8.self) else { continue }
                         switch ch {
                         case RemoteCommand.stdin: try? await stdinPipe?.channel.writeAndFlush(b)
@@ -79,6 +81,7 @@ extension AgentServer {
                     while true {
                         let chunk = follower.read()
                         if !chunk.isEmpty {
+                            idle.touch()
                             if options.stdout { try await send(RemoteCommand.stdout, chunk) }
                             continue
                         }
@@ -90,6 +93,10 @@ extension AgentServer {
                         }
                         try await Task.sleep(for: .milliseconds(50))
                     }
+                }
+                g.addTask {
+                    await idle.wait()
+                    return .clientGone
                 }
                 let first = try await g.next()
                 g.cancelAll()

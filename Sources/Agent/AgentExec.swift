@@ -106,12 +106,13 @@ extension AgentServer {
         }
         defer { session.cleanup() }
         enum Event { case outputDone, exited(Int32), clientGone }
+        let idle = IdleWatch(timeout: agent.config.streamingIdleTimeout)
         var code: Int32?
         var outputDone = false
         do {
             try await withThrowingTaskGroup(of: Event.self) { g in
                 g.addTask {
-                    for await (ch, d) in session.output { try await send(ch, d) }
+                    for await (ch, d) in session.output { idle.touch(); try await send(ch, d) }
                     return .outputDone
                 }
                 g.addTask {
@@ -121,6 +122,7 @@ extension AgentServer {
                 }
                 g.addTask {
                     for try await msg in inbound.messages(maxSize: 1 << 20) {
+                        idle.touch()
                         guard case .binary(var b) = msg, let ch = b.readInteger(as: UInt8.self) else { continue }
                         switch ch {
                         case RemoteCommand.stdin: session.writeStdin(Data(b.readableBytesView))
@@ -131,6 +133,10 @@ extension AgentServer {
                         default: break
                         }
                     }
+                    return .clientGone
+                }
+                g.addTask {
+                    await idle.wait()
                     return .clientGone
                 }
                 while let e = try await g.next() {

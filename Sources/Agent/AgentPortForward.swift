@@ -113,11 +113,13 @@ extension AgentServer {
             return await fail("error forwarding port \(port) to pod \(name): \(error)")
         }
         enum Side { case clientGone, podDone }
+        let idle = IdleWatch(timeout: agent.config.streamingIdleTimeout)
         do {
             try await channel.executeThenClose { podIn, podOut in
                 try await withThrowingTaskGroup(of: Side.self) { g in
                     g.addTask {
                         for try await m in inbound.messages(maxSize: 1 << 20) {
+                            idle.touch()
                             switch m {
                             case .binary(let b): try await podOut.write(b)
                             case .text(let t) where t == PortForwardWire.endOfInput: podOut.finish()
@@ -127,8 +129,12 @@ extension AgentServer {
                         return .clientGone
                     }
                     g.addTask {
-                        for try await b in podIn { try await outbound.write(.binary(b)) }
+                        for try await b in podIn { idle.touch(); try await outbound.write(.binary(b)) }
                         return .podDone
+                    }
+                    g.addTask {
+                        await idle.wait()
+                        return .clientGone
                     }
                     let first = try await g.next()
                     g.cancelAll()

@@ -15,6 +15,9 @@ final class ExecSession: Sendable {
     let ptyMaster: Int32?
     /// Kept for the session's life: a FileHandle that goes away takes its read handler with it.
     let masterHandle: FileHandle?
+    /// The pipes output is read from, closed at cleanup whatever state the readers are in (an
+    /// abandoned session's handles were otherwise never closed: two descriptors per session).
+    private let readers = HandleList()
     let pidFile: String?
     let output: AsyncStream<(UInt8, Data)>
     let exited: AsyncStream<Int32>
@@ -33,8 +36,10 @@ final class ExecSession: Sendable {
         exited = exitStream
         // Readers finish the output stream once every one of them saw end of file.
         let openReaders = Mutex(0)
+        let readers = self.readers
         func read(_ h: FileHandle, channel: UInt8) {
             openReaders.withLock { $0 += 1 }
+            readers.list.withLock { $0.append(h) }
             h.readabilityHandler = { fh in
                 // A terminal's master reads EIO once the last holder of its other end is gone:
                 // an error is an end of file too (availableData would trap on it).
@@ -132,7 +137,15 @@ final class ExecSession: Sendable {
 
     func cleanup() {
         closeStdin()
+        for h in readers.list.withLock({ r in defer { r.removeAll() }; return r }) {
+            h.readabilityHandler = nil
+            try? h.close()
+        }
         if let m = ptyMaster { _ = Glibc.close(m) }
         if let f = pidFile { try? FileManager.default.removeItem(atPath: f) }
     }
+}
+
+final class HandleList: Sendable {
+    let list = Mutex<[FileHandle]>([])
 }

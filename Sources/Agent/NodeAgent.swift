@@ -34,6 +34,9 @@ public struct AgentConfig: Sendable {
     /// How long a terminating pod waits, before its SIGTERM, for every node's proxy to stop
     /// sending it traffic (bounded by its grace period).
     public var drainTimeout: Double = 10
+    /// Seconds an exec, attach or port-forward session may pass with no data either way before it
+    /// is closed (the kubelet's --streaming-connection-idle-timeout, 4 h by default).
+    public var streamingIdleTimeout: Double = 4 * 3600
     /// The node's own resolv.conf (for dnsPolicy Default and the host search path).
     public var hostResolvConf: String = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
     public init(nodeName: String) { self.nodeName = nodeName }

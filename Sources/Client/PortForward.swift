@@ -12,6 +12,7 @@ import API
 public struct PortForwardSpec: Sendable, Equatable {
     public var local: Int
     public var remote: Int
+    public init(local: Int, remote: Int) { self.local = local; self.remote = remote }
     /// "8080" (the same port locally), "18080:8080", or ":8080" (any free local port).
     public static func parse(_ s: String) throws -> PortForwardSpec {
         let parts = s.split(separator: ":", omittingEmptySubsequences: false).map(String.init)

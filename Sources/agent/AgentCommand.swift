@@ -31,6 +31,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-dns-forward"), help: "Answer only cluster names; others fail at once (nodes without a way to the host's resolvers).") var noDNSForward = false
     @Option(name: .customLong("proxy-mode"), help: "Service proxy: nftables, or none (default: nftables with --runtime runc, none with fake).") var proxyMode: String?
     @Option(name: .customLong("drain-timeout"), help: "Seconds a terminating pod waits for every node's proxy to drop it before SIGTERM.") var drainTimeout: Double = 10
+    @Option(name: .customLong("streaming-connection-idle-timeout"), help: "How long an exec, attach or port-forward session may be idle before it is closed, e.g. 4h, 30m, 90s.")
+    var streamingIdleTimeout: String = "4h"
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -102,6 +104,10 @@ struct AgentCommand: AsyncParsableCommand {
             config.serverPort = listenPort
             config.proxy = proxyConfig
             config.drainTimeout = drainTimeout
+            guard let idle = parseGoDuration(streamingIdleTimeout), idle > 0 else {
+                throw ValidationError("--streaming-connection-idle-timeout: \"\(streamingIdleTimeout)\" must be a positive duration such as 4h, 30m or 90s")
+            }
+            config.streamingIdleTimeout = idle
             config.hostResolvConf = hostResolv
             let agent = NodeAgent(client: client, config: config, runtime: rt)
             let endpoint = try AgentServer(agent: agent, port: listenPort, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)

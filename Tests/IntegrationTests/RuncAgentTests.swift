@@ -54,7 +54,8 @@ struct RealNode {
     var server: AgentServer
     var task: Task<Void, Never>
 
-    static func start(_ c: TestCluster, name: String, subnet: Int, dir existing: String? = nil, backoff: Double = 1) async throws -> RealNode {
+    static func start(_ c: TestCluster, name: String, subnet: Int, dir existing: String? = nil, backoff: Double = 1,
+                      streamingIdleTimeout: Double? = nil) async throws -> RealNode {
         let dir = existing ?? c.dir + "/agent-\(name)"
         let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: name, dataDir: dir)
         let client = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
@@ -67,6 +68,7 @@ struct RealNode {
         config.address = "127.0.0.1"
         config.backoffBase = backoff
         config.backoffMax = backoff * 4
+        if let streamingIdleTimeout { config.streamingIdleTimeout = streamingIdleTimeout }
         let port = try freePort()
         config.serverPort = port
         let agent = NodeAgent(client: client, config: config, runtime: rt)
@@ -102,10 +104,10 @@ final class NodeRef: @unchecked Sendable {
     init(_ n: RealNode) { node = n }
 }
 
-func withRealNode(_ name: String, subnet: Int, _ body: (TestCluster, NodeRef) async throws -> Void) async throws {
+func withRealNode(_ name: String, subnet: Int, streamingIdleTimeout: Double? = nil, _ body: (TestCluster, NodeRef) async throws -> Void) async throws {
     let c = try await TestCluster.start(inMemory: true)
     let cm = try startControllerManager(c)
-    let ref = NodeRef(try await RealNode.start(c, name: name, subnet: subnet))
+    let ref = NodeRef(try await RealNode.start(c, name: name, subnet: subnet, streamingIdleTimeout: streamingIdleTimeout))
     var failure: Error?
     do { try await body(c, ref) } catch { failure = error }
     await ref.node.teardown()
