@@ -38,12 +38,7 @@ struct Exec: AsyncParsableCommand {
         defer { if options.tty { tcsetattr(0, TCSANOW, &saved) } }
         var input: AsyncStream<Data>?
         if interactive {
-            let (stream, cont) = AsyncStream<Data>.makeStream()
-            FileHandle.standardInput.readabilityHandler = { h in
-                let d = (try? h.read(upToCount: 65536)) ?? Data()
-                if d.isEmpty { h.readabilityHandler = nil; cont.finish() } else { cont.yield(d) }
-            }
-            input = stream
+            input = readChunks(fd: 0)
         }
         do {
             let outcome = try await client.exec(namespace: ns, pod: name, options: options, stdin: input, size: size,
@@ -142,11 +137,7 @@ struct Copy: AsyncParsableCommand {
                 guard !lbase.contains("|"), !rbase.contains("|") else { fail("names with | cannot be copied") }
                 // The host's tar, spawned directly (a Foundation Process can keep ctl from exiting).
                 let tar = try HostProcess(["tar", "cf", "-", "-C", ldir, "--transform", "s|^\(Self.literal(lbase))|\(rbase)|", lbase], pipeStdout: true)
-                let (stream, cont) = AsyncStream<Data>.makeStream()
-                tar.stdout!.readabilityHandler = { h in
-                    let d = (try? h.read(upToCount: 1 << 16)) ?? Data()
-                    if d.isEmpty { h.readabilityHandler = nil; cont.finish() } else { cont.yield(d) }
-                }
+                let stream = readChunks(fd: tar.stdout!.fileDescriptor)
                 let options = RemoteCommand.Options(command: ["tar", "xf", "-", "-C", rdir], container: container, stdin: true, stdout: true, stderr: true)
                 let errors = StderrBox()
                 let outcome = try await client.exec(namespace: dst.namespace ?? global.namespace ?? client.namespace, pod: dst.pod, options: options,
@@ -229,4 +220,21 @@ final class HostProcess {
         let sig = status & 0x7f
         return sig == 0 ? (status >> 8) & 0xff : 128 + sig
     }
+}
+
+/// What a descriptor delivers, read by a thread of its own until end of file (FileHandle's
+/// readabilityHandler sometimes never reported the end of a pipe whose writer had exited).
+func readChunks(fd: Int32) -> AsyncStream<Data> {
+    let (stream, cont) = AsyncStream<Data>.makeStream(bufferingPolicy: .unbounded)
+    Thread {
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            cont.yield(Data(buf[0..<n]))
+        }
+        cont.finish()
+    }.start()
+    return stream
 }

@@ -188,6 +188,19 @@ func fdSummary() -> String {
                 return out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? true : nil
             }
 
+            // cp, as kubectl does it: tar through exec, a 10 MB file in and out, checksums equal.
+            let work = "\(c.dir)/cp"
+            try FileManager.default.createDirectory(atPath: "\(work)/out", withIntermediateDirectories: true)
+            _ = try shell("head -c 10000000 /dev/urandom > \(work)/big10 && tar cf \(work)/in.tar -C \(work) big10")
+            let tarIn = try Data(contentsOf: URL(fileURLWithPath: "\(work)/in.tar"))
+            var r = try await wsExec(c, pod: "web", command: ["tar", "xf", "-", "-C", "/tmp"], stdin: tarIn, container: "main")
+            #expect(r.status?["status"]?.stringValue == "Success", "tar in: \(String(describing: r.status))")
+            r = try await wsExec(c, pod: "web", command: ["tar", "cf", "-", "-C", "/tmp", "big10"], container: "main")
+            try r.stdout.write(to: URL(fileURLWithPath: "\(work)/out.tar"))
+            let sums = try shell("tar xf \(work)/out.tar -C \(work)/out && md5sum < \(work)/big10 && md5sum < \(work)/out/big10")
+            let lines = sums.split(separator: "\n")
+            #expect(lines.count == 2 && lines[0] == lines[1], "checksums: \(sums)")
+
             // Attach: output from now on, stdin into the container (stdinOnce: closed when we leave).
             let attached = try await wsAttach(c, pod: "web", container: "reader", stdin: Data("one\ntwo\n".utf8))
             #expect(attached.text.contains("got:one") && attached.text.contains("got:two") && attached.text.contains("stdin-closed"),
