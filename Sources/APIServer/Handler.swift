@@ -312,7 +312,7 @@ final class APIHandler: Sendable {
             // Reached only when the WebSocket upgrade was not possible: say what is needed.
             guard nodes != nil else { throw Status.serviceUnavailable("this apiserver has no client identity for nodes") }
             if let name = rp.name, store.get(Objects.key(rp.info, rp.namespace, name)) == nil { throw Status.notFound(rp.info, name) }
-            throw Status(status: "Failure", message: "Upgrade request required: \(rp.subresource ?? "exec") needs a WebSocket with subprotocol \(RemoteCommand.protocols.joined(separator: " or "))",
+            throw Status(status: "Failure", message: "Upgrade request required: \(rp.subresource ?? "exec") needs a WebSocket with subprotocol \(RemoteCommand.protocols.joined(separator: " or ")), or an Upgrade: SPDY/3.1 request with X-Stream-Protocol-Version: \(RemoteCommand.v4)",
                          reason: "BadRequest", code: 400)
         case (_, _?, "portforward") where rp.info == Resources.pods:
             guard nodes != nil else { throw Status.serviceUnavailable("this apiserver has no client identity for nodes") }

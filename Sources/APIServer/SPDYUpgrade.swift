@@ -232,10 +232,11 @@ extension APIHandler {
         }
         guard let comps = URLComponents(string: head.target) else { return refuse(Status.badRequest("malformed request target")) }
         let segs = comps.path.split(separator: "/").map(String.init)
-        guard segs.count == 7, segs[0] == "api", segs[1] == "v1", segs[2] == "namespaces", segs[4] == "pods", segs[6] == "portforward" else {
-            return refuse(Status(status: "Failure", message: "the SPDY/3.1 upgrade is served for pods/portforward only", reason: "BadRequest", code: 400))
+        guard segs.count == 7, segs[0] == "api", segs[1] == "v1", segs[2] == "namespaces", segs[4] == "pods",
+              ["portforward", "exec", "attach"].contains(segs[6]) else {
+            return refuse(Status(status: "Failure", message: "the SPDY/3.1 upgrade is served for pods/exec, pods/attach and pods/portforward only", reason: "BadRequest", code: 400))
         }
-        let (namespace, name) = (segs[3], segs[5])
+        let (namespace, name, subresource) = (segs[3], segs[5], segs[6])
         guard let nodes else { return refuse(Status.serviceUnavailable("this apiserver has no client identity for nodes")) }
         guard let identity = await identities.identity(for: channel) else {
             return refuse(Status(status: "Failure", message: "Unauthorized", reason: "Unauthorized", code: 401))
@@ -243,13 +244,34 @@ extension APIHandler {
         guard let po = store.get(Objects.key(Resources.pods, namespace, name)), let pod = try? KubeJSON.decode(Pod.self, from: po.data) else {
             return refuse(Status.notFound(Resources.pods, name))
         }
-        let attrs = RequestAttributes(user: identity, verb: "create", resource: Resources.pods, subresource: "portforward",
+        let attrs = RequestAttributes(user: identity, verb: "create", resource: Resources.pods, subresource: subresource,
                                       namespace: namespace, name: name, fieldNodeName: nil)
         switch authz.authorize(attrs) {
         case .allow: break
         case .allowIfBoundTo(let node) where pod.spec?.nodeName == node: break
         default:
-            return refuse(Status.forbidden("pods \"\(name)\" is forbidden: User \"\(identity.user)\" cannot create resource \"pods/portforward\" in the namespace \"\(namespace)\"", Resources.pods, name))
+            return refuse(Status.forbidden("pods \"\(name)\" is forbidden: User \"\(identity.user)\" cannot create resource \"pods/\(subresource)\" in the namespace \"\(namespace)\"", Resources.pods, name))
+        }
+        if subresource != "portforward" {
+            // exec and attach: the v4 channel protocol's streams over SPDY (kubectl's fallback).
+            guard head.values("x-stream-protocol-version").contains(RemoteCommand.v4) else {
+                return refuse(Status(status: "Failure", message: "\(subresource) over SPDY/3.1 needs X-Stream-Protocol-Version: \(RemoteCommand.v4) (older versions are not served)",
+                                     reason: "BadRequest", code: 400))
+            }
+            var options = RemoteCommand.Options.parse(query: RemoteCommand.Options.queryPairs(comps))
+            if subresource == "exec", options.command.isEmpty {
+                return refuse(Status.badRequest("you must specify at least one command for the container"))
+            }
+            if options.container == nil { options.container = pod.spec?.containers.first?.name }
+            let opts = options
+            let logger = self.logger
+            return SPDYUpgradeDecision(status: 101, headers: [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1"),
+                                                              ("X-Stream-Protocol-Version", RemoteCommand.v4)], body: Data()) { [self] input, write in
+                let session = SPDYExecSession(subresource: subresource, options: opts, logger: logger, write: write) { body in
+                    try await self.dialAgentStream(subresource, pod: pod, options: opts, nodes: nodes, body: body)
+                }
+                await session.run(input: input)
+            }
         }
         guard head.values("x-stream-protocol-version").contains(PortForwardProtocol.spdy) else {
             return refuse(Status(status: "Failure", message: "port-forward over SPDY/3.1 needs X-Stream-Protocol-Version: \(PortForwardProtocol.spdy)",
