@@ -23,9 +23,6 @@ public enum PortForwardProtocol {
     public static let channel = "v4.channel.k8s.io"
 }
 
-/// Why a forwarded connection could not be made, in the words kubectl prints.
-struct PortForwardFailure: Error, CustomStringConvertible { let description: String }
-
 extension APIHandler {
     func portForwardUpgrade(pod: Pod, offered: String?, query: URLComponents, nodes: NodeProxy) -> UpgradeResult {
         let list = (offered ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -62,28 +59,9 @@ extension APIHandler {
 
     /// Opens one forwarded connection to the pod's agent and runs `body` with it.
     func agentDialer(pod: Pod, nodes: NodeProxy) -> AgentDialer {
-        let store = self.store, logger = self.logger
-        return AgentDialer { port, body in
-            guard let nodeName = pod.spec?.nodeName, !nodeName.isEmpty else {
-                throw PortForwardFailure(description: "pod \(pod.name) is not scheduled to a node yet")
-            }
-            if pod.isTerminal { throw PortForwardFailure(description: "cannot forward a port of pod \(pod.name): its phase is \(pod.phase ?? "")") }
-            guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)), let node = try? KubeJSON.decode(Node.self, from: no.data),
-                  let base = try? NodeProxy.endpoint(node) else {
-                throw PortForwardFailure(description: "node \(nodeName) of pod \(pod.name) has no reachable agent")
-            }
-            let url = "wss" + base.dropFirst("https".count) + "/portforward/\(pod.namespace)/\(pod.name)?port=\(port)"
-            var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
-            config.sniHostname = nodeName
-            do {
-                try await WebSocketClient.connect(url: url, configuration: config, tlsConfiguration: nodes.tls, logger: logger) { i, o, _ in
-                    try await body(i, o)
-                }
-            } catch let e as PortForwardFailure {
-                throw e
-            } catch {
-                throw PortForwardFailure(description: "cannot reach the agent of node \(nodeName): \(error)")
-            }
+        AgentDialer { [self] port, body in
+            try await dialAgent("portforward", path: "/portforward/\(pod.namespace)/\(pod.name)", query: "port=\(port)", proto: nil,
+                                pod: pod, nodes: nodes, body: body)
         }
     }
 

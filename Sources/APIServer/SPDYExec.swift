@@ -17,29 +17,8 @@ extension APIHandler {
     /// Opens the agent's exec or attach WebSocket (v5.channel.k8s.io) for a pod and runs `body` with it.
     func dialAgentStream(_ subresource: String, pod: Pod, options: RemoteCommand.Options, nodes: NodeProxy,
                          body: @escaping @Sendable (WebSocketInboundStream, WebSocketOutboundWriter) async throws -> Void) async throws {
-        guard let nodeName = pod.spec?.nodeName, !nodeName.isEmpty else {
-            throw PortForwardFailure(description: "pod \(pod.name) is not scheduled to a node yet")
-        }
-        if pod.isTerminal { throw PortForwardFailure(description: "cannot \(subresource) into a container in a completed pod; current phase is \(pod.phase ?? "")") }
-        guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)), let node = try? KubeJSON.decode(Node.self, from: no.data),
-              let base = try? NodeProxy.endpoint(node) else {
-            throw PortForwardFailure(description: "node \(nodeName) of pod \(pod.name) has no reachable agent")
-        }
-        let url = "wss" + base.dropFirst("https".count) + "/\(subresource)/\(pod.namespace)/\(pod.name)/\(RemoteCommand.Options.escape(options.container ?? ""))?\(options.query)"
-        var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
-        config.additionalHeaders[.secWebSocketProtocol] = RemoteCommand.v5
-        config.sniHostname = nodeName
-        do {
-            try await WebSocketClient.connect(url: url, configuration: config, tlsConfiguration: nodes.tls, logger: logger) { i, o, _ in
-                try await body(i, o)
-            }
-        } catch let e as PortForwardFailure {
-            throw e
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            throw PortForwardFailure(description: "cannot reach the agent of node \(nodeName): \(error)")
-        }
+        let path = "/\(subresource)/\(pod.namespace)/\(pod.name)/\(RemoteCommand.Options.escape(options.container ?? ""))"
+        try await dialAgent(subresource, path: path, query: options.query, proto: RemoteCommand.v5, pod: pod, nodes: nodes, body: body)
     }
 }
 

@@ -56,24 +56,11 @@ extension APIHandler {
             try? await outbound.write(.binary(b))
             try? await outbound.close(.normalClosure, reason: nil)
         }
-        guard let nodeName = pod.spec?.nodeName, !nodeName.isEmpty else {
-            return await fail("pod \(pod.name) is not scheduled to a node yet")
-        }
-        if pod.isTerminal { return await fail("cannot \(subresource) into a container in a completed pod; current phase is \(pod.phase ?? "")") }
-        guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)), let node = try? KubeJSON.decode(Node.self, from: no.data),
-              let base = try? NodeProxy.endpoint(node) else {
-            return await fail("node \(nodeName) of pod \(pod.name) has no reachable agent")
-        }
         var opts = options
         if opts.container == nil { opts.container = pod.spec?.containers.first?.name }
-        let url = "wss" + base.dropFirst("https".count) + "/\(subresource)/\(pod.namespace)/\(pod.name)/\(RemoteCommand.Options.escape(opts.container ?? ""))?\(opts.query)"
-        var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
-        config.additionalHeaders[.secWebSocketProtocol] = proto
-        // Agents are addressed by IP, which TLS does not allow as a server name (their certificate
-        // is checked against the cluster CA, not a name).
-        config.sniHostname = nodeName
+        let path = "/\(subresource)/\(pod.namespace)/\(pod.name)/\(RemoteCommand.Options.escape(opts.container ?? ""))"
         do {
-            try await WebSocketClient.connect(url: url, configuration: config, tlsConfiguration: nodes.tls, logger: logger) { agentIn, agentOut, _ in
+            try await dialAgent(subresource, path: path, query: opts.query, proto: proto, pod: pod, nodes: nodes) { agentIn, agentOut in
                 try await withThrowingTaskGroup(of: Bool.self) { g in
                     // Client to agent: stdin, resize, close; the client leaving ends the agent's session.
                     g.addTask {
@@ -100,7 +87,43 @@ extension APIHandler {
             }
             try? await outbound.close(.normalClosure, reason: nil)
         } catch {
-            await fail("cannot reach the agent of node \(nodeName): \(error)")
+            await fail("\(error)")
+        }
+    }
+
+    /// Opens a WebSocket to the agent of the pod's node (GET `path`?`query`, with the apiserver's
+    /// kubelet-client identity) and runs `body` with it. Why it could not is a StreamFailure.
+    func dialAgent(_ subresource: String, path: String, query: String, proto: String?, pod: Pod, nodes: NodeProxy,
+                   body: @escaping @Sendable (WebSocketInboundStream, WebSocketOutboundWriter) async throws -> Void) async throws {
+        guard let nodeName = pod.spec?.nodeName, !nodeName.isEmpty else {
+            throw StreamFailure(description: "pod \(pod.name) is not scheduled to a node yet")
+        }
+        if pod.isTerminal {
+            throw StreamFailure(description: "cannot \(subresource == "portforward" ? "forward a port of" : "\(subresource) into a container in") a completed pod; current phase is \(pod.phase ?? "")")
+        }
+        guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)), let node = try? KubeJSON.decode(Node.self, from: no.data),
+              let base = try? NodeProxy.endpoint(node) else {
+            throw StreamFailure(description: "node \(nodeName) of pod \(pod.name) has no reachable agent")
+        }
+        var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
+        if let proto { config.additionalHeaders[.secWebSocketProtocol] = proto }
+        // Agents are addressed by IP, which TLS does not allow as a server name (their certificate
+        // is checked against the cluster CA, not a name).
+        config.sniHostname = nodeName
+        do {
+            try await WebSocketClient.connect(url: "wss" + base.dropFirst("https".count) + path + "?" + query, configuration: config,
+                                              tlsConfiguration: nodes.tls, logger: logger) { i, o, _ in
+                try await body(i, o)
+            }
+        } catch let e as StreamFailure {
+            throw e
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw StreamFailure(description: "cannot reach the agent of node \(nodeName): \(error)")
         }
     }
 }
+
+/// Why a stream to an agent could not be made, in the words kubectl prints.
+struct StreamFailure: Error, CustomStringConvertible { let description: String }

@@ -14,17 +14,8 @@ import API
 extension AgentServer {
     func runAttach(namespace: String, pod: String, options: RemoteCommand.Options, proto: String,
                    inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
-        func send(_ channel: UInt8, _ bytes: some Collection<UInt8>) async throws {
-            var b = ByteBuffer()
-            b.reserveCapacity(bytes.count + 1)
-            b.writeInteger(channel)
-            b.writeBytes(bytes)
-            try await outbound.write(.binary(b))
-        }
-        func fail(_ message: String) async {
-            try? await send(RemoteCommand.error, RemoteCommand.failureStatus(message))
-            try? await outbound.close(.normalClosure, reason: nil)
-        }
+        func send(_ channel: UInt8, _ bytes: some Collection<UInt8>) async throws { try await Self.sendChannel(outbound, channel, bytes) }
+        func fail(_ message: String) async { await Self.failSession(outbound, message) }
         let target: (podUID: String, containerID: String)
         switch await execTarget(namespace: namespace, pod: pod, container: options.container) {
         case .success(let t): target = t

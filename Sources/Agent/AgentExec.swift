@@ -68,19 +68,25 @@ extension AgentServer {
 
     struct ExecRefusal: Error { let message: String; init(_ m: String) { message = m } }
 
+    /// Writes one message of the channel protocol: the channel byte, then the bytes.
+    static func sendChannel(_ outbound: WebSocketOutboundWriter, _ channel: UInt8, _ bytes: some Collection<UInt8>) async throws {
+        var b = ByteBuffer()
+        b.reserveCapacity(bytes.count + 1)
+        b.writeInteger(channel)
+        b.writeBytes(bytes)
+        try await outbound.write(.binary(b))
+    }
+
+    /// Ends a session that cannot run: a failure Status on the error channel, then a close.
+    static func failSession(_ outbound: WebSocketOutboundWriter, _ message: String) async {
+        try? await sendChannel(outbound, RemoteCommand.error, RemoteCommand.failureStatus(message))
+        try? await outbound.close(.normalClosure, reason: nil)
+    }
+
     func runExec(namespace: String, pod: String, options: RemoteCommand.Options, proto: String,
                  inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
-        func send(_ channel: UInt8, _ d: Data) async throws {
-            var b = ByteBuffer()
-            b.reserveCapacity(d.count + 1)
-            b.writeInteger(channel)
-            b.writeBytes(d)
-            try await outbound.write(.binary(b))
-        }
-        func fail(_ message: String) async {
-            try? await send(RemoteCommand.error, RemoteCommand.failureStatus(message))
-            try? await outbound.close(.normalClosure, reason: nil)
-        }
+        func send(_ channel: UInt8, _ d: Data) async throws { try await Self.sendChannel(outbound, channel, d) }
+        func fail(_ message: String) async { await Self.failSession(outbound, message) }
         guard !options.command.isEmpty else { return await fail("you must specify at least one command for the container") }
         let target: (podUID: String, containerID: String)
         switch await execTarget(namespace: namespace, pod: pod, container: options.container) {

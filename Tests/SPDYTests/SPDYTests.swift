@@ -346,7 +346,7 @@ func rawBlockFrame(plain: [UInt8]) -> [UInt8] {
         #expect(Array(spdyHeaderDictionary.suffix(6)) == Array("enq=0.".utf8))
     }
 
-    /// Frames whose blocks Python's zlib compressed (see Scripts/make_interop_vectors.py).
+    /// Frames whose blocks Python's zlib compressed (python3 zlib.compressobj with zdict set to the SPDY/3 dictionary, flushed with Z_SYNC_FLUSH).
     @Test func decodesPythonZlibBlocks() throws {
         let expected: [SPDYFrame] = [
             .synStream(streamID: 1, associatedTo: 0, priority: 2, flags: SPDYFlags.fin, headers: [
