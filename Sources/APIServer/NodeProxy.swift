@@ -24,7 +24,9 @@ public final class NodeProxy: Sendable {
                           configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(5))))
     }
 
-    deinit { try? http.syncShutdown() }
+    // Not syncShutdown: the last reference may go on an event loop (a connection that outlived the
+    // server), where blocking is forbidden; a client shutting down keeps itself alive until done.
+    deinit { http.shutdown(queue: .global()) { _ in } }
 
     /// https://ADDRESS:PORT of a node's agent, from its status.
     static func endpoint(_ node: Node) throws -> String {

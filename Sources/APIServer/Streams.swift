@@ -101,8 +101,14 @@ extension APIHandler {
         if pod.isTerminal {
             throw StreamFailure(description: "cannot \(subresource == "portforward" ? "forward a port of" : "\(subresource) into a container in") a completed pod; current phase is \(pod.phase ?? "")")
         }
-        guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)), let node = try? KubeJSON.decode(Node.self, from: no.data),
-              let base = try? NodeProxy.endpoint(node) else {
+        guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)), let node = try? KubeJSON.decode(Node.self, from: no.data) else {
+            throw StreamFailure(description: "node \(nodeName) of pod \(pod.name) is not registered")
+        }
+        // A node that stopped reporting is answered at once, not after a connect timeout.
+        guard node.isReady else {
+            throw StreamFailure(description: "node \(nodeName) of pod \(pod.name) is not ready (its agent stopped reporting): cannot \(subresource == "portforward" ? "forward a port" : subresource)")
+        }
+        guard let base = try? NodeProxy.endpoint(node) else {
             throw StreamFailure(description: "node \(nodeName) of pod \(pod.name) has no reachable agent")
         }
         var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)

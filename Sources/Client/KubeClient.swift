@@ -57,7 +57,9 @@ public final class KubeClient: Sendable {
         try self.init(config: r)
     }
 
-    deinit { try? http.syncShutdown() }
+    // Not syncShutdown: the last reference may go on an event loop (a connection that outlived the
+    // server), where blocking is forbidden; a client shutting down keeps itself alive until done.
+    deinit { http.shutdown(queue: .global()) { _ in } }
 
     public func shutdown() async { try? await http.shutdown() }
 

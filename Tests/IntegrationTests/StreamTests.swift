@@ -209,6 +209,29 @@ func fdSummary() -> String {
             let refused = try await wsAttach(c, pod: "web", container: "main", stdin: Data("x\n".utf8))
             #expect(refused.status?["message"]?.stringValue?.contains("stdin: true") == true)
 
+            // A pod whose node is down: a clear Status at once, not a hang.
+            var ghost = Node(name: "ghost")
+            ghost.status = NodeStatus()
+            ghost.status?.addresses = [NodeAddress(type: "InternalIP", address: "127.0.0.1")]
+            ghost.status?.conditions = [NodeCondition(type: "Ready", status: "Unknown")]
+            _ = try await k.create(ghost)
+            _ = try await k.create(try podFrom("""
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: stranded}
+                spec:
+                  nodeName: ghost
+                  tolerations:
+                  - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}
+                  - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute}
+                  containers:
+                  - {name: main, image: \(image)}
+                """))
+            let downStart = ContinuousClock.now
+            let down = try await wsExec(c, pod: "stranded", command: ["true"])
+            #expect(down.status?["message"]?.stringValue?.contains("node ghost of pod stranded is not ready") == true, "\(String(describing: down.status))")
+            #expect(ContinuousClock.now - downStart < .seconds(3))
+
             // The idle timeout (3 s here; 4 h by default) ends a session where nothing moves.
             let started = ContinuousClock.now
             let idle = try await wsExec(c, pod: "web", command: ["/bin/sh", "-c", "sleep 4444"], container: "main")
