@@ -9,6 +9,7 @@
 // Every forwarded connection becomes one WebSocket to the pod's agent (see the agent's
 // AgentPortForward.swift), which connects to the port inside the pod's network namespace.
 import Foundation
+import Synchronization
 import Hummingbird
 import HummingbirdWebSocket
 import HummingbirdWSClient
@@ -203,6 +204,9 @@ final class SPDYPortForwardSession: @unchecked Sendable {
     }
     private var pairs: [String: Pair] = [:]
     private var streamRequest: [UInt32: String] = [:]
+    /// Requests whose connection is over, set by their tasks and dropped by the reading task, so a
+    /// long-lived forward does not keep every connection it ever carried.
+    private let finished = Mutex<[String]>([])
 
     init(pod: Pod, logger: Logger, dial: AgentDialer, write: @escaping @Sendable (ByteBuffer) async throws -> Void) {
         self.pod = pod
@@ -212,14 +216,10 @@ final class SPDYPortForwardSession: @unchecked Sendable {
     }
 
     func run<S: AsyncSequence>(input: S) async where S.Element == ByteBuffer {
-        let decoder = SPDYCodec()
         do {
-            reading: for try await chunk in input {
-                decoder.feed(chunk.readableBytesView)
-                while let frame = try decoder.nextFrame() {
-                    if case .goAway = frame { break reading }
-                    await handle(frame)
-                }
+            try await forEachSPDYFrame(input) { frame in
+                dropFinished()
+                await handle(frame)
             }
         } catch {
             logger.debug("port-forward session of pod \(pod.name) ended: \(error)")
@@ -232,6 +232,13 @@ final class SPDYPortForwardSession: @unchecked Sendable {
         }
         for p in pairs.values { await p.task?.value }
         pairs.removeAll()
+    }
+
+    private func dropFinished() {
+        for r in finished.withLock({ f in defer { f.removeAll() }; return f }) {
+            guard let p = pairs.removeValue(forKey: r) else { continue }
+            for id in [p.errorStream, p.dataStream].compactMap({ $0 }) { streamRequest.removeValue(forKey: id) }
+        }
     }
 
     private func handle(_ frame: SPDYFrame) async {
@@ -277,7 +284,8 @@ final class SPDYPortForwardSession: @unchecked Sendable {
 
     private func start(request: String, port: Int, errorStream: UInt32, dataStream: UInt32, input stream: AsyncStream<ForwardInput>) {
         let writer = self.writer, dial = self.dial, pod = self.pod
-        pairs[request]?.task = Task {
+        pairs[request]?.task = Task { [self] in
+            defer { finished.withLock { $0.append(request) } }
             var failure = ""
             do {
                 try await dial.connect(port) { agentIn, agentOut in
@@ -296,6 +304,19 @@ final class SPDYPortForwardSession: @unchecked Sendable {
             if !failure.isEmpty { try? await writer.send(.data(streamID: errorStream, flags: 0, payload: Array(failure.utf8))) }
             try? await writer.send(.data(streamID: errorStream, flags: SPDYFlags.fin, payload: []))
             try? await writer.send(.data(streamID: dataStream, flags: SPDYFlags.fin, payload: []))
+        }
+    }
+}
+
+/// Decodes a byte stream (arbitrarily cut) into SPDY frames and hands each to `handle`, until the
+/// stream ends or the peer says GOAWAY; throws SPDYError on a malformed stream.
+func forEachSPDYFrame<S: AsyncSequence>(_ input: S, _ handle: (SPDYFrame) async -> Void) async throws where S.Element == ByteBuffer {
+    let decoder = SPDYCodec()
+    for try await chunk in input {
+        decoder.feed(chunk.readableBytesView)
+        while let frame = try decoder.nextFrame() {
+            if case .goAway = frame { return }
+            await handle(frame)
         }
     }
 }

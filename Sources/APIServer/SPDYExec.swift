@@ -63,15 +63,8 @@ final class SPDYExecSession: @unchecked Sendable {
         let finished = AsyncStream<Void>.makeStream()
         await withTaskGroup(of: Void.self) { g in
             g.addTask { [self] in
-                let decoder = SPDYCodec()
                 do {
-                    reading: for try await chunk in bytes {
-                        decoder.feed(chunk.readableBytesView)
-                        while let frame = try decoder.nextFrame() {
-                            if case .goAway = frame { break reading }
-                            await handle(frame, finished: finished.continuation)
-                        }
-                    }
+                    try await forEachSPDYFrame(bytes) { await handle($0, finished: finished.continuation) }
                 } catch {
                     logger.debug("\(subresource) session over SPDY ended: \(error)")
                 }

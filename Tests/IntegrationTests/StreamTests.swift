@@ -169,7 +169,10 @@ func fdSummary() -> String {
             // Warm up first: the first exec starts the process machinery's own threads and descriptors.
             _ = try await wsExec(c, pod: "web", command: ["true"], container: "main")
             _ = try await wsExec(c, pod: "web", command: ["/bin/sh", "-c", "sleep 4343"], container: "main", abandonAfter: .milliseconds(300))
-            try await Task.sleep(for: .seconds(2))
+            _ = try await eventually(10, "the warm-up's abandoned process is killed") { () -> Bool? in
+                let out = (try? shell("pgrep -f 'sleep 434[3]' || true")) ?? "x"
+                return out.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? true : nil
+            }
             let baseline = openFDs()
             let before = fdSummary()
             for _ in 0..<5 {
@@ -202,11 +205,12 @@ func fdSummary() -> String {
             #expect(lines.count == 2 && lines[0] == lines[1], "checksums: \(sums)")
 
             // Attach: output from now on, stdin into the container (stdinOnce: closed when we leave).
-            let attached = try await wsAttach(c, pod: "web", container: "reader", stdin: Data("one\ntwo\n".utf8))
+            let attached = try await wsAttach(c, pod: "web", container: "reader", stdin: Data("one\ntwo\n".utf8),
+                                              before: { $0.contains("got:two") }, after: { $0.contains("stdin-closed") })
             #expect(attached.text.contains("got:one") && attached.text.contains("got:two") && attached.text.contains("stdin-closed"),
                     "attach output: \(attached.text.debugDescription) status: \(String(describing: attached.status))")
             // A container without stdin: true cannot take input.
-            let refused = try await wsAttach(c, pod: "web", container: "main", stdin: Data("x\n".utf8))
+            let refused = try await wsAttach(c, pod: "web", container: "main", stdin: Data("x\n".utf8), before: { _ in false })
             #expect(refused.status?["message"]?.stringValue?.contains("stdin: true") == true)
 
             // A pod whose node is down: a clear Status at once, not a hang.
@@ -246,14 +250,25 @@ func fdSummary() -> String {
     }
 }
 
-/// Attaches like kubectl attach -i: output until stdin has been sent and a moment has passed.
-func wsAttach(_ c: TestCluster, pod: String, container: String, stdin: Data) async throws -> ExecResult {
+/// Attaches like kubectl attach -i: sends `stdin`, waits (with a deadline) until the output
+/// satisfies `before`, closes stdin, then waits until it satisfies `after`. A Status ends the wait.
+func wsAttach(_ c: TestCluster, pod: String, container: String, stdin: Data,
+              before: @escaping @Sendable (String) -> Bool = { _ in true }, after: @escaping @Sendable (String) -> Bool = { _ in true }) async throws -> ExecResult {
     let admin = try Kubeconfig.load(path: "\(c.dir)/admin.kubeconfig").resolve()
     let tls = try TLSConfig.client(caPEM: c.caPEM, certPEM: admin.certPEM ?? "", keyPEM: admin.keyPEM ?? "")
     var config = WebSocketClientConfiguration(maxFrameSize: 1 << 20)
     config.additionalHeaders[.secWebSocketProtocol] = RemoteCommand.v5
     config.sniHostname = "kubernetes"
     let result = ResultBox()
+    let lock = NSLock()
+    @Sendable func snapshot() -> ExecResult { lock.withLock { result.value } }
+    @Sendable func waitFor(_ ok: @escaping @Sendable (String) -> Bool) async throws {
+        _ = try await eventually(10, "attach output") { () -> Bool? in
+            let r = snapshot()
+            return r.status != nil || ok(r.text) ? true : nil
+        }
+    }
+    do {
     try await WebSocketClient.connect(url: "wss://127.0.0.1:\(c.port)/api/v1/namespaces/default/pods/\(pod)/attach?container=\(container)&stdin=true&stdout=true&stderr=true",
                                       configuration: config, tlsConfiguration: tls, logger: Logger(label: "attach-test")) { inbound, outbound, _ in
         var b = ByteBuffer(); b.writeInteger(RemoteCommand.stdin); b.writeBytes(stdin)
@@ -262,17 +277,28 @@ func wsAttach(_ c: TestCluster, pod: String, container: String, stdin: Data) asy
             for try await m in inbound.messages(maxSize: 1 << 20) {
                 guard case .binary(var b) = m, let ch = b.readInteger(as: UInt8.self) else { continue }
                 let d = Data(b.readableBytesView)
-                if ch == RemoteCommand.stdout || ch == RemoteCommand.stderr { result.value.stdout.append(d) }
-                if ch == RemoteCommand.error { result.value.status = try? JSONValue.parse(d) }
+                lock.withLock {
+                    if ch == RemoteCommand.stdout || ch == RemoteCommand.stderr { result.value.stdout.append(d) }
+                    if ch == RemoteCommand.error { result.value.status = try? JSONValue.parse(d) }
+                }
             }
         }
-        // Leaving closes stdin (stdinOnce); the output of that comes before we stop reading.
-        try await Task.sleep(for: .seconds(1))
-        var close = ByteBuffer(); close.writeInteger(RemoteCommand.close); close.writeInteger(RemoteCommand.stdin)
-        try await outbound.write(.binary(close))
-        try await Task.sleep(for: .seconds(1))
+        do {
+            try await waitFor(before)
+            // A refusal (a Status) ends the session at once: that is the answer.
+            if snapshot().status != nil { reader.cancel(); return }
+            // Leaving closes stdin (stdinOnce); what the container does then comes back before we stop.
+            var close = ByteBuffer(); close.writeInteger(RemoteCommand.close); close.writeInteger(RemoteCommand.stdin)
+            try await outbound.write(.binary(close))
+            try await waitFor(after)
+        } catch is CancellationError {
+            // The server ended the session (a refusal closes it at once): what arrived is the answer.
+        }
         reader.cancel()
         try? await outbound.close(.normalClosure, reason: nil)
     }
-    return result.value
+    } catch is CancellationError where snapshot().status != nil {
+        // The server closed the session with its Status while the handler was still running.
+    }
+    return snapshot()
 }
