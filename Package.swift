@@ -82,6 +82,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "agent", dependencies: [
             "Agent", "Client", .product(name: "ArgumentParser", package: "swift-argument-parser"),

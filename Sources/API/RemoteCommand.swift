@@ -107,3 +107,11 @@ public enum RemoteCommand {
 public enum PortForwardWire {
     public static let endOfInput = "eof"
 }
+
+/// Between the apiserver and an agent, on every exec, attach and port-forward WebSocket.
+public enum AgentStream {
+    /// The apiserver's first message, sent once its side of the upgrade is done; the agent writes
+    /// nothing before it has arrived (a WebSocket client can lose frames that reach it while it is
+    /// still finishing the upgrade).
+    public static let start = "start"
+}

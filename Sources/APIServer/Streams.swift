@@ -116,9 +116,15 @@ extension APIHandler {
         // Agents are addressed by IP, which TLS does not allow as a server name (their certificate
         // is checked against the cluster CA, not a name).
         config.sniHostname = nodeName
+        // The WebSocket's own close handshake ends a session; TLS's close_notify after it is not
+        // waited for long (NIOSSL's default 5 s was sometimes all spent, on every refused port).
+        var tls = nodes.tls
+        tls.shutdownTimeout = .milliseconds(100)
         do {
             try await WebSocketClient.connect(url: "wss" + base.dropFirst("https".count) + path + "?" + query, configuration: config,
-                                              tlsConfiguration: nodes.tls, logger: logger) { i, o, _ in
+                                              tlsConfiguration: tls, logger: logger) { i, o, _ in
+                // The agent writes nothing before this (see the agent's StreamGate).
+                try await o.write(.text(AgentStream.start))
                 try await body(i, o)
             }
         } catch let e as StreamFailure {

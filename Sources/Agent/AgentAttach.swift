@@ -2,7 +2,8 @@
 // upgraded to a WebSocket speaking v5.channel.k8s.io (or v4), like exec. The session shows what
 // the container writes from now on (read from its log file as the shim writes it), and, for a
 // container with `stdin: true`, feeds the client's stdin to the container through the shim's
-// stdin socket. It ends when the client leaves or the container exits.
+// stdin socket. A container with `tty: true` is attached to its terminal: typed input and sizes
+// go to the shim, which holds the terminal's master. It ends when the client leaves or the container exits.
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
@@ -13,9 +14,9 @@ import API
 
 extension AgentServer {
     func runAttach(namespace: String, pod: String, options: RemoteCommand.Options, proto: String,
-                   inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+                   inbound: WebSocketInboundStream, outbound: GatedOutbound) async {
         func send(_ channel: UInt8, _ bytes: some Collection<UInt8>) async throws { try await Self.sendChannel(outbound, channel, bytes) }
-        func fail(_ message: String) async { await Self.failSession(outbound, message) }
+        func fail(_ message: String) async { await Self.failSession(outbound, inbound, message) }
         let target: (podUID: String, containerID: String)
         switch await execTarget(namespace: namespace, pod: pod, container: options.container) {
         case .success(let t): target = t
@@ -25,12 +26,19 @@ extension AgentServer {
               let logPath = agent.runtime.logPath(podUID: target.podUID, container: info.name, attempt: info.attempt) else {
             return await fail("attach is not supported by this node's runtime (\(agent.runtime.name))")
         }
-        if options.tty {
+        let spec = agent.pods.get("\(namespace)/\(pod)")?.spec?.containers.first { $0.name == info.name }
+        // A container with `tty: true` has a terminal, kept by the shim: its socket takes framed
+        // input and sizes (see orch-shim).
+        let terminal = spec?.tty == true
+        if options.tty && !terminal {
             return await fail("Unable to use a TTY - container \(info.name) did not allocate one")
+        }
+        if options.stdin && spec?.stdin != true {
+            return await fail("container \(info.name) of pod \(pod) does not take input: set stdin: true in its spec to attach with stdin")
         }
         // stdin: the shim's socket, when the container keeps its stdin open.
         var stdinChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>?
-        if options.stdin {
+        if options.stdin || (options.tty && terminal) {
             guard let socket = agent.runtime.attachStdin(podUID: target.podUID, containerID: target.containerID) else {
                 return await fail("container \(info.name) of pod \(pod) does not take input: set stdin: true in its spec to attach with stdin")
             }
@@ -57,10 +65,18 @@ extension AgentServer {
                 g.addTask {
                     for try await msg in inbound.messages(maxSize: 1 << 20) {
                         idle.touch()
+                        outbound.received()
                         guard case .binary(var b) = msg, let ch = b.readInteger(as: UInt8.self) else { continue }
                         switch ch {
+                        case RemoteCommand.stdin where terminal:
+                            try? await stdinPipe?.channel.writeAndFlush(Self.shimFrame("d", b.readableBytesView))
                         case RemoteCommand.stdin: try? await stdinPipe?.channel.writeAndFlush(b)
-                        case RemoteCommand.close where proto == RemoteCommand.v5:
+                        case RemoteCommand.resize where terminal:
+                            if let r = RemoteCommand.parseResize(b.readableBytesView) {
+                                let size: [UInt8] = [UInt8(r.width >> 8), UInt8(r.width & 0xff), UInt8(r.height >> 8), UInt8(r.height & 0xff)]
+                                try? await stdinPipe?.channel.writeAndFlush(Self.shimFrame("r", size))
+                            }
+                        case RemoteCommand.close where proto == RemoteCommand.v5 && !terminal:
                             if b.readInteger(as: UInt8.self) == RemoteCommand.stdin { try? await stdinPipe?.channel.close() }
                         default: break
                         }
@@ -98,6 +114,24 @@ extension AgentServer {
             }
         } catch {}
         try? await stdinChannel?.channel.close()
+    }
+}
+
+extension AgentServer {
+    /// One frame of the shim's terminal socket: a type byte, a big-endian length, the payload.
+    static func shimFrame(_ type: Character, _ payload: some Collection<UInt8>) -> ByteBuffer {
+        // The shim takes frames of up to 64 KiB: larger input goes as several.
+        var f = ByteBuffer()
+        let bytes = Array(payload)
+        var off = 0
+        repeat {
+            let n = min(32768, bytes.count - off)
+            f.writeInteger(type.asciiValue!)
+            f.writeInteger(UInt32(n))
+            f.writeBytes(bytes[off..<off + n])
+            off += n
+        } while off < bytes.count
+        return f
     }
 }
 

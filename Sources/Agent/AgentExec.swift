@@ -25,7 +25,7 @@ extension AgentServer {
             let port = comps.queryItems?.first(where: { $0.name == "port" })?.value.flatMap { Int($0) } ?? 0
             let (namespace, podName) = (parts[1], parts[2])
             let handler: WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context> = { [self] inbound, outbound, _ in
-                await self.runPortForward(namespace: namespace, pod: podName, port: port, inbound: inbound, outbound: outbound)
+                await self.runPortForward(namespace: namespace, pod: podName, port: port, inbound: inbound, outbound: GatedOutbound(raw: outbound))
             }
             return .upgrade([:], handler)
         }
@@ -37,9 +37,9 @@ extension AgentServer {
         let attach = parts[0] == "attach"
         let handler: WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context> = { [self] inbound, outbound, _ in
             if attach {
-                await self.runAttach(namespace: namespace, pod: podName, options: opts, proto: proto, inbound: inbound, outbound: outbound)
+                await self.runAttach(namespace: namespace, pod: podName, options: opts, proto: proto, inbound: inbound, outbound: GatedOutbound(raw: outbound))
             } else {
-                await self.runExec(namespace: namespace, pod: podName, options: opts, proto: proto, inbound: inbound, outbound: outbound)
+                await self.runExec(namespace: namespace, pod: podName, options: opts, proto: proto, inbound: inbound, outbound: GatedOutbound(raw: outbound))
             }
         }
         return .upgrade([.secWebSocketProtocol: proto], handler)
@@ -69,7 +69,7 @@ extension AgentServer {
     struct ExecRefusal: Error { let message: String; init(_ m: String) { message = m } }
 
     /// Writes one message of the channel protocol: the channel byte, then the bytes.
-    static func sendChannel(_ outbound: WebSocketOutboundWriter, _ channel: UInt8, _ bytes: some Collection<UInt8>) async throws {
+    static func sendChannel(_ outbound: GatedOutbound, _ channel: UInt8, _ bytes: some Collection<UInt8>) async throws {
         var b = ByteBuffer()
         b.reserveCapacity(bytes.count + 1)
         b.writeInteger(channel)
@@ -78,15 +78,16 @@ extension AgentServer {
     }
 
     /// Ends a session that cannot run: a failure Status on the error channel, then a close.
-    static func failSession(_ outbound: WebSocketOutboundWriter, _ message: String) async {
+    static func failSession(_ outbound: GatedOutbound, _ inbound: WebSocketInboundStream, _ message: String) async {
+        await outbound.awaitStart(inbound)
         try? await sendChannel(outbound, RemoteCommand.error, RemoteCommand.failureStatus(message))
         try? await outbound.close(.normalClosure, reason: nil)
     }
 
     func runExec(namespace: String, pod: String, options: RemoteCommand.Options, proto: String,
-                 inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+                 inbound: WebSocketInboundStream, outbound: GatedOutbound) async {
         func send(_ channel: UInt8, _ d: Data) async throws { try await Self.sendChannel(outbound, channel, d) }
-        func fail(_ message: String) async { await Self.failSession(outbound, message) }
+        func fail(_ message: String) async { await Self.failSession(outbound, inbound, message) }
         guard !options.command.isEmpty else { return await fail("you must specify at least one command for the container") }
         let target: (podUID: String, containerID: String)
         switch await execTarget(namespace: namespace, pod: pod, container: options.container) {
@@ -129,6 +130,7 @@ extension AgentServer {
                 g.addTask {
                     for try await msg in inbound.messages(maxSize: 1 << 20) {
                         idle.touch()
+                        outbound.received()
                         guard case .binary(var b) = msg, let ch = b.readInteger(as: UInt8.self) else { continue }
                         switch ch {
                         case RemoteCommand.stdin: session.writeStdin(Data(b.readableBytesView))

@@ -81,8 +81,9 @@ enum NamespaceSocket {
 
 extension AgentServer {
     func runPortForward(namespace: String, pod name: String, port: Int,
-                        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+                        inbound: WebSocketInboundStream, outbound: GatedOutbound) async {
         func fail(_ message: String) async {
+            await outbound.awaitStart(inbound)
             try? await outbound.write(.text(message))
             try? await outbound.close(.normalClosure, reason: nil)
         }
@@ -120,6 +121,7 @@ extension AgentServer {
                     g.addTask {
                         for try await m in inbound.messages(maxSize: 1 << 20) {
                             idle.touch()
+                            outbound.received()
                             switch m {
                             case .binary(let b): try await podOut.write(b)
                             case .text(let t) where t == PortForwardWire.endOfInput: podOut.finish()

@@ -50,6 +50,8 @@ public struct Runc: Sendable {
         public var cpuQuota: Int64?
         public var cpuShares: Int64?
         public var cgroupsPath: String?
+        /// The process gets a terminal (`tty: true`); the shim receives its master from runc.
+        public var terminal = false
         /// Bind mounts: (source on the host, destination in the container, read-only).
         public var binds: [(source: String, destination: String, readOnly: Bool)] = []
         public init(rootfs: String, args: [String], env: [String], hostname: String) {
@@ -79,7 +81,7 @@ public struct Runc: Sendable {
         spec["root"] = .object(["path": .string(b.rootfs), "readonly": .bool(false)])
         spec["hostname"] = .string(b.hostname)
         var process = spec["process"] ?? .object([:])
-        process["terminal"] = .bool(false)
+        process["terminal"] = .bool(b.terminal)
         process["args"] = .array(b.args.map { .string($0) })
         process["env"] = .array(b.env.map { .string($0) })
         process["cwd"] = .string(b.cwd)

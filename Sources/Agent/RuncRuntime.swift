@@ -213,6 +213,11 @@ public final class RuncRuntime: ContainerRuntime {
         guard !b.args.isEmpty else { throw RuncError("container \(c.name): no command given and the image has no Entrypoint or Cmd") }
         b.cwd = c.workingDir ?? image.config["WorkingDir"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? "/"
         b.netns = sandbox.netns.map { "/run/netns/\($0)" }
+        if c.tty == true {
+            // As containerd does: a terminal, and TERM unless the spec sets it.
+            b.terminal = true
+            if !b.env.contains(where: { $0.hasPrefix("TERM=") }) { b.env.append("TERM=xterm") }
+        }
         b.cgroupsPath = "/orchestrator/\(config.nodeName)/\(id)"
         if let mem = c.resources?.limits?["memory"] { b.memoryLimit = mem.value }
         if let cpu = c.resources?.limits?["cpu"] { b.cpuQuota = max(1000, cpu.milli * 100) }
@@ -250,9 +255,9 @@ public final class RuncRuntime: ContainerRuntime {
         var meta = ContainerMeta(name: c.name, id: id, attempt: attempt, image: c.image ?? "", imageID: image.digest, startedAt: started)
         try KubeJSON.encode(meta).write(to: URL(fileURLWithPath: "\(dir)/meta.json"))
         var shimArgs = [runc.binary, runc.root, id, bundle, "\(logDir)/\(attempt).log", "\(dir)/exit", String(config.logMaxBytes)]
-        if c.stdin == true {
+        if c.stdin == true || c.tty == true {
             try fm.createDirectory(atPath: Self.stdinSocketDir, withIntermediateDirectories: true)
-            shimArgs += [Self.stdinSocket(id), c.stdinOnce == true ? "once" : "keep"]
+            shimArgs += [Self.stdinSocket(id), c.stdinOnce == true ? "once" : "keep"] + (c.tty == true ? ["tty"] : [])
         }
         let r = try await Command.run(config.shim, shimArgs)
         guard r.status == 0 else {

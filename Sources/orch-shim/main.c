@@ -3,12 +3,19 @@
 // keeps the exit status when nobody else is waiting, and writes the container's output to a log
 // file with size rotation.
 //
-//   orch-shim RUNC ROOT ID BUNDLE LOGFILE EXITFILE [LOG_MAX_BYTES [STDIN_SOCKET [once]]]
+//   orch-shim RUNC ROOT ID BUNDLE LOGFILE EXITFILE [LOG_MAX_BYTES [STDIN_SOCKET [once|keep [tty]]]]
 //
 // With STDIN_SOCKET (a container with `stdin: true`), the container's stdin is a pipe the shim
 // keeps open, and whatever an attached client writes to the unix socket STDIN_SOCKET goes into
 // it, one client at a time. With "once" (`stdinOnce: true`), the pipe is closed when the first
 // client leaves, so the container reads end of file.
+//
+// With "tty" (`tty: true`), the container's init gets a terminal: runc hands the shim the
+// terminal's master over a console socket (STDIN_SOCKET.pty, only while `runc create` runs), and
+// the shim keeps it for the container's life. What the container writes to the terminal goes to
+// LOGFILE; clients of STDIN_SOCKET then speak in frames (a type byte, a 4-byte big-endian length,
+// the payload): 'd' bytes typed into the terminal, 'r' a new size (width and height, 2 bytes
+// each, big-endian). With "once", the first client's leaving types an end-of-file character.
 //
 // The first process forks and waits: it exits 0 once `runc create` and `runc start` succeeded,
 // or 1 with runc's message on stderr. The forked shim becomes a session leader and a child
@@ -23,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -34,6 +42,9 @@
 
 static const char *runc, *root, *id, *bundle, *logfile, *exitfile, *stdin_socket;
 static int stdin_once = 0;
+static int tty = 0;
+static int master = -1;         // the terminal's master, with "tty"
+
 static int stdin_read = -1;    // the container's end of its stdin pipe (given to runc create)
 static long long log_max = 10 * 1024 * 1024;
 static int log_fd = -1;
@@ -107,6 +118,67 @@ static void write_exit(int code) {
     rename(tmp, exitfile);
 }
 
+static void write_all(int fd, const void *p, size_t n) {
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, (const char *)p + off, n - off);
+        if (w < 0) { if (errno == EINTR) continue; return; }
+        off += w;
+    }
+}
+
+static int listen_unix(const char *path) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(addr.sun_path, path);
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(fd, 4) < 0) { int e = errno; close(fd); errno = e; return -1; }
+    chmod(path, 0600);
+    return fd;
+}
+
+// The terminal master runc sends over the console socket (it has connected and sent it by the
+// time `runc create` returns; the message waits in the socket).
+static int receive_fd(int listen_fd) {
+    struct pollfd p = {.fd = listen_fd, .events = POLLIN};
+    if (poll(&p, 1, 5000) <= 0) return -1;
+    int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) return -1;
+    char name[4096];
+    struct iovec iov = {.iov_base = name, .iov_len = sizeof name};
+    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
+    int fd = -1;
+    if (recvmsg(c, &msg, MSG_CMSG_CLOEXEC) > 0) {
+        struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
+        if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(h), sizeof fd);
+    }
+    close(c);
+    return fd;
+}
+
+// Acts on the complete frames at the start of buf ('d' typed bytes, 'r' a size); returns how many
+// bytes of an unfinished frame remain (moved to the start).
+static size_t take_frames(unsigned char *buf, size_t n) {
+    size_t off = 0;
+    while (n - off >= 5) {
+        size_t len = ((size_t)buf[off + 1] << 24) | ((size_t)buf[off + 2] << 16) | ((size_t)buf[off + 3] << 8) | buf[off + 4];
+        if (len > 65536) { return 0; }
+        if (n - off - 5 < len) break;
+        unsigned char *payload = buf + off + 5;
+        if (buf[off] == 'd' && master >= 0) write_all(master, payload, len);
+        else if (buf[off] == 'r' && len == 4 && master >= 0) {
+            struct winsize ws = {.ws_col = (payload[0] << 8) | payload[1], .ws_row = (payload[2] << 8) | payload[3]};
+            ioctl(master, TIOCSWINSZ, &ws);
+        }
+        off += 5 + len;
+    }
+    memmove(buf, buf + off, n - off);
+    return n - off;
+}
+
 int main(int argc, char **argv) {
     if (argc < 7) {
         fprintf(stderr, "usage: orch-shim RUNC ROOT ID BUNDLE LOGFILE EXITFILE [LOG_MAX_BYTES]\n");
@@ -116,6 +188,8 @@ int main(int argc, char **argv) {
     if (argc > 7) log_max = atoll(argv[7]);
     if (argc > 8 && argv[8][0]) stdin_socket = argv[8];
     if (argc > 9 && strcmp(argv[9], "once") == 0) stdin_once = 1;
+    if (argc > 10 && strcmp(argv[10], "tty") == 0) tty = 1;
+    if (tty && !stdin_socket) { fprintf(stderr, "orch-shim: tty needs STDIN_SOCKET\n"); return 2; }
     if (log_max < 4096) log_max = 4096;
 
     // Nothing of the caller's but stdio survives here.
@@ -163,7 +237,7 @@ int main(int argc, char **argv) {
 
     // stdin: a pipe held open by the shim, fed from the attach socket.
     int stdin_write = -1, listen_fd = -1, client_fd = -1;
-    if (stdin_socket) {
+    if (stdin_socket && !tty) {
         int in[2];
         if (pipe(in) < 0) { dprintf(sync_pipe[1], "pipe: %s\n", strerror(errno)); return 1; }
         stdin_read = in[0];
@@ -180,12 +254,34 @@ int main(int argc, char **argv) {
         }
         chmod(stdin_socket, 0600);
     }
+    // tty: the console socket runc sends the terminal's master to, and the attach socket.
+    int console_fd = -1;
+    char console_path[4096];
+    if (tty) {
+        snprintf(console_path, sizeof console_path, "%s.pty", stdin_socket);
+        if ((console_fd = listen_unix(console_path)) < 0 || (listen_fd = listen_unix(stdin_socket)) < 0) {
+            dprintf(sync_pipe[1], "cannot listen on %s: %s\n", console_fd < 0 ? console_path : stdin_socket, strerror(errno));
+            return 1;
+        }
+    }
 
     char pidfile[4096];
     snprintf(pidfile, sizeof pidfile, "%s/pid", bundle);
-    char *create[] = {"create", "--bundle", (char *)bundle, "--pid-file", pidfile, (char *)id, NULL};
-    int rc = run_runc(create, out[1]);
+    char *create_plain[] = {"create", "--bundle", (char *)bundle, "--pid-file", pidfile, (char *)id, NULL};
+    char *create_tty[] = {"create", "--bundle", (char *)bundle, "--pid-file", pidfile, "--console-socket", console_path, (char *)id, NULL};
+    int rc = run_runc(tty ? create_tty : create_plain, out[1]);
     close(out[1]);
+    if (tty) {
+        if (rc == 0) master = receive_fd(console_fd);
+        close(console_fd);
+        unlink(console_path);
+        if (rc == 0 && master < 0) {
+            dprintf(sync_pipe[1], "runc sent no terminal for the container\n");
+            char *del[] = {"delete", "--force", (char *)id, NULL};
+            run_runc(del, devnull);
+            return 1;
+        }
+    }
     if (stdin_read >= 0) { close(stdin_read); stdin_read = -1; }
     if (rc != 0) {
         drain_nonblocking(out[0], sync_pipe[1]);
@@ -218,24 +314,32 @@ int main(int argc, char **argv) {
     // (the kernel kills the rest of the container's pid namespace when its init dies).
     int exit_code = -1, eof = 0;
     char buf[65536];
+    int src = out[0];
+    if (tty) { close(out[0]); src = master; }
+    unsigned char frame[65536 + 5];
+    size_t framed = 0;
     for (;;) {
         struct pollfd p[3];
         int np = 0, out_ix = -1, listen_ix = -1, client_ix = -1;
-        if (!eof) { p[np] = (struct pollfd){.fd = out[0], .events = POLLIN}; out_ix = np++; }
+        if (!eof) { p[np] = (struct pollfd){.fd = src, .events = POLLIN}; out_ix = np++; }
         if (listen_fd >= 0 && client_fd < 0) { p[np] = (struct pollfd){.fd = listen_fd, .events = POLLIN}; listen_ix = np++; }
         if (client_fd >= 0) { p[np] = (struct pollfd){.fd = client_fd, .events = POLLIN}; client_ix = np++; }
         int pr = np ? poll(p, np, eof ? 50 : 200) : (usleep(50000), 0);
         if (pr > 0 && out_ix >= 0 && (p[out_ix].revents & (POLLIN | POLLHUP))) {
-            ssize_t n = read(out[0], buf, sizeof buf);
+            ssize_t n = read(src, buf, sizeof buf);
             if (n > 0) write_log(buf, n);
-            else if (n == 0) eof = 1;
+            else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) eof = 1;  // a terminal's master reads EIO once the container is gone
         }
         if (pr > 0 && listen_ix >= 0 && (p[listen_ix].revents & POLLIN)) {
             client_fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         }
         if (pr > 0 && client_ix >= 0 && (p[client_ix].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t n = read(client_fd, buf, sizeof buf);
-            if (n > 0 && stdin_write >= 0) {
+            ssize_t n = tty ? read(client_fd, frame + framed, sizeof frame - framed) : read(client_fd, buf, sizeof buf);
+            if (n > 0 && tty) {
+                framed += n;
+                framed = take_frames(frame, framed);
+                if (framed == sizeof frame) framed = 0;  // a frame larger than any client sends: drop it
+            } else if (n > 0 && stdin_write >= 0) {
                 ssize_t off = 0;
                 while (off < n) {
                     ssize_t w = write(stdin_write, buf + off, n - off);
@@ -245,9 +349,11 @@ int main(int argc, char **argv) {
             } else if (n <= 0) {
                 close(client_fd);
                 client_fd = -1;
+                framed = 0;
                 if (stdin_once) {
                     // The first attach session is over: the container sees end of file, and no one attaches again.
                     if (stdin_write >= 0) { close(stdin_write); stdin_write = -1; }
+                    if (master >= 0) write_all(master, "\x04", 1);
                     close(listen_fd);
                     listen_fd = -1;
                     unlink(stdin_socket);

@@ -11,10 +11,12 @@ import Client
 import PKI
 
 /// What one exec session produced.
-struct ExecResult {
+struct ExecResult: Sendable {
     var stdout = Data()
     var stderr = Data()
     var status: JSONValue?
+    /// When the status arrived (what a client acts on; the close handshake may take longer).
+    var statusAt: ContinuousClock.Instant?
     var text: String { String(decoding: stdout, as: UTF8.self) }
 }
 
@@ -22,6 +24,16 @@ struct ExecResult {
 func wsExec(_ c: TestCluster, pod: String, command: [String], stdin: Data? = nil, tty: Bool = false, resize: (UInt16, UInt16)? = nil,
             container: String? = nil, certPEM: String? = nil, keyPEM: String? = nil, proto: String = RemoteCommand.v5,
             abandonAfter: Duration? = nil, plusForSpace: Bool = false) async throws -> ExecResult {
+    let size = resize.map { [$0.0, $0.1] }
+    return try await withDeadline(90, "exec \(command) in \(pod)") {
+        try await wsExecSession(c, pod: pod, command: command, stdin: stdin, tty: tty, resize: size.map { ($0[0], $0[1]) }, container: container,
+                                certPEM: certPEM, keyPEM: keyPEM, proto: proto, abandonAfter: abandonAfter, plusForSpace: plusForSpace)
+    }
+}
+
+func wsExecSession(_ c: TestCluster, pod: String, command: [String], stdin: Data? = nil, tty: Bool = false, resize: (UInt16, UInt16)? = nil,
+                   container: String? = nil, certPEM: String? = nil, keyPEM: String? = nil, proto: String = RemoteCommand.v5,
+                   abandonAfter: Duration? = nil, plusForSpace: Bool = false) async throws -> ExecResult {
     let admin = try Kubeconfig.load(path: "\(c.dir)/admin.kubeconfig").resolve()
     let tls = try TLSConfig.client(caPEM: c.caPEM, certPEM: certPEM ?? admin.certPEM ?? "", keyPEM: keyPEM ?? admin.keyPEM ?? "")
     // kubectl (Go's url.Values) writes a space as "+".
@@ -60,7 +72,7 @@ func wsExec(_ c: TestCluster, pod: String, command: [String], stdin: Data? = nil
             switch ch {
             case RemoteCommand.stdout: result.value.stdout.append(d)
             case RemoteCommand.stderr: result.value.stderr.append(d)
-            case RemoteCommand.error: result.value.status = try? JSONValue.parse(d)
+            case RemoteCommand.error: result.value.status = try? JSONValue.parse(d); result.value.statusAt = .now
             default: break
             }
         }

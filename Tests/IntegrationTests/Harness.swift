@@ -98,3 +98,31 @@ func holds(for seconds: Double, _ what: String, _ check: () async throws -> Bool
         try await Task.sleep(for: .milliseconds(50))
     }
 }
+
+/// Runs `body` with a deadline: past it, the call fails naming `what` (and the body is cancelled
+/// but not awaited, so a session that ignores cancellation cannot hang the test).
+func withDeadline<T: Sendable>(_ seconds: Double, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let gate = DeadlineGate<T>()
+    return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
+        gate.set(cont)
+        let work = Task {
+            do { gate.finish(.success(try await body())) } catch { gate.finish(.failure(error)) }
+        }
+        Task {
+            try? await Task.sleep(for: .seconds(seconds))
+            if gate.finish(.failure(ClientError("\(what) did not finish within \(Int(seconds))s"))) { work.cancel() }
+        }
+    }
+}
+
+final class DeadlineGate<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cont: CheckedContinuation<T, Error>?
+    func set(_ c: CheckedContinuation<T, Error>) { lock.withLock { cont = c } }
+    /// Resumes the caller once; true for the call that did.
+    @discardableResult func finish(_ r: Result<T, Error>) -> Bool {
+        let c: CheckedContinuation<T, Error>? = lock.withLock { let c = cont; cont = nil; return c }
+        c?.resume(with: r)
+        return c != nil
+    }
+}
