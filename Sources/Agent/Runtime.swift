@@ -100,6 +100,10 @@ public final class FakeRuntime: ContainerRuntime {
     /// Hollow pods have no processes; their CPU use comes from this annotation (millicores) so
     /// autoscaling can be exercised at scale.
     public static let cpuAnnotation = "fake.orchestrator.io/cpu-millicores"
+    /// Hollow containers of a pod with this annotation exit that many seconds after they start,
+    /// with the code in `exitCodeAnnotation` (0 if unset): batch work at scale.
+    public static let runSecondsAnnotation = "fake.orchestrator.io/run-seconds"
+    public static let exitCodeAnnotation = "fake.orchestrator.io/exit-code"
 
     public func ensureSandbox(_ pod: Pod, resolvConf: String) async throws -> SandboxInfo {
         let uid = pod.metadata.uid ?? pod.name
@@ -138,7 +142,21 @@ public final class FakeRuntime: ContainerRuntime {
     public func remove(podUID: String) async throws {
         state.withLock { s in s.sandboxes.removeValue(forKey: podUID); s.containers.removeValue(forKey: podUID); s.pods.removeValue(forKey: podUID) }
     }
-    public func containers(podUID: String) async -> [ContainerInfo] { state.withLock { $0.containers[podUID] ?? [] } }
+    public func containers(podUID: String) async -> [ContainerInfo] {
+        let now = Date()
+        return state.withLock { s in
+            let ann = s.pods[podUID]?.metadata.annotations
+            guard let run = ann?[Self.runSecondsAnnotation].flatMap(Double.init), var list = s.containers[podUID] else { return s.containers[podUID] ?? [] }
+            let code = Int32(ann?[Self.exitCodeAnnotation] ?? "") ?? 0
+            for i in list.indices {
+                if case .running(let started) = list[i].state, now.timeIntervalSince(started) >= run {
+                    list[i].state = .exited(code: code, startedAt: started, finishedAt: started.addingTimeInterval(run))
+                }
+            }
+            s.containers[podUID] = list
+            return list
+        }
+    }
     public func pods() async -> [String] { state.withLock { Array(Set($0.sandboxes.keys).union($0.containers.keys)) } }
     public func exec(podUID: String, containerID: String, command: [String], timeout: Double) async throws -> (status: Int32, output: String) { (0, "") }
     public func logPath(podUID: String, container: String, attempt: Int) -> String? { nil }

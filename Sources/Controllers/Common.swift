@@ -64,6 +64,7 @@ public final class SharedInformers: Sendable {
     public let endpointSlices: Informer<EndpointSlice>
     public let endpoints: Informer<Endpoints>
     public let pdbs: Informer<PodDisruptionBudget>
+    public let jobs: Informer<Job>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -77,6 +78,7 @@ public final class SharedInformers: Sendable {
         endpointSlices = Informer(client: client, labelSelector: "\(EndpointSlice.managedByLabel)=\(EndpointSlice.controllerName)")
         endpoints = Informer(client: client)
         pdbs = Informer(client: client)
+        jobs = Informer(client: client)
         pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
         replicaSets.addIndex("owner") { r in r.metadata.ownerReferences?.map(\.uid) ?? [] }
@@ -95,6 +97,7 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.endpointSlices.run() }
             g.addTask { await self.endpoints.run() }
             g.addTask { await self.pdbs.run() }
+            g.addTask { await self.jobs.run() }
         }
     }
 
@@ -105,5 +108,6 @@ public final class SharedInformers: Sendable {
         _ = await hpas.waitForSync(timeout: 3600)
         _ = await services.waitForSync(timeout: 3600); _ = await endpointSlices.waitForSync(timeout: 3600)
         _ = await endpoints.waitForSync(timeout: 3600); _ = await pdbs.waitForSync(timeout: 3600)
+        _ = await jobs.waitForSync(timeout: 3600)
     }
 }

@@ -30,6 +30,7 @@ public final class ControllerManager: Sendable {
     public let hpa: HPAController
     public let endpointSlices: EndpointSliceController
     public let disruption: DisruptionController
+    public let jobs: JobController
     let config: ControllerManagerConfig
 
     public init(client: KubeClient, config: ControllerManagerConfig = ControllerManagerConfig(), clock: any ControlClock = SystemControlClock()) {
@@ -43,6 +44,7 @@ public final class ControllerManager: Sendable {
         hpa = HPAController(client: client, informers: informers, metrics: config.podMetrics, history: config.metricsHistory, config: config.hpa, clock: clock)
         endpointSlices = EndpointSliceController(client: client, informers: informers, clock: clock)
         disruption = DisruptionController(client: client, informers: informers, clock: clock)
+        jobs = JobController(client: client, informers: informers, clock: clock)
         if let ca = config.ca { csr = CSRSigner(client: client, informers: informers, ca: ca, clock: clock) } else { csr = nil }
     }
 
@@ -59,6 +61,7 @@ public final class ControllerManager: Sendable {
                     c.addTask { await self.hpa.run() }
                     c.addTask { await self.endpointSlices.run(workers: self.config.workers) }
                     c.addTask { await self.disruption.run(workers: 2) }
+                    c.addTask { await self.jobs.run(workers: self.config.workers) }
                     if let csr = self.csr { c.addTask { await csr.run() } }
                 }
             }

@@ -30,6 +30,7 @@ public final class GarbageCollector: Sendable {
         var m: [String: Owner] = [:]
         for d in informers.deployments.list() { m[d.metadata.uid ?? ""] = Owner(uid: d.metadata.uid ?? "", deleting: d.metadata.deletionTimestamp != nil, finalizers: d.metadata.finalizers ?? [], kind: "Deployment", name: d.name, namespace: d.namespace) }
         for r in informers.replicaSets.list() { m[r.metadata.uid ?? ""] = Owner(uid: r.metadata.uid ?? "", deleting: r.metadata.deletionTimestamp != nil, finalizers: r.metadata.finalizers ?? [], kind: "ReplicaSet", name: r.name, namespace: r.namespace) }
+        for j in informers.jobs.list() { m[j.metadata.uid ?? ""] = Owner(uid: j.metadata.uid ?? "", deleting: j.metadata.deletionTimestamp != nil, finalizers: j.metadata.finalizers ?? [], kind: "Job", name: j.name, namespace: j.namespace) }
         return m
     }
 
@@ -39,19 +40,20 @@ public final class GarbageCollector: Sendable {
             switch ref.kind {
             case "Deployment": return try await client.get(Deployment.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             case "ReplicaSet": return try await client.get(ReplicaSet.self, ref.name, namespace: namespace).metadata.uid != ref.uid
+            case "Job": return try await client.get(Job.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             default: return false
             }
         } catch let s as Status where s.code == 404 { return true } catch { return false }
     }
 
     public func sweep() async {
-        guard informers.deployments.hasSynced, informers.replicaSets.hasSynced, informers.pods.hasSynced else { return }
+        guard informers.deployments.hasSynced, informers.replicaSets.hasSynced, informers.pods.hasSynced, informers.jobs.hasSynced else { return }
         let all = owners()
         // Dependents whose owners are gone (background), or whose owners delete in the foreground.
         func handle<T: KubeObject>(_ type: T.Type, _ items: [T]) async {
             for o in items {
                 guard let refs = o.metadata.ownerReferences, !refs.isEmpty else { continue }
-                for ref in refs where ["Deployment", "ReplicaSet"].contains(ref.kind) {
+                for ref in refs where ["Deployment", "ReplicaSet", "Job"].contains(ref.kind) {
                     if let owner = all[ref.uid] {
                         if owner.deleting && owner.finalizers.contains("orphan") {
                             let kept = refs.filter { $0.uid != ref.uid }
@@ -85,6 +87,7 @@ public final class GarbageCollector: Sendable {
                 switch owner.kind {
                 case "Deployment": _ = try? await client.patch(Deployment.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 case "ReplicaSet": _ = try? await client.patch(ReplicaSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                case "Job": _ = try? await client.patch(Job.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 default: _ = try? await client.patch(Pod.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 }
             }
