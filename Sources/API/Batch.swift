@@ -265,3 +265,108 @@ extension Job: TablePrintable {
         return [.string(name), .string(st), .string(completions), .string(duration), age]
     }
 }
+
+// batch/v1 CronJob: Jobs made from a template on a cron schedule.
+public struct JobTemplateSpec: Codable, Hashable, Sendable {
+    public var metadata: ObjectMeta?
+    public var spec: JobSpec?
+    public init(metadata: ObjectMeta? = nil, spec: JobSpec?) { self.metadata = metadata; self.spec = spec }
+}
+
+public struct CronJobSpec: Codable, Hashable, Sendable {
+    public var schedule: String
+    public var timeZone: String?
+    public var startingDeadlineSeconds: Int64?
+    public var concurrencyPolicy: String?
+    public var suspend: Bool?
+    public var jobTemplate: JobTemplateSpec
+    public var successfulJobsHistoryLimit: Int?
+    public var failedJobsHistoryLimit: Int?
+    public init(schedule: String, jobTemplate: JobTemplateSpec) { self.schedule = schedule; self.jobTemplate = jobTemplate }
+}
+
+public struct CronJobStatus: Codable, Hashable, Sendable {
+    public var active: [ObjectReference]?
+    public var lastScheduleTime: String?
+    public var lastSuccessfulTime: String?
+    public init() {}
+}
+
+public struct CronJob: KubeObject, Hashable {
+    public static let resource = Resources.cronjobs
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMeta
+    public var spec: CronJobSpec?
+    public var status: CronJobStatus?
+    public init(metadata: ObjectMeta, spec: CronJobSpec?) { apiVersion = "batch/v1"; kind = "CronJob"; self.metadata = metadata; self.spec = spec }
+}
+
+public enum CronJobLabels {
+    public static let scheduledTimestamp = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+    public static let instantiate = "cronjob.kubernetes.io/instantiate"
+}
+
+extension CronJob: ServedKind {
+    public mutating func applyDefaults() {
+        guard spec != nil else { return }
+        spec!.concurrencyPolicy = spec!.concurrencyPolicy ?? "Allow"
+        spec!.suspend = spec!.suspend ?? false
+        spec!.successfulJobsHistoryLimit = spec!.successfulJobsHistoryLimit ?? 3
+        spec!.failedJobsHistoryLimit = spec!.failedJobsHistoryLimit ?? 1
+        if var js = spec!.jobTemplate.spec {
+            if js.completions == nil && js.parallelism == nil { js.completions = 1 }
+            js.parallelism = js.parallelism ?? 1
+            js.backoffLimit = js.backoffLimit ?? 6
+            js.completionMode = js.completionMode ?? "NonIndexed"
+            js.suspend = js.suspend ?? false
+            js.podReplacementPolicy = js.podReplacementPolicy ?? (js.podFailurePolicy != nil ? "Failed" : "TerminatingOrFailed")
+            js.template.spec?.applyDefaults()
+            spec!.jobTemplate.spec = js
+        }
+    }
+
+    public func validate() -> [FieldError] {
+        var errs = Validation.metadata(metadata, namespaced: true)
+        // Job names are NAME-<minutes>: 11 more characters, and a Job's name must fit in a label (63).
+        if name.count > 52 { errs.append(.init(.invalid, "metadata.name", "\"\(name)\": must be no more than 52 characters")) }
+        guard let spec else { return errs + [.init(.required, "spec", "")] }
+        if spec.schedule.isEmpty { errs.append(.init(.required, "spec.schedule", "")) }
+        else {
+            do { _ = try CronSchedule(spec.schedule) } catch { errs.append(.init(.invalid, "spec.schedule", "\"\(spec.schedule)\": \(error)")) }
+        }
+        if let tz = spec.timeZone {
+            if TimeZone(identifier: tz) == nil || tz.isEmpty { errs.append(.init(.invalid, "spec.timeZone", "\"\(tz)\": unknown time zone \(tz)")) }
+        }
+        if let p = spec.concurrencyPolicy, !["Allow", "Forbid", "Replace"].contains(p) {
+            errs.append(.init(.notSupported, "spec.concurrencyPolicy", "\"\(p)\": supported values: \"Allow\", \"Forbid\", \"Replace\""))
+        }
+        if let d = spec.startingDeadlineSeconds, d < 0 { errs.append(.init(.invalid, "spec.startingDeadlineSeconds", "\(d): must be greater than or equal to 0")) }
+        for (f, v) in [("spec.successfulJobsHistoryLimit", spec.successfulJobsHistoryLimit), ("spec.failedJobsHistoryLimit", spec.failedJobsHistoryLimit)] {
+            if let v, v < 0 { errs.append(.init(.invalid, f, "\(v): must be greater than or equal to 0")) }
+        }
+        // The job template: what a Job of it would be told (its selector is made per Job).
+        if let js = spec.jobTemplate.spec {
+            var j = Job(metadata: ObjectMeta(name: name, namespace: namespace), spec: js)
+            j.spec?.selector = nil
+            j.spec?.manualSelector = nil
+            for e in j.validate() where e.field.hasPrefix("spec.") {
+                errs.append(.init(e.kind, "spec.jobTemplate." + e.field, e.message))
+            }
+        } else {
+            errs.append(.init(.required, "spec.jobTemplate.spec", ""))
+        }
+        return errs
+    }
+
+    public func validateUpdate(old: CronJob) -> [FieldError] { [] }
+}
+
+extension CronJob: TablePrintable {
+    public static let columns = [nameCol, TableColumn("Schedule"), TableColumn("Timezone"), TableColumn("Suspend"), TableColumn("Active", "integer"),
+                                 TableColumn("Last Schedule"), ageCol]
+    public func cells(now: Date) -> [JSONValue] {
+        [.string(name), .string(spec?.schedule ?? ""), .string(spec?.timeZone ?? "<none>"), .string(spec?.suspend == true ? "True" : "False"),
+         .int(Int64(status?.active?.count ?? 0)), .string(status?.lastScheduleTime.map { KubeTime.age(since: $0, now: now) } ?? "<none>"), age]
+    }
+}

@@ -65,6 +65,7 @@ public final class SharedInformers: Sendable {
     public let endpoints: Informer<Endpoints>
     public let pdbs: Informer<PodDisruptionBudget>
     public let jobs: Informer<Job>
+    public let cronJobs: Informer<CronJob>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -79,6 +80,8 @@ public final class SharedInformers: Sendable {
         endpoints = Informer(client: client)
         pdbs = Informer(client: client)
         jobs = Informer(client: client)
+        cronJobs = Informer(client: client)
+        jobs.addIndex("owner") { j in j.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
         replicaSets.addIndex("owner") { r in r.metadata.ownerReferences?.map(\.uid) ?? [] }
@@ -98,6 +101,7 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.endpoints.run() }
             g.addTask { await self.pdbs.run() }
             g.addTask { await self.jobs.run() }
+            g.addTask { await self.cronJobs.run() }
         }
     }
 
@@ -108,6 +112,6 @@ public final class SharedInformers: Sendable {
         _ = await hpas.waitForSync(timeout: 3600)
         _ = await services.waitForSync(timeout: 3600); _ = await endpointSlices.waitForSync(timeout: 3600)
         _ = await endpoints.waitForSync(timeout: 3600); _ = await pdbs.waitForSync(timeout: 3600)
-        _ = await jobs.waitForSync(timeout: 3600)
+        _ = await jobs.waitForSync(timeout: 3600); _ = await cronJobs.waitForSync(timeout: 3600)
     }
 }
