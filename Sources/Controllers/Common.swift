@@ -66,6 +66,8 @@ public final class SharedInformers: Sendable {
     public let pdbs: Informer<PodDisruptionBudget>
     public let jobs: Informer<Job>
     public let cronJobs: Informer<CronJob>
+    public let daemonSets: Informer<DaemonSet>
+    public let revisions: Informer<ControllerRevision>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -81,6 +83,8 @@ public final class SharedInformers: Sendable {
         pdbs = Informer(client: client)
         jobs = Informer(client: client)
         cronJobs = Informer(client: client)
+        daemonSets = Informer(client: client)
+        revisions = Informer(client: client)
         jobs.addIndex("owner") { j in j.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
@@ -102,6 +106,8 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.pdbs.run() }
             g.addTask { await self.jobs.run() }
             g.addTask { await self.cronJobs.run() }
+            g.addTask { await self.daemonSets.run() }
+            g.addTask { await self.revisions.run() }
         }
     }
 
@@ -113,5 +119,6 @@ public final class SharedInformers: Sendable {
         _ = await services.waitForSync(timeout: 3600); _ = await endpointSlices.waitForSync(timeout: 3600)
         _ = await endpoints.waitForSync(timeout: 3600); _ = await pdbs.waitForSync(timeout: 3600)
         _ = await jobs.waitForSync(timeout: 3600); _ = await cronJobs.waitForSync(timeout: 3600)
+        _ = await daemonSets.waitForSync(timeout: 3600); _ = await revisions.waitForSync(timeout: 3600)
     }
 }

@@ -30,6 +30,7 @@ public final class GarbageCollector: Sendable {
         var m: [String: Owner] = [:]
         for d in informers.deployments.list() { m[d.metadata.uid ?? ""] = Owner(uid: d.metadata.uid ?? "", deleting: d.metadata.deletionTimestamp != nil, finalizers: d.metadata.finalizers ?? [], kind: "Deployment", name: d.name, namespace: d.namespace) }
         for r in informers.replicaSets.list() { m[r.metadata.uid ?? ""] = Owner(uid: r.metadata.uid ?? "", deleting: r.metadata.deletionTimestamp != nil, finalizers: r.metadata.finalizers ?? [], kind: "ReplicaSet", name: r.name, namespace: r.namespace) }
+        for x in informers.daemonSets.list() { m[x.metadata.uid ?? ""] = Owner(uid: x.metadata.uid ?? "", deleting: x.metadata.deletionTimestamp != nil, finalizers: x.metadata.finalizers ?? [], kind: "DaemonSet", name: x.name, namespace: x.namespace) }
         for c in informers.cronJobs.list() { m[c.metadata.uid ?? ""] = Owner(uid: c.metadata.uid ?? "", deleting: c.metadata.deletionTimestamp != nil, finalizers: c.metadata.finalizers ?? [], kind: "CronJob", name: c.name, namespace: c.namespace) }
         for j in informers.jobs.list() { m[j.metadata.uid ?? ""] = Owner(uid: j.metadata.uid ?? "", deleting: j.metadata.deletionTimestamp != nil, finalizers: j.metadata.finalizers ?? [], kind: "Job", name: j.name, namespace: j.namespace) }
         return m
@@ -43,19 +44,21 @@ public final class GarbageCollector: Sendable {
             case "ReplicaSet": return try await client.get(ReplicaSet.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             case "Job": return try await client.get(Job.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             case "CronJob": return try await client.get(CronJob.self, ref.name, namespace: namespace).metadata.uid != ref.uid
+            case "DaemonSet": return try await client.get(DaemonSet.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             default: return false
             }
         } catch let s as Status where s.code == 404 { return true } catch { return false }
     }
 
     public func sweep() async {
-        guard informers.deployments.hasSynced, informers.replicaSets.hasSynced, informers.pods.hasSynced, informers.jobs.hasSynced, informers.cronJobs.hasSynced else { return }
+        guard informers.deployments.hasSynced, informers.replicaSets.hasSynced, informers.pods.hasSynced, informers.jobs.hasSynced, informers.cronJobs.hasSynced,
+              informers.daemonSets.hasSynced, informers.revisions.hasSynced else { return }
         let all = owners()
         // Dependents whose owners are gone (background), or whose owners delete in the foreground.
         func handle<T: KubeObject>(_ type: T.Type, _ items: [T]) async {
             for o in items {
                 guard let refs = o.metadata.ownerReferences, !refs.isEmpty else { continue }
-                for ref in refs where ["Deployment", "ReplicaSet", "Job", "CronJob"].contains(ref.kind) {
+                for ref in refs where ["Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet"].contains(ref.kind) {
                     if let owner = all[ref.uid] {
                         if owner.deleting && owner.finalizers.contains("orphan") {
                             let kept = refs.filter { $0.uid != ref.uid }
@@ -75,6 +78,7 @@ public final class GarbageCollector: Sendable {
         }
         await handle(ReplicaSet.self, informers.replicaSets.list())
         await handle(Job.self, informers.jobs.list())
+        await handle(ControllerRevision.self, informers.revisions.list())
         await handle(Pod.self, informers.pods.list())
         // Objects waiting on finalizers whose dependents are all gone (or released) finish now.
         // Pods own nothing, so a pod deleted in the foreground finishes at once.
@@ -93,6 +97,7 @@ public final class GarbageCollector: Sendable {
                 case "ReplicaSet": _ = try? await client.patch(ReplicaSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 case "Job": _ = try? await client.patch(Job.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 case "CronJob": _ = try? await client.patch(CronJob.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                case "DaemonSet": _ = try? await client.patch(DaemonSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 default: _ = try? await client.patch(Pod.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 }
             }
