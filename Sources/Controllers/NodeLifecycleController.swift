@@ -98,8 +98,10 @@ public final class NodeLifecycleController: Sendable {
             let updated = try await client.updateStatus(node)
             var withTaint = updated
             var spec = withTaint.spec ?? NodeSpec()
-            if !(spec.taints ?? []).contains(where: { $0.key == Self.unreachable }) {
-                spec.taints = (spec.taints ?? []) + [Taint(key: Self.unreachable, effect: "NoExecute", timeAdded: now)]
+            // As Kubernetes: NoSchedule keeps new pods off (DaemonSet pods too), NoExecute evicts.
+            let missing = ["NoSchedule", "NoExecute"].filter { e in !(spec.taints ?? []).contains { $0.key == Self.unreachable && $0.effect == e } }
+            if !missing.isEmpty {
+                spec.taints = (spec.taints ?? []) + missing.map { Taint(key: Self.unreachable, effect: $0, timeAdded: $0 == "NoExecute" ? now : nil) }
                 withTaint.spec = spec
                 _ = try await client.update(withTaint)
             }
