@@ -50,6 +50,19 @@ public final class GarbageCollector: Sendable {
         } catch let s as Status where s.code == 404 { return true } catch { return false }
     }
 
+    /// Pods bound to a node that no longer exists (Kubernetes' PodGC): nothing will ever confirm
+    /// their graceful end, so they go at once. The node's absence is confirmed by the apiserver.
+    func deleteOrphanedPods() async {
+        guard informers.nodes.hasSynced else { return }
+        let nodes = Set(informers.nodes.list().map(\.name))
+        for p in informers.pods.list() {
+            guard let n = p.spec?.nodeName, !n.isEmpty, !nodes.contains(n) else { continue }
+            do { _ = try await client.get(Node.self, n); continue } catch let s as Status where s.code == 404 {} catch { continue }
+            logger.info("deleting a pod whose node is gone", metadata: ["pod": "\(p.namespace)/\(p.name)", "node": "\(n)"])
+            try? await client.delete(Pod.self, p.name, namespace: p.namespace, options: DeleteOptions(gracePeriodSeconds: 0))
+        }
+    }
+
     public func sweep() async {
         guard informers.deployments.hasSynced, informers.replicaSets.hasSynced, informers.pods.hasSynced, informers.jobs.hasSynced, informers.cronJobs.hasSynced,
               informers.daemonSets.hasSynced, informers.revisions.hasSynced else { return }
@@ -77,6 +90,7 @@ public final class GarbageCollector: Sendable {
             }
         }
         await handle(ReplicaSet.self, informers.replicaSets.list())
+        await deleteOrphanedPods()
         await handle(Job.self, informers.jobs.list())
         await handle(ControllerRevision.self, informers.revisions.list())
         await handle(Pod.self, informers.pods.list())
