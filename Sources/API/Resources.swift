@@ -55,8 +55,9 @@ public enum Resources {
     public static let jobs = ResourceInfo(group: "batch", version: "v1", kind: "Job", plural: "jobs", subresources: ["status"], categories: ["all"])
     public static let daemonsets = ResourceInfo(group: "apps", version: "v1", kind: "DaemonSet", plural: "daemonsets", shortNames: ["ds"], subresources: ["status"], categories: ["all"])
     public static let controllerrevisions = ResourceInfo(group: "apps", version: "v1", kind: "ControllerRevision", plural: "controllerrevisions")
+    public static let statefulsets = ResourceInfo(group: "apps", version: "v1", kind: "StatefulSet", plural: "statefulsets", shortNames: ["sts"], subresources: ["status", "scale"], categories: ["all"])
     public static let cronjobs = ResourceInfo(group: "batch", version: "v1", kind: "CronJob", plural: "cronjobs", shortNames: ["cj"], subresources: ["status"], categories: ["all"])
-    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs, jobs, cronjobs, daemonsets, controllerrevisions]
+    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs, jobs, cronjobs, daemonsets, controllerrevisions, statefulsets]
 
     /// Finds a resource by plural, singular, short name or kind, optionally qualified with a group ("deployments.apps").
     public static func lookup(_ name: String) -> ResourceInfo? {

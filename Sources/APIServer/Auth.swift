@@ -49,7 +49,7 @@ public struct Authorizer: Sendable {
         case "system:kube-controller-manager":
             let managed: Set<String> = ["pods", "replicasets.apps", "deployments.apps", "horizontalpodautoscalers.autoscaling", "events",
                                         "endpoints", "endpointslices.discovery.k8s.io", "leases.coordination.k8s.io", "certificatesigningrequests.certificates.k8s.io",
-                                        "nodes", "namespaces", "poddisruptionbudgets.policy", "jobs.batch", "cronjobs.batch", "daemonsets.apps", "controllerrevisions.apps"]
+                                        "nodes", "namespaces", "poddisruptionbudgets.policy", "jobs.batch", "cronjobs.batch", "daemonsets.apps", "controllerrevisions.apps", "statefulsets.apps"]
             if managed.contains(gr) { return .allow }
             if read { return .allow }
             return deny(a)

@@ -497,6 +497,11 @@ public final class Registry: Sendable {
             meta.uid = d.metadata.uid; meta.creationTimestamp = d.metadata.creationTimestamp; meta.resourceVersion = "\(cur.revision)"
             return Scale(metadata: meta, replicas: d.spec?.replicas ?? 0, statusReplicas: d.status?.replicas ?? 0, selector: d.spec?.selector?.stringForm)
         }
+        if info == Resources.statefulsets {
+            let x = try Objects.decodeStored(StatefulSet.self, cur)
+            meta.uid = x.metadata.uid; meta.creationTimestamp = x.metadata.creationTimestamp; meta.resourceVersion = "\(cur.revision)"
+            return Scale(metadata: meta, replicas: x.spec?.replicas ?? 0, statusReplicas: x.status?.replicas ?? 0, selector: x.spec?.selector?.stringForm)
+        }
         let r = try Objects.decodeStored(ReplicaSet.self, cur)
         meta.uid = r.metadata.uid; meta.creationTimestamp = r.metadata.creationTimestamp; meta.resourceVersion = "\(cur.revision)"
         return Scale(metadata: meta, replicas: r.spec?.replicas ?? 0, statusReplicas: r.status?.replicas ?? 0, selector: r.spec?.selector?.stringForm)
@@ -513,6 +518,8 @@ public final class Registry: Sendable {
         if replicas < 0 { throw Status.invalid(info, name, [FieldError(.invalid, "spec.replicas", "\(replicas): must be greater than or equal to 0")]) }
         if info == Resources.deployments {
             _ = try await mutate(Deployment.self, namespace: namespace, name: name, precondition: pre) { $0.spec?.replicas = replicas }
+        } else if info == Resources.statefulsets {
+            _ = try await mutate(StatefulSet.self, namespace: namespace, name: name, precondition: pre) { $0.spec?.replicas = replicas }
         } else {
             _ = try await mutate(ReplicaSet.self, namespace: namespace, name: name, precondition: pre) { $0.spec?.replicas = replicas }
         }

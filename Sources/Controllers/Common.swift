@@ -68,6 +68,7 @@ public final class SharedInformers: Sendable {
     public let cronJobs: Informer<CronJob>
     public let daemonSets: Informer<DaemonSet>
     public let revisions: Informer<ControllerRevision>
+    public let statefulSets: Informer<StatefulSet>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -85,6 +86,7 @@ public final class SharedInformers: Sendable {
         cronJobs = Informer(client: client)
         daemonSets = Informer(client: client)
         revisions = Informer(client: client)
+        statefulSets = Informer(client: client)
         jobs.addIndex("owner") { j in j.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
@@ -108,6 +110,7 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.cronJobs.run() }
             g.addTask { await self.daemonSets.run() }
             g.addTask { await self.revisions.run() }
+            g.addTask { await self.statefulSets.run() }
         }
     }
 
@@ -120,5 +123,6 @@ public final class SharedInformers: Sendable {
         _ = await endpoints.waitForSync(timeout: 3600); _ = await pdbs.waitForSync(timeout: 3600)
         _ = await jobs.waitForSync(timeout: 3600); _ = await cronJobs.waitForSync(timeout: 3600)
         _ = await daemonSets.waitForSync(timeout: 3600); _ = await revisions.waitForSync(timeout: 3600)
+        _ = await statefulSets.waitForSync(timeout: 3600)
     }
 }

@@ -33,6 +33,7 @@ public final class ControllerManager: Sendable {
     public let jobs: JobController
     public let cronJobs: CronJobController
     public let daemonSets: DaemonSetController
+    public let statefulSets: StatefulSetController
     let config: ControllerManagerConfig
 
     public init(client: KubeClient, config: ControllerManagerConfig = ControllerManagerConfig(), clock: any ControlClock = SystemControlClock()) {
@@ -49,6 +50,7 @@ public final class ControllerManager: Sendable {
         jobs = JobController(client: client, informers: informers, clock: clock)
         cronJobs = CronJobController(client: client, informers: informers, clock: clock)
         daemonSets = DaemonSetController(client: client, informers: informers, clock: clock)
+        statefulSets = StatefulSetController(client: client, informers: informers, clock: clock)
         if let ca = config.ca { csr = CSRSigner(client: client, informers: informers, ca: ca, clock: clock) } else { csr = nil }
     }
 
@@ -68,6 +70,7 @@ public final class ControllerManager: Sendable {
                     c.addTask { await self.jobs.run(workers: self.config.workers) }
                     c.addTask { await self.cronJobs.run(workers: 2) }
                     c.addTask { await self.daemonSets.run(workers: 2) }
+                    c.addTask { await self.statefulSets.run(workers: 2) }
                     if let csr = self.csr { c.addTask { await csr.run() } }
                 }
             }

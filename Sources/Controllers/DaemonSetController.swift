@@ -195,7 +195,7 @@ public final class DaemonSetController: Sendable {
             return .done
         }
         let hash = podTemplateHash(spec.template, collisionCount: ds.status?.collisionCount ?? 0)
-        try await syncRevisions(ds, hash: hash)
+        try await RevisionHistory.sync(client, informers, owner: ds, template: spec.template, hash: hash, limit: spec.revisionHistoryLimit ?? 10)
         let pods = informers.pods.list(namespace: ds.namespace).filter { $0.metadata.controllerRef?.uid == uid }
         let now = clock.now()
         var d = DaemonSetLogic.decide(ds, nodes: informers.nodes.list(), pods: pods, hash: hash, now: now)
@@ -228,34 +228,6 @@ public final class DaemonSetController: Sendable {
         }
         if let r = d.requeueAfter { return .requeue(after: r) }
         return .done
-    }
-
-    /// The revision of the current template exists and is the newest; old ones beyond
-    /// revisionHistoryLimit go.
-    func syncRevisions(_ ds: DaemonSet, hash: String) async throws {
-        guard let uid = ds.metadata.uid, let spec = ds.spec else { return }
-        let mine = informers.revisions.list(namespace: ds.namespace).filter { $0.metadata.controllerRef?.uid == uid }
-        let top = mine.map(\.revision).max() ?? 0
-        let name = "\(ds.name)-\(hash)"
-        if var cur = mine.first(where: { $0.name == name }) {
-            if cur.revision < top {
-                // Rolled back to an older template: it becomes the newest revision again.
-                cur.revision = top + 1
-                _ = try await client.update(cur)
-            }
-        } else {
-            var meta = ObjectMeta(name: name, namespace: ds.namespace, labels: (spec.template.metadata?.labels ?? [:]).merging([DaemonSetLogic.hashLabel: hash]) { $1 })
-            meta.ownerReferences = [ownerRef(ds)]
-            var template = try JSONValue.from(spec.template)
-            template["$patch"] = .string("replace")
-            let rev = ControllerRevision(metadata: meta, data: .object(["spec": .object(["template": template])]), revision: top + 1)
-            do { _ = try await client.create(rev) } catch let s as Status where s.code == 409 {}
-        }
-        let limit = spec.revisionHistoryLimit ?? 10
-        let old = mine.filter { $0.name != name }.sorted { $0.revision < $1.revision }
-        for r in old.prefix(max(0, old.count - limit)) {
-            try? await client.delete(ControllerRevision.self, r.name, namespace: r.namespace)
-        }
     }
 
     public func newPod(_ ds: DaemonSet, node: String, hash: String) -> Pod {

@@ -3,6 +3,7 @@
 // owners with the orphan finalizer release their dependents first.
 import Foundation
 import Logging
+import Synchronization
 import API
 import Client
 
@@ -12,6 +13,9 @@ public final class GarbageCollector: Sendable {
     let clock: any ControlClock
     let period: Double
     let logger = Logger(label: "garbage-collector")
+    /// Nodes that pods are bound to but that are missing, since when.
+    let missingNodes = Mutex<[String: Date]>([:])
+    static let orphanQuarantine = 40.0
 
     public init(client: KubeClient, informers: SharedInformers, clock: any ControlClock = SystemControlClock(), period: Double = 1) {
         self.client = client; self.informers = informers; self.clock = clock; self.period = period
@@ -30,6 +34,7 @@ public final class GarbageCollector: Sendable {
         var m: [String: Owner] = [:]
         for d in informers.deployments.list() { m[d.metadata.uid ?? ""] = Owner(uid: d.metadata.uid ?? "", deleting: d.metadata.deletionTimestamp != nil, finalizers: d.metadata.finalizers ?? [], kind: "Deployment", name: d.name, namespace: d.namespace) }
         for r in informers.replicaSets.list() { m[r.metadata.uid ?? ""] = Owner(uid: r.metadata.uid ?? "", deleting: r.metadata.deletionTimestamp != nil, finalizers: r.metadata.finalizers ?? [], kind: "ReplicaSet", name: r.name, namespace: r.namespace) }
+        for x in informers.statefulSets.list() { m[x.metadata.uid ?? ""] = Owner(uid: x.metadata.uid ?? "", deleting: x.metadata.deletionTimestamp != nil, finalizers: x.metadata.finalizers ?? [], kind: "StatefulSet", name: x.name, namespace: x.namespace) }
         for x in informers.daemonSets.list() { m[x.metadata.uid ?? ""] = Owner(uid: x.metadata.uid ?? "", deleting: x.metadata.deletionTimestamp != nil, finalizers: x.metadata.finalizers ?? [], kind: "DaemonSet", name: x.name, namespace: x.namespace) }
         for c in informers.cronJobs.list() { m[c.metadata.uid ?? ""] = Owner(uid: c.metadata.uid ?? "", deleting: c.metadata.deletionTimestamp != nil, finalizers: c.metadata.finalizers ?? [], kind: "CronJob", name: c.name, namespace: c.namespace) }
         for j in informers.jobs.list() { m[j.metadata.uid ?? ""] = Owner(uid: j.metadata.uid ?? "", deleting: j.metadata.deletionTimestamp != nil, finalizers: j.metadata.finalizers ?? [], kind: "Job", name: j.name, namespace: j.namespace) }
@@ -45,18 +50,28 @@ public final class GarbageCollector: Sendable {
             case "Job": return try await client.get(Job.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             case "CronJob": return try await client.get(CronJob.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             case "DaemonSet": return try await client.get(DaemonSet.self, ref.name, namespace: namespace).metadata.uid != ref.uid
+            case "StatefulSet": return try await client.get(StatefulSet.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             default: return false
             }
         } catch let s as Status where s.code == 404 { return true } catch { return false }
     }
 
     /// Pods bound to a node that no longer exists (Kubernetes' PodGC): nothing will ever confirm
-    /// their graceful end, so they go at once. The node's absence is confirmed by the apiserver.
+    /// their graceful end, so they go at once, once the node has been missing for the quarantine
+    /// (40 s, as Kubernetes: a node being created or re-registering is not yet in the cache) and
+    /// the apiserver confirms it is gone.
     func deleteOrphanedPods() async {
         guard informers.nodes.hasSynced else { return }
         let nodes = Set(informers.nodes.list().map(\.name))
+        let now = clock.now()
+        let bound = Set(informers.pods.list().compactMap { $0.spec?.nodeName }.filter { !$0.isEmpty && !nodes.contains($0) })
+        let due = missingNodes.withLock { m -> Set<String> in
+            m = m.filter { bound.contains($0.key) }
+            for n in bound where m[n] == nil { m[n] = now }
+            return Set(m.filter { now.timeIntervalSince($0.value) >= Self.orphanQuarantine }.keys)
+        }
         for p in informers.pods.list() {
-            guard let n = p.spec?.nodeName, !n.isEmpty, !nodes.contains(n) else { continue }
+            guard let n = p.spec?.nodeName, due.contains(n) else { continue }
             do { _ = try await client.get(Node.self, n); continue } catch let s as Status where s.code == 404 {} catch { continue }
             logger.info("deleting a pod whose node is gone", metadata: ["pod": "\(p.namespace)/\(p.name)", "node": "\(n)"])
             try? await client.delete(Pod.self, p.name, namespace: p.namespace, options: DeleteOptions(gracePeriodSeconds: 0))
@@ -65,13 +80,13 @@ public final class GarbageCollector: Sendable {
 
     public func sweep() async {
         guard informers.deployments.hasSynced, informers.replicaSets.hasSynced, informers.pods.hasSynced, informers.jobs.hasSynced, informers.cronJobs.hasSynced,
-              informers.daemonSets.hasSynced, informers.revisions.hasSynced else { return }
+              informers.daemonSets.hasSynced, informers.revisions.hasSynced, informers.statefulSets.hasSynced else { return }
         let all = owners()
         // Dependents whose owners are gone (background), or whose owners delete in the foreground.
         func handle<T: KubeObject>(_ type: T.Type, _ items: [T]) async {
             for o in items {
                 guard let refs = o.metadata.ownerReferences, !refs.isEmpty else { continue }
-                for ref in refs where ["Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet"].contains(ref.kind) {
+                for ref in refs where ["Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet"].contains(ref.kind) {
                     if let owner = all[ref.uid] {
                         if owner.deleting && owner.finalizers.contains("orphan") {
                             let kept = refs.filter { $0.uid != ref.uid }
@@ -112,6 +127,7 @@ public final class GarbageCollector: Sendable {
                 case "Job": _ = try? await client.patch(Job.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 case "CronJob": _ = try? await client.patch(CronJob.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 case "DaemonSet": _ = try? await client.patch(DaemonSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                case "StatefulSet": _ = try? await client.patch(StatefulSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 default: _ = try? await client.patch(Pod.self, owner.name, namespace: owner.namespace, mergePatch: patch)
                 }
             }
