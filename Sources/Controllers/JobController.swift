@@ -8,6 +8,7 @@
 // deleted ttlSecondsAfterFinished later.
 import Foundation
 import Logging
+import Synchronization
 import API
 import Client
 
@@ -265,6 +266,8 @@ public final class JobController: Sendable {
     let events: EventRecorder
     let clock: any ControlClock
     let logger = Logger(label: "job-controller")
+    /// Consecutive passes whose pod creations were refused, per job.
+    let createFailures = Mutex<[String: Int]>([:])
 
     public init(client: KubeClient, informers: SharedInformers, clock: any ControlClock = SystemControlClock()) {
         self.client = client; self.informers = informers; self.clock = clock
@@ -344,6 +347,7 @@ public final class JobController: Sendable {
                 } catch { expectations.observedDelete(key, pod: n) }
             }
         }
+        var failedCreates = 0
         if !d.create.isEmpty {
             expectations.expect(key, adds: d.create.count, now: now)
             for index in d.create {
@@ -352,10 +356,18 @@ public final class JobController: Sendable {
                     events.record(job, reason: "SuccessfulCreate", message: "Created pod: \(p.name)")
                 } catch {
                     expectations.observedAdd(key)
+                    failedCreates += 1
                     events.record(job, type: "Warning", reason: "FailedCreate", message: "Error creating: \(error)")
                 }
             }
         }
+        // Pods the apiserver refused are tried again, backing off (10 s, doubling, at most 6 min);
+        // only activeDeadlineSeconds ends such a job, as in Kubernetes.
+        if failedCreates > 0 {
+            let n = createFailures.withLock { f -> Int in f[key, default: 0] += 1; return f[key]! }
+            return .requeue(after: min(JobLogic.backoffMax, JobLogic.backoffBase * pow(2, Double(min(n, 16) - 1))))
+        }
+        createFailures.withLock { _ = $0.removeValue(forKey: key) }
         // Counted pods leave uncountedTerminatedPods on the next pass, once their finalizers are gone.
         if removed { return .requeue(after: 0) }
         if let r = d.requeueAfter { return .requeue(after: r) }
