@@ -44,6 +44,19 @@ public struct JobSpec: Codable, Hashable, Sendable {
     }
 }
 
+extension JobSpec {
+    /// Kubernetes' defaults for a Job's spec (also a CronJob's job template's).
+    mutating func applyDefaults() {
+        if completions == nil && parallelism == nil { completions = 1 }
+        parallelism = parallelism ?? 1
+        backoffLimit = backoffLimit ?? 6
+        completionMode = completionMode ?? "NonIndexed"
+        suspend = suspend ?? false
+        podReplacementPolicy = podReplacementPolicy ?? (podFailurePolicy != nil ? "Failed" : "TerminatingOrFailed")
+        template.spec?.applyDefaults()
+    }
+}
+
 public struct JobCondition: Codable, Hashable, Sendable {
     public var type: String
     public var status: String
@@ -132,14 +145,7 @@ extension Job: ServedKind {
 
     public mutating func applyDefaults() {
         guard spec != nil else { return }
-        if spec!.completions == nil && spec!.parallelism == nil { spec!.completions = 1 }
-        spec!.parallelism = spec!.parallelism ?? 1
-        spec!.backoffLimit = spec!.backoffLimit ?? 6
-        spec!.completionMode = spec!.completionMode ?? "NonIndexed"
-        spec!.suspend = spec!.suspend ?? false
-        spec!.manualSelector = spec!.manualSelector
-        spec!.podReplacementPolicy = spec!.podReplacementPolicy ?? (spec!.podFailurePolicy != nil ? "Failed" : "TerminatingOrFailed")
-        spec!.template.spec?.applyDefaults()
+        spec!.applyDefaults()
         // The selector: this job's own uid (set by the apiserver on create), unless chosen by hand.
         if spec!.manualSelector != true, let uid = metadata.uid {
             let own = [JobLabels.controllerUID: uid]
@@ -314,16 +320,7 @@ extension CronJob: ServedKind {
         spec!.suspend = spec!.suspend ?? false
         spec!.successfulJobsHistoryLimit = spec!.successfulJobsHistoryLimit ?? 3
         spec!.failedJobsHistoryLimit = spec!.failedJobsHistoryLimit ?? 1
-        if var js = spec!.jobTemplate.spec {
-            if js.completions == nil && js.parallelism == nil { js.completions = 1 }
-            js.parallelism = js.parallelism ?? 1
-            js.backoffLimit = js.backoffLimit ?? 6
-            js.completionMode = js.completionMode ?? "NonIndexed"
-            js.suspend = js.suspend ?? false
-            js.podReplacementPolicy = js.podReplacementPolicy ?? (js.podFailurePolicy != nil ? "Failed" : "TerminatingOrFailed")
-            js.template.spec?.applyDefaults()
-            spec!.jobTemplate.spec = js
-        }
+        spec!.jobTemplate.spec?.applyDefaults()
     }
 
     public func validate() -> [FieldError] {

@@ -45,6 +45,8 @@ public struct DaemonSet: KubeObject, Hashable {
 
 public struct ControllerRevision: KubeObject, Hashable {
     public static let resource = Resources.controllerrevisions
+    /// The label naming the revision (template hash) of a DaemonSet's or StatefulSet's pods.
+    public static let hashLabel = "controller-revision-hash"
     public var apiVersion: String?
     public var kind: String?
     public var metadata: ObjectMeta

@@ -126,3 +126,66 @@ public final class SharedInformers: Sendable {
         _ = await statefulSets.waitForSync(timeout: 3600)
     }
 }
+
+/// The controller (if any) of `kind` that owns `p`, as a "namespace/name" queue key.
+func ownerKey(_ p: Pod, kind: String) -> String? {
+    guard let ref = p.metadata.controllerRef, ref.kind == kind else { return nil }
+    return "\(p.namespace)/\(ref.name)"
+}
+
+extension Expectations {
+    /// Pod events for a controller of `kind` pods: its owner is queued, and the creations and
+    /// deletions its expectations wait for are counted. `orphan` sees pods without a controller.
+    func trackPods(_ pods: Informer<Pod>, kind: String, queue: WorkQueue, orphan: (@Sendable (Pod) -> Void)? = nil) {
+        pods.addHandler { [self] ev in
+            switch ev {
+            case .added(let p):
+                if let k = ownerKey(p, kind: kind) { observedAdd(k); queue.add(k) } else { orphan?(p) }
+            case .updated(let old, let p):
+                if let k = ownerKey(p, kind: kind) {
+                    if p.metadata.deletionTimestamp != nil, old.metadata.deletionTimestamp == nil { observedDelete(k, pod: p.name) }
+                    queue.add(k)
+                } else { orphan?(p) }
+                if let k = ownerKey(old, kind: kind), k != ownerKey(p, kind: kind) { queue.add(k) }
+            case .deleted(let p):
+                if let k = ownerKey(p, kind: kind) { observedDelete(k, pod: p.name); queue.add(k) }
+            }
+        }
+    }
+}
+
+/// Deletes and creates pods for `owner` (queue key `key`) under its expectations, with an event
+/// per pod; returns how many creations the apiserver refused.
+func writePods<T: KubeObject>(_ client: KubeClient, _ events: EventRecorder, _ expectations: Expectations, owner: T, key: String,
+                              delete: [String], create: [Pod], now: Date) async -> Int {
+    guard !delete.isEmpty || !create.isEmpty else { return 0 }
+    expectations.expect(key, adds: create.count, deletes: Set(delete), now: now)
+    for n in delete {
+        do {
+            try await client.delete(Pod.self, n, namespace: owner.namespace)
+            events.record(owner, reason: "SuccessfulDelete", message: "Deleted pod: \(n)")
+        } catch { expectations.observedDelete(key, pod: n) }
+    }
+    var refused = 0
+    for pod in create {
+        do {
+            let p = try await client.create(pod)
+            events.record(owner, reason: "SuccessfulCreate", message: "Created pod: \(p.name)")
+        } catch {
+            expectations.observedAdd(key)
+            refused += 1
+            events.record(owner, type: "Warning", reason: "FailedCreate", message: "Error creating: \(error)")
+        }
+    }
+    return refused
+}
+
+/// Writes `status` into `obj` if it differs; false when the object changed meanwhile (409), so
+/// the caller looks again.
+func writeStatus<T: KubeObject, S: Equatable>(_ client: KubeClient, _ obj: T, _ path: WritableKeyPath<T, S?>, _ status: S) async throws -> Bool {
+    guard obj[keyPath: path] != status else { return true }
+    var next = obj
+    next[keyPath: path] = status
+    do { _ = try await client.updateStatus(next) } catch let s as Status where s.code == 409 { return false }
+    return true
+}

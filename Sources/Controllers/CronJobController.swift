@@ -146,11 +146,7 @@ public final class CronJobController: Sendable {
             }
         }
         for e in d.events { events.record(cj, type: e.type, reason: e.reason, message: e.message) }
-        if status != cj.status {
-            var next = cj
-            next.status = status
-            do { _ = try await client.updateStatus(next) } catch let s as Status where s.code == 409 { return .requeue(after: 0) }
-        }
+        if try await !writeStatus(client, cj, \.status, status) { return .requeue(after: 0) }
         if let r = d.requeueAfter { return .requeue(after: r) }
         return .done
     }

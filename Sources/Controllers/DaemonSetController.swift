@@ -20,8 +20,6 @@ public struct DaemonSetDecision: Equatable, Sendable {
 }
 
 public enum DaemonSetLogic {
-    public static let hashLabel = "controller-revision-hash"
-
     /// The tolerations every DaemonSet pod gets (Kubernetes' AddOrUpdateDaemonPodTolerations).
     public static func defaultTolerations(hostNetwork: Bool) -> [Toleration] {
         var t = [Toleration(key: "node.kubernetes.io/not-ready", operator: "Exists", effect: "NoExecute"),
@@ -87,7 +85,7 @@ public enum DaemonSetLogic {
             }
             // One pod of each revision at most: the oldest stays.
             here.sort { ($0.metadata.creationTimestamp ?? "") < ($1.metadata.creationTimestamp ?? "") }
-            let new = here.filter { $0.labels[hashLabel] == hash }, old = here.filter { $0.labels[hashLabel] != hash }
+            let new = here.filter { $0.labels[ControllerRevision.hashLabel] == hash }, old = here.filter { $0.labels[ControllerRevision.hashLabel] != hash }
             d.delete += new.dropFirst().map(\.name)
             if old.count > 1 && new.isEmpty { d.delete += old.dropFirst().map(\.name) }
             let keptNew = Array(new.prefix(1)), keptOld = new.isEmpty ? Array(old.prefix(1)) : old
@@ -159,31 +157,13 @@ public final class DaemonSetController: Sendable {
             case .deleted(let x): self.expectations.forget(Informer<DaemonSet>.key(x))
             }
         }
-        informers.pods.addHandler { [weak self] ev in
-            guard let self else { return }
-            switch ev {
-            case .added(let p):
-                if let k = Self.ownerKey(p) { self.expectations.observedAdd(k); self.queue.add(k) }
-            case .updated(let old, let p):
-                if let k = Self.ownerKey(p) {
-                    if p.metadata.deletionTimestamp != nil, old.metadata.deletionTimestamp == nil { self.expectations.observedDelete(k, pod: p.name) }
-                    self.queue.add(k)
-                }
-            case .deleted(let p):
-                if let k = Self.ownerKey(p) { self.expectations.observedDelete(k, pod: p.name); self.queue.add(k) }
-            }
-        }
+        expectations.trackPods(informers.pods, kind: "DaemonSet", queue: queue)
         // Nodes that join, leave, or change labels or taints: every DaemonSet looks again.
         informers.nodes.addHandler { [weak self] ev in
             guard let self else { return }
             if case .updated(let a, let b) = ev, a.labels == b.labels, a.spec?.taints == b.spec?.taints, a.spec?.unschedulable == b.spec?.unschedulable { return }
             for ds in self.informers.daemonSets.list() { self.queue.add(Informer<DaemonSet>.key(ds)) }
         }
-    }
-
-    static func ownerKey(_ p: Pod) -> String? {
-        guard let ref = p.metadata.controllerRef, ref.kind == "DaemonSet" else { return nil }
-        return "\(p.namespace)/\(ref.name)"
     }
 
     public func run(workers: Int = 2) async {
@@ -200,39 +180,16 @@ public final class DaemonSetController: Sendable {
         let now = clock.now()
         var d = DaemonSetLogic.decide(ds, nodes: informers.nodes.list(), pods: pods, hash: hash, now: now)
         if !expectations.satisfied(key, now: now) { d.create = []; d.delete = [] }
-        if !d.delete.isEmpty {
-            expectations.expect(key, adds: 0, deletes: Set(d.delete), now: now)
-            for n in d.delete {
-                do {
-                    try await client.delete(Pod.self, n, namespace: ds.namespace)
-                    events.record(ds, reason: "SuccessfulDelete", message: "Deleted pod: \(n)")
-                } catch { expectations.observedDelete(key, pod: n) }
-            }
-        }
-        if !d.create.isEmpty {
-            expectations.expect(key, adds: d.create.count, now: now)
-            for node in d.create {
-                do {
-                    let p = try await client.create(newPod(ds, node: node, hash: hash))
-                    events.record(ds, reason: "SuccessfulCreate", message: "Created pod: \(p.name)")
-                } catch {
-                    expectations.observedAdd(key)
-                    events.record(ds, type: "Warning", reason: "FailedCreate", message: "Error creating: \(error)")
-                }
-            }
-        }
-        if d.status != ds.status {
-            var next = ds
-            next.status = d.status
-            do { _ = try await client.updateStatus(next) } catch let s as Status where s.code == 409 { return .requeue(after: 0) }
-        }
+        _ = await writePods(client, events, expectations, owner: ds, key: key, delete: d.delete,
+                            create: d.create.map { newPod(ds, node: $0, hash: hash) }, now: now)
+        if try await !writeStatus(client, ds, \.status, d.status) { return .requeue(after: 0) }
         if let r = d.requeueAfter { return .requeue(after: r) }
         return .done
     }
 
     public func newPod(_ ds: DaemonSet, node: String, hash: String) -> Pod {
         let t = ds.spec?.template
-        var meta = ObjectMeta(name: nil, namespace: ds.namespace, labels: (t?.metadata?.labels ?? [:]).merging([DaemonSetLogic.hashLabel: hash]) { $1 },
+        var meta = ObjectMeta(name: nil, namespace: ds.namespace, labels: (t?.metadata?.labels ?? [:]).merging([ControllerRevision.hashLabel: hash]) { $1 },
                               annotations: t?.metadata?.annotations)
         meta.generateName = "\(ds.name)-"
         meta.ownerReferences = [ownerRef(ds)]

@@ -201,7 +201,7 @@ public enum JobLogic {
             if active.isEmpty && uncounted.isEmpty {
                 _ = setCondition(&status, "Failed", "True", reason: f.reason, message: f.message, now: ts)
             }
-        } else if done || (completions != nil && !indexed && totalSucceeded >= completions!) {
+        } else if done {
             d.delete = active.filter { $0.metadata.deletionTimestamp == nil }.map(\.name)
             if active.isEmpty && uncounted.isEmpty {
                 _ = setCondition(&status, "SuccessCriteriaMet", "True", reason: "CompletionsReached", message: "Reached expected number of succeeded pods", now: ts)
@@ -280,25 +280,7 @@ public final class JobController: Sendable {
             case .deleted(let j): self.expectations.forget(Informer<Job>.key(j)); self.queue.add(Informer<Job>.key(j))
             }
         }
-        informers.pods.addHandler { [weak self] ev in
-            guard let self else { return }
-            switch ev {
-            case .added(let p):
-                if let k = Self.ownerKey(p) { self.expectations.observedAdd(k); self.queue.add(k) }
-            case .updated(let old, let p):
-                if let k = Self.ownerKey(p) {
-                    if p.metadata.deletionTimestamp != nil, old.metadata.deletionTimestamp == nil { self.expectations.observedDelete(k, pod: p.name) }
-                    self.queue.add(k)
-                }
-            case .deleted(let p):
-                if let k = Self.ownerKey(p) { self.expectations.observedDelete(k, pod: p.name); self.queue.add(k) }
-            }
-        }
-    }
-
-    static func ownerKey(_ p: Pod) -> String? {
-        guard let ref = p.metadata.controllerRef, ref.kind == "Job" else { return nil }
-        return "\(p.namespace)/\(ref.name)"
+        expectations.trackPods(informers.pods, kind: "Job", queue: queue)
     }
 
     public func run(workers: Int = 4) async {
@@ -311,7 +293,7 @@ public final class JobController: Sendable {
         let (namespace, name) = (parts[0], parts[1])
         let mine: (Pod) -> Bool
         let job = informers.jobs.get(key)
-        if let uid = job?.metadata.uid { mine = { $0.metadata.controllerRef?.uid == uid } } else { mine = { Self.ownerKey($0) == key } }
+        if let uid = job?.metadata.uid { mine = { $0.metadata.controllerRef?.uid == uid } } else { mine = { ownerKey($0, kind: "Job") == key } }
         let pods = informers.pods.list(namespace: namespace).filter(mine)
         guard let job, job.metadata.deletionTimestamp == nil else {
             // The job is gone (or going): its pods' finalizers must not keep them.
@@ -324,11 +306,7 @@ public final class JobController: Sendable {
         if !expectations.satisfied(key, now: now) { d.create = []; d.delete = [] }
 
         // Status first: the pods whose finalizers go next are recorded in it.
-        if d.status != job.status {
-            var next = job
-            next.status = d.status
-            do { _ = try await client.updateStatus(next) } catch let s as Status where s.code == 409 { return .requeue(after: 0) }
-        }
+        if try await !writeStatus(client, job, \.status, d.status) { return .requeue(after: 0) }
         for e in d.events { events.record(job, type: e.type, reason: e.reason, message: e.message) }
         var removed = false
         for n in d.removeFinalizers {
@@ -338,29 +316,8 @@ public final class JobController: Sendable {
             try? await client.delete(Job.self, name, namespace: namespace, options: DeleteOptions(propagationPolicy: "Background"))
             return .done
         }
-        if !d.delete.isEmpty {
-            expectations.expect(key, adds: 0, deletes: Set(d.delete), now: now)
-            for n in d.delete {
-                do {
-                    try await client.delete(Pod.self, n, namespace: namespace)
-                    events.record(job, reason: "SuccessfulDelete", message: "Deleted pod: \(n)")
-                } catch { expectations.observedDelete(key, pod: n) }
-            }
-        }
-        var failedCreates = 0
-        if !d.create.isEmpty {
-            expectations.expect(key, adds: d.create.count, now: now)
-            for index in d.create {
-                do {
-                    let p = try await client.create(newPod(job, index: index))
-                    events.record(job, reason: "SuccessfulCreate", message: "Created pod: \(p.name)")
-                } catch {
-                    expectations.observedAdd(key)
-                    failedCreates += 1
-                    events.record(job, type: "Warning", reason: "FailedCreate", message: "Error creating: \(error)")
-                }
-            }
-        }
+        let failedCreates = await writePods(client, events, expectations, owner: job, key: key, delete: d.delete,
+                                            create: d.create.map { newPod(job, index: $0) }, now: now)
         // Pods the apiserver refused are tried again, backing off (10 s, doubling, at most 6 min);
         // only activeDeadlineSeconds ends such a job, as in Kubernetes.
         if failedCreates > 0 {

@@ -25,26 +25,7 @@ public final class ReplicaSetController: Sendable {
             case .deleted(let r): self.expectations.forget(Informer<ReplicaSet>.key(r))
             }
         }
-        informers.pods.addHandler { [weak self] ev in
-            guard let self else { return }
-            switch ev {
-            case .added(let p):
-                if let k = self.ownerKey(p) { self.expectations.observedAdd(k); self.queue.add(k) } else { self.enqueueMatching(p) }
-            case .updated(let old, let p):
-                if let k = self.ownerKey(p) { self.queue.add(k) } else { self.enqueueMatching(p) }
-                if let k = self.ownerKey(old), k != self.ownerKey(p) { self.queue.add(k) }
-                if p.metadata.deletionTimestamp != nil, old.metadata.deletionTimestamp == nil, let k = self.ownerKey(p) {
-                    self.expectations.observedDelete(k, pod: p.name)
-                }
-            case .deleted(let p):
-                if let k = self.ownerKey(p) { self.expectations.observedDelete(k, pod: p.name); self.queue.add(k) }
-            }
-        }
-    }
-
-    func ownerKey(_ p: Pod) -> String? {
-        guard let ref = p.metadata.controllerRef, ref.kind == "ReplicaSet" else { return nil }
-        return "\(p.namespace)/\(ref.name)"
+        expectations.trackPods(informers.pods, kind: "ReplicaSet", queue: queue) { [weak self] p in self?.enqueueMatching(p) }
     }
 
     func enqueueMatching(_ p: Pod) {
@@ -126,11 +107,7 @@ public final class ReplicaSetController: Sendable {
             }
         }
         let status = Self.computeStatus(rs, pods: owned, now: now)
-        if status != rs.status {
-            var next = rs
-            next.status = status
-            do { _ = try await client.updateStatus(next) } catch let s as Status where s.code == 409 { return .requeue(after: 0) }
-        }
+        if try await !writeStatus(client, rs, \.status, status) { return .requeue(after: 0) }
         // Ready pods become available after minReadySeconds: look again then.
         if let m = rs.spec?.minReadySeconds, m > 0, status.readyReplicas != status.availableReplicas { return .requeue(after: Double(m)) }
         return .done

@@ -19,7 +19,7 @@ enum RevisionHistory {
             }
         } else {
             var meta = ObjectMeta(name: name, namespace: owner.namespace,
-                                  labels: (template.metadata?.labels ?? [:]).merging([DaemonSetLogic.hashLabel: hash]) { $1 })
+                                  labels: (template.metadata?.labels ?? [:]).merging([ControllerRevision.hashLabel: hash]) { $1 })
             meta.ownerReferences = [ownerRef(owner)]
             var t = try JSONValue.from(template)
             t["$patch"] = .string("replace")

@@ -40,7 +40,7 @@ public enum StatefulSetLogic {
         let ordered = (spec.podManagementPolicy ?? "OrderedReady") == "OrderedReady"
         let rolling = (spec.updateStrategy?.type ?? "RollingUpdate") == "RollingUpdate"
         let partition = start + (spec.updateStrategy?.rollingUpdate?.partition ?? 0)
-        func revision(_ p: Pod) -> String { p.labels[DaemonSetLogic.hashLabel] ?? "" }
+        func revision(_ p: Pod) -> String { p.labels[ControllerRevision.hashLabel] ?? "" }
 
         var byOrdinal: [Int: Pod] = [:]
         for p in pods { if let o = ordinal(of: p, in: sts) { byOrdinal[o] = p } }
@@ -150,11 +150,7 @@ public final class StatefulSetController: Sendable {
                 events.record(sts, type: "Warning", reason: "FailedCreate", message: "create Pod \(sts.name)-\(c.ordinal) in StatefulSet \(sts.name) failed error: \(error)")
             }
         }
-        if d.status != sts.status {
-            var next = sts
-            next.status = d.status
-            do { _ = try await client.updateStatus(next) } catch let s as Status where s.code == 409 { return .requeue(after: 0) }
-        }
+        if try await !writeStatus(client, sts, \.status, d.status) { return .requeue(after: 0) }
         if let m = spec.minReadySeconds, m > 0, d.status.readyReplicas != d.status.availableReplicas { return .requeue(after: Double(m)) }
         return .done
     }
@@ -162,7 +158,7 @@ public final class StatefulSetController: Sendable {
     public static func newPod(_ sts: StatefulSet, ordinal: Int, template: PodTemplateSpec, revision: String) -> Pod {
         let name = "\(sts.name)-\(ordinal)"
         var labels = template.metadata?.labels ?? [:]
-        labels[DaemonSetLogic.hashLabel] = revision
+        labels[ControllerRevision.hashLabel] = revision
         labels[StatefulSetLabels.podName] = name
         labels[StatefulSetLabels.podIndex] = String(ordinal)
         var meta = ObjectMeta(name: name, namespace: sts.namespace, labels: labels, annotations: template.metadata?.annotations)

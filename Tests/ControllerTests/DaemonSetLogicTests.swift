@@ -26,7 +26,7 @@ private func node(_ name: String, labels: [String: String] = [:], taints: [Taint
 }
 
 private func pod(_ name: String, on node: String, hash: String = "new", ready: Bool = true, phase: String = "Running", created: String = "2026-01-01T00:00:00Z") -> Pod {
-    var p = Pod(metadata: ObjectMeta(name: name, namespace: "default", labels: ["app": "agent", DaemonSetLogic.hashLabel: hash]),
+    var p = Pod(metadata: ObjectMeta(name: name, namespace: "default", labels: ["app": "agent", ControllerRevision.hashLabel: hash]),
                 spec: PodSpec(containers: [Container(name: "c", image: "busybox")]))
     p.metadata.creationTimestamp = created
     p.spec?.nodeName = node

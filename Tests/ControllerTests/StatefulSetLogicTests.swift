@@ -20,7 +20,7 @@ private func sts(replicas: Int = 3, policy: String = "OrderedReady", partition: 
 }
 
 private func pod(_ i: Int, rev: String = "v1", ready: Bool = true, phase: String = "Running", deleting: Bool = false) -> Pod {
-    var p = Pod(metadata: ObjectMeta(name: "db-\(i)", namespace: "default", labels: ["app": "db", DaemonSetLogic.hashLabel: rev]),
+    var p = Pod(metadata: ObjectMeta(name: "db-\(i)", namespace: "default", labels: ["app": "db", ControllerRevision.hashLabel: rev]),
                 spec: PodSpec(containers: [Container(name: "c", image: "busybox")]))
     if deleting { p.metadata.deletionTimestamp = KubeTime.format(now) }
     p.status = PodStatus(phase: phase)
