@@ -151,7 +151,10 @@ public struct Toleration: Codable, Hashable, Sendable {
 
 public struct Volume: Codable, Hashable, Sendable {
     public struct EmptyDir: Codable, Hashable, Sendable { public var medium: String?; public var sizeLimit: Quantity? }
-    public struct HostPath: Codable, Hashable, Sendable { public var path: String; public var type: String? }
+    public struct HostPath: Codable, Hashable, Sendable {
+        public var path: String; public var type: String?
+        public init(path: String, type: String? = nil) { self.path = path; self.type = type }
+    }
     public var name: String
     public var emptyDir: EmptyDir?
     public var hostPath: HostPath?
@@ -164,6 +167,9 @@ public struct Volume: Codable, Hashable, Sendable {
     public var nfs: JSONValue?
     public var csi: JSONValue?
     public var image: JSONValue?
+    public init(name: String, persistentVolumeClaim: JSONValue? = nil) { self.name = name; self.persistentVolumeClaim = persistentVolumeClaim }
+    /// The claim a persistentVolumeClaim volume names.
+    public var claimName: String? { persistentVolumeClaim?["claimName"]?.stringValue }
 }
 
 public struct PodSpec: Codable, Hashable, Sendable {

@@ -218,7 +218,8 @@ public enum Kinds {
     public static let byResource: [String: Served] = {
         let types: [Served] = [Namespace.self, Pod.self, Node.self, Service.self, Endpoints.self, Event.self, ConfigMap.self, Secret.self,
                                Deployment.self, ReplicaSet.self, HorizontalPodAutoscaler.self, Lease.self, CertificateSigningRequest.self,
-                               EndpointSlice.self, PodDisruptionBudget.self, Job.self, CronJob.self, DaemonSet.self, ControllerRevision.self, StatefulSet.self]
+                               EndpointSlice.self, PodDisruptionBudget.self, Job.self, CronJob.self, DaemonSet.self, ControllerRevision.self, StatefulSet.self,
+                               PersistentVolume.self, PersistentVolumeClaim.self, StorageClass.self]
         return Dictionary(uniqueKeysWithValues: types.map { ($0.resource.groupResource, $0) })
     }()
 }

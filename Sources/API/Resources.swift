@@ -57,7 +57,10 @@ public enum Resources {
     public static let controllerrevisions = ResourceInfo(group: "apps", version: "v1", kind: "ControllerRevision", plural: "controllerrevisions")
     public static let statefulsets = ResourceInfo(group: "apps", version: "v1", kind: "StatefulSet", plural: "statefulsets", shortNames: ["sts"], subresources: ["status", "scale"], categories: ["all"])
     public static let cronjobs = ResourceInfo(group: "batch", version: "v1", kind: "CronJob", plural: "cronjobs", shortNames: ["cj"], subresources: ["status"], categories: ["all"])
-    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs, jobs, cronjobs, daemonsets, controllerrevisions, statefulsets]
+    public static let persistentvolumes = ResourceInfo(group: "", version: "v1", kind: "PersistentVolume", plural: "persistentvolumes", shortNames: ["pv"], namespaced: false, subresources: ["status"])
+    public static let persistentvolumeclaims = ResourceInfo(group: "", version: "v1", kind: "PersistentVolumeClaim", plural: "persistentvolumeclaims", shortNames: ["pvc"], subresources: ["status"])
+    public static let storageclasses = ResourceInfo(group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", shortNames: ["sc"], namespaced: false)
+    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs, jobs, cronjobs, daemonsets, controllerrevisions, statefulsets, persistentvolumes, persistentvolumeclaims, storageclasses]
 
     /// Finds a resource by plural, singular, short name or kind, optionally qualified with a group ("deployments.apps").
     public static func lookup(_ name: String) -> ResourceInfo? {

@@ -5,6 +5,8 @@ import Foundation
 /// A kind the apiserver serves: defaulting, validation and the fields field selectors can use.
 public protocol ServedKind: KubeObject {
     mutating func applyDefaults()
+    /// What the apiserver adds to a new object only (finalizers that protect it, say).
+    mutating func admitCreate()
     func validate() -> [FieldError]
     func validateUpdate(old: Self) -> [FieldError]
     var selectableFields: [String: String] { get }
@@ -12,6 +14,7 @@ public protocol ServedKind: KubeObject {
 
 extension ServedKind {
     public mutating func applyDefaults() {}
+    public mutating func admitCreate() {}
     public func validate() -> [FieldError] { Validation.metadata(metadata, namespaced: Self.resource.namespaced) }
     public func validateUpdate(old: Self) -> [FieldError] { [] }
     public var selectableFields: [String: String] { baseFields }
@@ -127,6 +130,11 @@ extension PodSpec {
             if let e = Validation.dns1123Label(v.name) { errs.append(.init(.invalid, "\(path).volumes[\(i)].name", "\"\(v.name)\": \(e)")) }
             if !volumeNames.insert(v.name).inserted { errs.append(.init(.duplicate, "\(path).volumes[\(i)].name", "\"\(v.name)\"")) }
             if let h = v.hostPath, !h.path.hasPrefix("/") { errs.append(.init(.invalid, "\(path).volumes[\(i)].hostPath.path", "\"\(h.path)\": must be an absolute path")) }
+            if v.persistentVolumeClaim != nil {
+                let n = v.claimName ?? ""
+                if n.isEmpty { errs.append(.init(.required, "\(path).volumes[\(i)].persistentVolumeClaim.claimName", "")) }
+                else if let e = Validation.dns1123Subdomain(n) { errs.append(.init(.invalid, "\(path).volumes[\(i)].persistentVolumeClaim.claimName", "\"\(n)\": \(e)")) }
+            }
         }
         if containers.isEmpty { errs.append(.init(.required, "\(path).containers", "")) }
         var names = Set<String>()

@@ -23,7 +23,7 @@ public struct StatefulSetSpec: Codable, Hashable, Sendable {
     public var replicas: Int?
     public var selector: LabelSelector?
     public var template: PodTemplateSpec
-    public var volumeClaimTemplates: [JSONValue]?
+    public var volumeClaimTemplates: [PersistentVolumeClaim]?
     public var serviceName: String?
     public var podManagementPolicy: String?
     public var updateStrategy: StatefulSetUpdateStrategy?
@@ -101,8 +101,17 @@ extension StatefulSet: ServedKind {
             }
         }
         if let s = spec.ordinals?.start, s < 0 { errs.append(.init(.invalid, "spec.ordinals.start", "\(s): must be greater than or equal to 0")) }
-        if !(spec.volumeClaimTemplates ?? []).isEmpty {
-            errs.append(.init(.forbidden, "spec.volumeClaimTemplates", "persistent volumes are not served by this cluster yet"))
+        var seen = Set<String>()
+        for (i, t) in (spec.volumeClaimTemplates ?? []).enumerated() {
+            let f = "spec.volumeClaimTemplates[\(i)]"
+            let n = t.metadata.name ?? ""
+            if n.isEmpty { errs.append(.init(.required, "\(f).metadata.name", "")); continue }
+            if let why = Validation.dns1123Label(n) { errs.append(.init(.invalid, "\(f).metadata.name", "\"\(n)\": \(why)")) }
+            if !seen.insert(n).inserted { errs.append(.init(.duplicate, "\(f).metadata.name", "\"\(n)\"")) }
+            // The claim each ordinal gets is checked as a claim would be (its name stands in).
+            var claim = t
+            claim.metadata.name = "\(n)-\(name)-0"; claim.metadata.namespace = namespace
+            for e in claim.validate() where e.field.hasPrefix("spec") { errs.append(.init(e.kind, "\(f).\(e.field)", e.message)) }
         }
         return errs
     }

@@ -19,6 +19,8 @@ public enum AuthzDecision: Sendable, Equatable {
     case allow
     /// Allowed only if the object is the node's own (pods bound to it); checked once the object is read.
     case allowIfBoundTo(node: String)
+    /// Allowed only if the object is a persistent volume pinned to the node by its node affinity.
+    case allowIfPinnedTo(node: String)
     /// Allowed only if the created object carries this name; checked once the body is read.
     case allowIfNamed(String)
     case deny(String)
@@ -40,7 +42,10 @@ public struct Authorizer: Sendable {
 
         switch u.user {
         case "system:kube-scheduler":
-            if read && ["pods", "nodes", "namespaces", "services", "replicasets.apps", "deployments.apps", "leases.coordination.k8s.io"].contains(gr) && sub == nil { return .allow }
+            if read && ["pods", "nodes", "namespaces", "services", "replicasets.apps", "deployments.apps", "leases.coordination.k8s.io",
+                        "persistentvolumes", "persistentvolumeclaims", "storageclasses.storage.k8s.io"].contains(gr) && sub == nil { return .allow }
+            // Delayed binding: the scheduler names the node a claim's volume is to be made on.
+            if gr == "persistentvolumeclaims" && sub == nil && ["update", "patch"].contains(v) { return .allow }
             if gr == "pods" && sub == "binding" && v == "create" { return .allow }
             if gr == "pods" && sub == "status" && ["update", "patch", "get"].contains(v) { return .allow }
             if gr == "events" && ["create", "update", "patch"].contains(v) { return .allow }
@@ -49,7 +54,8 @@ public struct Authorizer: Sendable {
         case "system:kube-controller-manager":
             let managed: Set<String> = ["pods", "replicasets.apps", "deployments.apps", "horizontalpodautoscalers.autoscaling", "events",
                                         "endpoints", "endpointslices.discovery.k8s.io", "leases.coordination.k8s.io", "certificatesigningrequests.certificates.k8s.io",
-                                        "nodes", "namespaces", "poddisruptionbudgets.policy", "jobs.batch", "cronjobs.batch", "daemonsets.apps", "controllerrevisions.apps", "statefulsets.apps"]
+                                        "nodes", "namespaces", "poddisruptionbudgets.policy", "jobs.batch", "cronjobs.batch", "daemonsets.apps", "controllerrevisions.apps", "statefulsets.apps",
+                                        "persistentvolumes", "persistentvolumeclaims"]
             if managed.contains(gr) { return .allow }
             if read { return .allow }
             return deny(a)
@@ -85,7 +91,13 @@ public struct Authorizer: Sendable {
             case "certificatesigningrequests.certificates.k8s.io":
                 if v == "create" || read { return .allow }
                 return deny(a)
-            case "services", "endpoints", "endpointslices.discovery.k8s.io", "configmaps", "secrets", "namespaces":
+            case "persistentvolumes":
+                if read { return .allow }
+                // Only to let go of a local volume once its directory on this node is gone.
+                if ["update", "patch"].contains(v) && sub == nil { return .allowIfPinnedTo(node: node) }
+                return deny(a, "node \"\(node)\" may only read persistent volumes and finish the deletion of those on it")
+            case "services", "endpoints", "endpointslices.discovery.k8s.io", "configmaps", "secrets", "namespaces",
+                 "persistentvolumeclaims", "storageclasses.storage.k8s.io":
                 if read { return .allow }
                 return deny(a)
             default:

@@ -241,6 +241,11 @@ final class APIHandler: Sendable {
         switch authz.authorize(attrs) {
         case .allow: break
         case .allowIfBoundTo(let node): boundTo = node
+        case .allowIfPinnedTo(let node):
+            guard let name = rp.name, let cur = store.get(Objects.key(rp.info, rp.namespace, name)) else { throw Status.notFound(rp.info, rp.name ?? "") }
+            if (try? KubeJSON.decode(PersistentVolume.self, from: cur.data))?.pinnedNode != node {
+                throw Status.forbidden("\(rp.info.groupResource) \"\(name)\" is forbidden: node \"\(node)\" may only update persistent volumes pinned to it", rp.info, name)
+            }
         case .allowIfNamed(let n): mustBeNamed = n
         case .deny(let msg): throw Status.forbidden(msg, rp.info, rp.name)
         }

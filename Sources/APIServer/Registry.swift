@@ -65,6 +65,11 @@ public final class Registry: Sendable {
         obj.metadata.selfLink = nil
         obj.metadata.generation = Objects.usesGeneration(info) ? 1 : nil
         obj.applyDefaults()
+        obj.admitCreate()
+        if var claim = obj as? PersistentVolumeClaim, claim.spec != nil, claim.spec!.storageClassName == nil {
+            // As Kubernetes' DefaultStorageClass admission: a claim naming no class gets the default one.
+            if let sc = defaultStorageClass() { claim.spec!.storageClassName = sc; obj = claim as! T }
+        }
         let generated = (obj.metadata.name ?? "").isEmpty && obj.metadata.generateName != nil
         var claimed: [String] = []
         for attempt in 0..<5 {
@@ -86,6 +91,13 @@ public final class Registry: Sendable {
         await releaseAllocations(claimed, uid: obj.metadata.uid)
         out.warnings = []
         throw Status.alreadyExists(info, obj.name)
+    }
+
+    /// The newest class marked default, as Kubernetes picks when several are.
+    func defaultStorageClass() -> String? {
+        let classes = store.list(resource: Resources.storageclasses.groupResource, namespace: nil).items
+            .compactMap { try? KubeJSON.decode(StorageClass.self, from: $0.data) }.filter(\.isDefault)
+        return classes.max { ($0.metadata.creationTimestamp ?? "", $1.name) < ($1.metadata.creationTimestamp ?? "", $0.name) }?.name
     }
 
     func checkNamespaceAccepts(_ ns: String) throws {

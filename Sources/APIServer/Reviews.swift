@@ -75,6 +75,9 @@ extension APIHandler {
             case .allowIfBoundTo(let node):
                 if let name, let o = store.get(Objects.key(info, ns, name)), o.fields["spec.nodeName"] == node { continue }
                 return answer(false, "node \"\(node)\" may only reach pods bound to it")
+            case .allowIfPinnedTo(let node):
+                if let name, let o = store.get(Objects.key(info, ns, name)), (try? KubeJSON.decode(PersistentVolume.self, from: o.data))?.pinnedNode == node { continue }
+                return answer(false, "node \"\(node)\" may only finish the deletion of volumes on it")
             case .deny(let msg): return answer(false, msg)
             }
         }

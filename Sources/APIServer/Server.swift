@@ -220,6 +220,19 @@ public final class APIServer: Sendable {
         ]), replace: false)
     }
 
+    /// The default StorageClass, `local-path` (the built-in provisioner, as k3s ships), made when
+    /// missing.
+    func bootstrapStorage() async throws {
+        guard store.get(Objects.key(Resources.storageclasses, nil, StorageNames.localPathClass)) == nil else { return }
+        let body: JSONValue = .object([
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": .object(["name": .string(StorageNames.localPathClass), "annotations": .object([StorageNames.defaultClassAnnotation: "true"])]),
+            "provisioner": .string(StorageNames.localPathProvisioner), "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+        ])
+        do { _ = try await registry.create(StorageClass.self, namespace: nil, body: body, validation: .strict) }
+        catch let s as Status where s.code == 409 {}
+    }
+
     /// Deletes what terminating namespaces hold, then the namespaces themselves.
     func finalizeNamespaces() async {
         let (nss, _) = store.list(resource: Resources.namespaces.groupResource, namespace: nil)
@@ -280,6 +293,7 @@ public final class APIServer: Sendable {
     public func run() async throws {
         try await bootstrapNamespaces()
         try await bootstrapServices(port: config.securePort)
+        try await bootstrapStorage()
         var services = try makeServices()
         // Last, so that the group (which stops services in reverse order) starts its clock first.
         // Only here, not in start(): it ends the process.
@@ -297,6 +311,7 @@ public final class APIServer: Sendable {
         let task = Task { _ = try? await group.run() }
         let port = await boundPort()
         try await bootstrapServices(port: port)
+        try await bootstrapStorage()
         return RunningAPIServer(port: port, group: group, task: task)
     }
 }

@@ -38,6 +38,8 @@ public struct AgentConfig: Sendable {
     /// is closed (the kubelet's --streaming-connection-idle-timeout, 4 h by default).
     public var streamingIdleTimeout: Double = 4 * 3600
     /// The node's own resolv.conf (for dnsPolicy Default and the host search path).
+    /// Where local-path volumes of this node are made (announced on the Node for the provisioner).
+    public var storageRoot: String?
     public var hostResolvConf: String = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
     public init(nodeName: String) { self.nodeName = nodeName }
 }
@@ -99,6 +101,7 @@ public final class NodeAgent: Sendable {
         var labels = ["kubernetes.io/hostname": config.nodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"]
         for (k, v) in config.labels { labels[k] = v }
         n.metadata.labels = labels
+        if let root = config.storageRoot { n.metadata.annotations = [StorageNames.nodeStorageRoot: root] }
         var spec = NodeSpec()
         if let cidr = config.podCIDR { spec.podCIDR = cidr; spec.podCIDRs = [cidr] }
         if !config.taints.isEmpty { spec.taints = config.taints }
@@ -157,6 +160,7 @@ public final class NodeAgent: Sendable {
             var labels = cur.metadata.labels ?? [:]
             for (k, v) in n.metadata.labels ?? [:] { labels[k] = v }
             cur.metadata.labels = labels
+            if let root = config.storageRoot { cur.metadata.annotations = (cur.metadata.annotations ?? [:]).merging([StorageNames.nodeStorageRoot: root]) { $1 } }
             if let cidr = config.podCIDR, cur.spec?.podCIDR == nil { var spec = cur.spec ?? NodeSpec(); spec.podCIDR = cidr; spec.podCIDRs = [cidr]; cur.spec = spec }
             cur = try await client.update(cur)
             var st = n.status
@@ -214,6 +218,9 @@ public final class NodeAgent: Sendable {
                 }
             }
             g.addTask { await self.pods.run() }
+            g.addTask {
+                while !Task.isCancelled { await self.cleanUpVolumes(); try? await self.clock.sleep(for: 5) }
+            }
             g.addTask { await self.proxy.run() }
             g.addTask { for await _ in self.publishSignals { await self.renewLease() } }
             g.addTask {

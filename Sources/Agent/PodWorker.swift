@@ -14,6 +14,7 @@ struct PodMemo: Sendable {
     var pullFailures: [String: (count: Int, until: Date, message: String)] = [:]   // container name
     var startFailures: [String: (count: Int, until: Date, reason: String, message: String)] = [:]
     var announced: Set<String> = []                     // container IDs we emitted Started for
+    var volumes: [String: Volume] = [:]                  // persistentVolumeClaim volumes, resolved to directories
 }
 
 extension NodeAgent {
@@ -56,6 +57,24 @@ extension NodeAgent {
         if pod.isTerminal {
             for c in await runtime.containers(podUID: uid) where c.isRunning { try await runtime.stop(podUID: uid, containerID: c.id, grace: 0) }
             return .done
+        }
+
+        // Claims first: a pod whose volume is not ready stays ContainerCreating, retried.
+        let resolved: Pod
+        do { resolved = try await resolveVolumes(pod) } catch let e as VolumeNotReady {
+            events.record(pod, type: "Warning", reason: "FailedMount", message: "Unable to attach or mount volumes: \(e)")
+            if pod.status?.containerStatuses == nil || pod.status?.condition("Ready")?.reason != "VolumesNotReady" {
+                try? await writeStatus(pod, build: { st in
+                    st.phase = "Pending"
+                    st.containerStatuses = (pod.spec?.containers ?? []).map { c in
+                        var cs = ContainerStatus(name: c.name, image: c.image ?? "")
+                        cs.state = ContainerState(waiting: ContainerStateWaiting(reason: "ContainerCreating", message: nil))
+                        return cs
+                    }
+                    st.setCondition(PodCondition(type: "Ready", status: "False", reason: "VolumesNotReady", message: "\(e)"), now: KubeTime.format(self.clock.now()))
+                })
+            }
+            return .requeue(after: 2)
         }
 
         let sandbox: SandboxInfo
@@ -121,7 +140,7 @@ extension NodeAgent {
                 wake = min(wake, backoff(count)); continue
             }
             do {
-                let started = try await runtime.start(pod, container: c, attempt: attempt, sandbox: sandbox)
+                let started = try await runtime.start(resolved, container: c, attempt: attempt, sandbox: sandbox)
                 infos.append(started)
                 memo(uid) { _ = $0.startFailures.removeValue(forKey: c.name) }
                 events.record(pod, reason: "Started", message: "Started container \(c.name)")

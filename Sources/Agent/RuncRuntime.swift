@@ -238,14 +238,14 @@ public final class RuncRuntime: ContainerRuntime {
                 source = "\(pdir)/volumes/\(v.name)"
                 try fm.createDirectory(atPath: source, withIntermediateDirectories: true)
             } else {
-                throw RuncError("volume \(v.name): only emptyDir and hostPath volumes are supported")
+                throw RuncError("volume \(v.name): only emptyDir, hostPath and persistentVolumeClaim volumes are supported")
             }
             if let sub = m.subPath, !sub.isEmpty {
                 guard !sub.split(separator: "/").contains("..") else { throw RuncError("volumeMount \(m.name): subPath must not contain ..") }
                 source += "/\(sub)"
                 if !fm.fileExists(atPath: source) { try fm.createDirectory(atPath: source, withIntermediateDirectories: true) }
             }
-            b.binds.append((source, m.mountPath, m.readOnly ?? false))
+            b.binds.append((source, m.mountPath, (m.readOnly ?? false) || v.persistentVolumeClaim?["readOnly"] == .bool(true)))
         }
         try await runc.writeBundle(bundle: bundle, b)
 

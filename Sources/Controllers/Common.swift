@@ -37,8 +37,8 @@ public extension Pod {
     }
 }
 
-func ownerRef<T: KubeObject>(_ owner: T) -> OwnerReference {
-    OwnerReference(apiVersion: T.resource.apiVersion, kind: T.resource.kind, name: owner.name, uid: owner.metadata.uid ?? "", controller: true, blockOwnerDeletion: true)
+func ownerRef<T: KubeObject>(_ owner: T, controller: Bool = true) -> OwnerReference {
+    OwnerReference(apiVersion: T.resource.apiVersion, kind: T.resource.kind, name: owner.name, uid: owner.metadata.uid ?? "", controller: controller, blockOwnerDeletion: true)
 }
 
 /// FNV-1a over the template's JSON, printed with Kubernetes' "safe" alphabet (no vowels).
@@ -69,6 +69,9 @@ public final class SharedInformers: Sendable {
     public let daemonSets: Informer<DaemonSet>
     public let revisions: Informer<ControllerRevision>
     public let statefulSets: Informer<StatefulSet>
+    public let claims: Informer<PersistentVolumeClaim>
+    public let volumes: Informer<PersistentVolume>
+    public let storageClasses: Informer<StorageClass>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -87,6 +90,11 @@ public final class SharedInformers: Sendable {
         daemonSets = Informer(client: client)
         revisions = Informer(client: client)
         statefulSets = Informer(client: client)
+        claims = Informer(client: client)
+        volumes = Informer(client: client)
+        storageClasses = Informer(client: client)
+        // Pods by the claims they use ("namespace/claim").
+        pods.addIndex("claim") { p in (p.spec?.volumes ?? []).compactMap { v in v.persistentVolumeClaim?["claimName"]?.stringValue.map { "\(p.namespace)/\($0)" } } }
         jobs.addIndex("owner") { j in j.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("owner") { p in p.metadata.ownerReferences?.map(\.uid) ?? [] }
         pods.addIndex("node") { p in [p.spec?.nodeName ?? ""] }
@@ -111,6 +119,9 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.daemonSets.run() }
             g.addTask { await self.revisions.run() }
             g.addTask { await self.statefulSets.run() }
+            g.addTask { await self.claims.run() }
+            g.addTask { await self.volumes.run() }
+            g.addTask { await self.storageClasses.run() }
         }
     }
 
@@ -123,7 +134,8 @@ public final class SharedInformers: Sendable {
         _ = await endpoints.waitForSync(timeout: 3600); _ = await pdbs.waitForSync(timeout: 3600)
         _ = await jobs.waitForSync(timeout: 3600); _ = await cronJobs.waitForSync(timeout: 3600)
         _ = await daemonSets.waitForSync(timeout: 3600); _ = await revisions.waitForSync(timeout: 3600)
-        _ = await statefulSets.waitForSync(timeout: 3600)
+        _ = await statefulSets.waitForSync(timeout: 3600); _ = await claims.waitForSync(timeout: 3600)
+        _ = await volumes.waitForSync(timeout: 3600); _ = await storageClasses.waitForSync(timeout: 3600)
     }
 }
 

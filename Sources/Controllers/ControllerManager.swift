@@ -34,6 +34,7 @@ public final class ControllerManager: Sendable {
     public let cronJobs: CronJobController
     public let daemonSets: DaemonSetController
     public let statefulSets: StatefulSetController
+    public let volumes: VolumeController
     let config: ControllerManagerConfig
 
     public init(client: KubeClient, config: ControllerManagerConfig = ControllerManagerConfig(), clock: any ControlClock = SystemControlClock()) {
@@ -51,6 +52,7 @@ public final class ControllerManager: Sendable {
         cronJobs = CronJobController(client: client, informers: informers, clock: clock)
         daemonSets = DaemonSetController(client: client, informers: informers, clock: clock)
         statefulSets = StatefulSetController(client: client, informers: informers, clock: clock)
+        volumes = VolumeController(client: client, informers: informers, clock: clock)
         if let ca = config.ca { csr = CSRSigner(client: client, informers: informers, ca: ca, clock: clock) } else { csr = nil }
     }
 
@@ -71,6 +73,7 @@ public final class ControllerManager: Sendable {
                     c.addTask { await self.cronJobs.run(workers: 2) }
                     c.addTask { await self.daemonSets.run(workers: 2) }
                     c.addTask { await self.statefulSets.run(workers: 2) }
+                    c.addTask { await self.volumes.run(workers: 2) }
                     if let csr = self.csr { c.addTask { await csr.run() } }
                 }
             }

@@ -51,6 +51,7 @@ public final class GarbageCollector: Sendable {
             case "CronJob": return try await client.get(CronJob.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             case "DaemonSet": return try await client.get(DaemonSet.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             case "StatefulSet": return try await client.get(StatefulSet.self, ref.name, namespace: namespace).metadata.uid != ref.uid
+            case "Pod": return try await client.get(Pod.self, ref.name, namespace: namespace).metadata.uid != ref.uid
             default: return false
             }
         } catch let s as Status where s.code == 404 { return true } catch { return false }
@@ -86,7 +87,11 @@ public final class GarbageCollector: Sendable {
         func handle<T: KubeObject>(_ type: T.Type, _ items: [T]) async {
             for o in items {
                 guard let refs = o.metadata.ownerReferences, !refs.isEmpty else { continue }
-                for ref in refs where ["Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet"].contains(ref.kind) {
+                for ref in refs where ["Deployment", "ReplicaSet", "Job", "CronJob", "DaemonSet", "StatefulSet", "Pod"].contains(ref.kind) {
+                    if ref.kind == "Pod" {
+                        // Claims a StatefulSet scaled away from (whenScaled: Delete) go with their pod.
+                        if informers.pods.get(namespace: o.namespace, name: ref.name)?.metadata.uid == ref.uid { continue }
+                    }
                     if let owner = all[ref.uid] {
                         if owner.deleting && owner.finalizers.contains("orphan") {
                             let kept = refs.filter { $0.uid != ref.uid }
@@ -109,6 +114,7 @@ public final class GarbageCollector: Sendable {
         await handle(Job.self, informers.jobs.list())
         await handle(ControllerRevision.self, informers.revisions.list())
         await handle(Pod.self, informers.pods.list())
+        if informers.claims.hasSynced { await handle(PersistentVolumeClaim.self, informers.claims.list()) }
         // Objects waiting on finalizers whose dependents are all gone (or released) finish now.
         // Pods own nothing, so a pod deleted in the foreground finishes at once.
         var waiting = Array(all.values)

@@ -96,6 +96,11 @@ public enum StatefulSetLogic {
     }
 }
 
+struct StatefulSetError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
 public final class StatefulSetController: Sendable {
     let client: KubeClient
     let informers: SharedInformers
@@ -132,13 +137,23 @@ public final class StatefulSetController: Sendable {
         let currentRevision = sts.status?.currentRevision ?? updateRevision
         let pods = informers.pods.list(namespace: sts.namespace).filter { $0.metadata.controllerRef?.uid == uid }
         let d = StatefulSetLogic.decide(sts, pods: pods, currentRevision: currentRevision, updateRevision: updateRevision, now: clock.now())
+        let range = (spec.ordinals?.start ?? 0)..<((spec.ordinals?.start ?? 0) + (spec.replicas ?? 1))
         for n in d.delete {
+            // whenScaled: Delete: a surplus pod's claims go with it (they name it their owner first).
+            if spec.persistentVolumeClaimRetentionPolicy?.whenScaled == "Delete", let p = pods.first(where: { $0.name == n }),
+               let o = StatefulSetLogic.ordinal(of: p, in: sts), !range.contains(o) {
+                try await adoptClaims(sts, ordinal: o, owner: ownerRef(p, controller: false))
+            }
             do {
                 try await client.delete(Pod.self, n, namespace: sts.namespace)
                 events.record(sts, reason: "SuccessfulDelete", message: "delete Pod \(n) in StatefulSet \(sts.name) successful")
             } catch let s as Status where s.code == 404 {}
         }
         for c in d.create {
+            do { try await ensureClaims(sts, ordinal: c.ordinal) } catch {
+                events.record(sts, type: "Warning", reason: "FailedCreate", message: "create Pod \(sts.name)-\(c.ordinal) in StatefulSet \(sts.name) failed error: \(error)")
+                return .requeue(after: 5)
+            }
             let template = c.revision == updateRevision ? spec.template
                 : informers.revisions.get(namespace: sts.namespace, name: "\(sts.name)-\(c.revision)").flatMap(RevisionHistory.template(of:)) ?? spec.template
             do {
@@ -155,6 +170,43 @@ public final class StatefulSetController: Sendable {
         return .done
     }
 
+    public static func claimName(_ sts: StatefulSet, template: String, ordinal: Int) -> String { "\(template)-\(sts.name)-\(ordinal)" }
+
+    /// The claim of one template for one ordinal, as Kubernetes makes it.
+    public static func newClaim(_ sts: StatefulSet, template t: PersistentVolumeClaim, ordinal: Int) -> PersistentVolumeClaim {
+        var labels = t.metadata.labels ?? [:]
+        for (k, v) in sts.spec?.selector?.matchLabels ?? [:] { labels[k] = v }
+        var meta = ObjectMeta(name: claimName(sts, template: t.name, ordinal: ordinal), namespace: sts.namespace, labels: labels, annotations: t.metadata.annotations)
+        if sts.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted == "Delete" { meta.ownerReferences = [ownerRef(sts, controller: false)] }
+        return PersistentVolumeClaim(metadata: meta, spec: t.spec)
+    }
+
+    /// Makes the claims a pod needs before the pod; a claim being deleted holds the pod back.
+    func ensureClaims(_ sts: StatefulSet, ordinal: Int) async throws {
+        for t in sts.spec?.volumeClaimTemplates ?? [] {
+            let name = Self.claimName(sts, template: t.name, ordinal: ordinal)
+            if let c = informers.claims.get(namespace: sts.namespace, name: name) {
+                if c.metadata.deletionTimestamp != nil { throw StatefulSetError("PersistentVolumeClaim \(name) is being deleted; the pod waits for it to go") }
+                continue
+            }
+            do {
+                _ = try await client.create(Self.newClaim(sts, template: t, ordinal: ordinal))
+                events.record(sts, reason: "SuccessfulCreate", message: "create Claim \(name) Pod \(sts.name)-\(ordinal) in StatefulSet \(sts.name) success")
+            } catch let s as Status where s.code == 409 {}
+        }
+    }
+
+    /// Names `owner` an owner of the ordinal's claims (for the garbage collector).
+    func adoptClaims(_ sts: StatefulSet, ordinal: Int, owner: OwnerReference) async throws {
+        for t in sts.spec?.volumeClaimTemplates ?? [] {
+            let name = Self.claimName(sts, template: t.name, ordinal: ordinal)
+            guard let c = informers.claims.get(namespace: sts.namespace, name: name), !(c.metadata.ownerReferences ?? []).contains(where: { $0.uid == owner.uid }) else { continue }
+            let refs = (c.metadata.ownerReferences ?? []) + [owner]
+            _ = try? await client.patch(PersistentVolumeClaim.self, name, namespace: sts.namespace,
+                                        mergePatch: .object(["metadata": .object(["ownerReferences": (try? JSONValue.from(refs)) ?? .null])]))
+        }
+    }
+
     public static func newPod(_ sts: StatefulSet, ordinal: Int, template: PodTemplateSpec, revision: String) -> Pod {
         let name = "\(sts.name)-\(ordinal)"
         var labels = template.metadata?.labels ?? [:]
@@ -166,6 +218,12 @@ public final class StatefulSetController: Sendable {
         var spec = template.spec ?? PodSpec(containers: [])
         spec.hostname = name
         if let svc = sts.spec?.serviceName, !svc.isEmpty { spec.subdomain = svc }
+        for t in sts.spec?.volumeClaimTemplates ?? [] {
+            let v = Volume(name: t.name, persistentVolumeClaim: .object(["claimName": .string(claimName(sts, template: t.name, ordinal: ordinal))]))
+            var vols = spec.volumes ?? []
+            if let i = vols.firstIndex(where: { $0.name == t.name }) { vols[i] = v } else { vols.append(v) }
+            spec.volumes = vols
+        }
         return Pod(metadata: meta, spec: spec)
     }
 }

@@ -108,6 +108,9 @@ public final class Scheduler: Sendable {
     public let cache = SchedulerCache()
     let pods: Informer<Pod>
     let nodes: Informer<Node>
+    let claims: Informer<PersistentVolumeClaim>
+    let volumes: Informer<PersistentVolume>
+    let storageClasses: Informer<StorageClass>
     let queue: WorkQueue
     let events: EventRecorder
     let clock: any ControlClock
@@ -123,6 +126,9 @@ public final class Scheduler: Sendable {
         logger = Logger(label: "scheduler")
         pods = Informer<Pod>(client: client)
         nodes = Informer<Node>(client: client)
+        claims = Informer<PersistentVolumeClaim>(client: client)
+        volumes = Informer<PersistentVolume>(client: client)
+        storageClasses = Informer<StorageClass>(client: client)
         queue = WorkQueue(clock: clock, baseDelay: 0.05, maxDelay: 10)
         events = EventRecorder(client: client, component: "default-scheduler", clock: clock)
         wire()
@@ -142,6 +148,10 @@ public final class Scheduler: Sendable {
             }
             self.retryUnschedulable()
         }
+        // A claim, volume or class appearing or changing may make a waiting pod placeable.
+        claims.addHandler { [weak self] _ in self?.retryUnschedulable() }
+        volumes.addHandler { [weak self] _ in self?.retryUnschedulable() }
+        storageClasses.addHandler { [weak self] _ in self?.retryUnschedulable() }
         pods.addHandler { [weak self] ev in
             guard let self else { return }
             switch ev {
@@ -167,9 +177,15 @@ public final class Scheduler: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.nodes.run() }
             group.addTask { await self.pods.run() }
+            group.addTask { await self.claims.run() }
+            group.addTask { await self.volumes.run() }
+            group.addTask { await self.storageClasses.run() }
             group.addTask {
                 _ = await self.nodes.waitForSync(timeout: 3600)
                 _ = await self.pods.waitForSync(timeout: 3600)
+                _ = await self.claims.waitForSync(timeout: 3600)
+                _ = await self.volumes.waitForSync(timeout: 3600)
+                _ = await self.storageClasses.waitForSync(timeout: 3600)
                 await runWorkers(self.config.workers, queue: self.queue, logger: self.logger) { key in try await self.scheduleOne(key) }
             }
             await group.waitForAll()
@@ -178,9 +194,20 @@ public final class Scheduler: Sendable {
 
     func scheduleOne(_ key: String) async throws -> ReconcileResult {
         guard let pod = pods.get(key), isPending(pod) else { return .done }
-        switch cache.decide(pod, key: key, filters: filters, scores: scores) {
+        let needs: VolumeRequirements
+        switch VolumeRequirements.of(pod, claim: { self.claims.get(namespace: pod.namespace, name: $0) }, volume: { self.volumes.get($0) },
+                                     volumes: { self.volumes.list() }, storageClass: { self.storageClasses.get($0) }) {
+        case .success(let r): needs = r
+        case .failure(let why): return try await unschedulable(pod, key: key, message: "0/\(cache.nodeCount) nodes are available: \(why.message).")
+        }
+        switch cache.decide(pod, key: key, filters: needs.isEmpty ? filters : filters + [VolumeBinding(needs)], scores: scores) {
         case .bind(let node):
             do {
+                // Delayed binding: the claims learn their node before the pod is bound there.
+                for d in needs.delayed where d.claim.metadata.annotations?[StorageNames.selectedNode] != node {
+                    _ = try await client.patch(PersistentVolumeClaim.self, d.claim.name, namespace: d.claim.namespace,
+                                               mergePatch: .object(["metadata": .object(["annotations": .object([StorageNames.selectedNode: .string(node)])])]))
+                }
                 try await client.bind(pod: pod.name, namespace: pod.namespace, node: node)
                 events.record(pod, reason: "Scheduled", message: "Successfully assigned \(pod.namespace)/\(pod.name) to \(node)")
                 return .done
@@ -192,16 +219,20 @@ public final class Scheduler: Sendable {
                 throw error
             }
         case .unschedulable(let message):
-            unschedulable.withLock { _ = $0.insert(key) }
-            if pod.status?.condition("PodScheduled")?.message != message {
-                var p = pod
-                var st = p.status ?? PodStatus(phase: "Pending")
-                st.setCondition(PodCondition(type: "PodScheduled", status: "False", reason: "Unschedulable", message: message), now: KubeTime.format(clock.now()))
-                p.status = st
-                _ = try? await client.updateStatus(p)
-                events.record(pod, type: "Warning", reason: "FailedScheduling", message: message)
-            }
-            return .requeue(after: 5)
+            return try await unschedulable(pod, key: key, message: message + needs.placementNote)
         }
+    }
+
+    func unschedulable(_ pod: Pod, key: String, message: String) async throws -> ReconcileResult {
+        unschedulable.withLock { _ = $0.insert(key) }
+        if pod.status?.condition("PodScheduled")?.message != message {
+            var p = pod
+            var st = p.status ?? PodStatus(phase: "Pending")
+            st.setCondition(PodCondition(type: "PodScheduled", status: "False", reason: "Unschedulable", message: message), now: KubeTime.format(clock.now()))
+            p.status = st
+            _ = try? await client.updateStatus(p)
+            events.record(pod, type: "Warning", reason: "FailedScheduling", message: message)
+        }
+        return .requeue(after: 5)
     }
 }

@@ -33,6 +33,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-timeout"), help: "Seconds a terminating pod waits for every node's proxy to drop it before SIGTERM.") var drainTimeout: Double = 10
     @Option(name: .customLong("streaming-connection-idle-timeout"), help: "How long an exec, attach or port-forward session may be idle before it is closed, e.g. 4h, 30m, 90s.")
     var streamingIdleTimeout: String = "4h"
+    @Option(name: .customLong("local-path-root"), help: "Where the built-in local-path provisioner makes this node's volumes (default: DATA_DIR/storage).") var localPathRoot: String?
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -109,6 +110,7 @@ struct AgentCommand: AsyncParsableCommand {
             }
             config.streamingIdleTimeout = idle
             config.hostResolvConf = hostResolv
+            config.storageRoot = localPathRoot ?? "\(dataDir)/storage"
             let agent = NodeAgent(client: client, config: config, runtime: rt)
             let endpoint = try AgentServer(agent: agent, port: listenPort, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
             let renewAt = creds.renewAt

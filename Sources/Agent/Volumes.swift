@@ -1,0 +1,77 @@
+// Persistent volumes on the node: a pod's persistentVolumeClaim volumes become the directory of
+// the volume each claim is bound to (hostPath or local, which must be meant for this node), and
+// local-path volumes deleted in the cluster have their directory removed here before the Volume
+// object is let go.
+import Foundation
+import API
+import Client
+
+struct VolumeNotReady: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+extension NodeAgent {
+    /// The pod with each persistentVolumeClaim volume replaced by the directory it stands for;
+    /// throws (to be retried) while a claim is unbound or its volume is not for this node.
+    func resolveVolumes(_ pod: Pod) async throws -> Pod {
+        guard let vols = pod.spec?.volumes, vols.contains(where: { $0.persistentVolumeClaim != nil }) else { return pod }
+        let uid = pod.metadata.uid ?? pod.name
+        var out = pod
+        for (i, v) in vols.enumerated() {
+            guard let claimName = v.claimName else { continue }
+            if let known = memo(uid, { $0.volumes[v.name] }) { out.spec!.volumes![i] = known; continue }
+            let claim: PersistentVolumeClaim
+            do { claim = try await client.get(PersistentVolumeClaim.self, claimName, namespace: pod.namespace) }
+            catch let s as Status where s.code == 404 { throw VolumeNotReady("persistentvolumeclaim \"\(claimName)\" not found") }
+            if claim.metadata.deletionTimestamp != nil { throw VolumeNotReady("persistentvolumeclaim \"\(claimName)\" is being deleted") }
+            guard let vn = claim.spec?.volumeName, !vn.isEmpty, claim.phase == "Bound" else {
+                throw VolumeNotReady("persistentvolumeclaim \"\(claimName)\" is not bound yet")
+            }
+            let pv: PersistentVolume
+            do { pv = try await client.get(PersistentVolume.self, vn) }
+            catch let s as Status where s.code == 404 { throw VolumeNotReady("persistentvolume \"\(vn)\" of claim \"\(claimName)\" not found") }
+            guard let spec = pv.spec, let path = spec.nodePath else {
+                throw VolumeNotReady("persistentvolume \"\(vn)\": only hostPath and local volumes are mounted by this agent (it has \(pv.spec?.sources.joined(separator: ", ") ?? "none"))")
+            }
+            let labels = (try? await client.get(Node.self, config.nodeName))?.labels ?? ["kubernetes.io/hostname": config.nodeName]
+            guard pv.admits(nodeName: config.nodeName, labels: labels) else {
+                throw VolumeNotReady("persistentvolume \"\(vn)\" of claim \"\(claimName)\" is not meant for node \"\(config.nodeName)\" (node affinity)")
+            }
+            var r = v
+            // Provisioned directories (and hostPath volumes asking for it) are made on first use.
+            r.hostPath = Volume.HostPath(path: path, type: spec.hostPath?.type == "DirectoryOrCreate" ? "DirectoryOrCreate" : "Directory")
+            memo(uid) { $0.volumes[v.name] = r }
+            out.spec!.volumes![i] = r
+        }
+        return out
+    }
+
+    /// Local-path volumes pinned here that the cluster has deleted: the directory goes, then the
+    /// cleanup finalizer, so the Volume object can go.
+    func cleanUpVolumes() async {
+        guard let root = config.storageRoot else { return }
+        let list: [PersistentVolume]
+        do { list = try await client.list(PersistentVolume.self, labelSelector: "\(StorageNames.localPathNodeLabel)=\(config.nodeName)").items }
+        catch { logger.debug("listing local volumes failed", metadata: ["error": "\(error)"]); return }
+        for pv in list where pv.metadata.deletionTimestamp != nil && (pv.metadata.finalizers ?? []).contains(StorageNames.localPathCleanup) && pv.pinnedNode == config.nodeName {
+            guard let path = pv.spec?.nodePath else { continue }
+            let base = root.hasSuffix("/") ? root : root + "/"
+            let std = URL(fileURLWithPath: path).standardized.path
+            if std.hasPrefix(base + "pvc-") && !std.dropFirst(base.count).contains("/") {
+                do {
+                    if FileManager.default.fileExists(atPath: std) { try FileManager.default.removeItem(atPath: std) }
+                    logger.info("removed a deleted volume's directory", metadata: ["volume": "\(pv.name)", "path": "\(std)"])
+                } catch {
+                    logger.warning("removing a volume's directory failed", metadata: ["volume": "\(pv.name)", "error": "\(error)"])
+                    continue
+                }
+            } else {
+                logger.warning("not removing a volume directory outside the local-path root", metadata: ["volume": "\(pv.name)", "path": "\(std)"])
+            }
+            let rest = (pv.metadata.finalizers ?? []).filter { $0 != StorageNames.localPathCleanup }
+            _ = try? await client.patch(PersistentVolume.self, pv.name,
+                                        mergePatch: .object(["metadata": .object(["finalizers": rest.isEmpty ? .null : .array(rest.map { .string($0) })])]))
+        }
+    }
+}
