@@ -40,7 +40,7 @@ extension Status {
         let kind = r.kind
         let msg = "\(kind) \"\(name)\" is invalid: " + (errors.count == 1 ? errors[0].description : "[" + errors.map(\.description).joined(separator: ", ") + "]")
         var d = StatusDetails(name: name, group: r.group.isEmpty ? nil : r.group, kind: kind)
-        d.causes = errors.map { StatusCause(reason: $0.kind.rawValue, message: $0.description, field: $0.field) }
+        d.causes = errors.map { StatusCause(reason: $0.kind.rawValue, message: $0.body, field: $0.field) }
         return failure(422, "Invalid", msg, details: d)
     }
     public static func internalError(_ message: String) -> Status { failure(500, "InternalError", "Internal error occurred: \(message)") }

@@ -85,7 +85,16 @@ extension StatefulSet: ServedKind {
     public func validate() -> [FieldError] {
         var errs = Validation.metadata(metadata, namespaced: true)
         guard let spec else { return errs + [.init(.required, "spec", "")] }
-        errs += validateTemplate(spec.selector, spec.template, replicas: spec.replicas)
+        // The claim templates are volumes of every pod.
+        var template = spec.template
+        if let ts = spec.volumeClaimTemplates, !ts.isEmpty, template.spec != nil {
+            var vols = template.spec!.volumes ?? []
+            for t in ts where !vols.contains(where: { $0.name == (t.metadata.name ?? "") }) {
+                vols.append(Volume(name: t.metadata.name ?? "", persistentVolumeClaim: .object(["claimName": .string("\(t.metadata.name ?? "")-\(name)-0")])))
+            }
+            template.spec!.volumes = vols
+        }
+        errs += validateTemplate(spec.selector, template, replicas: spec.replicas)
         if let p = spec.podManagementPolicy, !["OrderedReady", "Parallel"].contains(p) {
             errs.append(.init(.notSupported, "spec.podManagementPolicy", "\"\(p)\": supported values: \"OrderedReady\", \"Parallel\""))
         }

@@ -7,6 +7,11 @@ public struct FieldError: Hashable, Sendable, CustomStringConvertible {
     public var field: String
     public var message: String
     public init(_ kind: Kind, _ field: String, _ message: String) { self.kind = kind; self.field = field; self.message = message }
+    /// The error without its field (a Status cause's message, as Kubernetes' ErrorBody).
+    public var body: String {
+        let d = description
+        return d.hasPrefix(field + ": ") ? String(d.dropFirst(field.count + 2)) : d
+    }
     public var description: String {
         switch kind {
         case .required: return "\(field): Required value\(message.isEmpty ? "" : ": \(message)")"

@@ -162,7 +162,19 @@ public final class NodeLifecycleController: Sendable {
     func evictPods(_ n: Node, now: Date) async {
         guard let since = state.withLock({ $0.unreachableSince[n.name] }) else { return }
         let silent = now.timeIntervalSince(since)
-        for p in informers.pods.byIndex("node", n.name) where p.isActive {
+        for p in informers.pods.byIndex("node", n.name) where p.isActive || (p.metadata.deletionTimestamp != nil && !p.isTerminal) {
+            // A StatefulSet pod that a local volume pins to this node can only come back here, so
+            // its object goes at once and its replacement waits, Pending, for the node: no second
+            // copy can run elsewhere, and the agent removes the old one before starting the new.
+            if pinnedHere(p, node: n.name) {
+                guard silent >= config.evictionDelay else { continue }
+                do {
+                    try await client.delete(Pod.self, p.name, namespace: p.namespace, options: DeleteOptions(gracePeriodSeconds: 0))
+                    events.record(p, reason: "TaintManagerEviction", message: "Deleting Pod \(p.namespace)/\(p.name): its node is unreachable and its volume is on that node; the replacement waits for the node")
+                } catch {}
+                continue
+            }
+            guard p.isActive else { continue }
             // A pod tolerating the unreachable taint for N seconds stays that long; forever without N.
             var delay = config.evictionDelay
             if let t = (p.spec?.tolerations ?? []).first(where: { $0.tolerates(Taint(key: Self.unreachable, effect: "NoExecute")) }) {
@@ -176,5 +188,16 @@ public final class NodeLifecycleController: Sendable {
                 events.record(p, reason: "TaintManagerEviction", message: "Marking for deletion Pod \(p.namespace)/\(p.name)")
             } catch {}
         }
+    }
+
+    /// Whether `p` belongs to a StatefulSet and has a claim bound to a volume pinned to `node`.
+    func pinnedHere(_ p: Pod, node: String) -> Bool {
+        guard p.metadata.controllerRef?.kind == "StatefulSet" else { return false }
+        for v in p.spec?.volumes ?? [] {
+            guard let c = v.claimName, let claim = informers.claims.get(namespace: p.namespace, name: c),
+                  let vn = claim.spec?.volumeName, let pv = informers.volumes.get(vn) else { continue }
+            if pv.pinnedNode == node { return true }
+        }
+        return false
     }
 }
