@@ -75,3 +75,52 @@ import Foundation
         #expect(p.displayStatus == "Terminating")
     }
 }
+
+@Suite struct StorageValidationTests {
+    func decode<T: Decodable>(_ t: T.Type, _ json: String) throws -> T { try KubeJSON.decode(T.self, from: Data(json.utf8)) }
+
+    @Test func claimsNeedModesAndSize() throws {
+        var c = try decode(PersistentVolumeClaim.self, #"{"metadata":{"name":"d","namespace":"default"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}"#)
+        c.applyDefaults(); c.admitCreate()
+        #expect(c.validate().isEmpty)
+        #expect(c.spec?.volumeMode == "Filesystem" && c.status?.phase == "Pending")
+        #expect(c.metadata.finalizers == ["kubernetes.io/pvc-protection"])
+        let bad = try decode(PersistentVolumeClaim.self, #"{"metadata":{"name":"d","namespace":"default"},"spec":{"accessModes":["ReadWriteSometimes"]}}"#)
+        #expect(bad.validate().map(\.field) == ["spec.accessModes[0]", "spec.resources.requests[storage]"])
+    }
+
+    @Test func claimSpecsAreImmutableButMayGrow() throws {
+        let old = try decode(PersistentVolumeClaim.self, #"{"metadata":{"name":"d","namespace":"default"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}},"storageClassName":"local-path"}}"#)
+        var grown = old; grown.spec?.resources?.requests?["storage"] = try Quantity(parsing: "2Gi")
+        #expect(grown.validateUpdate(old: old).isEmpty)
+        var shrunk = old; shrunk.spec?.resources?.requests?["storage"] = try Quantity(parsing: "500Mi")
+        #expect(shrunk.validateUpdate(old: old).map(\.field) == ["spec.resources.requests.storage"])
+        var bound = old; bound.spec?.volumeName = "pv1"
+        #expect(bound.validateUpdate(old: old).isEmpty)
+        var moved = old; moved.spec?.accessModes = ["ReadWriteMany"]
+        #expect(moved.validateUpdate(old: old).map(\.field) == ["spec"])
+    }
+
+    @Test func volumesNeedOneSourceCapacityAndModes() throws {
+        var pv = try decode(PersistentVolume.self, #"{"metadata":{"name":"v"},"spec":{"capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"],"hostPath":{"path":"/srv/v"}}}"#)
+        pv.applyDefaults()
+        #expect(pv.validate().isEmpty)
+        #expect(pv.spec?.persistentVolumeReclaimPolicy == "Retain")
+        let none = try decode(PersistentVolume.self, #"{"metadata":{"name":"v"},"spec":{"accessModes":["ReadWriteOnce"]}}"#)
+        #expect(none.validate().map(\.field) == ["spec.capacity", "spec"])
+        let local = try decode(PersistentVolume.self, #"{"metadata":{"name":"v"},"spec":{"capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"],"local":{"path":"rel"},"hostPath":{"path":"/x"}}}"#)
+        #expect(Set(local.validate().map(\.field)) == ["spec.local", "spec.local.path", "spec.nodeAffinity"])
+        var moved = pv; moved.spec?.hostPath?.path = "/elsewhere"
+        #expect(moved.validateUpdate(old: pv).map(\.field) == ["spec.persistentvolumesource"])
+    }
+
+    @Test func storageClassesAreCheckedAndFixed() throws {
+        var sc = try decode(StorageClass.self, #"{"metadata":{"name":"s"},"provisioner":"example.com/disk"}"#)
+        sc.applyDefaults()
+        #expect(sc.validate().isEmpty && sc.reclaimPolicy == "Delete" && sc.volumeBindingMode == "Immediate")
+        let bad = try decode(StorageClass.self, #"{"metadata":{"name":"s"},"provisioner":"","reclaimPolicy":"Recycle","volumeBindingMode":"Later"}"#)
+        #expect(bad.validate().map(\.field) == ["provisioner", "reclaimPolicy", "volumeBindingMode"])
+        var changed = sc; changed.reclaimPolicy = "Retain"
+        #expect(changed.validateUpdate(old: sc).map(\.field) == ["reclaimPolicy"])
+    }
+}
