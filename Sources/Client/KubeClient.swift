@@ -152,6 +152,14 @@ public final class KubeClient: Sendable {
         try await call(.DELETE, T.resource.path(namespace: ns(t, namespace), name: name), body: try KubeJSON.encode(options))
     }
 
+    /// Asks for a pod's graceful deletion through the eviction subresource, which refuses (429)
+    /// while a PodDisruptionBudget allows no disruption.
+    public func evict(pod: String, namespace: String) async throws {
+        let body: JSONValue = .object(["apiVersion": "policy/v1", "kind": "Eviction",
+                                       "metadata": .object(["name": .string(pod), "namespace": .string(namespace)])])
+        try await call(.POST, Resources.pods.path(namespace: namespace, name: pod, subresource: "eviction"), body: try body.encoded())
+    }
+
     public func bind(pod: String, namespace: String, node: String) async throws {
         try await call(.POST, Resources.pods.path(namespace: namespace, name: pod, subresource: "binding"),
                        body: try KubeJSON.encode(Binding(podName: pod, namespace: namespace, nodeName: node)))

@@ -169,15 +169,16 @@ extension Expectations {
 /// Deletes and creates pods for `owner` (queue key `key`) under its expectations, with an event
 /// per pod; returns how many creations the apiserver refused.
 func writePods<T: KubeObject>(_ client: KubeClient, _ events: EventRecorder, _ expectations: Expectations, owner: T, key: String,
-                              delete: [String], create: [Pod], now: Date) async -> Int {
-    guard !delete.isEmpty || !create.isEmpty else { return 0 }
-    expectations.expect(key, adds: create.count, deletes: Set(delete), now: now)
+                              delete: [String], evict: [String] = [], create: [Pod], now: Date) async -> (refused: Int, blocked: Int) {
+    guard !delete.isEmpty || !evict.isEmpty || !create.isEmpty else { return (0, 0) }
+    expectations.expect(key, adds: create.count, deletes: Set(delete + evict), now: now)
     for n in delete {
         do {
             try await client.delete(Pod.self, n, namespace: owner.namespace)
             events.record(owner, reason: "SuccessfulDelete", message: "Deleted pod: \(n)")
         } catch { expectations.observedDelete(key, pod: n) }
     }
+    let blocked = await evictPods(client, events, owner: owner, evict) { expectations.observedDelete(key, pod: $0) }
     var refused = 0
     for pod in create {
         do {
@@ -189,7 +190,27 @@ func writePods<T: KubeObject>(_ client: KubeClient, _ events: EventRecorder, _ e
             events.record(owner, type: "Warning", reason: "FailedCreate", message: "Error creating: \(error)")
         }
     }
-    return refused
+    return (refused, blocked)
+}
+
+/// Rolling-update removals go through the eviction subresource, so PodDisruptionBudgets hold
+/// them back (429) as they hold back `kubectl drain`. Returns how many were held back.
+func evictPods<T: KubeObject>(_ client: KubeClient, _ events: EventRecorder, owner: T, _ names: [String], failed: (String) -> Void = { _ in }) async -> Int {
+    var blocked = 0
+    for n in names {
+        do {
+            try await client.evict(pod: n, namespace: owner.namespace)
+            events.record(owner, reason: "SuccessfulDelete", message: "Evicted pod for the update: \(n)")
+        } catch let s as Status where s.code == 429 {
+            failed(n); blocked += 1
+            events.record(owner, type: "Warning", reason: "UpdateBlocked", message: "pod \(n) is not replaced yet: \(s.message ?? "a PodDisruptionBudget allows no disruption now")")
+        } catch let s as Status where s.code == 404 {
+            failed(n)
+        } catch {
+            failed(n); blocked += 1
+        }
+    }
+    return blocked
 }
 
 /// Writes `status` into `obj` if it differs; false when the object changed meanwhile (409), so

@@ -16,6 +16,8 @@ public struct DaemonSetDecision: Equatable, Sendable {
     /// Nodes to start a pod on.
     public var create: [String] = []
     public var delete: [String] = []
+    /// Old pods replaced by the rolling update (through eviction, so budgets are kept).
+    public var evict: [String] = []
     public var requeueAfter: Double?
 }
 
@@ -117,7 +119,7 @@ public enum DaemonSetLogic {
                 var budget = maxSurge - surging
                 for u in updating {
                     if let n = u.new.first {
-                        if available(n, ds, now) { d.delete += u.old.map(\.name) }
+                        if available(n, ds, now) { d.evict += u.old.map(\.name) }
                     } else if budget > 0 {
                         d.create.append(u.node); budget -= 1
                     }
@@ -127,7 +129,7 @@ public enum DaemonSetLogic {
                 var budget = maxUnavailable - unavailable
                 for u in updating where u.new.isEmpty && !(u.old.first.map { available($0, ds, now) } ?? false) { d.delete += u.old.map(\.name) }
                 for u in updating where u.new.isEmpty && (u.old.first.map { available($0, ds, now) } ?? false) && budget > 0 {
-                    d.delete += u.old.map(\.name); budget -= 1
+                    d.evict += u.old.map(\.name); budget -= 1
                 }
             }
         }
@@ -179,10 +181,11 @@ public final class DaemonSetController: Sendable {
         let pods = informers.pods.list(namespace: ds.namespace).filter { $0.metadata.controllerRef?.uid == uid }
         let now = clock.now()
         var d = DaemonSetLogic.decide(ds, nodes: informers.nodes.list(), pods: pods, hash: hash, now: now)
-        if !expectations.satisfied(key, now: now) { d.create = []; d.delete = [] }
-        _ = await writePods(client, events, expectations, owner: ds, key: key, delete: d.delete,
-                            create: d.create.map { newPod(ds, node: $0, hash: hash) }, now: now)
+        if !expectations.satisfied(key, now: now) { d.create = []; d.delete = []; d.evict = [] }
+        let written = await writePods(client, events, expectations, owner: ds, key: key, delete: d.delete, evict: d.evict,
+                                      create: d.create.map { newPod(ds, node: $0, hash: hash) }, now: now)
         if try await !writeStatus(client, ds, \.status, d.status) { return .requeue(after: 0) }
+        if written.blocked > 0 { return .requeue(after: 5) }
         if let r = d.requeueAfter { return .requeue(after: r) }
         return .done
     }

@@ -316,7 +316,7 @@ public final class JobController: Sendable {
             try? await client.delete(Job.self, name, namespace: namespace, options: DeleteOptions(propagationPolicy: "Background"))
             return .done
         }
-        let failedCreates = await writePods(client, events, expectations, owner: job, key: key, delete: d.delete,
+        let (failedCreates, _) = await writePods(client, events, expectations, owner: job, key: key, delete: d.delete,
                                             create: d.create.map { newPod(job, index: $0) }, now: now)
         // Pods the apiserver refused are tried again, backing off (10 s, doubling, at most 6 min);
         // only activeDeadlineSeconds ends such a job, as in Kubernetes.

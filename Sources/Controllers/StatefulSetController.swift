@@ -15,6 +15,8 @@ public struct StatefulSetDecision: Equatable, Sendable {
     public var status: StatefulSetStatus
     public var create: [Create] = []
     public var delete: [String] = []
+    /// The pod the rolling update replaces next (through eviction, so budgets are kept).
+    public var evict: [String] = []
 }
 
 public enum StatefulSetLogic {
@@ -82,7 +84,7 @@ public enum StatefulSetLogic {
         // 3. Rolling update: the highest ordinal not yet at the update revision, once all are Ready.
         if rolling && allHealthy && condemned.isEmpty && d.create.isEmpty && d.delete.isEmpty {
             if let o = range.reversed().first(where: { $0 >= partition && revision(byOrdinal[$0]!) != updateRevision }) {
-                d.delete.append(byOrdinal[o]!.name)
+                d.evict.append(byOrdinal[o]!.name)
             }
         }
 
@@ -148,6 +150,10 @@ public final class StatefulSetController: Sendable {
                 try await client.delete(Pod.self, n, namespace: sts.namespace)
                 events.record(sts, reason: "SuccessfulDelete", message: "delete Pod \(n) in StatefulSet \(sts.name) successful")
             } catch let s as Status where s.code == 404 {}
+        }
+        if await evictPods(client, events, owner: sts, d.evict) > 0 {
+            if try await !writeStatus(client, sts, \.status, d.status) { return .requeue(after: 0) }
+            return .requeue(after: 5)
         }
         for c in d.create {
             do { try await ensureClaims(sts, ordinal: c.ordinal) } catch {

@@ -73,25 +73,25 @@ private func pod(_ name: String, on node: String, hash: String = "new", ready: B
         let nodes = [node("a"), node("b"), node("c")]
         let old = [pod("pa", on: "a", hash: "old"), pod("pb", on: "b", hash: "old"), pod("pc", on: "c", hash: "old")]
         let d = DaemonSetLogic.decide(ds(), nodes: nodes, pods: old, hash: "new", now: now)
-        #expect(d.delete == ["pa"] && d.create.isEmpty)   // maxUnavailable 1
+        #expect(d.evict == ["pa"] && d.delete.isEmpty && d.create.isEmpty)   // maxUnavailable 1, evicted (budgets hold it back)
         // a's replacement is not ready yet: nothing else goes.
         let waiting = DaemonSetLogic.decide(ds(), nodes: nodes, pods: [pod("na", on: "a", ready: false), old[1], old[2]], hash: "new", now: now)
-        #expect(waiting.delete.isEmpty)
+        #expect(waiting.delete.isEmpty && waiting.evict.isEmpty)
         // An old pod that is not available goes at once, whatever the budget.
         let broken = DaemonSetLogic.decide(ds(), nodes: nodes, pods: [pod("na", on: "a", ready: false), pod("pb", on: "b", hash: "old", ready: false), old[2]], hash: "new", now: now)
         #expect(broken.delete == ["pb"])
         // OnDelete: nothing is replaced until deleted by hand.
         let manual = DaemonSetLogic.decide(ds(DaemonSetUpdateStrategy(type: "OnDelete")), nodes: nodes, pods: old, hash: "new", now: now)
-        #expect(manual.delete.isEmpty && manual.status.updatedNumberScheduled == 0)
+        #expect(manual.evict.isEmpty && manual.status.updatedNumberScheduled == 0)
     }
 
     @Test func rollingUpdateWithMaxSurge() {
         let surge = ds(DaemonSetUpdateStrategy(type: "RollingUpdate", rollingUpdate: RollingUpdateDaemonSet(maxUnavailable: .int(0), maxSurge: .int(1))))
         let nodes = [node("a"), node("b")]
         let start = DaemonSetLogic.decide(surge, nodes: nodes, pods: [pod("pa", on: "a", hash: "old"), pod("pb", on: "b", hash: "old")], hash: "new", now: now)
-        #expect(start.create == ["a"] && start.delete.isEmpty)
+        #expect(start.create == ["a"] && start.evict.isEmpty)
         let ready = DaemonSetLogic.decide(surge, nodes: nodes, pods: [pod("pa", on: "a", hash: "old"), pod("na", on: "a"), pod("pb", on: "b", hash: "old")], hash: "new", now: now)
-        #expect(ready.delete == ["pa"] && ready.create.isEmpty)
+        #expect(ready.evict == ["pa"] && ready.create.isEmpty)
     }
 
     @Test func validation() {

@@ -48,20 +48,20 @@ private func pod(_ i: Int, rev: String = "v1", ready: Bool = true, phase: String
     @Test func rollingUpdateFromTheTopDownToThePartition() {
         let all = [pod(0), pod(1), pod(2)]
         let d = StatefulSetLogic.decide(sts(), pods: all, currentRevision: "v1", updateRevision: "v2", now: now)
-        #expect(d.delete == ["db-2"])
+        #expect(d.evict == ["db-2"] && d.delete.isEmpty)   // evicted: PodDisruptionBudgets hold it back
         // db-2 came back with v2 and is Ready: db-1 next.
         let next = StatefulSetLogic.decide(sts(), pods: [pod(0), pod(1), pod(2, rev: "v2")], currentRevision: "v1", updateRevision: "v2", now: now)
-        #expect(next.delete == ["db-1"])
+        #expect(next.evict == ["db-1"])
         // A replacement is made with the update revision above the partition, the current one below it.
         let part = StatefulSetLogic.decide(sts(partition: 2), pods: [pod(0), pod(2, rev: "v2")], currentRevision: "v1", updateRevision: "v2", now: now)
         #expect(part.create == [.init(ordinal: 1, revision: "v1")])
         let held = StatefulSetLogic.decide(sts(partition: 2), pods: [pod(0), pod(1), pod(2, rev: "v2")], currentRevision: "v1", updateRevision: "v2", now: now)
-        #expect(held.delete.isEmpty && held.status.currentRevision == "v1")
+        #expect(held.evict.isEmpty && held.status.currentRevision == "v1")
         // Done: every pod at v2 makes v2 current.
         let done = StatefulSetLogic.decide(sts(), pods: [pod(0, rev: "v2"), pod(1, rev: "v2"), pod(2, rev: "v2")], currentRevision: "v1", updateRevision: "v2", now: now)
         #expect(done.status.currentRevision == "v2" && done.status.updatedReplicas == 3 && done.status.currentReplicas == 3)
         // OnDelete: nothing is replaced by the controller.
-        #expect(StatefulSetLogic.decide(sts(onDelete: true), pods: all, currentRevision: "v1", updateRevision: "v2", now: now).delete.isEmpty)
+        #expect(StatefulSetLogic.decide(sts(onDelete: true), pods: all, currentRevision: "v1", updateRevision: "v2", now: now).evict.isEmpty)
     }
 
     @Test func scaledDownDuringARollingUpdate() {
@@ -70,7 +70,7 @@ private func pod(_ i: Int, rev: String = "v1", ready: Bool = true, phase: String
         #expect(d.delete == ["db-2"])
         // Then the update goes on within the new size: db-1, then db-0.
         let after = StatefulSetLogic.decide(sts(replicas: 2), pods: [pod(0), pod(1)], currentRevision: "v1", updateRevision: "v2", now: now)
-        #expect(after.delete == ["db-1"])
+        #expect(after.evict == ["db-1"])
     }
 
     @Test func failedPodsAreReplacedAndNamesAreStable() {
