@@ -62,7 +62,21 @@ KINDS = [
     (client.DiscoveryV1Api, "endpoint_slice", True, {"metadata": {"name": "py"}, "addressType": "IPv4",
                                                      "endpoints": [{"addresses": ["198.18.7.7"]}], "ports": [{"port": 80}]}),
     (client.PolicyV1Api, "pod_disruption_budget", True, {"metadata": {"name": "py"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "py"}}}}),
+    (client.BatchV1Api, "job", True, {"metadata": {"name": "py"}, "spec": {"suspend": True, "template": {
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE}]}}}}),
+    (client.BatchV1Api, "cron_job", True, {"metadata": {"name": "py"}, "spec": {"schedule": "@daily", "suspend": True, "jobTemplate": {"spec": {
+        "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE}]}}}}}}),
+    (client.AppsV1Api, "daemon_set", True, {"metadata": {"name": "py"}, "spec": {"selector": {"matchLabels": {"app": "py"}}, "template": TEMPLATE}}),
+    (client.AppsV1Api, "stateful_set", True, {"metadata": {"name": "py"}, "spec": {"replicas": 0, "serviceName": "py", "selector": {"matchLabels": {"app": "py"}},
+        "template": TEMPLATE, "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+    (client.StorageV1Api, "storage_class", False, {"metadata": {"name": "pysc"}, "provisioner": "example.com/py", "volumeBindingMode": "WaitForFirstConsumer"}),
+    (client.CoreV1Api, "persistent_volume", False, {"metadata": {"name": "pypv"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+        "hostPath": {"path": "/srv/pypv"}, "storageClassName": "pysc"}}),
+    (client.CoreV1Api, "persistent_volume_claim", True, {"metadata": {"name": "py"}, "spec": {"accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}}}}),
 ]
+# Kinds whose objects carry a protection finalizer that a controller-manager would lift.
+PROTECTED = {"persistent_volume", "persistent_volume_claim"}
 
 
 def call(api_obj, verb, snake, namespaced, **kw):
@@ -97,6 +111,11 @@ for cls, snake, namespaced, body in KINDS:
         items = call(a, "list", snake, namespaced, label_selector="patched=yes").items
         check("%s: list with selector" % label, [i.metadata.name for i in items] == [name], str([i.metadata.name for i in items]))
         call(a, "delete", snake, namespaced, name=name, grace_period_seconds=0)
+        if snake in PROTECTED:
+            check("%s: delete waits for its finalizer" % label, call(a, "read", snake, namespaced, name=name).metadata.deletion_timestamp is not None)
+            call(a, "patch", snake, namespaced, name=name, body={"metadata": {"finalizers": None}})
+        if snake == "persistent_volume_claim":
+            check("%s: the default class" % label, created.spec.storage_class_name == "local-path", str(created.spec.storage_class_name))
         seen = []
         w = watch.Watch()
         for ev in w.stream(getattr(a, "list_%s%s" % ("namespaced_" if namespaced else "", snake)),
