@@ -1541,6 +1541,11 @@ operator 2 string oe
 value 3 string oe
 effect 4 string oe
 tolerationSeconds 5 int64 oe ptr
+@core/v1.TopologySelectorLabelRequirement
+key 1 string
+values 2 [string] lt=atomic
+@core/v1.TopologySelectorTerm st=atomic
+matchLabelExpressions 1 [core/v1.TopologySelectorLabelRequirement] oe lt=atomic
 @core/v1.TopologySpreadConstraint
 maxSkew 1 int32
 topologyKey 2 string
@@ -1893,4 +1898,16 @@ kind 1 string
 apiGroup 2 string oe
 name 3 string
 namespace 4 string oe
+@storage/v1.StorageClass kind=storage.k8s.io/v1/StorageClass
+metadata 1 meta/v1.ObjectMeta oe
+provisioner 2 string
+parameters 3 {string} oe
+reclaimPolicy 4 string oe ptr
+mountOptions 5 [string] oe lt=atomic
+allowVolumeExpansion 6 bool oe ptr
+volumeBindingMode 7 string oe ptr
+allowedTopologies 8 [core/v1.TopologySelectorTerm] oe lt=atomic
+@storage/v1.StorageClassList kind=storage.k8s.io/v1/StorageClassList
+metadata 1 meta/v1.ListMeta oe
+items 2 [storage/v1.StorageClass]
 """
