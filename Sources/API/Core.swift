@@ -37,6 +37,7 @@ public struct EnvVar: Codable, Hashable, Sendable {
     public var value: String?
     public var valueFrom: JSONValue?
     public init(name: String, value: String) { self.name = name; self.value = value }
+    public init(name: String, valueFrom: JSONValue) { self.name = name; self.valueFrom = valueFrom }
 }
 
 public struct ResourceRequirements: Codable, Hashable, Sendable {

@@ -91,7 +91,34 @@ extension Container {
                 if !portNames.insert(n).inserted { errs.append(.init(.duplicate, "\(path).ports[\(i)].name", "\"\(n)\"")) }
             }
         }
-        for (i, e) in (env ?? []).enumerated() where e.name.isEmpty { errs.append(.init(.required, "\(path).env[\(i)].name", "")) }
+        for (i, e) in (env ?? []).enumerated() {
+            let f = "\(path).env[\(i)]"
+            if e.name.isEmpty { errs.append(.init(.required, "\(f).name", "")) }
+            else if let why = Validation.envVarName(e.name) { errs.append(.init(.invalid, "\(f).name", "\"\(e.name)\": \(why)")) }
+            if let from = e.valueFrom {
+                if e.value != nil && e.value != "" { errs.append(.init(.invalid, "\(f).valueFrom", "may not be specified when `value` is not empty")) }
+                let kinds = ["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"].filter { from[$0] != nil }
+                if kinds.count != 1 { errs.append(.init(.invalid, "\(f).valueFrom", "may not have more than one field specified at a time")) }
+                for k in ["configMapKeyRef", "secretKeyRef"] {
+                    guard let r = from[k] else { continue }
+                    if (r["name"]?.stringValue ?? "").isEmpty { errs.append(.init(.required, "\(f).valueFrom.\(k).name", "")) }
+                    if let key = r["key"]?.stringValue, !key.isEmpty {
+                        if let why = Validation.configKey(key) { errs.append(.init(.invalid, "\(f).valueFrom.\(k).key", "\"\(key)\": \(why)")) }
+                    } else { errs.append(.init(.required, "\(f).valueFrom.\(k).key", "")) }
+                }
+                if let r = from["resourceFieldRef"], let res = r["resource"]?.stringValue,
+                   !["limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu", "requests.memory", "requests.ephemeral-storage"].contains(res) {
+                    errs.append(.init(.notSupported, "\(f).valueFrom.resourceFieldRef.resource", "\"\(res)\": supported values: \"limits.cpu\", \"limits.ephemeral-storage\", \"limits.memory\", \"requests.cpu\", \"requests.ephemeral-storage\", \"requests.memory\""))
+                }
+            }
+        }
+        for (i, src) in (envFrom?.arrayValue ?? []).enumerated() {
+            let f = "\(path).envFrom[\(i)]"
+            let refs = ["configMapRef", "secretRef"].filter { src[$0] != nil }
+            if refs.count != 1 { errs.append(.init(.invalid, f, "must specify one of: `configMapRef` or `secretRef`")); continue }
+            if (src[refs[0]]?["name"]?.stringValue ?? "").isEmpty { errs.append(.init(.required, "\(f).\(refs[0]).name", "")) }
+            if let p = src["prefix"]?.stringValue, !p.isEmpty, let why = Validation.envVarName(p) { errs.append(.init(.invalid, "\(f).prefix", "\"\(p)\": \(why)")) }
+        }
         for (i, m) in (volumeMounts ?? []).enumerated() {
             if !volumes.contains(m.name) { errs.append(.init(.notFound, "\(path).volumeMounts[\(i)].name", "\"\(m.name)\"")) }
             if !m.mountPath.hasPrefix("/") { errs.append(.init(.invalid, "\(path).volumeMounts[\(i)].mountPath", "\"\(m.mountPath)\": must be an absolute path")) }
@@ -123,6 +150,50 @@ extension PodSpec {
         if initContainers != nil { for i in initContainers!.indices { initContainers![i].applyDefaults() } }
         if serviceAccount != nil && serviceAccountName == nil { serviceAccountName = serviceAccount }
     }
+    /// configMap, secret, downwardAPI and projected volumes: items' paths stay inside the
+    /// volume, modes are file modes, references are named.
+    static func validateProjection(_ v: Volume, _ f: String) -> [FieldError] {
+        var errs: [FieldError] = []
+        func mode(_ j: JSONValue?, _ field: String) {
+            guard let j else { return }
+            if let m = j.intValue, (0...0o777).contains(m) { return }
+            errs.append(.init(.invalid, field, "\(j): must be a number between 0 and 0777 (octal), both inclusive"))
+        }
+        func items(_ list: JSONValue?, _ field: String, keyed: Bool) {
+            var seen = Set<String>()
+            for (i, it) in (list?.arrayValue ?? []).enumerated() {
+                let p = it["path"]?.stringValue ?? ""
+                if let why = Validation.volumePath(p) { errs.append(.init(p.isEmpty ? .required : .invalid, "\(field)[\(i)].path", p.isEmpty ? "" : "\"\(p)\": \(why)")) }
+                else if !seen.insert(p).inserted { errs.append(.init(.duplicate, "\(field)[\(i)].path", "\"\(p)\"")) }
+                if keyed, (it["key"]?.stringValue ?? "").isEmpty { errs.append(.init(.required, "\(field)[\(i)].key", "")) }
+                if !keyed, it["fieldRef"] == nil && it["resourceFieldRef"] == nil { errs.append(.init(.required, "\(field)[\(i)]", "must specify fieldRef or resourceFieldRef")) }
+                mode(it["mode"], "\(field)[\(i)].mode")
+            }
+        }
+        if let cm = v.configMap {
+            if (cm["name"]?.stringValue ?? "").isEmpty { errs.append(.init(.required, "\(f).configMap.name", "")) }
+            items(cm["items"], "\(f).configMap.items", keyed: true); mode(cm["defaultMode"], "\(f).configMap.defaultMode")
+        }
+        if let s = v.secret {
+            if (s["secretName"]?.stringValue ?? "").isEmpty { errs.append(.init(.required, "\(f).secret.secretName", "")) }
+            items(s["items"], "\(f).secret.items", keyed: true); mode(s["defaultMode"], "\(f).secret.defaultMode")
+        }
+        if let d = v.downwardAPI { items(d["items"], "\(f).downwardAPI.items", keyed: false); mode(d["defaultMode"], "\(f).downwardAPI.defaultMode") }
+        if let p = v.projected {
+            mode(p["defaultMode"], "\(f).projected.defaultMode")
+            for (i, src) in (p["sources"]?.arrayValue ?? []).enumerated() {
+                let sf = "\(f).projected.sources[\(i)]"
+                if let cm = src["configMap"] { items(cm["items"], "\(sf).configMap.items", keyed: true) }
+                if let s = src["secret"] { items(s["items"], "\(sf).secret.items", keyed: true) }
+                if let d = src["downwardAPI"] { items(d["items"], "\(sf).downwardAPI.items", keyed: false) }
+                if let t = src["serviceAccountToken"], let p = t["path"]?.stringValue, let why = Validation.volumePath(p) {
+                    errs.append(.init(.invalid, "\(sf).serviceAccountToken.path", "\"\(p)\": \(why)"))
+                }
+            }
+        }
+        return errs
+    }
+
     public func validate(_ path: String) -> [FieldError] {
         var errs: [FieldError] = []
         var volumeNames = Set<String>()
@@ -130,6 +201,7 @@ extension PodSpec {
             if let e = Validation.dns1123Label(v.name) { errs.append(.init(.invalid, "\(path).volumes[\(i)].name", "\"\(v.name)\": \(e)")) }
             if !volumeNames.insert(v.name).inserted { errs.append(.init(.duplicate, "\(path).volumes[\(i)].name", "\"\(v.name)\"")) }
             if let h = v.hostPath, !h.path.hasPrefix("/") { errs.append(.init(.invalid, "\(path).volumes[\(i)].hostPath.path", "\"\(h.path)\": must be an absolute path")) }
+            errs += Self.validateProjection(v, "\(path).volumes[\(i)]")
             if v.persistentVolumeClaim != nil {
                 let n = v.claimName ?? ""
                 if n.isEmpty { errs.append(.init(.required, "\(path).volumes[\(i)].persistentVolumeClaim.claimName", "")) }
@@ -386,8 +458,53 @@ extension EndpointSlice: ServedKind {
         addressType == old.addressType ? [] : [.init(.invalid, "addressType", "\"\(addressType)\": field is immutable")]
     }
 }
-extension ConfigMap: ServedKind {}
+/// The most a ConfigMap's or Secret's data may hold (Kubernetes: 1 MiB).
+let maxConfigBytes = 1024 * 1024
+
+extension ConfigMap: ServedKind {
+    public func validate() -> [FieldError] {
+        var errs = Validation.metadata(metadata, namespaced: true)
+        var total = 0
+        for k in (data ?? [:]).keys.sorted() {
+            if let why = Validation.configKey(k) { errs.append(.init(.invalid, "data[\(k)]", "\"\(k)\": \(why)")) }
+            total += data![k]!.utf8.count
+        }
+        for k in (binaryData ?? [:]).keys.sorted() {
+            if let why = Validation.configKey(k) { errs.append(.init(.invalid, "binaryData[\(k)]", "\"\(k)\": \(why)")) }
+            if data?[k] != nil { errs.append(.init(.invalid, "binaryData[\(k)]", "\"\(k)\": duplicate of key present in data")) }
+            total += Data(base64Encoded: binaryData![k]!)?.count ?? binaryData![k]!.utf8.count
+        }
+        if total > maxConfigBytes { errs.append(.init(.tooLong, "data", "must have at most \(maxConfigBytes) bytes")) }
+        return errs
+    }
+    public func validateUpdate(old: ConfigMap) -> [FieldError] {
+        if old.immutable == true && (data != old.data || binaryData != old.binaryData || immutable != true) {
+            return [.init(.forbidden, "data", "field is immutable when `immutable` is set")]
+        }
+        return []
+    }
+}
 extension Secret: ServedKind {
+    public func validate() -> [FieldError] {
+        var errs = Validation.metadata(metadata, namespaced: true)
+        var total = 0
+        for k in (data ?? [:]).keys.sorted() {
+            if let why = Validation.configKey(k) { errs.append(.init(.invalid, "data[\(k)]", "\"\(k)\": \(why)")) }
+            guard let bytes = Data(base64Encoded: data![k]!) else { errs.append(.init(.invalid, "data[\(k)]", "not valid base64")); continue }
+            total += bytes.count
+        }
+        if total > maxConfigBytes { errs.append(.init(.tooLong, "data", "must have at most \(maxConfigBytes) bytes")) }
+        if type == "kubernetes.io/dockerconfigjson", data?[".dockerconfigjson"] == nil {
+            errs.append(.init(.required, "data[.dockerconfigjson]", ""))
+        }
+        return errs
+    }
+    public func validateUpdate(old: Secret) -> [FieldError] {
+        var errs: [FieldError] = []
+        if (type ?? "Opaque") != (old.type ?? "Opaque") { errs.append(.init(.invalid, "type", "field is immutable")) }
+        if old.immutable == true && (data != old.data || immutable != true) { errs.append(.init(.forbidden, "data", "field is immutable when `immutable` is set")) }
+        return errs
+    }
     public mutating func applyDefaults() {
         type = type ?? "Opaque"
         if let sd = stringData {

@@ -19,6 +19,7 @@ public struct FieldError: Hashable, Sendable, CustomStringConvertible {
         case .notSupported: return "\(field): Unsupported value: \(message)"
         case .duplicate: return "\(field): Duplicate value: \(message)"
         case .notFound: return "\(field): Not found: \(message)"
+        case .tooLong: return "\(field): Too long: \(message)"
         default: return "\(field): Invalid value: \(message)"
         }
     }
@@ -49,6 +50,29 @@ public enum Validation {
         }
         return nil
     }
+    /// An environment variable's name, as Kubernetes allows it.
+    public static func envVarName(_ s: String) -> String? {
+        guard let f = s.first, !f.isNumber, s.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }) else {
+            return "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')"
+        }
+        return nil
+    }
+    /// A ConfigMap or Secret key.
+    public static func configKey(_ s: String) -> String? {
+        if s.isEmpty || s.count > 253 || s == "." || s == ".." || !s.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }) {
+            return "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+        }
+        return nil
+    }
+    /// A relative file path inside a volume: no '..' element, not absolute.
+    public static func volumePath(_ s: String) -> String? {
+        if s.isEmpty { return "must not be empty" }
+        if s.hasPrefix("/") { return "must be a relative path" }
+        if s.split(separator: "/").contains("..") { return "must not contain '..'" }
+        if s.hasPrefix("..") { return "must not start with '..'" }
+        return nil
+    }
+
     /// Label/annotation key: optional DNS subdomain prefix and '/', then a name of <= 63 chars.
     public static func qualifiedName(_ s: String) -> String? {
         var name = Substring(s)
@@ -89,7 +113,7 @@ public enum Validation {
             if let e = qualifiedName(k.lowercased()) { errs.append(.init(.invalid, "metadata.annotations", "\"\(k)\": \(e)")) }
         }
         if (m.annotations ?? [:]).reduce(0, { $0 + $1.key.utf8.count + $1.value.utf8.count }) > 256 * 1024 {
-            errs.append(.init(.tooLong, "metadata.annotations", "may not have more than 262144 bytes"))
+            errs.append(.init(.tooLong, "metadata.annotations", "must have at most 262144 bytes"))
         }
         return errs
     }

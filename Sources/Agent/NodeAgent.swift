@@ -49,6 +49,9 @@ public final class NodeAgent: Sendable {
     let config: AgentConfig
     let runtime: any ContainerRuntime
     let pods: Informer<Pod>
+    /// ConfigMaps and Secrets, for pods' config volumes and environment.
+    let configMaps: Informer<ConfigMap>
+    let secrets: Informer<Secret>
     let queue: WorkQueue
     let clock: any ControlClock
     let logger: Logger
@@ -68,6 +71,8 @@ public final class NodeAgent: Sendable {
         l[metadataKey: "node"] = "\(config.nodeName)"
         logger = l
         pods = Informer<Pod>(client: client, fieldSelector: "spec.nodeName=\(config.nodeName)")
+        configMaps = Informer<ConfigMap>(client: client)
+        secrets = Informer<Secret>(client: client)
         events = EventRecorder(client: client, component: "agent", clock: clock)
         prober = Prober(http: Prober.sharedHTTP, runtime: runtime)
         queue = WorkQueue(clock: clock)
@@ -86,6 +91,18 @@ public final class NodeAgent: Sendable {
                 self?.queue.add(Informer<Pod>.key(p))
             }
         }
+        // A ConfigMap or Secret that appears or changes: the pods here that use it get a pass
+        // (their volumes are rewritten; a pod waiting for it starts).
+        configMaps.addHandler { [weak self] ev in
+            switch ev { case .added(let o), .updated(_, let o), .deleted(let o): self?.requeuePods(using: "configmap", o.namespace, o.name) }
+        }
+        secrets.addHandler { [weak self] ev in
+            switch ev { case .added(let o), .updated(_, let o), .deleted(let o): self?.requeuePods(using: "secret", o.namespace, o.name) }
+        }
+    }
+
+    func requeuePods(using kind: String, _ namespace: String, _ name: String) {
+        for p in pods.list(namespace: namespace) where ConfigProjection.references(p).contains("\(kind)/\(name)") { queue.add(Informer<Pod>.key(p)) }
     }
 
     // MARK: node
@@ -218,6 +235,8 @@ public final class NodeAgent: Sendable {
                 }
             }
             g.addTask { await self.pods.run() }
+            g.addTask { await self.configMaps.run() }
+            g.addTask { await self.secrets.run() }
             g.addTask {
                 while !Task.isCancelled { await self.cleanUpVolumes(); try? await self.clock.sleep(for: 5) }
             }
@@ -225,6 +244,8 @@ public final class NodeAgent: Sendable {
             g.addTask { for await _ in self.publishSignals { await self.renewLease() } }
             g.addTask {
                 guard await self.pods.waitForSync(timeout: 3600) else { return }
+                _ = await self.configMaps.waitForSync(timeout: 30)
+                _ = await self.secrets.waitForSync(timeout: 30)
                 // Pods' resolv.conf names the cluster DNS address, read from the Services.
                 _ = await self.proxy.services.waitForSync(timeout: 10)
                 await self.cleanupOrphans()

@@ -15,6 +15,7 @@ struct PodMemo: Sendable {
     var startFailures: [String: (count: Int, until: Date, reason: String, message: String)] = [:]
     var announced: Set<String> = []                     // container IDs we emitted Started for
     var volumes: [String: Volume] = [:]                  // persistentVolumeClaim volumes, resolved to directories
+    var written: [String: (digest: Int, path: String)] = [:]   // config volumes as last written
 }
 
 extension NodeAgent {
@@ -60,8 +61,11 @@ extension NodeAgent {
         }
 
         // Claims first: a pod whose volume is not ready stays ContainerCreating, retried.
-        let resolved: Pod
-        do { resolved = try await resolveVolumes(pod) } catch let e as VolumeNotReady {
+        var resolved: Pod
+        do {
+            resolved = try await resolveVolumes(pod)
+            resolved = try await writeConfigVolumes(resolved)
+        } catch let e as VolumeNotReady {
             events.record(pod, type: "Warning", reason: "FailedMount", message: "Unable to attach or mount volumes: \(e)")
             if pod.status?.containerStatuses == nil || pod.status?.condition("Ready")?.reason != "VolumesNotReady" {
                 try? await writeStatus(pod, build: { st in
@@ -139,8 +143,24 @@ extension NodeAgent {
                 if count == 1 { events.record(pod, type: "Warning", reason: "Failed", message: "Error: \(never ? "ErrImageNeverPull" : "ErrImagePull")") }
                 wake = min(wake, backoff(count)); continue
             }
+            // envFrom and valueFrom references become literal values; a missing one waits.
+            var container = c
             do {
-                let started = try await runtime.start(resolved, container: c, attempt: attempt, sandbox: sandbox)
+                let (env, invalid) = try ConfigProjection.environment(c, pod: pod, sources: configSources)
+                container.env = env; container.envFrom = nil
+                if !invalid.isEmpty && attempt == 0 && memo(uid, { !$0.announced.contains("env/\(c.name)") }) {
+                    memo(uid) { _ = $0.announced.insert("env/\(c.name)") }
+                    events.record(pod, type: "Warning", reason: "InvalidEnvironmentVariableNames",
+                                  message: "Keys [\(invalid.joined(separator: ", "))] from the EnvFrom of container \(c.name) were skipped since they are invalid environment variable names.")
+                }
+            } catch {
+                waiting[c.name] = ContainerStateWaiting(reason: "CreateContainerConfigError", message: "\(error)")
+                events.record(pod, type: "Warning", reason: "Failed", message: "Error: \(error)")
+                wake = min(wake, 2)
+                continue
+            }
+            do {
+                let started = try await runtime.start(resolved, container: container, attempt: attempt, sandbox: sandbox)
                 infos.append(started)
                 memo(uid) { _ = $0.startFailures.removeValue(forKey: c.name) }
                 events.record(pod, reason: "Started", message: "Started container \(c.name)")

@@ -245,7 +245,8 @@ public final class RuncRuntime: ContainerRuntime {
                 source += "/\(sub)"
                 if !fm.fileExists(atPath: source) { try fm.createDirectory(atPath: source, withIntermediateDirectories: true) }
             }
-            b.binds.append((source, m.mountPath, (m.readOnly ?? false) || v.persistentVolumeClaim?["readOnly"] == .bool(true)))
+            // Config volumes are read-only in the container, as in Kubernetes.
+            b.binds.append((source, m.mountPath, (m.readOnly ?? false) || v.persistentVolumeClaim?["readOnly"] == .bool(true) || ConfigProjection.isProjected(v)))
         }
         try await runc.writeBundle(bundle: bundle, b)
 
@@ -351,8 +352,23 @@ public final class RuncRuntime: ContainerRuntime {
         }
     }
 
+    /// Config volumes live in the pod's directory; secret-bearing ones on a tmpfs mounted there.
+    public func writeVolume(podUID: String, name: String, files: [ProjectedFile], tmpfs: Bool) async throws -> String {
+        let dir = "\(podDir(podUID))/volumes/\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        if tmpfs && !Self.isMountPoint(dir) {
+            let r = try await Command.run("/bin/mount", ["-t", "tmpfs", "-o", "mode=0755,size=64m", "tmpfs", dir])
+            guard r.status == 0 else { throw RuncError("tmpfs for volume \(name): \(r.stderr)") }
+        }
+        try AtomicWriter.write(files, to: dir)
+        return dir
+    }
+
     public func remove(podUID: String) async throws {
         for c in await containers(podUID: podUID) { try await removeContainer(podUID: podUID, containerID: c.id) }
+        // Secret volumes' tmpfs mounts go before the directory.
+        let volumes = "\(podDir(podUID))/volumes"
+        for v in (try? FileManager.default.contentsOfDirectory(atPath: volumes)) ?? [] { try await Self.unmount("\(volumes)/\(v)") }
         // Containers runc knows of whose directory is gone (a crash between steps).
         for s in (try? await runc.list()) ?? [] where s.id.hasPrefix(podUID + ".") {
             _ = try? await runc.kill(s.id, signal: "KILL", all: true)

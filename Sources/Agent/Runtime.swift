@@ -78,6 +78,9 @@ public protocol ContainerRuntime: Sendable {
     func podNetworkNamespace(podUID: String) -> String?
     /// The unix socket that feeds a running container's stdin (containers with `stdin: true`).
     func attachStdin(podUID: String, containerID: String) -> String?
+    /// Writes (or rewrites, atomically) the files of a configMap, secret, downwardAPI or
+    /// projected volume; secret-bearing ones on tmpfs. Returns the directory to mount.
+    func writeVolume(podUID: String, name: String, files: [ProjectedFile], tmpfs: Bool) async throws -> String
 }
 
 extension ContainerRuntime {
@@ -91,7 +94,8 @@ public final class FakeRuntime: ContainerRuntime {
     public let version = "fake://1.0"
     public let hollow = true
     struct State { var sandboxes: [String: SandboxInfo] = [:]; var containers: [String: [ContainerInfo]] = [:]; var nextIP = 2
-        var cpu: [String: UInt64] = [:]; var lastStats: [String: Date] = [:]; var pods: [String: Pod] = [:] }
+        var cpu: [String: UInt64] = [:]; var lastStats: [String: Date] = [:]; var pods: [String: Pod] = [:]
+        var volumes: [String: [String: [ProjectedFile]]] = [:]; var env: [String: [EnvVar]] = [:] }
     private let state = Mutex(State())
     let podCIDRPrefix: String
 
@@ -122,6 +126,7 @@ public final class FakeRuntime: ContainerRuntime {
         let info = ContainerInfo(name: container.name, id: "\(uid).\(container.name).\(attempt)", attempt: attempt, image: container.image ?? "",
                                  imageID: "fake://\(container.image ?? "")", state: .running(startedAt: Date()))
         state.withLock { s in
+            s.env["\(uid)/\(container.name)"] = container.env ?? []
             var list = s.containers[uid] ?? []
             list.removeAll { $0.name == container.name }
             list.append(info)
@@ -140,7 +145,7 @@ public final class FakeRuntime: ContainerRuntime {
         state.withLock { s in s.containers[podUID]?.removeAll { $0.id == containerID } }
     }
     public func remove(podUID: String) async throws {
-        state.withLock { s in s.sandboxes.removeValue(forKey: podUID); s.containers.removeValue(forKey: podUID); s.pods.removeValue(forKey: podUID) }
+        state.withLock { s in s.sandboxes.removeValue(forKey: podUID); s.containers.removeValue(forKey: podUID); s.pods.removeValue(forKey: podUID); s.volumes.removeValue(forKey: podUID) }
     }
     public func containers(podUID: String) async -> [ContainerInfo] {
         let now = Date()
@@ -157,6 +162,17 @@ public final class FakeRuntime: ContainerRuntime {
             return list
         }
     }
+    /// Hollow volumes are kept in memory, for tests to read.
+    public func writeVolume(podUID: String, name: String, files: [ProjectedFile], tmpfs: Bool) async throws -> String {
+        state.withLock { $0.volumes[podUID, default: [:]][name] = files }
+        return "/fake/\(podUID)/volumes/\(name)"
+    }
+    public func volumeFiles(podUID: String, name: String) -> [ProjectedFile]? { state.withLock { $0.volumes[podUID]?[name] } }
+    /// The environment a hollow container was started with.
+    public func startedEnv(podUID: String, container: String) -> [EnvVar]? {
+        state.withLock { $0.env["\(podUID)/\(container)"] }
+    }
+
     public func pods() async -> [String] { state.withLock { Array(Set($0.sandboxes.keys).union($0.containers.keys)) } }
     public func exec(podUID: String, containerID: String, command: [String], timeout: Double) async throws -> (status: Int32, output: String) { (0, "") }
     public func logPath(podUID: String, container: String, attempt: Int) -> String? { nil }

@@ -74,4 +74,34 @@ extension NodeAgent {
                                         mergePatch: .object(["metadata": .object(["finalizers": rest.isEmpty ? .null : .array(rest.map { .string($0) })])]))
         }
     }
+
+    var configSources: ConfigSources {
+        let cms = configMaps, secs = secrets
+        return ConfigSources(configMap: { ns, n in cms.get(namespace: ns, name: n) }, secret: { ns, n in secs.get(namespace: ns, name: n) },
+                             allocatable: config.capacity ?? Self.hostCapacity())
+    }
+
+    /// Writes the pod's configMap, secret, downwardAPI and projected volumes (again when what
+    /// they show changed) and returns the pod with each pointing at its directory.
+    func writeConfigVolumes(_ pod: Pod) async throws -> Pod {
+        guard let vols = pod.spec?.volumes, vols.contains(where: ConfigProjection.isProjected) else { return pod }
+        let uid = pod.metadata.uid ?? pod.name
+        var out = pod
+        let sources = configSources
+        for (i, v) in vols.enumerated() where ConfigProjection.isProjected(v) {
+            let files: [ProjectedFile]
+            do { files = try ConfigProjection.files(v, pod: pod, sources: sources) }
+            catch { throw VolumeNotReady("MountVolume.SetUp failed for volume \"\(v.name)\" : \(error)") }
+            let digest = ConfigProjection.digest(files)
+            var path = memo(uid) { $0.written[v.name] }.flatMap { $0.digest == digest ? $0.path : nil }
+            if path == nil {
+                do { path = try await runtime.writeVolume(podUID: uid, name: v.name, files: files, tmpfs: ConfigProjection.needsTmpfs(v)) }
+                catch { throw VolumeNotReady("MountVolume.SetUp failed for volume \"\(v.name)\" : \(error)") }
+                let p = path!
+                memo(uid) { $0.written[v.name] = (digest, p) }
+            }
+            out.spec!.volumes![i].hostPath = Volume.HostPath(path: path!)
+        }
+        return out
+    }
 }

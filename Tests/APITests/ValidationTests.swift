@@ -124,3 +124,32 @@ import Foundation
         #expect(changed.validateUpdate(old: sc).map(\.field) == ["reclaimPolicy"])
     }
 }
+
+@Suite struct ConfigValidationTests {
+    func pod(_ volumes: String, env: String = "[]") throws -> Pod {
+        try KubeJSON.decode(Pod.self, from: Data(#"{"metadata":{"name":"p","namespace":"default"},"spec":{"volumes":\#(volumes),"containers":[{"name":"c","image":"busybox","env":\#(env)}]}}"#.utf8))
+    }
+
+    @Test func itemPathsStayInsideTheVolume() throws {
+        var p = try pod(#"[{"name":"a","configMap":{"name":"cm","items":[{"key":"k","path":"../etc/passwd"},{"key":"k","path":"/abs"},{"key":"k","path":"ok"},{"key":"k","path":"ok"}]}},{"name":"b","secret":{"secretName":"s","defaultMode":1000}}]"#)
+        p.applyDefaults()
+        let errs = p.validate().map(\.field)
+        #expect(errs == ["spec.volumes[0].configMap.items[0].path", "spec.volumes[0].configMap.items[1].path", "spec.volumes[0].configMap.items[3].path", "spec.volumes[1].secret.defaultMode"])
+    }
+
+    @Test func envReferencesAreChecked() throws {
+        var p = try pod("[]", env: #"[{"name":"1BAD","value":"x"},{"name":"A","valueFrom":{"secretKeyRef":{"name":"s"}}},{"name":"B","valueFrom":{"configMapKeyRef":{"name":"c","key":"k"},"secretKeyRef":{"name":"s","key":"k"}}}]"#)
+        p.applyDefaults()
+        #expect(p.validate().map(\.field) == ["spec.containers[0].env[0].name", "spec.containers[0].env[1].valueFrom.secretKeyRef.key", "spec.containers[0].env[2].valueFrom"])
+    }
+
+    @Test func secretsAndConfigMapsAreAtMostOneMebibyte() {
+        var s = Secret(name: "big", namespace: "default")
+        s.data = ["blob": Data(count: 1024 * 1024 + 1).base64EncodedString()]
+        #expect(s.validate().map(\.description) == ["data: Too long: must have at most 1048576 bytes"])
+        s.data = ["blob": Data(count: 1024).base64EncodedString(), "bad/key": "eA=="]
+        #expect(s.validate().map(\.field) == ["data[bad/key]"])
+        let c = ConfigMap(name: "big", namespace: "default", data: ["k": String(repeating: "x", count: 1024 * 1024 + 1)])
+        #expect(c.validate().map(\.field) == ["data"])
+    }
+}
