@@ -14,9 +14,12 @@ import Scheduler
     @Test func configMapsAndSecretsReachPodsAndFollowChanges() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }
+        var cmConfig = ControllerManagerConfig()
+        cmConfig.ca = c.server.pki.ca
+        let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: cmConfig)
         let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
-        let task = Task { await sched.run() }
-        defer { task.cancel() }
+        let tasks = [Task { await cm.run() }, Task { await sched.run() }]
+        defer { for t in tasks { t.cancel() } }
         let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "c1", dataDir: c.dir + "/agent-c1")
         let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
         var config = AgentConfig(nodeName: "c1")
@@ -59,9 +62,9 @@ import Scheduler
         #expect(rt.startedEnv(podUID: uid, container: "c")?.first { $0.name == "PW" }?.value == "hunter2")
 
         // A changed ConfigMap is written again within seconds.
-        var cm = try await k.get(ConfigMap.self, "app", namespace: "default")
-        cm.data = ["app.conf": "v2"]
-        _ = try await k.update(cm)
+        var app = try await k.get(ConfigMap.self, "app", namespace: "default")
+        app.data = ["app.conf": "v2"]
+        _ = try await k.update(app)
         _ = try await eventually(10, "the volume shows the new content") { () -> Bool? in
             rt.volumeFiles(podUID: uid, name: "conf")?.first.map { String(decoding: $0.data, as: UTF8.self) } == "v2" ? true : nil
         }
