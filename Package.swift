@@ -37,7 +37,8 @@ let package = Package(
         .target(name: "SPDY", dependencies: ["CZlib"]),
         // The per-container shim (C: a few hundred KB of RSS per container, not a Swift runtime).
         .executableTarget(name: "orch-shim", path: "Sources/orch-shim"),
-        .target(name: "Store", dependencies: ["API", "CSQLite", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Store", dependencies: ["API", "CSQLite", .product(name: "Logging", package: "swift-log"),
+                                              .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "PKI", dependencies: [
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -47,6 +48,8 @@ let package = Package(
         ]),
         .target(name: "APIServer", dependencies: [
             "API", "Store", "PKI", "Client", "SPDY",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -73,6 +76,7 @@ let package = Package(
         .target(name: "Controllers", dependencies: ["API", "Client", "PKI", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Agent", dependencies: ["API", "Client", "PKI",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Yams", package: "Yams"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

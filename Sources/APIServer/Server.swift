@@ -21,6 +21,8 @@ public struct APIServerConfig: Sendable {
     public var tlsSANs: [String] = []
     /// Keep everything in memory (tests, hollow clusters); PKI is still written to dataDir.
     public var inMemory = false
+    /// The EncryptionConfiguration for data at rest; nil: DATA_DIR/encryption.yaml, made on first start.
+    public var encryptionConfig: String?
     public var storeOptions = StoreOptions()
     public var bookmarkInterval: Duration = .seconds(5)
     public var logLevel: Logger.Level = .info
@@ -44,6 +46,7 @@ public struct DataDirLayout: Sendable {
     public var serverSANs: String { "\(dir)/pki/apiserver.sans" }
     public var joinToken: String { "\(dir)/join-token" }
     public var database: String { "\(dir)/state.db" }
+    public var encryptionConfig: String { "\(dir)/encryption.yaml" }
     /// Usage history per workload; separate from state.db, safe to delete.
     public var metricsDatabase: String { "\(dir)/metrics.db" }
     public func kubeconfig(_ name: String) -> String { "\(dir)/\(name).kubeconfig" }
@@ -146,8 +149,22 @@ public final class APIServer: Sendable {
         self.logger = logger
         layout = DataDirLayout(dir: config.dataDir)
         pki = try ClusterPKI.ensure(layout, advertise: config.advertiseAddress, port: config.securePort, sans: config.tlsSANs, logger: logger)
-        let backend: any StoreBackend = config.inMemory ? MemoryBackend() : try SQLiteBackend(path: layout.database)
+        var sealingRef: EncryptingBackend? = nil
+        var backend: any StoreBackend = config.inMemory ? MemoryBackend() : try SQLiteBackend(path: layout.database)
+        if !config.inMemory {
+            let path = config.encryptionConfig ?? layout.encryptionConfig
+            if config.encryptionConfig == nil && !FileManager.default.fileExists(atPath: path) { try EncryptionConfigFile.createDefault(path) }
+            let enc = try EncryptionConfigFile.load(path)
+            let sealing = EncryptingBackend(backend, config: enc)
+            backend = sealing
+            sealingRef = sealing
+            logger.info("encryption at rest", metadata: ["resources": "\(enc.resources.sorted())", "config": "\(path)",
+                                                         "sealing key": "\(enc.identityFirst ? "none (identity first)" : enc.keys.first?.name ?? "none")"])
+        }
         store = try Store(backend: backend, options: config.storeOptions, logger: logger)
+        if let s = sealingRef, s.resealed > 0 {
+            logger.notice("re-sealed stored objects under the first key of the encryption configuration", metadata: ["objects": "\(s.resealed)"])
+        }
         registry = Registry(store: store, logger: logger, services: config.services)
         let nodes = try NodeProxy(ca: pki.ca.certificatePEM, client: pki.kubeletClient)
         if config.metrics.enabled {

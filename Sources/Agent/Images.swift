@@ -8,6 +8,8 @@ import AsyncHTTPClient
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import NIOSSL
+import Synchronization
 import API
 
 public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
@@ -57,17 +59,22 @@ public struct PulledImage: Sendable {
 public final class ImageStore: Sendable {
     let root: String
     let insecure: Set<String>
+    let registries: RegistriesConfig
     let http: HTTPClient
+    /// Clients for endpoints with their own TLS settings (registries file), made once each.
+    let tlsClients = Mutex<[RegistryTLS: HTTPClient]>([:])
 
     static let manifestTypes = [
         "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
         "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.docker.distribution.manifest.v2+json",
     ]
 
-    /// `insecure`: registries reached over plain HTTP (loopback registries always are).
-    public init(root: String, insecureRegistries: [String] = []) {
+    /// `insecure`: registries reached over plain HTTP (loopback registries always are);
+    /// `registries`: mirrors, credentials and TLS per endpoint.
+    public init(root: String, insecureRegistries: [String] = [], registries: RegistriesConfig = RegistriesConfig()) {
         self.root = root
         insecure = Set(insecureRegistries)
+        self.registries = registries
         http = Self.sharedHTTP
     }
 
@@ -75,11 +82,6 @@ public final class ImageStore: Sendable {
     static let sharedHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(10), read: .seconds(120))))
 
     public func shutdown() async {}
-
-    func base(_ r: ImageReference) -> String {
-        let plain = insecure.contains(r.registry) || r.registry.hasPrefix("127.") || r.registry.hasPrefix("localhost")
-        return "\(plain ? "http" : "https")://\(r.registry)/v2/\(r.repository)"
-    }
 
     static func sha256(_ d: Data) -> String { "sha256:" + SHA256.hash(data: d).map { String(format: "%02x", $0) }.joined() }
 
@@ -99,16 +101,43 @@ public final class ImageStore: Sendable {
 
     // MARK: registry requests
 
-    func get(_ url: String, accept: [String], auth: inout String?) async throws -> (Data, HTTPHeaders) {
+    /// One endpoint being pulled from: its base URL, the repository, and what authorizes us.
+    struct Source {
+        var base: String          // "http://198.18.0.1:5000"
+        var host: String
+        var repository: String
+        var credentials: RegistryAuth?
+        var auth: String?         // the Authorization header in use
+        var client: HTTPClient
+        var v2: String { "\(base)/v2/\(repository)" }
+    }
+
+    func client(for host: String) throws -> HTTPClient {
+        guard let tls = registries.tls[host] else { return http }
+        return try tlsClients.withLock { m in
+            if let c = m[tls] { return c }
+            var t = TLSConfiguration.makeClientConfiguration()
+            if tls.insecureSkipVerify { t.certificateVerification = .none }
+            if let ca = tls.caFile { t.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca)) }
+            var conf = HTTPClient.Configuration(tlsConfiguration: t, timeout: .init(connect: .seconds(10), read: .seconds(120)))
+            conf.httpVersion = .http1Only
+            let c = HTTPClient(eventLoopGroupProvider: .singleton, configuration: conf)
+            m[tls] = c
+            return c
+        }
+    }
+
+    func get(_ src: inout Source, _ url: String, accept: [String]) async throws -> (Data, HTTPHeaders) {
         for attempt in 0..<2 {
             var req = HTTPClientRequest(url: url)
             for a in accept { req.headers.add(name: "Accept", value: a) }
-            if let auth { req.headers.add(name: "Authorization", value: auth) }
-            let resp = try await http.execute(req, timeout: .seconds(120))
-            if resp.status == .unauthorized, attempt == 0, let challenge = resp.headers["WWW-Authenticate"].first, challenge.hasPrefix("Bearer ") {
+            if let auth = src.auth { req.headers.add(name: "Authorization", value: auth) }
+            let resp = try await src.client.execute(req, timeout: .seconds(120))
+            if resp.status == .unauthorized, attempt == 0, let challenge = resp.headers["WWW-Authenticate"].first {
                 _ = try? await resp.body.collect(upTo: 1 << 20)
-                auth = try await bearerToken(challenge)
-                continue
+                if challenge.hasPrefix("Bearer ") { src.auth = try await bearerToken(challenge, src) ; continue }
+                if challenge.hasPrefix("Basic "), let c = src.credentials { src.auth = c.basic; continue }
+                throw ImageError("\(url): unauthorized\(src.credentials == nil ? " (no credentials for \(src.host): add them to the registries file or an imagePullSecret)" : "")")
             }
             let body = try await resp.body.collect(upTo: 512 << 20)
             guard resp.status == .ok else {
@@ -116,11 +145,11 @@ public final class ImageStore: Sendable {
             }
             return (Data(buffer: body), resp.headers)
         }
-        throw ImageError("\(url): unauthorized")
+        throw ImageError("\(url): unauthorized (the credentials for \(src.host) were refused)")
     }
 
-    /// Docker Hub's token flow: Bearer realm="…",service="…",scope="…".
-    func bearerToken(_ challenge: String) async throws -> String {
+    /// Docker Hub's token flow: Bearer realm="…",service="…",scope="…", with basic credentials if any.
+    func bearerToken(_ challenge: String, _ src: Source) async throws -> String {
         var params: [String: String] = [:]
         for part in challenge.dropFirst("Bearer ".count).split(separator: ",") {
             let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\" ")) }
@@ -128,19 +157,21 @@ public final class ImageStore: Sendable {
         }
         guard let realm = params["realm"], var comps = URLComponents(string: realm) else { throw ImageError("registry auth challenge without realm") }
         comps.queryItems = ["service", "scope"].compactMap { k in params[k].map { URLQueryItem(name: k, value: $0) } }
-        let resp = try await http.execute(HTTPClientRequest(url: comps.url!.absoluteString), timeout: .seconds(30))
+        var req = HTTPClientRequest(url: comps.url!.absoluteString)
+        if let c = src.credentials { req.headers.add(name: "Authorization", value: c.basic) }
+        let resp = try await src.client.execute(req, timeout: .seconds(30))
         let body = try await resp.body.collect(upTo: 1 << 20)
         guard let v = try? JSONValue.parse(Data(buffer: body)), let t = v["token"]?.stringValue ?? v["access_token"]?.stringValue else {
-            throw ImageError("registry token endpoint \(realm) returned no token")
+            throw ImageError("registry token endpoint \(realm) returned no token (HTTP \(resp.status.code))")
         }
         return "Bearer \(t)"
     }
 
     /// A blob, from the local store or the registry; its digest is verified either way.
-    func blob(_ r: ImageReference, _ digest: String, auth: inout String?) async throws -> Data {
+    func blob(_ src: inout Source, _ r: ImageReference, _ digest: String) async throws -> Data {
         let path = "\(root)/blobs/sha256/\(digest.dropFirst(7))"
         if let d = FileManager.default.contents(atPath: path), Self.sha256(d) == digest { return d }
-        let (d, _) = try await get("\(base(r))/blobs/\(digest)", accept: ["*/*"], auth: &auth)
+        let (d, _) = try await get(&src, "\(src.v2)/blobs/\(digest)", accept: ["*/*"])
         let got = Self.sha256(d)
         guard got == digest else { throw ImageError("blob \(digest) of \(r) failed verification: its content hashes to \(got)") }
         try FileManager.default.createDirectory(atPath: "\(root)/blobs/sha256", withIntermediateDirectories: true)
@@ -151,10 +182,26 @@ public final class ImageStore: Sendable {
 
     // MARK: pull
 
-    public func pull(_ ref: String) async throws -> PulledImage {
+    /// Pulls from the reference's mirrors in order, then from its registry. `credentials`:
+    /// registry host → auth from the pod's imagePullSecrets (the registries file's come first).
+    public func pull(_ ref: String, credentials: [String: RegistryAuth] = [:]) async throws -> PulledImage {
         let r = try ImageReference(parsing: ref)
-        var auth: String? = nil
-        var (data, headers) = try await get("\(base(r))/manifests/\(r.digest ?? r.tag ?? "latest")", accept: Self.manifestTypes, auth: &auth)
+        var errors: [String] = []
+        let endpoints = registries.endpoints(r, insecure: insecure)
+        for ep in endpoints {
+            let host = URL(string: ep)?.host.map { h in URL(string: ep)?.port.map { "\(h):\($0)" } ?? h } ?? r.registry
+            var src = Source(base: ep, host: host, repository: r.repository, credentials: registries.auth[host] ?? credentials[host] ?? credentials[r.registry],
+                             auth: nil, client: try client(for: host))
+            if let c = src.credentials { src.auth = c.basic }
+            do { return try await pull(r, from: &src) } catch {
+                errors.append(endpoints.count > 1 ? "\(ep): \(error)" : "\(error)")
+            }
+        }
+        throw ImageError(errors.joined(separator: "; "))
+    }
+
+    func pull(_ r: ImageReference, from src: inout Source) async throws -> PulledImage {
+        var (data, headers) = try await get(&src, "\(src.v2)/manifests/\(r.digest ?? r.tag ?? "latest")", accept: Self.manifestTypes)
         var digest = Self.sha256(data)
         if let want = r.digest, want != digest { throw ImageError("manifest of \(r) failed verification: it hashes to \(digest)") }
         var manifest = try JSONValue.parse(data)
@@ -164,13 +211,13 @@ public final class ImageStore: Sendable {
             guard let pick = entries.first(where: { $0["platform"]?["os"]?.stringValue == "linux" && $0["platform"]?["architecture"]?.stringValue == "amd64" })
                     ?? (entries.count == 1 ? entries.first : nil),
                   let d = pick["digest"]?.stringValue else { throw ImageError("\(r) has no linux/amd64 image") }
-            (data, headers) = try await get("\(base(r))/manifests/\(d)", accept: Self.manifestTypes, auth: &auth)
+            (data, headers) = try await get(&src, "\(src.v2)/manifests/\(d)", accept: Self.manifestTypes)
             digest = Self.sha256(data)
             guard digest == d else { throw ImageError("manifest \(d) of \(r) failed verification: it hashes to \(digest)") }
             manifest = try JSONValue.parse(data)
         }
         guard let configDigest = manifest["config"]?["digest"]?.stringValue else { throw ImageError("\(r): manifest has no config") }
-        let configBlob = try await blob(r, configDigest, auth: &auth)
+        let configBlob = try await blob(&src, r, configDigest)
         let imageConfig = (try? JSONValue.parse(configBlob))?["config"] ?? .object([:])
         let dir = "\(root)/images/\(digest.dropFirst(7))"
         let rootfs = "\(dir)/rootfs"
@@ -179,7 +226,7 @@ public final class ImageStore: Sendable {
             try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
             for layer in manifest["layers"]?.arrayValue ?? [] {
                 guard let ld = layer["digest"]?.stringValue else { continue }
-                _ = try await blob(r, ld, auth: &auth)
+                _ = try await blob(&src, r, ld)
                 let path = "\(root)/blobs/sha256/\(ld.dropFirst(7))", gzip = (layer["mediaType"]?.stringValue ?? "").contains("gzip")
                 // tar runs for a while: keep it off the cooperative thread pool.
                 try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in

@@ -129,7 +129,7 @@ extension NodeAgent {
             }
             let image = c.image ?? ""
             do {
-                _ = try await runtime.ensureImage(image, policy: c.imagePullPolicy ?? "IfNotPresent")
+                _ = try await runtime.ensureImage(image, policy: c.imagePullPolicy ?? "IfNotPresent", credentials: pullCredentials(pod))
                 memo(uid) { _ = $0.pullFailures.removeValue(forKey: c.name) }
             } catch {
                 let count = memo(uid) { m -> Int in

@@ -23,6 +23,8 @@ public struct RuncRuntimeConfig: Sendable {
     public var network: CNINetwork
     public var shim: String
     public var insecureRegistries: [String] = []
+    /// Mirrors, credentials and TLS per registry (the registries file).
+    public var registries = RegistriesConfig()
     public var logMaxBytes: Int64 = 10 << 20
     public init(dataDir: String, nodeName: String, network: CNINetwork, shim: String) {
         self.dataDir = dataDir; self.nodeName = nodeName; self.network = network; self.shim = shim
@@ -66,7 +68,7 @@ public final class RuncRuntime: ContainerRuntime {
         guard fm.isExecutableFile(atPath: Runc.locate()) else { throw RuncError("runc not found (install Debian's runc package)") }
         guard fm.isExecutableFile(atPath: config.shim) else { throw RuncError("orch-shim not found at \(config.shim) (build it with swift build; it ships next to agent)") }
         runc = Runc(root: "\(config.dataDir)/runc")
-        images = ImageStore(root: "\(config.dataDir)/images", insecureRegistries: config.insecureRegistries)
+        images = ImageStore(root: "\(config.dataDir)/images", insecureRegistries: config.insecureRegistries, registries: config.registries)
         let v = try await Command.run(runc.binary, ["--version"])
         version = "runc://" + (v.stdout.split(separator: "\n").first.map { String($0.split(separator: " ").last ?? "") } ?? "unknown")
     }
@@ -112,11 +114,11 @@ public final class RuncRuntime: ContainerRuntime {
 
     // MARK: images
 
-    public func ensureImage(_ image: String, policy: String) async throws -> String {
-        try await pulledImage(image, policy: policy).digest
+    public func ensureImage(_ image: String, policy: String, credentials: [String: RegistryAuth]) async throws -> String {
+        try await pulledImage(image, policy: policy, credentials: credentials).digest
     }
 
-    func pulledImage(_ image: String, policy: String) async throws -> PulledImage {
+    func pulledImage(_ image: String, policy: String, credentials: [String: RegistryAuth] = [:]) async throws -> PulledImage {
         if policy != "Always", let local = images.local(image) { return local }
         if policy == "Never" {
             throw ImagePullError(description: "Container image \"\(image)\" is not present with pull policy of Never", neverPull: true)
@@ -124,7 +126,7 @@ public final class RuncRuntime: ContainerRuntime {
         // Concurrent pulls of one reference share a single download and unpack.
         let task = pulls.withLock { m -> Task<PulledImage, Error> in
             if let t = m[image] { return t }
-            let t = Task { try await self.images.pull(image) }
+            let t = Task { try await self.images.pull(image, credentials: credentials) }
             m[image] = t
             return t
         }

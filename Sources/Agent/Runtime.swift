@@ -51,7 +51,8 @@ public protocol ContainerRuntime: Sendable {
     /// Sets up the pod's sandbox (network namespace, addresses); idempotent.
     func ensureSandbox(_ pod: Pod, resolvConf: String) async throws -> SandboxInfo
     /// Makes the image present according to the pull policy; returns its imageID.
-    func ensureImage(_ image: String, policy: String) async throws -> String
+    /// `credentials`: registry host → auth, from the pod's imagePullSecrets.
+    func ensureImage(_ image: String, policy: String, credentials: [String: RegistryAuth]) async throws -> String
     /// Starts attempt `attempt` of a container of the pod.
     func start(_ pod: Pod, container: Container, attempt: Int, sandbox: SandboxInfo) async throws -> ContainerInfo
     /// Stops a container: SIGTERM, then SIGKILL after `grace` seconds. Returns once it has exited.
@@ -120,7 +121,7 @@ public final class FakeRuntime: ContainerRuntime {
             return sb
         }
     }
-    public func ensureImage(_ image: String, policy: String) async throws -> String { "fake://\(image)" }
+    public func ensureImage(_ image: String, policy: String, credentials: [String: RegistryAuth]) async throws -> String { "fake://\(image)" }
     public func start(_ pod: Pod, container: Container, attempt: Int, sandbox: SandboxInfo) async throws -> ContainerInfo {
         let uid = pod.metadata.uid ?? pod.name
         let info = ContainerInfo(name: container.name, id: "\(uid).\(container.name).\(attempt)", attempt: attempt, image: container.image ?? "",

@@ -104,4 +104,21 @@ extension NodeAgent {
         }
         return out
     }
+
+    /// Registry credentials from the pod's imagePullSecrets; missing Secrets are reported once.
+    func pullCredentials(_ pod: Pod) -> [String: RegistryAuth] {
+        let names = (pod.spec?.imagePullSecrets?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+        guard !names.isEmpty else { return [:] }
+        let found = names.compactMap { secrets.get(namespace: pod.namespace, name: $0) }
+        if found.count < names.count {
+            let missing = names.filter { n in !found.contains { $0.name == n } }
+            let uid = pod.metadata.uid ?? pod.name
+            if memo(uid, { !$0.announced.contains("pull-secrets") }) {
+                memo(uid) { _ = $0.announced.insert("pull-secrets") }
+                events.record(pod, type: "Warning", reason: "FailedToRetrieveImagePullSecret",
+                              message: "Unable to retrieve some image pull secrets (\(missing.joined(separator: ", "))); attempting to pull the image may not succeed.")
+            }
+        }
+        return PullSecrets.credentials(found)
+    }
 }

@@ -159,6 +159,27 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         }
     }
 
+    public func rewrite(objects: [StoredObject], log: [StoreEvent]) throws {
+        let o = try prepare("UPDATE objects SET data=? WHERE resource=? AND namespace=? AND name=?")
+        let l = try prepare("UPDATE log SET data=? WHERE rev=?")
+        defer { sqlite3_finalize(o); sqlite3_finalize(l) }
+        try exec("BEGIN IMMEDIATE")
+        do {
+            for x in objects {
+                bind(o, 1, x.data); bind(o, 2, x.key.resource); bind(o, 3, x.key.namespace); bind(o, 4, x.key.name)
+                try step(o)
+            }
+            for e in log {
+                bind(l, 1, e.object.data); sqlite3_bind_int64(l, 2, e.revision)
+                try step(l)
+            }
+            try exec("COMMIT")
+        } catch {
+            try? exec("ROLLBACK")
+            throw error
+        }
+    }
+
     public func compact(through revision: Int64) throws {
         let s = try prepare("DELETE FROM log WHERE rev <= ?")
         defer { sqlite3_finalize(s) }

@@ -70,6 +70,13 @@ public protocol StoreBackend: Sendable {
     func load(logLimit: Int) throws -> (objects: [StoredObject], log: [StoreEvent], revision: Int64)
     func commit(_ changes: [Change], revision: Int64) throws
     func compact(through revision: Int64) throws
+    /// Replaces the stored bytes of existing objects and log entries in place (same revisions):
+    /// re-sealing under a new key.
+    func rewrite(objects: [StoredObject], log: [StoreEvent]) throws
+}
+
+extension StoreBackend {
+    public func rewrite(objects: [StoredObject], log: [StoreEvent]) throws {}
 }
 
 public struct StoreOptions: Sendable {

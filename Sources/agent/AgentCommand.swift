@@ -22,6 +22,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("lease-interval"), help: "Seconds between Lease renewals.") var leaseInterval: Double = 1
     @Option(name: .customLong("pod-cidr"), help: "The node's pod address range (required for runc), e.g. 198.19.1.0/24.") var podCIDR: String?
     @Option(name: .customLong("cni-bridge"), help: "The bridge pods attach to.") var cniBridge: String = "orch0"
+    @Option(name: .customLong("registries-file"), help: "Registry mirrors, credentials and TLS in k3s's registries.yaml format (mirrors: per registry, configs: per endpoint).") var registriesFile: String?
     @Option(name: .customLong("insecure-registry"), help: "A registry reached over plain HTTP (repeatable; loopback ones always are).") var insecureRegistries: [String] = []
     @Option(name: .customLong("listen-port"), help: "Port of the agent's HTTPS endpoint (logs, stats).") var listenPort: Int = 10250
     @Option(name: .customLong("cluster-cidr"), help: "The pods' address range across the cluster (traffic to Services from outside it is masqueraded).") var clusterCIDR: String = "198.19.0.0/16"
@@ -50,6 +51,9 @@ struct AgentCommand: AsyncParsableCommand {
             let net = CNINetwork(bridge: cniBridge, podCIDR: cidr, ipamDataDir: "\(dataDir)/cni")
             var rc = RuncRuntimeConfig(dataDir: dataDir, nodeName: name, network: net, shim: RuncRuntimeConfig.locateShim())
             rc.insecureRegistries = insecureRegistries
+            if let f = registriesFile {
+                do { rc.registries = try RegistriesConfig.load(f) } catch { throw ValidationError("--registries-file: \(error)") }
+            }
             rt = try await RuncRuntime(rc)
         default: throw ValidationError("--runtime must be fake or runc")
         }

@@ -42,6 +42,8 @@ struct APIServerCommand: AsyncParsableCommand {
     var serviceClusterIPRange: String = "198.18.128.0/20"
     @Option(name: .customLong("service-node-port-range"), help: "The ports NodePort Services get, LOW-HIGH.")
     var serviceNodePortRange: String = "30000-32767"
+    @Option(name: .customLong("encryption-provider-config"), help: "EncryptionConfiguration for Secrets at rest (aesgcm keys, the first seals; default: DATA_DIR/encryption.yaml, made on first start).")
+    var encryptionProviderConfig: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -51,6 +53,7 @@ struct APIServerCommand: AsyncParsableCommand {
         config.securePort = securePort
         config.bindAddress = bindAddress
         config.tlsSANs = tlsSANs
+        config.encryptionConfig = encryptionProviderConfig
         config.storeOptions.logCapacity = watchHistory
         guard metricsInterval >= 0, metricsScrapeTimeout > 0 else {
             throw ValidationError("--metrics-interval must be 0 (off) or more, --metrics-scrape-timeout more than 0")

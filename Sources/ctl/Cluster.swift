@@ -46,6 +46,8 @@ struct ClusterSpec {
     var serviceCIDR = "198.18.128.0/20"
     var clusterDomain = "cluster.local"
     var registry = "198.18.0.1:5000"
+    /// A registries file (k3s format) for every agent, relative to the cluster file.
+    var registriesFile: String?
     var nodeGrace = 3.0
     var evictionDelay = 1.0
     var leaseInterval = 1.0
@@ -148,8 +150,12 @@ struct ClusterSpec {
             c.clusterDomain = d
         }
         guard inCIDR(c.apiAddress, c.bridgeCIDR) else { throw err("controlPlane.address", "\(c.apiAddress) is not inside network.nodeCIDR \(c.bridgeCIDR)") }
-        let reg = try object(top["registry"], "registry", allowed: ["address"])
+        let reg = try object(top["registry"], "registry", allowed: ["address", "registries"])
         if let r = try string(reg["address"], "registry.address") { c.registry = r }
+        if let f = try string(reg["registries"], "registry.registries") {
+            guard !f.isEmpty, !f.contains(" ") else { throw err("registry.registries", "\"\(f)\" must be a file path without spaces") }
+            c.registriesFile = f
+        }
         guard case .array(let nodes)? = top["nodes"], !nodes.isEmpty else { throw err("nodes", "must list at least one node") }
         var names = Set<String>(), addrs = Set<String>([c.apiAddress]), cidrs = Set<String>()
         let base = c.clusterCIDR.split(separator: "/")[0].split(separator: ".").compactMap { Int($0) }
@@ -200,7 +206,7 @@ struct ClusterSpec {
         var lines = ["CLUSTER_NAME=\(name)", "API_ADDRESS=\(apiAddress)", "API_PORT=\(apiPort)", "BRIDGE=\(bridge)",
                      "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "SERVICE_CIDR=\(serviceCIDR)", "CLUSTER_DOMAIN=\(clusterDomain)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
                      "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))",
-                     "CP_SSH=\(controlPlaneSSH ?? "-")"]
+                     "CP_SSH=\(controlPlaneSSH ?? "-")", "REGISTRIES_FILE=\(registriesFile ?? "-")"]
         for n in nodes {
             let labels = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             lines.append("NODE \(n.name) \(n.address) \(n.podCIDR) \(labels.isEmpty ? "-" : labels) \(n.taints.isEmpty ? "-" : n.taints.joined(separator: ",")) \(n.ssh ?? "-")")

@@ -119,3 +119,38 @@ private func text(_ f: [ProjectedFile]) -> [String: String] { Dictionary(uniqueK
         #expect(entries.count == 3 && entries.contains("..data") && entries.contains("a"))
     }
 }
+
+@Suite struct RegistriesTests {
+    @Test func theRegistriesFileAndPullSecretsAreRead() throws {
+        let dir = NSTemporaryDirectory() + "reg-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            mirrors:
+              docker.io:
+                endpoint: ["http://198.18.0.1:5000/", "https://mirror.example"]
+            configs:
+              "mirror.example":
+                auth: {username: me, password: pw}
+                tls: {insecure_skip_verify: true}
+            """.write(toFile: "\(dir)/r.yaml", atomically: true, encoding: .utf8)
+        let c = try RegistriesConfig.load("\(dir)/r.yaml")
+        let hub = try ImageReference(parsing: "busybox")
+        #expect(c.endpoints(hub, insecure: []) == ["http://198.18.0.1:5000", "https://mirror.example", "https://registry-1.docker.io"])
+        #expect(c.endpoints(try ImageReference(parsing: "ghcr.io/x/y:1"), insecure: []) == ["https://ghcr.io"])
+        #expect(c.auth["mirror.example"] == RegistryAuth(username: "me", password: "pw"))
+        #expect(c.tls["mirror.example"]?.insecureSkipVerify == true)
+
+        try "mirrors:\n  docker.io:\n    endpoint: [ftp://x]\n".write(toFile: "\(dir)/bad.yaml", atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try RegistriesConfig.load("\(dir)/bad.yaml") }
+        do { _ = try RegistriesConfig.load("\(dir)/bad.yaml") } catch { #expect("\(error)" == "\(dir)/bad.yaml: mirrors.docker.io.endpoint[0]: \"ftp://x\" must be an http:// or https:// URL") }
+
+        var s = Secret(name: "pull", namespace: "default")
+        s.type = "kubernetes.io/dockerconfigjson"
+        let cfg = #"{"auths":{"https://index.docker.io/v1/":{"auth":"\#(Data("hub:pw1".utf8).base64EncodedString())"},"reg.example:5000":{"username":"u","password":"p"}}}"#
+        s.data = [".dockerconfigjson": Data(cfg.utf8).base64EncodedString()]
+        let creds = PullSecrets.credentials([s])
+        #expect(creds["registry-1.docker.io"] == RegistryAuth(username: "hub", password: "pw1"))
+        #expect(creds["reg.example:5000"] == RegistryAuth(username: "u", password: "p"))
+    }
+}

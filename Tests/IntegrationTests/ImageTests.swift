@@ -39,6 +39,17 @@ func shell(_ script: String) throws -> String {
         #expect(try await store.pull(ref).rootfs == image.rootfs)
         await store.shutdown()
 
+        // Docker Hub names through a mirror (the registries file): a dead endpoint first, then this
+        // registry, which holds the image as library/busybox:latest. Nothing leaves the machine.
+        _ = try shell("skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false docker://\(ref) docker://127.0.0.1:\(port)/library/busybox:latest")
+        try "mirrors:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:1\", \"http://127.0.0.1:\(port)\"]\n".write(toFile: "\(dir)/registries.yaml", atomically: true, encoding: .utf8)
+        let registries = try RegistriesConfig.load("\(dir)/registries.yaml")
+        let mirrored = ImageStore(root: "\(dir)/agent2", registries: registries)
+        let hub = try await mirrored.pull("busybox")
+        #expect(hub.digest == image.digest)
+        #expect(FileManager.default.isExecutableFile(atPath: "\(hub.rootfs)/bin/busybox"))
+        #expect(mirrored.local("docker.io/library/busybox:latest")?.digest == image.digest)
+
         // A corrupted blob in the registry is refused, naming the digest.
         let layer = try shell("ls -S \(dir)/reg/storage/docker/registry/v2/blobs/sha256/*/*/data | head -1")
         let size = (try FileManager.default.attributesOfItem(atPath: layer)[.size] as? Int) ?? 0

@@ -20,6 +20,11 @@ load_cluster() {
     fi
   done <<<"$out"
   API_URL="https://$API_ADDRESS:$API_PORT"
+  # The registries file is named relative to the cluster file.
+  if [ "${REGISTRIES_FILE:--}" != - ]; then
+    case "$REGISTRIES_FILE" in /*) ;; *) REGISTRIES_FILE="$(cd "$(dirname "$CLUSTER_FILE")" && pwd)/$REGISTRIES_FILE";; esac
+    [ -f "$REGISTRIES_FILE" ] || die "$CLUSTER_FILE: registry.registries: $REGISTRIES_FILE does not exist"
+  fi
 }
 
 netns_of() { echo "orch-$CLUSTER_NAME-$1"; }       # a node's network namespace
@@ -89,6 +94,7 @@ start_agent() {
   local n="$1" args=()
   [ "${NODE_LABELS[$n]}" != - ] && args+=(--node-labels "${NODE_LABELS[$n]}")
   [ "${NODE_TAINTS[$n]}" != - ] && args+=(--register-with-taints "${NODE_TAINTS[$n]}")
+  [ "${REGISTRIES_FILE:--}" != - ] && args+=(--registries-file "$REGISTRIES_FILE")
   start_bg "agent-$n" nsenter --net="/run/netns/$(netns_of "$n")" "$BIN/agent" --server "$API_URL" \
     --token "$(cat "$RUN_DIR/data/join-token")" --node-name "$n" --data-dir "$RUN_DIR/nodes/$n" --runtime runc \
     --pod-cidr "${NODE_CIDR[$n]}" --node-ip "${NODE_ADDR[$n]}" --insecure-registry "$REGISTRY" \
