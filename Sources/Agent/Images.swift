@@ -29,6 +29,11 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
         let parts = rest.split(separator: "/", maxSplits: 1).map(String.init)
         if parts.count == 2, parts[0].contains(".") || parts[0].contains(":") || parts[0] == "localhost" {
             registry = parts[0]; rest = parts[1]
+            // Docker Hub under its other names, as Docker resolves them.
+            if registry == "docker.io" || registry == "index.docker.io" {
+                registry = "registry-1.docker.io"
+                if !rest.contains("/") { rest = "library/\(rest)" }
+            }
         } else {
             registry = "registry-1.docker.io"
             rest = parts.count == 2 ? rest : "library/\(rest)"

@@ -45,16 +45,16 @@ func shell(_ script: String) throws -> String {
         try "mirrors:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:1\", \"http://127.0.0.1:\(port)\"]\n".write(toFile: "\(dir)/registries.yaml", atomically: true, encoding: .utf8)
         let registries = try RegistriesConfig.load("\(dir)/registries.yaml")
         let mirrored = ImageStore(root: "\(dir)/agent2", registries: registries)
-        let hub = try await mirrored.pull("busybox")
-        #expect(hub.digest == image.digest)
-        #expect(FileManager.default.isExecutableFile(atPath: "\(hub.rootfs)/bin/busybox"))
+        let fromHub = try await mirrored.pull("busybox")
+        #expect(fromHub.digest == image.digest)
+        #expect(FileManager.default.isExecutableFile(atPath: "\(fromHub.rootfs)/bin/busybox"))
         #expect(mirrored.local("docker.io/library/busybox:latest")?.digest == image.digest)
 
         // A corrupted blob in the registry is refused, naming the digest.
         let layer = try shell("ls -S \(dir)/reg/storage/docker/registry/v2/blobs/sha256/*/*/data | head -1")
         let size = (try FileManager.default.attributesOfItem(atPath: layer)[.size] as? Int) ?? 0
         try Data(repeating: 0x42, count: size).write(to: URL(fileURLWithPath: layer))
-        let fresh = ImageStore(root: "\(dir)/agent2")
+        let fresh = ImageStore(root: "\(dir)/agent3")
         await #expect { _ = try await fresh.pull(ref) } throws: { "\($0)".contains("failed verification") }
         await fresh.shutdown()
 
