@@ -22,7 +22,10 @@ load_cluster() {
   API_URL="https://$API_ADDRESS:$API_PORT"
   # The registries file is named relative to the cluster file.
   if [ "${REGISTRIES_FILE:--}" != - ]; then
-    case "$REGISTRIES_FILE" in /*) ;; *) REGISTRIES_FILE="$(cd "$(dirname "$CLUSTER_FILE")" && pwd)/$REGISTRIES_FILE";; esac
+    # Relative to the cluster file; hack/up's copy in RUN_DIR records where the original was.
+    local base; base="$(cd "$(dirname "$CLUSTER_FILE")" && pwd)"
+    [ -f "$base/cluster.dir" ] && [ "$(basename "$CLUSTER_FILE")" = cluster.yaml ] && base="$(cat "$base/cluster.dir")"
+    case "$REGISTRIES_FILE" in /*) ;; *) REGISTRIES_FILE="$base/$REGISTRIES_FILE";; esac
     [ -f "$REGISTRIES_FILE" ] || die "$CLUSTER_FILE: registry.registries: $REGISTRIES_FILE does not exist"
   fi
 }
