@@ -216,12 +216,16 @@ public enum JobLogic {
             let counted = spec.podReplacementPolicy == "Failed" ? active.count : running.count
             var want: Int
             var pending: [Int] = []
+            // The job in the cache can lag behind its pods (a status written, then a finalizer
+            // removed, seen before the status): a Succeeded pod still there is done, whatever
+            // the status says, so its index never runs again and it is never replaced.
+            let succeededPods = pods.filter { $0.phase == "Succeeded" }
             if indexed {
-                let busy = Set(running.compactMap(index(of:)))
+                let busy = Set(running.compactMap(index(of:))).union(succeededPods.compactMap(index(of:)))
                 pending = (0..<(completions ?? 0)).filter { !completed.contains($0) && !busy.contains($0) }
                 want = min(parallelism, running.count + pending.count)
             } else if let c = completions {
-                want = min(parallelism, max(0, c - totalSucceeded))
+                want = min(parallelism, max(0, c - max(totalSucceeded, succeededPods.count)))
             } else {
                 want = totalSucceeded > 0 ? 0 : parallelism
             }

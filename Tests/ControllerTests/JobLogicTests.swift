@@ -81,6 +81,20 @@ private func pod(_ name: String, phase: String = "Running", index: Int? = nil, f
         #expect(d3.status.succeeded == 1)
     }
 
+    @Test func aJobSeenBeforeItsStatusNeverRunsAnIndexOrAPodTwice() throws {
+        // The cache shows the pod without its finalizer (removed after the status was written)
+        // but the job as it was before that write: index 3 is done, not pending.
+        var j = try job(completions: 6, parallelism: 3, indexed: true)
+        j.status = JobStatus(); j.status?.completedIndexes = "0-2"; j.status?.succeeded = 3; j.status?.startTime = KubeTime.format(t0)
+        let stale = JobLogic.decide(j, pods: [pod("i3", phase: "Succeeded", index: 3, finalizer: false, exitCode: 0), pod("i4", index: 4)], now: t0)
+        #expect(stale.create == [5])
+        // NonIndexed: two Succeeded pods seen, the status says none yet: no third is started.
+        var w = try job(completions: 2, parallelism: 2)
+        w.status = JobStatus(); w.status?.startTime = KubeTime.format(t0)
+        let d = JobLogic.decide(w, pods: [pod("a", phase: "Succeeded", finalizer: false, exitCode: 0), pod("b", phase: "Succeeded", finalizer: false, exitCode: 0)], now: t0)
+        #expect(d.create.isEmpty)
+    }
+
     @Test func aPodDeletedByHandCountsAsFailedAndIsReplacedAfterBackoff() throws {
         var j = try job(completions: 1, parallelism: 1)
         j.status = JobStatus(); j.status?.startTime = KubeTime.format(t0)
