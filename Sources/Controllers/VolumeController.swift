@@ -333,7 +333,7 @@ public final class VolumeController: Sendable {
     func syncVolume(_ name: String) async throws -> ReconcileResult {
         guard let pv = informers.volumes.get(name) else { return .done }
         let claim = pv.spec?.claimRef.flatMap { r in r.name.flatMap { informers.claims.get("\(r.namespace ?? "")/\($0)") } }
-        var d = VolumeLogic.decideVolume(pv, claim: claim, now: clock.now())
+        let d = VolumeLogic.decideVolume(pv, claim: claim, now: clock.now())
         if d.delete || d.status?.phase == "Released", let r = pv.spec?.claimRef, let n = r.name {
             // The cache may lag: the apiserver confirms the claim is gone before anything is let go.
             do {
@@ -356,7 +356,6 @@ public final class VolumeController: Sendable {
         if d.delete {
             logger.info("deleting a released volume", metadata: ["volume": "\(name)"])
             do { try await client.delete(PersistentVolume.self, name) } catch let s as Status where s.code == 404 {}
-            d.delete = false
         }
         return .done
     }

@@ -14,22 +14,10 @@ import Scheduler
     @Test func configMapsAndSecretsReachPodsAndFollowChanges() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }
-        var cmConfig = ControllerManagerConfig()
-        cmConfig.ca = c.server.pki.ca
-        let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: cmConfig)
-        let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
-        let tasks = [Task { await cm.run() }, Task { await sched.run() }]
-        defer { for t in tasks { t.cancel() } }
-        let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "c1", dataDir: c.dir + "/agent-c1")
-        let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
-        var config = AgentConfig(nodeName: "c1")
-        config.address = "198.18.0.41"
-        let rt = FakeRuntime()
-        let agent = NodeAgent(client: agentClient, config: config, runtime: rt)
-        let run = Task { try? await agent.run() }
-        defer { run.cancel() }
+        let hollow = try await startControlPlaneAndHollowNode(c, node: "c1", address: "198.18.0.41")
+        defer { hollow.stop() }
+        let rt = hollow.runtime
         let k = try c.admin()
-        _ = try await eventually(15, "node Ready") { try? await k.get(Node.self, "c1").isReady == true ? true : nil }
 
         _ = try await k.create(ConfigMap(name: "app", namespace: "default", data: ["app.conf": "v1"]))
         _ = try await k.create(Secret(name: "creds", namespace: "default", stringData: ["password": "hunter2"]))

@@ -6,6 +6,9 @@ import APIServer
 import Client
 import PKI
 import Store
+import Agent
+import Controllers
+import Scheduler
 
 final class TestCluster: @unchecked Sendable {
     let dir: String
@@ -125,4 +128,34 @@ final class DeadlineGate<T: Sendable>: @unchecked Sendable {
         c?.resume(with: r)
         return c != nil
     }
+}
+
+/// A controller-manager (signing node certificates) and a scheduler in process, and one hollow
+/// node joined with the cluster's token and Ready: what the workload tests start from. Cancel
+/// the returned tasks when done.
+struct HollowNodeSetup {
+    let runtime: FakeRuntime
+    let agent: NodeAgent
+    let tasks: [Task<Void, Never>]
+    func stop() { for t in tasks { t.cancel() } }
+}
+
+func startControlPlaneAndHollowNode(_ c: TestCluster, node: String, address: String,
+                                    tweak: (inout AgentConfig) -> Void = { _ in }) async throws -> HollowNodeSetup {
+    var cmConfig = ControllerManagerConfig()
+    cmConfig.ca = c.server.pki.ca
+    let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: cmConfig)
+    let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
+    var tasks = [Task { await cm.run() }, Task { await sched.run() }]
+    let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: node, dataDir: c.dir + "/agent-\(node)")
+    let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+    var config = AgentConfig(nodeName: node)
+    config.address = address
+    tweak(&config)
+    let rt = FakeRuntime()
+    let agent = NodeAgent(client: agentClient, config: config, runtime: rt)
+    tasks.append(Task { try? await agent.run() })
+    let k = try c.admin()
+    _ = try await eventually(15, "node \(node) Ready") { try? await k.get(Node.self, node).isReady == true ? true : nil }
+    return HollowNodeSetup(runtime: rt, agent: agent, tasks: tasks)
 }

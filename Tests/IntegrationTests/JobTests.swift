@@ -13,21 +13,9 @@ import Scheduler
     @Test func indexedJobRunsEachIndexOnceAndFailuresStopAtTheBackoffLimit() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }
-        var cmConfig = ControllerManagerConfig()
-        cmConfig.ca = c.server.pki.ca
-        let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: cmConfig)
-        let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
-        let tasks = [Task { await cm.run() }, Task { await sched.run() }]
-        defer { for t in tasks { t.cancel() } }
-        let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "j1", dataDir: c.dir + "/agent-j1")
-        let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
-        var config = AgentConfig(nodeName: "j1")
-        config.address = "198.18.0.21"
-        let agent = NodeAgent(client: agentClient, config: config, runtime: FakeRuntime())
-        let run = Task { try? await agent.run() }
-        defer { run.cancel() }
+        let hollow = try await startControlPlaneAndHollowNode(c, node: "j1", address: "198.18.0.21")
+        defer { hollow.stop() }
         let k = try c.admin()
-        _ = try await eventually(15, "node Ready") { try? await k.get(Node.self, "j1").isReady == true ? true : nil }
 
         // Bad input: refused whole, with the fields named.
         do {

@@ -15,22 +15,9 @@ import Scheduler
     @Test func statefulSetClaimsAreProvisionedOnThePodsNodeAndBudgetsHoldUpdates() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }
-        var cmConfig = ControllerManagerConfig()
-        cmConfig.ca = c.server.pki.ca
-        let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: cmConfig)
-        let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
-        let tasks = [Task { await cm.run() }, Task { await sched.run() }]
-        defer { for t in tasks { t.cancel() } }
-        let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "v1", dataDir: c.dir + "/agent-v1")
-        let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
-        var config = AgentConfig(nodeName: "v1")
-        config.address = "198.18.0.31"
-        config.storageRoot = c.dir + "/storage-v1"
-        let agent = NodeAgent(client: agentClient, config: config, runtime: FakeRuntime())
-        let run = Task { try? await agent.run() }
-        defer { run.cancel() }
+        let hollow = try await startControlPlaneAndHollowNode(c, node: "v1", address: "198.18.0.31", tweak: { $0.storageRoot = c.dir + "/storage-v1" })
+        defer { hollow.stop() }
         let k = try c.admin()
-        _ = try await eventually(15, "node Ready") { try? await k.get(Node.self, "v1").isReady == true ? true : nil }
         let sc = try await k.get(StorageClass.self, "local-path")
         #expect(sc.isDefault && sc.volumeBindingMode == "WaitForFirstConsumer")
 
