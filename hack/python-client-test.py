@@ -69,6 +69,7 @@ KINDS = [
     (client.AppsV1Api, "daemon_set", True, {"metadata": {"name": "py"}, "spec": {"selector": {"matchLabels": {"app": "py"}}, "template": TEMPLATE}}),
     (client.AppsV1Api, "stateful_set", True, {"metadata": {"name": "py"}, "spec": {"replicas": 0, "serviceName": "py", "selector": {"matchLabels": {"app": "py"}},
         "template": TEMPLATE, "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+    (client.CoreV1Api, "service_account", True, {"metadata": {"name": "py"}, "automountServiceAccountToken": False}),
     (client.StorageV1Api, "storage_class", False, {"metadata": {"name": "pysc"}, "provisioner": "example.com/py", "volumeBindingMode": "WaitForFirstConsumer"}),
     (client.CoreV1Api, "persistent_volume", False, {"metadata": {"name": "pypv"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
         "hostPath": {"path": "/srv/pypv"}, "storageClassName": "pysc"}}),

@@ -60,7 +60,8 @@ public enum Resources {
     public static let persistentvolumes = ResourceInfo(group: "", version: "v1", kind: "PersistentVolume", plural: "persistentvolumes", shortNames: ["pv"], namespaced: false, subresources: ["status"])
     public static let persistentvolumeclaims = ResourceInfo(group: "", version: "v1", kind: "PersistentVolumeClaim", plural: "persistentvolumeclaims", shortNames: ["pvc"], subresources: ["status"])
     public static let storageclasses = ResourceInfo(group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", shortNames: ["sc"], namespaced: false)
-    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs, jobs, cronjobs, daemonsets, controllerrevisions, statefulsets, persistentvolumes, persistentvolumeclaims, storageclasses]
+    public static let serviceaccounts = ResourceInfo(group: "", version: "v1", kind: "ServiceAccount", plural: "serviceaccounts", shortNames: ["sa"])
+    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs, jobs, cronjobs, daemonsets, controllerrevisions, statefulsets, persistentvolumes, persistentvolumeclaims, storageclasses, serviceaccounts]
 
     /// Finds a resource by plural, singular, short name or kind, optionally qualified with a group ("deployments.apps").
     public static func lookup(_ name: String) -> ResourceInfo? {

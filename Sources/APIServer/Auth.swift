@@ -55,7 +55,7 @@ public struct Authorizer: Sendable {
             let managed: Set<String> = ["pods", "replicasets.apps", "deployments.apps", "horizontalpodautoscalers.autoscaling", "events",
                                         "endpoints", "endpointslices.discovery.k8s.io", "leases.coordination.k8s.io", "certificatesigningrequests.certificates.k8s.io",
                                         "nodes", "namespaces", "poddisruptionbudgets.policy", "jobs.batch", "cronjobs.batch", "daemonsets.apps", "controllerrevisions.apps", "statefulsets.apps",
-                                        "persistentvolumes", "persistentvolumeclaims"]
+                                        "persistentvolumes", "persistentvolumeclaims", "serviceaccounts"]
             if managed.contains(gr) { return .allow }
             if read { return .allow }
             return deny(a)
@@ -97,7 +97,7 @@ public struct Authorizer: Sendable {
                 if ["update", "patch"].contains(v) && sub == nil { return .allowIfPinnedTo(node: node) }
                 return deny(a, "node \"\(node)\" may only read persistent volumes and finish the deletion of those on it")
             case "services", "endpoints", "endpointslices.discovery.k8s.io", "configmaps", "secrets", "namespaces",
-                 "persistentvolumeclaims", "storageclasses.storage.k8s.io":
+                 "persistentvolumeclaims", "storageclasses.storage.k8s.io", "serviceaccounts":
                 if read { return .allow }
                 return deny(a)
             default:

@@ -72,6 +72,8 @@ public final class SharedInformers: Sendable {
     public let claims: Informer<PersistentVolumeClaim>
     public let volumes: Informer<PersistentVolume>
     public let storageClasses: Informer<StorageClass>
+    public let namespaces: Informer<Namespace>
+    public let serviceAccounts: Informer<ServiceAccount>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -93,6 +95,8 @@ public final class SharedInformers: Sendable {
         claims = Informer(client: client)
         volumes = Informer(client: client)
         storageClasses = Informer(client: client)
+        namespaces = Informer(client: client)
+        serviceAccounts = Informer(client: client)
         // Pods by the claims they use ("namespace/claim").
         pods.addIndex("claim") { p in (p.spec?.volumes ?? []).compactMap { v in v.persistentVolumeClaim?["claimName"]?.stringValue.map { "\(p.namespace)/\($0)" } } }
         jobs.addIndex("owner") { j in j.metadata.ownerReferences?.map(\.uid) ?? [] }
@@ -122,6 +126,8 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.claims.run() }
             g.addTask { await self.volumes.run() }
             g.addTask { await self.storageClasses.run() }
+            g.addTask { await self.namespaces.run() }
+            g.addTask { await self.serviceAccounts.run() }
         }
     }
 
@@ -136,6 +142,7 @@ public final class SharedInformers: Sendable {
         _ = await daemonSets.waitForSync(timeout: 3600); _ = await revisions.waitForSync(timeout: 3600)
         _ = await statefulSets.waitForSync(timeout: 3600); _ = await claims.waitForSync(timeout: 3600)
         _ = await volumes.waitForSync(timeout: 3600); _ = await storageClasses.waitForSync(timeout: 3600)
+        _ = await namespaces.waitForSync(timeout: 3600); _ = await serviceAccounts.waitForSync(timeout: 3600)
     }
 }
 

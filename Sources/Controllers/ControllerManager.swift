@@ -35,6 +35,7 @@ public final class ControllerManager: Sendable {
     public let daemonSets: DaemonSetController
     public let statefulSets: StatefulSetController
     public let volumes: VolumeController
+    public let serviceAccounts: ServiceAccountsController
     let config: ControllerManagerConfig
 
     public init(client: KubeClient, config: ControllerManagerConfig = ControllerManagerConfig(), clock: any ControlClock = SystemControlClock()) {
@@ -53,6 +54,7 @@ public final class ControllerManager: Sendable {
         daemonSets = DaemonSetController(client: client, informers: informers, clock: clock)
         statefulSets = StatefulSetController(client: client, informers: informers, clock: clock)
         volumes = VolumeController(client: client, informers: informers, clock: clock)
+        serviceAccounts = ServiceAccountsController(client: client, informers: informers, clock: clock)
         if let ca = config.ca { csr = CSRSigner(client: client, informers: informers, ca: ca, clock: clock) } else { csr = nil }
     }
 
@@ -74,6 +76,7 @@ public final class ControllerManager: Sendable {
                     c.addTask { await self.daemonSets.run(workers: 2) }
                     c.addTask { await self.statefulSets.run(workers: 2) }
                     c.addTask { await self.volumes.run(workers: 2) }
+                    c.addTask { await self.serviceAccounts.run() }
                     if let csr = self.csr { c.addTask { await csr.run() } }
                 }
             }
