@@ -34,6 +34,19 @@ exec_in() {
   runc --root "$RUN_DIR/nodes/$node/runc" exec "$id" "$@"
 }
 
+# dump_state: what a failed check needs to be understood from a CI log alone: pods, ReplicaSets,
+# the newest events and the tail of the control plane's logs. Bounded output.
+dump_state() {
+  echo "  ---- state at $(date -u +%H:%M:%S) ----"
+  "$CTL" get pods -A -o wide 2>&1 | head -40 | sed 's/^/  | /'
+  "$CTL" get rs -A 2>&1 | head -20 | sed 's/^/  | /'
+  "$CTL" get events -A 2>&1 | tail -25 | sed 's/^/  | /'
+  local f; for f in controller-manager scheduler; do
+    [ -f "$RUN_DIR/$f.log" ] && { echo "  | -- $f.log"; tail -15 "$RUN_DIR/$f.log" | cut -c1-300 | sed 's/^/  | /'; }
+  done
+  echo "  ---- end of state ----"
+}
+
 # wait_until SECONDS DESCRIPTION CMD...: polls CMD until it succeeds; fails with DESCRIPTION.
 wait_until() {
   local secs="$1" what="$2"; shift 2
