@@ -75,6 +75,13 @@ KINDS = [
         "hostPath": {"path": "/srv/pypv"}, "storageClassName": "pysc"}}),
     (client.CoreV1Api, "persistent_volume_claim", True, {"metadata": {"name": "py"}, "spec": {"accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": "1Gi"}}}}),
+    (client.RbacAuthorizationV1Api, "role", True, {"metadata": {"name": "py"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+    (client.RbacAuthorizationV1Api, "cluster_role", False, {"metadata": {"name": "py:reader"}, "rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}),
+    (client.RbacAuthorizationV1Api, "role_binding", True, {"metadata": {"name": "py"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "py"},
+        "subjects": [{"kind": "ServiceAccount", "name": "py", "namespace": NS}]}),
+    (client.RbacAuthorizationV1Api, "cluster_role_binding", False, {"metadata": {"name": "py:reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "py:reader"},
+        "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "py-group"}]}),
 ]
 # Kinds whose objects carry a protection finalizer that a controller-manager would lift.
 PROTECTED = {"persistent_volume", "persistent_volume_claim"}

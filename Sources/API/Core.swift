@@ -55,6 +55,9 @@ public struct VolumeMount: Codable, Hashable, Sendable {
     public var subPathExpr: String?
     public var mountPropagation: String?
     public var recursiveReadOnly: String?
+    public init(name: String, mountPath: String, readOnly: Bool? = nil, subPath: String? = nil) {
+        self.name = name; self.mountPath = mountPath; self.readOnly = readOnly; self.subPath = subPath
+    }
 }
 
 public struct ExecAction: Codable, Hashable, Sendable {

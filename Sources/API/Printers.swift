@@ -219,7 +219,8 @@ public enum Kinds {
         let types: [Served] = [Namespace.self, Pod.self, Node.self, Service.self, Endpoints.self, Event.self, ConfigMap.self, Secret.self,
                                Deployment.self, ReplicaSet.self, HorizontalPodAutoscaler.self, Lease.self, CertificateSigningRequest.self,
                                EndpointSlice.self, PodDisruptionBudget.self, Job.self, CronJob.self, DaemonSet.self, ControllerRevision.self, StatefulSet.self,
-                               PersistentVolume.self, PersistentVolumeClaim.self, StorageClass.self, ServiceAccount.self]
+                               PersistentVolume.self, PersistentVolumeClaim.self, StorageClass.self, ServiceAccount.self,
+                               Role.self, ClusterRole.self, RoleBinding.self, ClusterRoleBinding.self]
         return Dictionary(uniqueKeysWithValues: types.map { ($0.resource.groupResource, $0) })
     }()
 }

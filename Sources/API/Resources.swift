@@ -60,8 +60,12 @@ public enum Resources {
     public static let persistentvolumes = ResourceInfo(group: "", version: "v1", kind: "PersistentVolume", plural: "persistentvolumes", shortNames: ["pv"], namespaced: false, subresources: ["status"])
     public static let persistentvolumeclaims = ResourceInfo(group: "", version: "v1", kind: "PersistentVolumeClaim", plural: "persistentvolumeclaims", shortNames: ["pvc"], subresources: ["status"])
     public static let storageclasses = ResourceInfo(group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", shortNames: ["sc"], namespaced: false)
-    public static let serviceaccounts = ResourceInfo(group: "", version: "v1", kind: "ServiceAccount", plural: "serviceaccounts", shortNames: ["sa"])
-    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs, jobs, cronjobs, daemonsets, controllerrevisions, statefulsets, persistentvolumes, persistentvolumeclaims, storageclasses, serviceaccounts]
+    public static let serviceaccounts = ResourceInfo(group: "", version: "v1", kind: "ServiceAccount", plural: "serviceaccounts", shortNames: ["sa"], subresources: ["token"])
+    public static let roles = ResourceInfo(group: "rbac.authorization.k8s.io", version: "v1", kind: "Role", plural: "roles")
+    public static let clusterroles = ResourceInfo(group: "rbac.authorization.k8s.io", version: "v1", kind: "ClusterRole", plural: "clusterroles", namespaced: false)
+    public static let rolebindings = ResourceInfo(group: "rbac.authorization.k8s.io", version: "v1", kind: "RoleBinding", plural: "rolebindings")
+    public static let clusterrolebindings = ResourceInfo(group: "rbac.authorization.k8s.io", version: "v1", kind: "ClusterRoleBinding", plural: "clusterrolebindings", namespaced: false)
+    public static let all: [ResourceInfo] = [namespaces, pods, nodes, services, endpoints, events, configmaps, secrets, deployments, replicasets, hpas, leases, csrs, endpointslices, pdbs, jobs, cronjobs, daemonsets, controllerrevisions, statefulsets, persistentvolumes, persistentvolumeclaims, storageclasses, serviceaccounts, roles, clusterroles, rolebindings, clusterrolebindings]
 
     /// Finds a resource by plural, singular, short name or kind, optionally qualified with a group ("deployments.apps").
     public static func lookup(_ name: String) -> ResourceInfo? {

@@ -98,10 +98,18 @@ public enum Validation {
         return nil
     }
 
-    public static func metadata(_ m: ObjectMeta, namespaced: Bool, nameIsLabel: Bool = false) -> [FieldError] {
+    /// A name that is one URL path segment (RBAC objects: "system:node" is valid).
+    public static func pathSegmentName(_ s: String) -> String? {
+        if s == "." || s == ".." { return "may not be '\(s)'" }
+        if s.contains("/") { return "may not contain '/'" }
+        if s.contains("%") { return "may not contain '%'" }
+        return nil
+    }
+
+    public static func metadata(_ m: ObjectMeta, namespaced: Bool, nameIsLabel: Bool = false, name check: ((String) -> String?)? = nil) -> [FieldError] {
         var errs: [FieldError] = []
         if let n = m.name, !n.isEmpty {
-            if let e = nameIsLabel ? dns1123Label(n) : dns1123Subdomain(n) { errs.append(.init(.invalid, "metadata.name", "\"\(n)\": \(e)")) }
+            if let e = check.map({ $0(n) }) ?? (nameIsLabel ? dns1123Label(n) : dns1123Subdomain(n)) { errs.append(.init(.invalid, "metadata.name", "\"\(n)\": \(e)")) }
         } else if m.generateName == nil {
             errs.append(.init(.required, "metadata.name", "name or generateName is required"))
         }

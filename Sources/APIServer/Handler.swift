@@ -49,7 +49,8 @@ struct ResourcePath {
 final class APIHandler: Sendable {
     let registry: Registry
     let store: Store
-    let authz = Authorizer()
+    let authz: Authorizer
+    let tokens: TokenIssuer
     let metrics: APIMetrics
     let identities = IdentityCache()
     let bootstrapToken: JoinToken?
@@ -62,8 +63,10 @@ final class APIHandler: Sendable {
     let metricsCollector: MetricsCollector?
 
     init(registry: Registry, metrics: APIMetrics, bootstrapToken: JoinToken?, serverAddress: String, logger: Logger, bookmarkInterval: Duration = .seconds(5), caPEM: String = "",
-         nodes: NodeProxy? = nil, metricsCollector: MetricsCollector? = nil) {
+         nodes: NodeProxy? = nil, metricsCollector: MetricsCollector? = nil, tokens: TokenIssuer) {
         self.caPEM = caPEM
+        self.tokens = tokens
+        self.authz = Authorizer(rbac: registry.rbac)
         self.nodes = nodes
         self.metricsCollector = metricsCollector
         self.registry = registry; self.store = registry.store; self.metrics = metrics
@@ -108,16 +111,54 @@ final class APIHandler: Sendable {
         return response
     }
 
-    func authenticate(_ request: Request, _ context: APIContext) async -> CertIdentity? {
-        if let id = await identities.identity(for: context.channel) { return id }
-        if let auth = request.headers[.authorization], auth.hasPrefix("Bearer "), let token = bootstrapToken {
+    /// Who is asking: the client certificate, else a bearer token (a ServiceAccount token, or the
+    /// join token), then impersonation (Impersonate-User and -Group), which the caller must be
+    /// allowed. nil: no credentials at all. A bad token is 401, a refused impersonation 403.
+    func authenticate(headers: HTTPFields, channel: any Channel) async throws -> CertIdentity? {
+        var found = await identities.identity(for: channel)
+        if found == nil, let auth = headers[.authorization], auth.hasPrefix("Bearer ") {
             let presented = String(auth.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
-            if presented == token.bearer {
-                return CertIdentity(user: "system:bootstrap:\(token.id)", groups: ["system:bootstrappers", "system:authenticated"])
+            if let token = bootstrapToken, presented == token.bearer {
+                found = CertIdentity(user: "system:bootstrap:\(token.id)", groups: ["system:bootstrappers", "system:authenticated"])
+            } else {
+                switch authenticateServiceAccount(presented) {
+                case .success(let id): found = id
+                case .failure(let why): throw Status.unauthorized("Unauthorized: \(why)")
+                }
             }
         }
-        return nil
+        guard let identity = found else { return nil }
+        return try impersonate(identity, headers)
     }
+
+    static let impersonateUser = HTTPField.Name("Impersonate-User")!
+    static let impersonateGroup = HTTPField.Name("Impersonate-Group")!
+
+    func impersonate(_ caller: CertIdentity, _ headers: HTTPFields) throws -> CertIdentity {
+        let user = headers[Self.impersonateUser]
+        let groups = headers[values: Self.impersonateGroup]
+        if user == nil && groups.isEmpty { return caller }
+        guard let user, !user.isEmpty else { throw Status.badRequest("Impersonate-Group given without Impersonate-User") }
+        func check(_ info: ResourceInfo, _ name: String, namespace: String? = nil) throws {
+            let a = RequestAttributes(user: caller, verb: "impersonate", resource: info, subresource: nil, namespace: namespace, name: name, fieldNodeName: nil)
+            if case .deny(let msg) = authz.authorize(a) { throw Status.forbidden(msg, info, name) }
+            if case .allow = authz.authorize(a) { return }
+            throw Status.forbidden("\(info.plural) \"\(name)\" is forbidden: User \"\(caller.user)\" cannot impersonate resource \"\(info.plural)\"", info, name)
+        }
+        var out = CertIdentity(user: user, groups: [])
+        let saPrefix = "system:serviceaccount:"
+        if user.hasPrefix(saPrefix), case let parts = user.dropFirst(saPrefix.count).split(separator: ":"), parts.count == 2 {
+            try check(Resources.serviceaccounts, String(parts[1]), namespace: String(parts[0]))
+            if groups.isEmpty { out.groups = ["system:serviceaccounts", "system:serviceaccounts:\(parts[0])"] }
+        } else {
+            try check(Self.usersInfo, user)
+        }
+        for g in groups { try check(Self.groupsInfo, g); out.groups.append(g) }
+        if user != "system:anonymous" && !out.groups.contains("system:authenticated") { out.groups.append("system:authenticated") }
+        return out
+    }
+    static let usersInfo = ResourceInfo(group: "", version: "v1", kind: "User", plural: "users", namespaced: false)
+    static let groupsInfo = ResourceInfo(group: "", version: "v1", kind: "Group", plural: "groups", namespaced: false)
 
     func route(_ request: Request, _ context: APIContext, _ verbLabel: inout String, _ resourceLabel: inout String) async throws -> Response {
         let path = request.uri.path
@@ -129,10 +170,22 @@ final class APIHandler: Sendable {
             return Self.json(200, (try? JSONValue.object(["ca.crt": .string(caPEM)]).encoded()) ?? Data())
         default: break
         }
-        guard let identity = await authenticate(request, context) else {
-            throw Status.unauthorized("Unauthorized: a client certificate issued by the cluster CA is required")
+        guard let identity = try await authenticate(headers: request.headers, channel: context.channel) else {
+            throw Status.unauthorized("Unauthorized: a client certificate issued by the cluster CA, or a bearer token, is required")
         }
+        return try await Requester.$current.withValue(identity) {
+            try await routeAuthenticated(request, identity: identity, path: path, &verbLabel, &resourceLabel)
+        }
+    }
+
+    func routeAuthenticated(_ request: Request, identity: CertIdentity, path: String, _ verbLabel: inout String, _ resourceLabel: inout String) async throws -> Response {
         let segs = path.split(separator: "/").map(String.init)
+        if !(segs.first == "api" || segs.first == "apis") || segs.count <= 2 {
+            // Paths outside the resources: discovery and /version for everyone signed in, /metrics by RBAC.
+            if case .deny(let msg) = authz.authorize(user: identity, verb: request.method == .get ? "get" : request.method.rawValue.lowercased(), path: path) {
+                throw Status.forbidden(msg)
+            }
+        }
         if path == "/metrics" {
             return Self.text(200, metrics.render(store: store) + (metricsCollector?.render() ?? ""), type: "text/plain; version=0.0.4")
         }
@@ -238,8 +291,10 @@ final class APIHandler: Sendable {
                                       name: rp.name, fieldNodeName: fieldNode)
         var boundTo: String? = nil
         var mustBeNamed: String? = nil
+        var tokenNode: String? = nil
         switch authz.authorize(attrs) {
         case .allow: break
+        case .allowIfTokenForPodOn(let node): tokenNode = node
         case .allowIfBoundTo(let node): boundTo = node
         case .allowIfPinnedTo(let node):
             guard let name = rp.name, let cur = store.get(Objects.key(rp.info, rp.namespace, name)) else { throw Status.notFound(rp.info, rp.name ?? "") }
@@ -323,6 +378,8 @@ final class APIHandler: Sendable {
             guard nodes != nil else { throw Status.serviceUnavailable("this apiserver has no client identity for nodes") }
             if let name = rp.name, store.get(Objects.key(rp.info, rp.namespace, name)) == nil { throw Status.notFound(rp.info, name) }
             throw Status(status: "Failure", message: Self.portForwardRefusal, reason: "BadRequest", code: 400)
+        case (.post, let name?, "token") where rp.info == Resources.serviceaccounts:
+            return try await requestToken(request, namespace: rp.namespace ?? "default", name: name, node: tokenNode, identity: identity)
         case (.post, let name?, "eviction") where rp.info == Resources.pods:
             let st = try await registry.evict(namespace: rp.namespace ?? "default", name: name, body: try await readJSON(request))
             return Self.json(201, st.kubernetesJSON())

@@ -105,7 +105,7 @@ extension APIHandler {
         switch authz.authorize(attrs) {
         case .allow: return
         case .deny(let msg): throw Status.forbidden(msg, info, name)
-        case .allowIfBoundTo, .allowIfNamed, .allowIfPinnedTo:
+        case .allowIfBoundTo, .allowIfNamed, .allowIfPinnedTo, .allowIfTokenForPodOn:
             throw Status.forbidden("\(info.groupResource) is forbidden: User \"\(identity.user)\" cannot \(verb) resource \"\(info.plural)\" in API group \"\(info.group)\"", info, name)
         }
     }

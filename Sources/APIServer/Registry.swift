@@ -11,11 +11,14 @@ public final class Registry: Sendable {
     let logger: Logger
     /// Cluster IPs and node ports for Services (nil: Services get none, as in unit tests).
     let allocator: ServiceAllocator?
+    /// Roles and bindings, for the authorizer and the escalation check.
+    public let rbac: RBACCache
 
     public init(store: Store, clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "registry"),
                 services: ServiceNetworkConfig? = nil) {
         self.store = store; self.clock = clock; self.logger = logger
         allocator = services.map { ServiceAllocator(store: store, config: $0, logger: logger, clock: clock) }
+        rbac = RBACCache(store: store, logger: logger)
     }
 
     /// Claims what a Service needs from the allocators; a no-op for other kinds.
@@ -66,6 +69,7 @@ public final class Registry: Sendable {
         obj.metadata.generation = Objects.usesGeneration(info) ? 1 : nil
         obj.applyDefaults()
         obj.admitCreate()
+        if var pod = obj as? Pod { try admitServiceAccount(&pod); obj = pod as! T }
         if var claim = obj as? PersistentVolumeClaim, claim.spec != nil, claim.spec!.storageClassName == nil {
             // As Kubernetes' DefaultStorageClass admission: a claim naming no class gets the default one.
             if let sc = defaultStorageClass() { claim.spec!.storageClassName = sc; obj = claim as! T }
@@ -76,6 +80,7 @@ public final class Registry: Sendable {
             if generated { obj.metadata.name = obj.metadata.generateName! + Objects.randomSuffix() }
             let errs = obj.validate()
             if !errs.isEmpty { throw Status.invalid(info, obj.metadata.name ?? obj.metadata.generateName ?? "", errs) }
+            if attempt == 0, let who = Requester.current { try rbac.admit(obj, requester: who) }
             if !dryRun && attempt == 0 { claimed = try await allocate(&obj, old: nil).claimed }
             let stored = try Objects.encodeForStore(obj)
             if dryRun { return (StoredObject(key: stored.key, data: Store.stamp(stored.data, 0), labels: stored.labels, fields: stored.fields), out.warnings) }
@@ -192,6 +197,9 @@ public final class Registry: Sendable {
         let (claimed, unused) = try await allocate(&next, old: old)
         errs = next.validateUpdate(old: old)
         if !errs.isEmpty { await releaseAllocations(claimed, uid: next.metadata.uid); throw Status.invalid(info, old.name, errs) }
+        if let who = Requester.current {
+            do { try rbac.admit(next, requester: who) } catch { await releaseAllocations(claimed, uid: next.metadata.uid); throw error }
+        }
         if dryRun {
             // Everything but the write: what was claimed for this attempt is given back.
             await releaseAllocations(claimed, uid: next.metadata.uid)

@@ -1,5 +1,6 @@
 // authorization.k8s.io/v1 SelfSubjectAccessReview and SelfSubjectRulesReview: "may I?" answered
-// from the same authorizer that guards every request (kubectl auth can-i, client libraries).
+// from the same authorizer that guards every request (kubectl auth can-i, with --as through
+// impersonation, and --list from the caller's RBAC rules).
 import Foundation
 import Hummingbird
 import API
@@ -12,8 +13,6 @@ enum Reviews {
                                            plural: "selfsubjectrulesreviews", namespaced: false)
     static let all = [accessReviews, rulesReviews]
     static let verbs = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
-    /// Paths any authenticated client may read.
-    static let publicPaths = ["/healthz", "/livez", "/readyz", "/version", "/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*"]
 }
 
 extension APIHandler {
@@ -45,12 +44,11 @@ extension APIHandler {
             if !reason.isEmpty { o["reason"] = .string(reason) }
             return .object(o)
         }
-        let admin = identity.groups.contains("system:masters")
+        let admin = identity.groups.contains(Authorizer.mastersGroup)
         if let nr = spec["nonResourceAttributes"], case .object = nr {
             let path = nr["path"]?.stringValue ?? "", verb = nr["verb"]?.stringValue ?? ""
-            if admin { return answer(true, "") }
-            let open = verb == "get" && Reviews.publicPaths.contains { p in p.hasSuffix("*") ? path.hasPrefix(String(p.dropLast())) : path == p }
-            return answer(open, open ? "" : "only cluster administrators may \(verb) \(path)")
+            if case .deny(let msg) = authz.authorize(user: identity, verb: verb, path: path) { return answer(false, msg) }
+            return answer(true, "")
         }
         guard let ra = spec["resourceAttributes"], case .object = ra else {
             throw Status.invalid(Reviews.accessReviews, "", [FieldError(.required, "spec.resourceAttributes", "exactly one of nonResourceAttributes or resourceAttributes must be specified")])
@@ -60,9 +58,10 @@ extension APIHandler {
         let ns = ra["namespace"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
         let name = ra["name"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
         if admin { return answer(true, "") }
-        guard let info = Resources.all.first(where: { $0.plural == resource && (group == "*" || $0.group == group) }) else {
-            return answer(false, "no resource \"\(resource)\" in API group \"\(group)\" is served, and only cluster administrators hold wildcard rights")
-        }
+        // A resource this server does not serve (users, for impersonation, or another cluster's
+        // kinds) is still answered by RBAC, as Kubernetes does.
+        let info = Resources.all.first(where: { $0.plural == resource && (group == "*" || $0.group == group) })
+            ?? ResourceInfo(group: group, version: "v1", kind: resource, plural: resource, namespaced: ns != nil)
         let verbs = verb == "*" ? Reviews.verbs : [verb]
         for v in verbs {
             let attrs = RequestAttributes(user: identity, verb: v, resource: info, subresource: sub, namespace: info.namespaced ? ns : nil,
@@ -78,35 +77,35 @@ extension APIHandler {
             case .allowIfPinnedTo(let node):
                 if let name, let o = store.get(Objects.key(info, ns, name)), (try? KubeJSON.decode(PersistentVolume.self, from: o.data))?.pinnedNode == node { continue }
                 return answer(false, "node \"\(node)\" may only finish the deletion of volumes on it")
+            case .allowIfTokenForPodOn(let node):
+                return answer(false, "node \"\(node)\" may only ask for tokens bound to pods on it")
             case .deny(let msg): return answer(false, msg)
             }
         }
         return answer(true, "")
     }
 
+    /// What the caller may do in a namespace, as RBAC grants it (kubectl auth can-i --list). For
+    /// nodes the node restriction narrows these further, so their answer is marked incomplete.
     func rulesStatus(namespace: String, _ identity: CertIdentity) -> JSONValue {
-        let nonResource: JSONValue = .array([.object(["verbs": .array([.string("get")]), "nonResourceURLs": .array(Reviews.publicPaths.map { .string($0) })])])
-        if identity.groups.contains("system:masters") {
+        if identity.groups.contains(Authorizer.mastersGroup) {
             let all: JSONValue = .array([.string("*")])
             return .object(["resourceRules": .array([.object(["verbs": all, "apiGroups": all, "resources": all])]),
                             "nonResourceRules": .array([.object(["verbs": all, "nonResourceURLs": all])]), "incomplete": false])
         }
-        var rules: [JSONValue] = []
-        for info in Resources.all {
-            for sub in [nil] + info.subresources.map(Optional.some) {
-                var allowed: [String] = []
-                for v in Reviews.verbs {
-                    let attrs = RequestAttributes(user: identity, verb: v, resource: info, subresource: sub, namespace: info.namespaced ? namespace : nil,
-                                                  name: nil, fieldNodeName: nil)
-                    if case .allow = authz.authorize(attrs) { allowed.append(v) }
-                }
-                if allowed.isEmpty { continue }
-                let res = info.plural + (sub.map { "/\($0)" } ?? "")
-                rules.append(.object(["verbs": .array(allowed.map { .string($0) }), "apiGroups": .array([.string(info.group)]), "resources": .array([.string(res)])]))
+        let rules = registry.rbac.rules(user: identity.user, groups: identity.groups, namespace: namespace.isEmpty ? nil : namespace)
+        func strings(_ xs: [String]?) -> JSONValue { .array((xs ?? []).map { .string($0) }) }
+        var resourceRules: [JSONValue] = [], nonResourceRules: [JSONValue] = []
+        for r in rules {
+            if let urls = r.nonResourceURLs, !urls.isEmpty {
+                nonResourceRules.append(.object(["verbs": strings(r.verbs), "nonResourceURLs": strings(urls)]))
+            } else {
+                var o: [String: JSONValue] = ["verbs": strings(r.verbs), "apiGroups": strings(r.apiGroups), "resources": strings(r.resources)]
+                if let n = r.resourceNames, !n.isEmpty { o["resourceNames"] = strings(n) }
+                resourceRules.append(.object(o))
             }
         }
-        // Node and name-bound rights depend on the object and are not listed: the answer is incomplete for them.
-        let conditional = identity.groups.contains("system:nodes") || identity.groups.contains("system:bootstrappers")
-        return .object(["resourceRules": .array(rules), "nonResourceRules": nonResource, "incomplete": .bool(conditional)])
+        return .object(["resourceRules": .array(resourceRules), "nonResourceRules": .array(nonResourceRules),
+                        "incomplete": .bool(Authorizer.nodeName(identity) != nil)])
     }
 }

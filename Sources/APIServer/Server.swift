@@ -41,6 +41,8 @@ public struct DataDirLayout: Sendable {
     public var dir: String
     public var caCert: String { "\(dir)/pki/ca.crt" }
     public var caKey: String { "\(dir)/pki/ca.key" }
+    /// The ServiceAccount token signing key (P-256), made on first start.
+    public var serviceAccountKey: String { "\(dir)/pki/sa.key" }
     public var serverCert: String { "\(dir)/pki/apiserver.crt" }
     public var serverKey: String { "\(dir)/pki/apiserver.key" }
     public var serverSANs: String { "\(dir)/pki/apiserver.sans" }
@@ -138,6 +140,7 @@ public final class APIServer: Sendable {
     let logger: Logger
     /// The metrics pipeline; nil when `config.metrics.interval` is 0.
     public let metricsCollector: MetricsCollector?
+    public let tokens: TokenIssuer
     private let portBox = PortBox()
     /// Every accepted connection, so that shutdown can end the ones still open at its deadline.
     private let connections = ConnectionTracker()
@@ -148,7 +151,10 @@ public final class APIServer: Sendable {
         logger.logLevel = config.logLevel
         self.logger = logger
         layout = DataDirLayout(dir: config.dataDir)
-        pki = try ClusterPKI.ensure(layout, advertise: config.advertiseAddress, port: config.securePort, sans: config.tlsSANs, logger: logger)
+        // Pods reach the API as https://kubernetes.default.svc (the `kubernetes` Service's cluster IP).
+        let inCluster = [config.services.apiServiceIP.description, "kubernetes.default.svc.cluster.local"]
+        pki = try ClusterPKI.ensure(layout, advertise: config.advertiseAddress, port: config.securePort, sans: config.tlsSANs + inCluster, logger: logger)
+        tokens = TokenIssuer(key: try TokenIssuer.loadOrCreateKey(layout.serviceAccountKey), clock: { Date() })
         var sealingRef: EncryptingBackend? = nil
         var backend: any StoreBackend = config.inMemory ? MemoryBackend() : try SQLiteBackend(path: layout.database)
         if !config.inMemory {
@@ -178,7 +184,7 @@ public final class APIServer: Sendable {
         }
         handler = APIHandler(registry: registry, metrics: APIMetrics(), bootstrapToken: pki.token,
                              serverAddress: "\(config.advertiseAddress):\(config.securePort)", logger: logger, bookmarkInterval: config.bookmarkInterval,
-                             caPEM: pki.ca.certificatePEM, nodes: nodes, metricsCollector: metricsCollector)
+                             caPEM: pki.ca.certificatePEM, nodes: nodes, metricsCollector: metricsCollector, tokens: tokens)
     }
 
     /// The port actually bound (useful with port 0); waits until the server listens.
@@ -190,6 +196,19 @@ public final class APIServer: Sendable {
             let body: JSONValue = .object(["apiVersion": .string("v1"), "kind": .string("Namespace"), "metadata": .object(["name": .string(ns)])])
             do { _ = try await registry.create(Namespace.self, namespace: nil, body: body, validation: .strict) }
             catch let s as Status where s.code == 409 {}
+        }
+        // Their default ServiceAccount and CA ConfigMap at once, so that the first pods need not
+        // wait for the controller-manager (which keeps both in every namespace).
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            if store.get(Objects.key(Resources.serviceaccounts, ns, "default")) == nil {
+                let sa: JSONValue = .object(["apiVersion": "v1", "kind": "ServiceAccount", "metadata": .object(["name": "default", "namespace": .string(ns)])])
+                do { _ = try await registry.create(ServiceAccount.self, namespace: ns, body: sa, validation: .strict) } catch let s as Status where s.code == 409 {}
+            }
+            if store.get(Objects.key(Resources.configmaps, ns, Registry.rootCAConfigMap)) == nil {
+                let cm: JSONValue = .object(["apiVersion": "v1", "kind": "ConfigMap", "metadata": .object(["name": .string(Registry.rootCAConfigMap), "namespace": .string(ns)]),
+                                             "data": .object(["ca.crt": .string(pki.ca.certificatePEM)])])
+                do { _ = try await registry.create(ConfigMap.self, namespace: ns, body: cm, validation: .strict) } catch let s as Status where s.code == 409 {}
+            }
         }
     }
 
@@ -309,6 +328,8 @@ public final class APIServer: Sendable {
     /// Runs until SIGTERM/SIGINT, then shuts down gracefully.
     public func run() async throws {
         try await bootstrapNamespaces()
+        try await registry.bootstrapRBAC()
+        registry.rbac.reload()
         try await bootstrapServices(port: config.securePort)
         try await bootstrapStorage()
         var services = try makeServices()
@@ -324,6 +345,8 @@ public final class APIServer: Sendable {
     /// For tests and embedding: starts in the background; stop() shuts down and waits.
     public func start() async throws -> RunningAPIServer {
         try await bootstrapNamespaces()
+        try await registry.bootstrapRBAC()
+        registry.rbac.reload()
         let group = ServiceGroup(configuration: .init(services: try makeServices().map { .init(service: $0) }, logger: logger))
         let task = Task { _ = try? await group.run() }
         let port = await boundPort()
@@ -376,6 +399,7 @@ struct BackgroundLoops: ServiceLifecycle.Service {
                         }
                     }
                 }
+                g.addTask { await server.registry.rbac.run() }
                 g.addTask {
                     while !Task.isCancelled && !Task.isShuttingDownGracefully {
                         await server.finalizeNamespaces()

@@ -24,7 +24,7 @@ extension APIHandler {
             return .dontUpgrade
         }
         let (namespace, name, subresource) = (segs[3], segs[5], segs[6])
-        guard let nodes, let identity = await identities.identity(for: channel) else { return .dontUpgrade }
+        guard let nodes, let identity = (try? await authenticate(headers: request.headerFields, channel: channel)) ?? nil else { return .dontUpgrade }
         let attrs = RequestAttributes(user: identity, verb: "create", resource: Resources.pods, subresource: subresource,
                                       namespace: namespace, name: name, fieldNodeName: nil)
         guard let po = store.get(Objects.key(Resources.pods, namespace, name)), let pod = try? KubeJSON.decode(Pod.self, from: po.data) else {

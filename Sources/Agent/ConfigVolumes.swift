@@ -25,6 +25,8 @@ public struct ConfigSources: Sendable {
     public var secret: @Sendable (String, String) -> Secret?
     /// The node's allocatable resources: resourceFieldRef limits that the container does not set.
     public var allocatable: ResourceList
+    /// ServiceAccount tokens fetched for this pod, by `ConfigProjection.tokenKey`.
+    public var tokens: [String: String] = [:]
     public init(configMap: @escaping @Sendable (String, String) -> ConfigMap?, secret: @escaping @Sendable (String, String) -> Secret?, allocatable: ResourceList) {
         self.configMap = configMap; self.secret = secret; self.allocatable = allocatable
     }
@@ -179,8 +181,10 @@ public enum ConfigProjection {
                     for it in d["items"]?.arrayValue ?? [] {
                         out.append(ProjectedFile(path: it["path"]?.stringValue ?? "", data: Data(try downward(it, pod: pod, container: nil, sources: sources).utf8), mode: mode(it["mode"]) ?? dm))
                     }
-                } else if src["serviceAccountToken"] != nil {
-                    throw ConfigError("serviceAccountToken projections need ServiceAccount tokens, which this cluster does not issue yet")
+                } else if let t = src["serviceAccountToken"] {
+                    let want = tokenRequest(t)
+                    guard let token = sources.tokens[want.key] else { throw ConfigError("no token for service account \"\(pod.spec?.serviceAccountName ?? "default")\" yet") }
+                    out.append(ProjectedFile(path: t["path"]?.stringValue ?? "token", data: Data(token.utf8), mode: dm))
                 } else if src["clusterTrustBundle"] != nil {
                     throw ConfigError("clusterTrustBundle projections are not served by this cluster")
                 }
@@ -188,6 +192,24 @@ public enum ConfigProjection {
             return out
         }
         return []
+    }
+
+    /// What a serviceAccountToken projection asks for: audience (nil: the apiserver's) and lifetime.
+    public static func tokenRequest(_ t: JSONValue) -> (key: String, audience: String?, seconds: Int64) {
+        let aud = t["audience"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+        let secs = t["expirationSeconds"]?.intValue ?? 3600
+        return ("\(aud ?? "")|\(secs)", aud, secs)
+    }
+
+    /// Every token the pod's projected volumes need.
+    public static func tokenRequests(_ pod: Pod) -> [(key: String, audience: String?, seconds: Int64)] {
+        var out: [(key: String, audience: String?, seconds: Int64)] = []
+        for v in pod.spec?.volumes ?? [] {
+            for src in v.projected?["sources"]?.arrayValue ?? [] {
+                if let t = src["serviceAccountToken"] { let r = tokenRequest(t); if !out.contains(where: { $0.key == r.key }) { out.append(r) } }
+            }
+        }
+        return out
     }
 
     /// The container's environment with envFrom expanded and valueFrom references to ConfigMaps,

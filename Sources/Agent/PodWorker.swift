@@ -16,6 +16,7 @@ struct PodMemo: Sendable {
     var announced: Set<String> = []                     // container IDs we emitted Started for
     var volumes: [String: Volume] = [:]                  // persistentVolumeClaim volumes, resolved to directories
     var written: [String: (digest: Int, path: String)] = [:]   // config volumes as last written
+    var tokens: [String: (token: String, issued: Date, expires: Date)] = [:]   // ServiceAccount tokens, by ConfigProjection.tokenKey
 }
 
 extension NodeAgent {
@@ -147,7 +148,8 @@ extension NodeAgent {
             var container = c
             do {
                 let (env, invalid) = try ConfigProjection.environment(c, pod: pod, sources: configSources)
-                container.env = env; container.envFrom = nil
+                let api = apiServiceEnvironment().filter { e in !env.contains { $0.name == e.name } }
+                container.env = api + env; container.envFrom = nil
                 if !invalid.isEmpty && attempt == 0 && memo(uid, { !$0.announced.contains("env/\(c.name)") }) {
                     memo(uid) { _ = $0.announced.insert("env/\(c.name)") }
                     events.record(pod, type: "Warning", reason: "InvalidEnvironmentVariableNames",

@@ -87,7 +87,14 @@ extension NodeAgent {
         guard let vols = pod.spec?.volumes, vols.contains(where: ConfigProjection.isProjected) else { return pod }
         let uid = pod.metadata.uid ?? pod.name
         var out = pod
-        let sources = configSources
+        var sources = configSources
+        for want in ConfigProjection.tokenRequests(pod) {
+            do { sources.tokens[want.key] = try await serviceAccountToken(pod, audience: want.audience, seconds: want.seconds, key: want.key) }
+            catch {
+                let v = vols.first { ($0.projected?["sources"]?.arrayValue ?? []).contains { $0["serviceAccountToken"] != nil } }?.name ?? ""
+                throw VolumeNotReady("MountVolume.SetUp failed for volume \"\(v)\" : failed to fetch token: \(Self.describe(error))")
+            }
+        }
         for (i, v) in vols.enumerated() where ConfigProjection.isProjected(v) {
             let files: [ProjectedFile]
             do { files = try ConfigProjection.files(v, pod: pod, sources: sources) }
@@ -103,6 +110,36 @@ extension NodeAgent {
             out.spec!.volumes![i].hostPath = Volume.HostPath(path: path!)
         }
         return out
+    }
+
+    /// A token for the pod's ServiceAccount, bound to the pod, as the kubelet keeps them: fetched
+    /// once, and again when 80% of its lifetime has passed (the last one serves while a refresh fails).
+    func serviceAccountToken(_ pod: Pod, audience: String?, seconds: Int64, key: String) async throws -> String {
+        let uid = pod.metadata.uid ?? pod.name
+        let now = clock.now()
+        if let t = memo(uid, { $0.tokens[key] }), now < t.issued.addingTimeInterval(t.expires.timeIntervalSince(t.issued) * 0.8) { return t.token }
+        do {
+            let (token, expires) = try await client.requestToken(serviceAccount: pod.spec?.serviceAccountName ?? "default", namespace: pod.namespace,
+                                                                 audiences: audience.map { [$0] } ?? [], expirationSeconds: seconds, boundPod: (pod.name, uid))
+            memo(uid) { $0.tokens[key] = (token, now, expires) }
+            return token
+        } catch {
+            if let t = memo(uid, { $0.tokens[key] }), now < t.expires { return t.token }
+            throw error
+        }
+    }
+
+    static func describe(_ e: any Error) -> String { (e as? Status)?.message ?? "\(e)" }
+
+    /// KUBERNETES_SERVICE_HOST and friends: where pods reach the API (the `kubernetes` Service).
+    func apiServiceEnvironment() -> [EnvVar] {
+        guard let svc = proxy.services.get(namespace: "default", name: "kubernetes"), let ip = svc.spec?.clusterIP, ip != "None", !ip.isEmpty,
+              let port = svc.spec?.ports?.first?.port else { return [] }
+        let tcp = "tcp://\(ip):\(port)"
+        return [EnvVar(name: "KUBERNETES_SERVICE_HOST", value: ip), EnvVar(name: "KUBERNETES_SERVICE_PORT", value: "\(port)"),
+                EnvVar(name: "KUBERNETES_SERVICE_PORT_HTTPS", value: "\(port)"), EnvVar(name: "KUBERNETES_PORT", value: tcp),
+                EnvVar(name: "KUBERNETES_PORT_\(port)_TCP", value: tcp), EnvVar(name: "KUBERNETES_PORT_\(port)_TCP_PROTO", value: "tcp"),
+                EnvVar(name: "KUBERNETES_PORT_\(port)_TCP_PORT", value: "\(port)"), EnvVar(name: "KUBERNETES_PORT_\(port)_TCP_ADDR", value: ip)]
     }
 
     /// Registry credentials from the pod's imagePullSecrets; missing Secrets are reported once.

@@ -22,6 +22,8 @@ public struct RawResponse: Sendable {
 public final class KubeClient: Sendable {
     public let server: String
     public let namespace: String
+    /// The cluster CA the client trusts (PEM), when its kubeconfig names one.
+    public let caPEM: String?
     let http: HTTPClient
     let token: String?
     /// The client's TLS identity, also used for streams (exec), which are WebSockets.
@@ -30,6 +32,7 @@ public final class KubeClient: Sendable {
     public init(config: Kubeconfig.Resolved, timeout: TimeAmount = .seconds(30)) throws {
         server = config.server.hasSuffix("/") ? String(config.server.dropLast()) : config.server
         namespace = config.namespace
+        caPEM = config.caPEM
         token = config.token
         var tls = try TLSConfig.client(caPEM: config.caPEM, certPEM: config.certPEM, keyPEM: config.keyPEM)
         if config.tlsServerName != nil { tls.certificateVerification = .fullVerification }
@@ -66,9 +69,11 @@ public final class KubeClient: Sendable {
     // MARK: raw
 
     public func request(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: Data? = nil,
-                        contentType: String = "application/json", accept: String = "application/json", timeout: TimeAmount = .seconds(60)) async throws -> RawResponse {
+                        contentType: String = "application/json", accept: String = "application/json", timeout: TimeAmount = .seconds(60),
+                        headers: [(String, String)] = []) async throws -> RawResponse {
         var req = HTTPClientRequest(url: url(path, query))
         req.method = method
+        for (k, v) in headers { req.headers.add(name: k, value: v) }
         req.headers.add(name: "Accept", value: accept)
         req.headers.add(name: "User-Agent", value: "ctl/1.0")
         if let token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
@@ -158,6 +163,19 @@ public final class KubeClient: Sendable {
         let body: JSONValue = .object(["apiVersion": "policy/v1", "kind": "Eviction",
                                        "metadata": .object(["name": .string(pod), "namespace": .string(namespace)])])
         try await call(.POST, Resources.pods.path(namespace: namespace, name: pod, subresource: "eviction"), body: try body.encoded())
+    }
+
+    /// A ServiceAccount token through TokenRequest, bound to a pod when one is named; returns
+    /// the token and its expiry.
+    public func requestToken(serviceAccount: String, namespace: String, audiences: [String] = [], expirationSeconds: Int64,
+                             boundPod: (name: String, uid: String)? = nil) async throws -> (token: String, expires: Date) {
+        var spec: [String: JSONValue] = ["audiences": .array(audiences.map { .string($0) }), "expirationSeconds": .int(expirationSeconds)]
+        if let p = boundPod { spec["boundObjectRef"] = .object(["apiVersion": "v1", "kind": "Pod", "name": .string(p.name), "uid": .string(p.uid)]) }
+        let body: JSONValue = .object(["apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": .object(spec)])
+        let r = try await call(.POST, Resources.serviceaccounts.path(namespace: namespace, name: serviceAccount, subresource: "token"), body: try body.encoded())
+        let out = try JSONValue.parse(r.body)
+        guard let token = out["status"]?["token"]?.stringValue else { throw Status(status: "Failure", message: "the TokenRequest answer has no token", reason: "Unknown", code: 500) }
+        return (token, KubeTime.parse(out["status"]?["expirationTimestamp"]?.stringValue) ?? Date().addingTimeInterval(Double(expirationSeconds)))
     }
 
     public func bind(pod: String, namespace: String, node: String) async throws {

@@ -1,5 +1,7 @@
 // Approves and signs node client certificate requests made with the join token: the CSR must
-// ask for CN=system:node:NAME, O=system:nodes, and come from a bootstrapper or that node.
+// ask for CN=system:node:NAME, O=system:nodes, and come from a bootstrapper or that node. Signs
+// user client certificates (signer kubernetes.io/kube-apiserver-client) once someone allowed to
+// has approved them (ctl create user, kubectl certificate approve).
 import Foundation
 import Logging
 import API
@@ -8,6 +10,7 @@ import PKI
 
 public final class CSRSigner: Sendable {
     public static let signerName = "kubernetes.io/kube-apiserver-client-kubelet"
+    public static let userSignerName = "kubernetes.io/kube-apiserver-client"
     let client: KubeClient
     let informers: SharedInformers
     let ca: CertificateAuthority
@@ -29,8 +32,10 @@ public final class CSRSigner: Sendable {
     }
 
     func reconcile(_ name: String) async throws -> ReconcileResult {
-        guard var csr = informers.csrs.get(name), let spec = csr.spec, spec.signerName == Self.signerName else { return .done }
+        guard var csr = informers.csrs.get(name), let spec = csr.spec else { return .done }
         if csr.status?.certificate != nil { return .done }
+        if spec.signerName == Self.userSignerName { return try await signUser(&csr, spec) }
+        guard spec.signerName == Self.signerName else { return .done }
         let conds = csr.status?.conditions ?? []
         if conds.contains(where: { $0.type == "Denied" || $0.type == "Failed" }) { return .done }
         guard let der = Data(base64Encoded: spec.request), let pem = String(data: der, encoding: .utf8) else {
@@ -59,6 +64,26 @@ public final class CSRSigner: Sendable {
         csr.status?.certificate = Data(cert.utf8).base64EncodedString()
         _ = try await client.updateStatus(csr)
         logger.info("issued node certificate", metadata: ["csr": "\(name)", "node": "\(subject.user)"])
+        return .done
+    }
+
+    /// A user's client certificate: signed only once approved, never approved here.
+    func signUser(_ csr: inout CertificateSigningRequest, _ spec: CSRSpec) async throws -> ReconcileResult {
+        let conds = csr.status?.conditions ?? []
+        guard conds.contains(where: { $0.type == "Approved" && $0.status == "True" }),
+              !conds.contains(where: { $0.type == "Denied" || $0.type == "Failed" }) else { return .done }
+        guard let der = Data(base64Encoded: spec.request), let pem = String(data: der, encoding: .utf8) else {
+            return try await deny(&csr, "the request is not base64 PEM")
+        }
+        let subject: CertIdentity
+        do { subject = try csrSubject(pem: pem) } catch { return try await deny(&csr, "cannot parse the request: \(error)") }
+        if !(spec.usages ?? ["client auth"]).allSatisfy({ ["client auth", "digital signature", "key encipherment"].contains($0) }) {
+            return try await deny(&csr, "signer \(Self.userSignerName) issues client certificates only (usages: client auth, digital signature, key encipherment)")
+        }
+        let cert = try ca.signClientCSR(pem: pem, validity: Double(spec.expirationSeconds ?? Int(validity)), usage: .client)
+        csr.status?.certificate = Data(cert.utf8).base64EncodedString()
+        _ = try await client.updateStatus(csr)
+        logger.info("issued user certificate", metadata: ["csr": "\(csr.name)", "user": "\(subject.user)", "groups": "\(subject.groups)"])
         return .done
     }
 

@@ -74,6 +74,8 @@ public final class SharedInformers: Sendable {
     public let storageClasses: Informer<StorageClass>
     public let namespaces: Informer<Namespace>
     public let serviceAccounts: Informer<ServiceAccount>
+    /// Only the kube-root-ca.crt ConfigMap of each namespace (published by the ServiceAccounts controller).
+    public let rootCAConfigMaps: Informer<ConfigMap>
 
     public init(client: KubeClient) {
         pods = Informer(client: client)
@@ -97,6 +99,7 @@ public final class SharedInformers: Sendable {
         storageClasses = Informer(client: client)
         namespaces = Informer(client: client)
         serviceAccounts = Informer(client: client)
+        rootCAConfigMaps = Informer(client: client, fieldSelector: "metadata.name=kube-root-ca.crt")
         // Pods by the claims they use ("namespace/claim").
         pods.addIndex("claim") { p in (p.spec?.volumes ?? []).compactMap { v in v.persistentVolumeClaim?["claimName"]?.stringValue.map { "\(p.namespace)/\($0)" } } }
         jobs.addIndex("owner") { j in j.metadata.ownerReferences?.map(\.uid) ?? [] }
@@ -128,6 +131,7 @@ public final class SharedInformers: Sendable {
             g.addTask { await self.storageClasses.run() }
             g.addTask { await self.namespaces.run() }
             g.addTask { await self.serviceAccounts.run() }
+            g.addTask { await self.rootCAConfigMaps.run() }
         }
     }
 
@@ -143,6 +147,7 @@ public final class SharedInformers: Sendable {
         _ = await statefulSets.waitForSync(timeout: 3600); _ = await claims.waitForSync(timeout: 3600)
         _ = await volumes.waitForSync(timeout: 3600); _ = await storageClasses.waitForSync(timeout: 3600)
         _ = await namespaces.waitForSync(timeout: 3600); _ = await serviceAccounts.waitForSync(timeout: 3600)
+        _ = await rootCAConfigMaps.waitForSync(timeout: 3600)
     }
 }
 

@@ -394,7 +394,10 @@ public final class Store: Sendable {
                 w.continuation.yield(StoreEvent(type: .bookmark, object: StoredObject(key: key, revision: s.revision, data: Data(), labels: [:], fields: [:]), previous: nil))
             }
         }
-        cont.onTermination = { _ in cancel() }
+        // Not here and now: a stream is terminated from inside task cancellation, which holds the
+        // task's status lock, while the flush loop yields (which takes that lock) under the store
+        // lock. Taking the store lock here as well deadlocks both; unregistering later does not.
+        cont.onTermination = { _ in DispatchQueue.global().async { cancel() } }
         return Subscription(events: stream, revision: rev, cancelHandle: cancel, bookmarkHandle: bookmark)
     }
 

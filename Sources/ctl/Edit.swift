@@ -13,6 +13,8 @@ struct Create: AsyncParsableCommand {
         ctl create deployment NAME --image=IMAGE [--replicas=N] [--port=P]
         ctl create configmap NAME --from-literal=KEY=VALUE...
         ctl create secret generic NAME --from-literal=KEY=VALUE...
+        ctl create user NAME [--group G]... [--duration 8760h] > NAME.kubeconfig
+        ctl create token SERVICEACCOUNT [--audience A] [--duration 1h] [--bound-pod POD]
         """)
     @OptionGroup var global: GlobalOptions
     @Option(name: [.short, .customLong("filename")], help: "File, directory or - (stdin) of manifests (repeatable).") var filenames: [String] = []
@@ -21,9 +23,23 @@ struct Create: AsyncParsableCommand {
     @Option(help: "Container port of the deployment.") var port: Int?
     @Option(name: .customLong("from-literal"), help: "KEY=VALUE for a configmap or secret (repeatable).") var literals: [String] = []
     @Option(name: .customLong("dry-run"), help: "none or server.") var dryRun: String = "none"
-    @Argument(help: "KIND NAME (namespace, deployment, configmap, secret generic)") var args: [String] = []
+    @Option(help: "For user: a group (the certificate's O; repeatable).") var group: [String] = []
+    @Option(help: "For user and token: how long it is valid (1h, 30m, 8760h).") var duration: String?
+    @Option(help: "For token: an audience (repeatable; default the apiserver's).") var audience: [String] = []
+    @Option(name: .customLong("bound-pod"), help: "For token: a pod the token dies with.") var boundPod: String?
+    @Argument(help: "KIND NAME (namespace, deployment, configmap, secret generic, user, token)") var args: [String] = []
 
     func run() async throws {
+        if args.first == "user" || args.first == "token" {
+            guard args.count == 2 else { fail("\(args.first!) needs exactly one NAME") }
+            let client = try global.client()
+            do {
+                if args[0] == "user" { try await Credentials.user(client, name: args[1], groups: group, duration: duration) }
+                else { try await Credentials.token(client, serviceAccount: args[1], namespace: global.namespace ?? client.namespace, audiences: audience, duration: duration, boundPod: boundPod) }
+            } catch { fail(describeError(error)) }
+            await client.shutdown()
+            return
+        }
         var docs: [ManifestDocument] = []
         do {
             if !filenames.isEmpty {

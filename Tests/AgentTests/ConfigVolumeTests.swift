@@ -81,6 +81,23 @@ private func text(_ f: [ProjectedFile]) -> [String: String] { Dictionary(uniqueK
         #expect(text(p) == ["mode": "fast", "password": "s3cr$(t)", "ns": "default"])
     }
 
+    @Test func serviceAccountTokenProjections() throws {
+        let v = volume("t", "projected", #"{"defaultMode":420,"sources":[{"serviceAccountToken":{"path":"token","expirationSeconds":3607}},{"serviceAccountToken":{"path":"vault","audience":"vault"}}]}"#)
+        var p = pod(volumes: [v])
+        p.spec?.serviceAccountName = "robot"
+        let wanted = ConfigProjection.tokenRequests(p)
+        #expect(wanted.map(\.key) == ["|3607", "vault|3600"])
+        #expect(wanted.map(\.audience) == [nil, "vault"])
+        // Without the tokens fetched the volume waits, naming the account.
+        #expect(throws: ConfigError("no token for service account \"robot\" yet")) { _ = try ConfigProjection.files(v, pod: p, sources: sources) }
+        var s = sources
+        s.tokens = ["|3607": "tok-api", "vault|3600": "tok-vault"]
+        let files = try ConfigProjection.files(v, pod: p, sources: s)
+        #expect(text(files) == ["token": "tok-api", "vault": "tok-vault"])
+        #expect(files.allSatisfy { $0.mode == 420 })
+        #expect(ConfigProjection.needsTmpfs(v))
+    }
+
     @Test func environmentFromConfigMapsSecretsAndResources() throws {
         let p = pod(env: [EnvVar(name: "MODE", value: "override"),
                           EnvVar(name: "PW", valueFrom: json(#"{"secretKeyRef":{"name":"creds","key":"password"}}"#)),
