@@ -4,6 +4,7 @@
 // audience, expires, and is bound to a pod: it stops working when the pod is gone.
 import Foundation
 import Crypto
+import Hummingbird
 import API
 import Store
 import PKI

@@ -19,6 +19,9 @@ public struct RawResponse: Sendable {
     public var warnings: [String]
 }
 
+/// The HTTP method type of `request` and `call`, for callers that do not import NIO.
+public typealias KubeHTTPMethod = HTTPMethod
+
 public final class KubeClient: Sendable {
     public let server: String
     public let namespace: String

@@ -21,7 +21,7 @@ func code(_ f: () async throws -> Void) async -> Int {
     do { try await f(); return 200 } catch let s as Status { return s.code ?? 500 } catch { return -1 }
 }
 
-func rawCode(_ k: KubeClient, _ method: HTTPMethod, _ path: String, _ body: JSONValue? = nil, headers: [(String, String)] = []) async throws -> Int {
+func rawCode(_ k: KubeClient, _ method: KubeHTTPMethod, _ path: String, _ body: JSONValue? = nil, headers: [(String, String)] = []) async throws -> Int {
     try await k.request(method, path, body: try body?.encoded(), headers: headers).status
 }
 
@@ -128,7 +128,7 @@ func ns(_ name: String) -> Namespace { Namespace(name: name) }
                 await code { try await sched.delete(Pod.self, "elsewhere", namespace: "team-a") } },
             Attempt(who: "system:kube-controller-manager", request: "create secret in team-a", expect: 403) {
                 await code { _ = try await cm.create(Secret(name: "s", namespace: "team-a")) } },
-            Attempt(who: "admin (group system:masters)", request: "delete namespace team-b", expect: 200) {
+            Attempt(who: "admin (group system:masters)", request: "delete namespace team-b (finalized later)", expect: 202) {
                 try await rawCode(admin, .DELETE, "/api/v1/namespaces/team-b") },
             Attempt(who: "no credentials", request: "list pods in team-a", expect: 401) { try await rawCode(anon, .GET, "/api/v1/namespaces/team-a/pods") },
         ]
