@@ -179,7 +179,9 @@ final class APIHandler: Sendable {
     }
 
     func routeAuthenticated(_ request: Request, identity: CertIdentity, path: String, _ verbLabel: inout String, _ resourceLabel: inout String) async throws -> Response {
-        let segs = path.split(separator: "/").map(String.init)
+        // Segments are percent-decoded, as Kubernetes does: clients escape ":" in names such as
+        // "system:node" as %3A.
+        let segs = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
         if !(segs.first == "api" || segs.first == "apis") || segs.count <= 2 {
             // Paths outside the resources: discovery and /version for everyone signed in, /metrics by RBAC.
             if case .deny(let msg) = authz.authorize(user: identity, verb: request.method == .get ? "get" : request.method.rawValue.lowercased(), path: path) {
