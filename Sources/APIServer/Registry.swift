@@ -69,7 +69,7 @@ public final class Registry: Sendable {
         obj.metadata.generation = Objects.usesGeneration(info) ? 1 : nil
         obj.applyDefaults()
         obj.admitCreate()
-        if var pod = obj as? Pod { try admitServiceAccount(&pod); obj = pod as! T }
+        if var pod = obj as? Pod { try admitServiceAccount(&pod, dryRun: dryRun); obj = pod as! T }
         if var claim = obj as? PersistentVolumeClaim, claim.spec != nil, claim.spec!.storageClassName == nil {
             // As Kubernetes' DefaultStorageClass admission: a claim naming no class gets the default one.
             if let sc = defaultStorageClass() { claim.spec!.storageClassName = sc; obj = claim as! T }

@@ -215,7 +215,9 @@ extension Registry {
     /// account (which must exist), and unless it or its account opts out it gets a projected
     /// volume with a bound token, the cluster CA and its namespace, mounted in every container
     /// at /var/run/secrets/kubernetes.io/serviceaccount.
-    func admitServiceAccount(_ pod: inout Pod) throws {
+    /// A dry run does not require the account yet: `ctl apply` dry-runs a whole manifest (a new
+    /// ServiceAccount and the pod that uses it) before writing any of it.
+    func admitServiceAccount(_ pod: inout Pod, dryRun: Bool = false) throws {
         guard var spec = pod.spec else { return }
         let ns = pod.metadata.namespace ?? "default"
         let name = (spec.serviceAccountName ?? "").isEmpty ? "default" : spec.serviceAccountName!
@@ -223,7 +225,7 @@ extension Registry {
         spec.serviceAccount = name
         let sa = store.get(Objects.key(Resources.serviceaccounts, ns, name)).flatMap { try? KubeJSON.decode(ServiceAccount.self, from: $0.data) }
         // The default account may not be made yet in a new namespace: its pods wait for their token.
-        if sa == nil && name != "default" {
+        if sa == nil && name != "default" && !dryRun {
             throw Status.forbidden("pods \"\(pod.metadata.name ?? pod.metadata.generateName ?? "")\" is forbidden: error looking up service account \(ns)/\(name): serviceaccount \"\(name)\" not found",
                                    Resources.pods, pod.metadata.name)
         }
