@@ -419,3 +419,75 @@ private enum SMP {
         return SMP.order(merged, inPatch: { k($0).flatMap { orderIndex[$0] } }, serverIndex: { k($0).flatMap { serverIndex[$0] } })
     }
 }
+
+/// The strategic merge patch `kubectl apply` sends: it takes `live` to what `desired` asks for,
+/// removes what `previous` (the last applied configuration) had and `desired` no longer has, and
+/// leaves alone what only the server or other writers set (defaults, a ServiceAccount token
+/// volume, another manager's labels). Lists with a merge key are merged element by element, so
+/// a container without `volumeMounts` in the manifest keeps the mounts the server added. nil: no
+/// change. `message` nil (a kind without schema): nil, and the caller sends a merge patch.
+public func strategicThreeWayPatch(previous: JSONValue?, desired: JSONValue, live: JSONValue, message: String?) -> JSONValue? {
+    guard let message, case .object(let d) = desired else { return nil }
+    return SMP.threeWay(previous?.objectValue, d, live.objectValue, shape: .message(message)).map { .object($0) }
+}
+
+extension SMP {
+    static func threeWay(_ prev: [String: JSONValue]?, _ desired: [String: JSONValue], _ live: [String: JSONValue]?, shape: Shape) -> [String: JSONValue]? {
+        var out: [String: JSONValue] = [:]
+        for (k, d) in desired {
+            let m = meta(shape, k)
+            let l = live?[k], p = prev?[k]
+            switch d {
+            case .object(let dObj) where !m.replaces:
+                if case .object(let lObj)? = l {
+                    if let sub = threeWay(p?.objectValue, dObj, lObj, shape: Shape(m.type)) { out[k] = .object(sub) }
+                } else if l != d {
+                    out[k] = d
+                }
+            case .array(let dList) where m.merges && m.isList:
+                if let change = threeWayList(p?.arrayValue, dList, l?.arrayValue, meta: m, field: k, into: &out) { out[k] = change }
+            default:
+                if l != d { out[k] = d }
+            }
+        }
+        for k in (prev ?? [:]).keys where desired[k] == nil && live?[k] != nil { out[k] = .null }
+        return out.isEmpty ? nil : out
+    }
+
+    /// A merged list's part of the patch (nil: unchanged); ordering and deletion directives for
+    /// primitive lists go into `out` beside it.
+    static func threeWayList(_ prev: [JSONValue]?, _ desired: [JSONValue], _ live: [JSONValue]?, meta m: Meta, field: String,
+                             into out: inout [String: JSONValue]) -> JSONValue? {
+        let live = live ?? []
+        guard let mk = m.mergeKey, desired.allSatisfy({ $0.objectValue != nil }) else {
+            // A set of primitives: add what is missing, delete what the last apply had and this one drops.
+            let add = desired.filter { !live.contains($0) }
+            let drop = (prev ?? []).filter { !desired.contains($0) && live.contains($0) }
+            if !drop.isEmpty { out["\(deletePrefix)/\(field)"] = .array(drop) }
+            return add.isEmpty ? nil : .array(add)
+        }
+        func key(_ v: JSONValue) -> JSONValue? { v[mk] }
+        var items: [JSONValue] = []
+        for de in desired {
+            guard let kv = key(de), case .object(let dObj) = de else { continue }
+            let le = live.first { key($0) == kv }
+            let pe = prev?.first { key($0) == kv }
+            if case .object(let lObj)? = le {
+                if var sub = threeWay(pe?.objectValue, dObj, lObj, shape: Shape(m.elementType)) {
+                    sub[mk] = kv
+                    items.append(.object(sub))
+                }
+            } else {
+                items.append(de)
+            }
+        }
+        for pe in prev ?? [] {
+            guard let kv = key(pe), !desired.contains(where: { key($0) == kv }), live.contains(where: { key($0) == kv }) else { continue }
+            items.append(.object([mk: kv, patchKey: .string("delete")]))
+        }
+        if items.isEmpty { return nil }
+        // The manifest's order for its own elements, as kubectl asks.
+        out["\(orderPrefix)/\(field)"] = .array(desired.compactMap { key($0).map { .object([mk: $0]) } })
+        return .array(items)
+    }
+}

@@ -156,12 +156,21 @@ struct Apply: AsyncParsableCommand {
         // Three-way, as kubectl: fields in the last applied configuration but not in this one are
         // removed; fields of this one that differ from the live object are set (also when only
         // the live object changed, e.g. after a rollout undo).
-        let removals = Self.onlyNulls(mergeDiff(previous ?? .object([:]), desired) ?? .object([:])) ?? .object([:])
-        let sets = Self.withoutNulls(mergeDiff(live, desired) ?? .object([:])) ?? .object([:])
-        var patch = jsonMergePatch(removals, sets)
-        if let existing = live["metadata"]?["annotations"]?[lastAppliedKey]?.stringValue, existing == lastApplied,
-           jsonMergePatch(live, patch) == live {
-            return ("\(label) unchanged", live)
+        // Kinds with a schema get a strategic merge patch, as kubectl sends: lists with a merge
+        // key (containers, ports, volumes) are merged by key, so what the server added to an
+        // element (a pod's ServiceAccount token mount) stays.
+        let message = Schema.kind(apiVersion: info.apiVersion, kind: info.kind)?.name
+        let sameLastApplied = live["metadata"]?["annotations"]?[lastAppliedKey]?.stringValue == lastApplied
+        var patch: JSONValue
+        if let message {
+            let smp = strategicThreeWayPatch(previous: previous, desired: desired, live: live, message: message)
+            if smp == nil && sameLastApplied { return ("\(label) unchanged", live) }
+            patch = smp ?? .object([:])
+        } else {
+            let removals = Self.onlyNulls(mergeDiff(previous ?? .object([:]), desired) ?? .object([:])) ?? .object([:])
+            let sets = Self.withoutNulls(mergeDiff(live, desired) ?? .object([:])) ?? .object([:])
+            patch = jsonMergePatch(removals, sets)
+            if sameLastApplied && jsonMergePatch(live, patch) == live { return ("\(label) unchanged", live) }
         }
         var meta = patch["metadata"]?.objectValue ?? [:]
         var ann = meta["annotations"]?.objectValue ?? [:]
@@ -169,7 +178,7 @@ struct Apply: AsyncParsableCommand {
         meta["annotations"] = .object(ann)
         patch["metadata"] = .object(meta)
         let r = try await client.call(.PATCH, itemPath, query: writeQuery, body: try patch.encoded(),
-                                      contentType: "application/merge-patch+json")
+                                      contentType: message == nil ? "application/merge-patch+json" : "application/strategic-merge-patch+json")
         printWarnings(r.warnings, doc)
         let after = try JSONValue.parse(r.body)
         var a = after, l = live
