@@ -86,7 +86,12 @@ public final class ImageStore: Sendable {
     /// One client per process, never shut down (an HTTPClient must not be dropped unshut).
     static let sharedHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(connect: .seconds(10), read: .seconds(120))))
 
-    public func shutdown() async {}
+    /// Shuts down the clients made for registries with their own TLS settings (the shared
+    /// client lives as long as the process).
+    public func shutdown() async {
+        let clients = tlsClients.withLock { m -> [HTTPClient] in let c = Array(m.values); m = [:]; return c }
+        for c in clients { try? await c.shutdown() }
+    }
 
     static func sha256(_ d: Data) -> String { "sha256:" + SHA256.hash(data: d).map { String(format: "%02x", $0) }.joined() }
 

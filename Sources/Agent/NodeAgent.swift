@@ -187,7 +187,19 @@ public final class NodeAgent: Sendable {
         }
     }
 
+    /// Renews the node's Lease, giving up on an attempt after 2 s (a request stuck on a dead
+    /// connection must not hold the renewals back until the node looks gone); the next renewal
+    /// starts a second later.
     func renewLease() async {
+        await withTaskGroup(of: Void.self) { g in
+            g.addTask { await self.renewLeaseOnce() }
+            g.addTask { try? await Task.sleep(for: .seconds(2)) }
+            await g.next()
+            g.cancelAll()
+        }
+    }
+
+    func renewLeaseOnce() async {
         let now = KubeTime.formatMicro(clock.now())
         var spec = LeaseSpec()
         spec.holderIdentity = config.nodeName

@@ -1,6 +1,8 @@
 import Testing
 import Foundation
 import Agent
+import API
+import PKI
 
 /// Real registry, real image: docker-registry on 127.0.0.1 and a busybox image built with umoci
 /// and pushed with skopeo (hack/lib/images.sh). hack/test installs those packages.
@@ -62,5 +64,69 @@ func shell(_ script: String) throws -> String {
         #expect(throws: ImageError.self) { try ImageReference(parsing: "Bad Name") }
         let hub = try ImageReference(parsing: "busybox")
         #expect(hub.registry == "registry-1.docker.io" && hub.repository == "library/busybox" && hub.tag == "latest")
+    }
+
+    /// A private registry behind TLS and htpasswd (docker-registry), reached through the registries
+    /// file (a mirror endpoint and its CA): refused without credentials and with wrong ones, and
+    /// pulled with those of a kubernetes.io/dockerconfigjson pull Secret. Without the CA the TLS
+    /// handshake fails.
+    @Test func pullsFromAPrivateTLSRegistryWithAPullSecret() async throws {
+        let root = #filePath.components(separatedBy: "/Tests/")[0]
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("images-auth-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir + "/auth/storage", withIntermediateDirectories: true)
+        let open = Int.random(in: 30000...35000), closed = Int.random(in: 35001...40000)
+        let src = "127.0.0.1:\(open)/demo/busybox:1.0"
+        let pid = try shell(". \(root)/hack/lib/common.sh; . \(root)/hack/lib/images.sh; start_registry \(dir)/reg \(open); build_busybox_image \(dir) \(src) >&2")
+            .split(separator: "\n").last.map(String.init) ?? ""
+        let ca = try CertificateAuthority.generate(commonName: "registry-ca")
+        let serving = try ca.issue(commonName: "registry", ipAddresses: ["127.0.0.1"], usage: .server)
+        try ca.certificatePEM.write(toFile: "\(dir)/auth/ca.crt", atomically: true, encoding: .utf8)
+        try serving.certificatePEM.write(toFile: "\(dir)/auth/tls.crt", atomically: true, encoding: .utf8)
+        try serving.keyPEM.write(toFile: "\(dir)/auth/tls.key", atomically: true, encoding: .utf8)
+        let hash = try shell("python3 -W ignore -c 'import crypt; print(crypt.crypt(\"s3cret\", crypt.METHOD_BLOWFISH))'")
+        try "puller:\(hash)\n".write(toFile: "\(dir)/auth/htpasswd", atomically: true, encoding: .utf8)
+        try """
+            version: 0.1
+            log: {level: error}
+            storage: {filesystem: {rootdirectory: \(dir)/auth/storage}}
+            http: {addr: 127.0.0.1:\(closed), tls: {certificate: \(dir)/auth/tls.crt, key: \(dir)/auth/tls.key}}
+            auth: {htpasswd: {realm: private, path: \(dir)/auth/htpasswd}}
+            """.write(toFile: "\(dir)/auth/config.yml", atomically: true, encoding: .utf8)
+        let authPid = try shell("docker-registry serve \(dir)/auth/config.yml >\(dir)/auth/log 2>&1 & echo $!; . \(root)/hack/lib/common.sh; wait_for 20 bash -c 'curl -sk -o /dev/null -w %{http_code} https://127.0.0.1:\(closed)/v2/ | grep -q 401' >&2")
+            .split(separator: "\n").first.map(String.init) ?? ""
+        defer {
+            _ = try? shell("kill \(pid) \(authPid) 2>/dev/null; true")
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        _ = try shell("skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false --dest-creds puller:s3cret docker://\(src) docker://127.0.0.1:\(closed)/private/busybox:1.0")
+        let file = "\(dir)/registries.yaml"
+        func registries(ca: Bool) throws -> RegistriesConfig {
+            try """
+                mirrors:
+                  private.test: {endpoint: ["https://127.0.0.1:\(closed)"]}
+                \(ca ? "configs:\n  \"127.0.0.1:\(closed)\": {tls: {ca_file: \(dir)/auth/ca.crt}}" : "")
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+            return try RegistriesConfig.load(file)
+        }
+        let ref = "private.test/private/busybox:1.0"
+        func unauthorized(_ e: any Error) -> Bool { "\(e)".contains("401") || "\(e)".lowercased().contains("unauthorized") }
+        let store = ImageStore(root: "\(dir)/agent", registries: try registries(ca: true))
+        await #expect { _ = try await store.pull(ref) } throws: { unauthorized($0) }
+        func pullSecret(_ entry: String) -> Secret {
+            var s = Secret(name: "regcred", namespace: "default")
+            s.type = "kubernetes.io/dockerconfigjson"
+            s.data = [".dockerconfigjson": Data(#"{"auths":{"private.test":\#(entry)}}"#.utf8).base64EncodedString()]
+            return s
+        }
+        let wrong = pullSecret(#"{"username":"puller","password":"nope"}"#)
+        await #expect { _ = try await store.pull(ref, credentials: PullSecrets.credentials([wrong])) } throws: { unauthorized($0) }
+        let good = pullSecret(#"{"auth":"\#(Data("puller:s3cret".utf8).base64EncodedString())"}"#)
+        let image = try await store.pull(ref, credentials: PullSecrets.credentials([good]))
+        #expect(FileManager.default.isExecutableFile(atPath: "\(image.rootfs)/bin/busybox"))
+        await store.shutdown()
+        // Without the registry's CA the certificate is not trusted.
+        let untrusting = ImageStore(root: "\(dir)/agent2", registries: try registries(ca: false))
+        await #expect { _ = try await untrusting.pull(ref, credentials: PullSecrets.credentials([good])) } throws: { !unauthorized($0) }
+        await untrusting.shutdown()
     }
 }
