@@ -51,6 +51,8 @@ final class APIHandler: Sendable {
     let store: Store
     let authz: Authorizer
     let tokens: TokenIssuer
+    /// Tokens whose signature has been checked, with the account and pod revisions seen then.
+    let tokenCache = Mutex<[String: CachedToken]>([:])
     let metrics: APIMetrics
     let identities = IdentityCache()
     let bootstrapToken: JoinToken?

@@ -21,6 +21,37 @@ public final class RBACCache: Sendable {
         var bindings: [String: [String: RoleBinding]] = [:] // namespace -> name -> RoleBinding
         var clusterBindings: [String: ClusterRoleBinding] = [:]
         var revision: Int64 = 0
+        /// Bindings by subject ("u:NAME" for users and ServiceAccounts, "g:NAME" for groups), made
+        /// again on the first lookup after a change: a request reads only its own bindings.
+        var index: Index? = nil
+    }
+    struct Index {
+        var cluster: [String: [RoleRef]] = [:]
+        var namespaced: [String: [String: [RoleRef]]] = [:]   // namespace -> subject -> refs
+    }
+
+    static func subjectKey(_ s: Subject, bindingNamespace: String) -> String? {
+        switch s.kind {
+        case "User": return "u:\(s.name)"
+        case "Group": return "g:\(s.name)"
+        case "ServiceAccount":
+            let ns = (s.namespace ?? "").isEmpty ? bindingNamespace : s.namespace!
+            return "u:system:serviceaccount:\(ns):\(s.name)"
+        default: return nil
+        }
+    }
+
+    static func buildIndex(_ s: State) -> Index {
+        var ix = Index()
+        for b in s.clusterBindings.values {
+            for sub in b.subjects ?? [] { if let k = subjectKey(sub, bindingNamespace: "") { ix.cluster[k, default: []].append(b.roleRef) } }
+        }
+        for (ns, bs) in s.bindings {
+            for b in bs.values {
+                for sub in b.subjects ?? [] { if let k = subjectKey(sub, bindingNamespace: ns) { ix.namespaced[ns, default: [:]][k, default: []].append(b.roleRef) } }
+            }
+        }
+        return ix
     }
     private let state = Mutex(State())
     let store: Store
@@ -46,6 +77,7 @@ public final class RBACCache: Sendable {
     static func apply(_ s: inout State, _ type: EventType, _ o: StoredObject) {
         let k = o.key
         let gone = type == .deleted
+        s.index = nil
         switch k.resource {
         case Resources.roles.groupResource:
             s.roles[k.namespace, default: [:]][k.name] = gone ? nil : try? KubeJSON.decode(Role.self, from: o.data)
@@ -102,14 +134,13 @@ public final class RBACCache: Sendable {
     /// Every rule that applies to the user in a namespace (nil: cluster-wide rules only).
     public func rules(user: String, groups: [String], namespace: String?) -> [PolicyRule] {
         state.withLock { s in
+            if s.index == nil { s.index = Self.buildIndex(s) }
+            let ix = s.index!
+            let keys = ["u:\(user)"] + groups.map { "g:\($0)" }
             var out: [PolicyRule] = []
-            for b in s.clusterBindings.values where (b.subjects ?? []).contains(where: { $0.matches(user: user, groups: groups, bindingNamespace: "") }) {
-                out += rules(s, b.roleRef, namespace: "")
-            }
-            if let ns = namespace, !ns.isEmpty {
-                for b in (s.bindings[ns] ?? [:]).values where (b.subjects ?? []).contains(where: { $0.matches(user: user, groups: groups, bindingNamespace: ns) }) {
-                    out += rules(s, b.roleRef, namespace: ns)
-                }
+            for k in keys { for ref in ix.cluster[k] ?? [] { out += rules(s, ref, namespace: "") } }
+            if let ns = namespace, !ns.isEmpty, let byKey = ix.namespaced[ns] {
+                for k in keys { for ref in byKey[k] ?? [] { out += rules(s, ref, namespace: ns) } }
             }
             return out
         }

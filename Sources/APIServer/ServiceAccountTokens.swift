@@ -113,30 +113,58 @@ public final class TokenIssuer: Sendable {
                        podUID: k?["pod"]?["uid"]?.stringValue, nodeName: k?["node"]?["name"]?.stringValue)
     }
 
+    /// The expiry a token claims (read without checking it: only for tokens verified before).
+    func expiry(_ token: String) -> Date? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let cd = Self.unb64url(parts[1]), let exp = (try? JSONValue.parse(cd))?["exp"]?.intValue else { return nil }
+        return Date(timeIntervalSince1970: TimeInterval(exp))
+    }
+
     public static func identity(_ b: Binding) -> CertIdentity {
         CertIdentity(user: "system:serviceaccount:\(b.namespace):\(b.serviceAccount)",
                      groups: ["system:serviceaccounts", "system:serviceaccounts:\(b.namespace)", "system:authenticated"])
     }
 }
 
+struct CachedToken: Sendable {
+    var binding: TokenIssuer.Binding
+    var expires: Date
+    var saRevision: Int64
+    var podRevision: Int64?
+}
+
 extension APIHandler {
     /// A bearer token's identity, or the reason it is refused: the signature, issuer, audience and
     /// lifetime, and that the ServiceAccount and the pod it is bound to still exist (same UIDs).
     func authenticateServiceAccount(_ token: String) -> Result<CertIdentity, TokenIssuer.Rejection> {
+        let now = registry.clock()
+        // A token seen before skips the signature check until it expires; the account and pod are
+        // looked at every time, but decoded again only when they changed.
+        let cached = tokenCache.withLock { $0[token] }
         let b: TokenIssuer.Binding
-        do { b = try tokens.verify(token) } catch { return .failure(error) }
-        guard let so = store.get(Objects.key(Resources.serviceaccounts, b.namespace, b.serviceAccount)),
-              (try? KubeJSON.decode(ServiceAccount.self, from: so.data))?.metadata.uid == b.serviceAccountUID else {
+        if let c = cached, now < c.expires { b = c.binding }
+        else {
+            do { b = try tokens.verify(token) } catch { return .failure(error) }
+        }
+        let saKey = Objects.key(Resources.serviceaccounts, b.namespace, b.serviceAccount)
+        let podKey = b.podName.map { Objects.key(Resources.pods, b.namespace, $0) }
+        let saRev = store.get(saKey)?.revision, podRev = podKey.flatMap { store.get($0)?.revision }
+        if let c = cached, now < c.expires, c.saRevision == saRev, c.podRevision == podRev, saRev != nil { return .success(TokenIssuer.identity(b)) }
+        guard let so = store.get(saKey), (try? KubeJSON.decode(ServiceAccount.self, from: so.data))?.metadata.uid == b.serviceAccountUID else {
             return .failure(.invalidated("service account \(b.namespace)/\(b.serviceAccount) no longer exists"))
         }
-        if let pod = b.podName {
-            guard let po = store.get(Objects.key(Resources.pods, b.namespace, pod)),
-                  let p = try? KubeJSON.decode(Pod.self, from: po.data), p.metadata.uid == b.podUID else {
+        if let pod = b.podName, let podKey {
+            guard let po = store.get(podKey), let p = try? KubeJSON.decode(Pod.self, from: po.data), p.metadata.uid == b.podUID else {
                 return .failure(.invalidated("pod \(b.namespace)/\(pod) no longer exists"))
             }
-            if p.metadata.deletionTimestamp != nil, let d = KubeTime.parse(p.metadata.deletionTimestamp), d < registry.clock() {
+            if p.metadata.deletionTimestamp != nil, let d = KubeTime.parse(p.metadata.deletionTimestamp), d < now {
                 return .failure(.invalidated("pod \(b.namespace)/\(pod) is being deleted"))
             }
+        }
+        let expires = tokens.expiry(token) ?? now
+        tokenCache.withLock { m in
+            if m.count > 10_000 { m.removeAll() }
+            m[token] = CachedToken(binding: b, expires: expires, saRevision: so.revision, podRevision: podRev)
         }
         return .success(TokenIssuer.identity(b))
     }
