@@ -255,28 +255,28 @@ extension ClusterRole: ServedKind {
     }
 }
 
-extension RoleBinding: ServedKind {
-    public func validate() -> [FieldError] {
-        var errs = Validation.metadata(metadata, namespaced: true, name: Validation.pathSegmentName)
-        errs += RBAC.validate(roleRef: roleRef, kinds: ["Role", "ClusterRole"])
-        for (i, s) in (subjects ?? []).enumerated() { errs += s.validate("subjects[\(i)]", namespaced: true) }
+extension RBAC {
+    /// A RoleBinding (namespaced) or ClusterRoleBinding: its name, role reference and subjects.
+    static func validateBinding(_ m: ObjectMeta, roleRef: RoleRef, subjects: [Subject]?, namespaced: Bool) -> [FieldError] {
+        var errs = Validation.metadata(m, namespaced: namespaced, name: Validation.pathSegmentName)
+        errs += validate(roleRef: roleRef, kinds: namespaced ? ["Role", "ClusterRole"] : ["ClusterRole"])
+        for (i, s) in (subjects ?? []).enumerated() { errs += s.validate("subjects[\(i)]", namespaced: namespaced) }
         return errs
     }
-    public func validateUpdate(old: RoleBinding) -> [FieldError] {
-        old.roleRef == roleRef ? [] : [.init(.invalid, "roleRef", "\(roleRef.kind)/\(roleRef.name): cannot change roleRef")]
+    /// A binding's role reference is fixed once made.
+    static func sameRoleRef(_ old: RoleRef, _ new: RoleRef) -> [FieldError] {
+        old == new ? [] : [.init(.invalid, "roleRef", "\(new.kind)/\(new.name): cannot change roleRef")]
     }
 }
 
+extension RoleBinding: ServedKind {
+    public func validate() -> [FieldError] { RBAC.validateBinding(metadata, roleRef: roleRef, subjects: subjects, namespaced: true) }
+    public func validateUpdate(old: RoleBinding) -> [FieldError] { RBAC.sameRoleRef(old.roleRef, roleRef) }
+}
+
 extension ClusterRoleBinding: ServedKind {
-    public func validate() -> [FieldError] {
-        var errs = Validation.metadata(metadata, namespaced: false, name: Validation.pathSegmentName)
-        errs += RBAC.validate(roleRef: roleRef, kinds: ["ClusterRole"])
-        for (i, s) in (subjects ?? []).enumerated() { errs += s.validate("subjects[\(i)]", namespaced: false) }
-        return errs
-    }
-    public func validateUpdate(old: ClusterRoleBinding) -> [FieldError] {
-        old.roleRef == roleRef ? [] : [.init(.invalid, "roleRef", "\(roleRef.kind)/\(roleRef.name): cannot change roleRef")]
-    }
+    public func validate() -> [FieldError] { RBAC.validateBinding(metadata, roleRef: roleRef, subjects: subjects, namespaced: false) }
+    public func validateUpdate(old: ClusterRoleBinding) -> [FieldError] { RBAC.sameRoleRef(old.roleRef, roleRef) }
 }
 
 extension Role: TablePrintable {

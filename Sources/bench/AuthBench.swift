@@ -63,27 +63,12 @@ struct AuthBench: AsyncParsableCommand {
             var totals: [String: (Int, Double, [Double])] = [:]
             for _ in 1...rounds {
                 for (name, k) in identities {
-                    let start = ContinuousClock.now
-                    let deadline = start + .seconds(duration)
-                    let lat = try await withThrowingTaskGroup(of: [Double].self) { group in
-                        for _ in 0..<clients {
-                            group.addTask {
-                                var l: [Double] = []
-                                while ContinuousClock.now < deadline {
-                                    let t0 = ContinuousClock.now
-                                    let r = try await k.request(.GET, path)
-                                    guard r.status == 200 else { throw CtlBenchError("GET answered \(r.status)") }
-                                    l.append(seconds(ContinuousClock.now - t0))
-                                }
-                                return l
-                            }
-                        }
-                        var all: [Double] = []
-                        for try await l in group { all += l }
-                        return all
+                    let (lat, secs) = try await concurrentLatencies(clients: clients, duration: duration) {
+                        let r = try await k.request(.GET, path)
+                        guard r.status == 200 else { throw CtlBenchError("GET answered \(r.status)") }
                     }
                     let t = totals[name] ?? (0, 0, [])
-                    totals[name] = (t.0 + lat.count, t.1 + seconds(ContinuousClock.now - start), t.2 + lat)
+                    totals[name] = (t.0 + lat.count, t.1 + secs, t.2 + lat)
                 }
             }
             let base = totals[identities[0].0].map { Double($0.0) / $0.1 } ?? 1

@@ -72,34 +72,19 @@ struct CreateRate: AsyncParsableCommand {
         var totals: [String: (Int, Double)] = [:]
         for round in 1...rounds {
             for format in ["JSON", "protobuf"] {
-                let start = ContinuousClock.now
-                let deadline = start + .seconds(duration)
-                let lat = try await withThrowingTaskGroup(of: [Double].self) { group in
-                    for _ in 0..<clients {
-                        group.addTask {
-                            var l: [Double] = []
-                            while ContinuousClock.now < deadline {
-                                var pod = try JSONValue.from(benchPod("c-\(counter.next())", ns: namespace))
-                                pod["apiVersion"] = "v1"; pod["kind"] = "Pod"
-                                let t0 = ContinuousClock.now
-                                let r: RawResponse
-                                if format == "JSON" {
-                                    r = try await client.request(.POST, path, body: try pod.encoded())
-                                } else {
-                                    r = try await client.request(.POST, path, body: Data(try KubeProtobuf.encodeObject(pod)),
-                                                                 contentType: KubeProtobuf.mediaType, accept: "\(KubeProtobuf.mediaType),application/json")
-                                }
-                                guard r.status == 201 else { throw CtlBenchError("create answered \(r.status): \(String(decoding: r.body.prefix(300), as: UTF8.self))") }
-                                l.append(seconds(ContinuousClock.now - t0))
-                            }
-                            return l
-                        }
+                let (unsorted, secs) = try await concurrentLatencies(clients: clients, duration: duration) {
+                    var pod = try JSONValue.from(benchPod("c-\(counter.next())", ns: namespace))
+                    pod["apiVersion"] = "v1"; pod["kind"] = "Pod"
+                    let r: RawResponse
+                    if format == "JSON" {
+                        r = try await client.request(.POST, path, body: try pod.encoded())
+                    } else {
+                        r = try await client.request(.POST, path, body: Data(try KubeProtobuf.encodeObject(pod)),
+                                                     contentType: KubeProtobuf.mediaType, accept: "\(KubeProtobuf.mediaType),application/json")
                     }
-                    var all: [Double] = []
-                    for try await l in group { all += l }
-                    return all.sorted()
+                    guard r.status == 201 else { throw CtlBenchError("create answered \(r.status): \(String(decoding: r.body.prefix(300), as: UTF8.self))") }
                 }
-                let secs = seconds(ContinuousClock.now - start)
+                let lat = unsorted.sorted()
                 let t = totals[format] ?? (0, 0)
                 totals[format] = (t.0 + lat.count, t.1 + secs)
                 print(String(format: "| %d | %@ | %d | %d | %.1f | %.0f | %.2f | %.2f |", round, format, clients, lat.count, secs,
