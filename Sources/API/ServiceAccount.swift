@@ -1,5 +1,6 @@
 // v1 ServiceAccount: an identity for processes in pods. Every namespace has a `default` one,
-// made by the controller-manager. (Tokens for them are not issued yet.)
+// made by the controller-manager. Tokens for them come from TokenRequest
+// (APIServer/ServiceAccountTokens.swift).
 import Foundation
 
 public struct ServiceAccount: KubeObject, Hashable {
