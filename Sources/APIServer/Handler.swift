@@ -383,7 +383,7 @@ final class APIHandler: Sendable {
             if let name = rp.name, store.get(Objects.key(rp.info, rp.namespace, name)) == nil { throw Status.notFound(rp.info, name) }
             throw Status(status: "Failure", message: Self.portForwardRefusal, reason: "BadRequest", code: 400)
         case (.post, let name?, "token") where rp.info == Resources.serviceaccounts:
-            return try await requestToken(request, namespace: rp.namespace ?? "default", name: name, node: tokenNode, identity: identity)
+            return try await requestToken(request, namespace: rp.namespace ?? "default", name: name, node: tokenNode)
         case (.post, let name?, "eviction") where rp.info == Resources.pods:
             let st = try await registry.evict(namespace: rp.namespace ?? "default", name: name, body: try await readJSON(request))
             return Self.json(201, st.kubernetesJSON())

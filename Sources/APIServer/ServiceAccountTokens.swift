@@ -171,7 +171,7 @@ extension APIHandler {
 
     /// POST /api/v1/namespaces/NS/serviceaccounts/NAME/token: a TokenRequest in, the same with
     /// status.token out. A node may only ask for a token bound to a pod on it that runs as NAME.
-    func requestToken(_ request: Request, namespace ns: String, name: String, node: String?, identity: CertIdentity) async throws -> Response {
+    func requestToken(_ request: Request, namespace ns: String, name: String, node: String?) async throws -> Response {
         let info = Resources.serviceaccounts
         var body = try await readJSON(request)
         guard case .object = body else { throw Status.badRequest("the body must be a JSON object describing a TokenRequest") }
@@ -230,7 +230,6 @@ extension APIHandler {
         outSpec["expirationSeconds"] = .int(seconds)
         body["spec"] = outSpec
         body["status"] = .object(["token": .string(token), "expirationTimestamp": .string(KubeTime.format(expires))])
-        _ = identity
         return Self.encoded(201, try body.encoded(), protobuf: Self.prefersProtobuf(request.headers[.accept] ?? ""))
     }
 }

@@ -58,7 +58,15 @@ struct AuthBench: AsyncParsableCommand {
                     _ = try await admin.create(ClusterRoleBinding(name: "noise-\(i)", roleRef: RoleRef(kind: "ClusterRole", name: "view"), subjects: [.user("u\(i)")]))
                     _ = try await admin.create(RoleBinding(name: "noise-\(i)", namespace: "bench", roleRef: RoleRef(kind: "ClusterRole", name: "edit"), subjects: [.group("g\(i)")]))
                 }
-                try await Task.sleep(for: .seconds(1))
+                // The cache follows a watch: wait (bounded) until a binding made after the noise counts.
+                _ = try await admin.create(RoleBinding(name: "probe", namespace: "bench", roleRef: RoleRef(kind: "ClusterRole", name: "view"), subjects: [.user("probe")]))
+                let probe = try certClient("probe", [])
+                let until = ContinuousClock.now + .seconds(30)
+                while try await probe.request(.GET, path).status != 200 {
+                    guard ContinuousClock.now < until else { throw CtlBenchError("the RBAC cache did not catch up within 30 s") }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                await probe.shutdown()
             }
             var totals: [String: (Int, Double, [Double])] = [:]
             for _ in 1...rounds {
