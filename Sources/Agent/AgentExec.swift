@@ -2,6 +2,7 @@
 // upgraded to a WebSocket speaking v5.channel.k8s.io (or v4), reached by the apiserver's
 // pods/exec relay. The process runs through the runtime's exec command and dies with the session.
 import Foundation
+import Synchronization
 import Hummingbird
 import HummingbirdWebSocket
 import NIOCore
@@ -96,57 +97,76 @@ extension AgentServer {
         }
         let id = UUID().uuidString.prefix(12).lowercased()
         let pidFile = "/tmp/orch-exec-\(id).pid"
-        guard let (binary, args) = agent.runtime.streamingExec(podUID: target.podUID, containerID: target.containerID, command: options.command,
-                                                                tty: options.tty, pidFile: pidFile) else {
-            return await fail("exec is not supported by this node's runtime (\(agent.runtime.name))")
-        }
-        // Starting a process blocks briefly (fork and exec): on a thread of its own, not the task pool.
-        let started: Result<ExecSession, Error> = await withCheckedContinuation { cont in
-            Thread {
-                cont.resume(returning: Result { try ExecSession(binary: binary, args: args, options: options, pidFile: pidFile) })
-            }.start()
-        }
-        let session: ExecSession
-        switch started {
-        case .success(let s): session = s
-        case .failure(let error): return await fail("cannot start the command: \(error)")
-        }
-        defer { session.cleanup() }
-        enum Event { case outputDone, exited(Int32), clientGone }
+        // The client's input is read from the start. What comes before the process exists (a
+        // terminal's first size, early stdin) is held for it.
+        let input = ExecInput()
         let idle = IdleWatch(timeout: agent.config.streamingIdleTimeout)
-        var code: Int32?
-        var outputDone = false
+        enum Event { case outputDone, exited(Int32), clientGone }
+        enum Outcome { case refused(String), ended(Int32?), broken }
+        var session: ExecSession?
+        defer { session?.cleanup() }
+        let outcome: Outcome
         do {
-            try await withThrowingTaskGroup(of: Event.self) { g in
+            outcome = try await withThrowingTaskGroup(of: Event.self) { g in
                 g.addTask {
-                    for await (ch, d) in session.output { idle.touch(); try await send(ch, d) }
-                    return .outputDone
-                }
-                g.addTask {
-                    var c: Int32 = -1
-                    for await x in session.exited { c = x }
-                    return .exited(c)
-                }
-                g.addTask {
+                    defer { input.end() }
                     for try await msg in inbound.messages(maxSize: 1 << 20) {
                         idle.touch()
                         outbound.received()
                         guard case .binary(var b) = msg, let ch = b.readInteger(as: UInt8.self) else { continue }
                         switch ch {
-                        case RemoteCommand.stdin: session.writeStdin(Data(b.readableBytesView))
+                        case RemoteCommand.stdin: input.stdin(Data(b.readableBytesView))
                         case RemoteCommand.resize:
-                            if let r = RemoteCommand.parseResize(b.readableBytesView) { session.resize(width: r.width, height: r.height) }
+                            if let r = RemoteCommand.parseResize(b.readableBytesView) { input.resize(width: r.width, height: r.height) }
                         case RemoteCommand.close where proto == RemoteCommand.v5:
-                            if b.readInteger(as: UInt8.self) == RemoteCommand.stdin { session.closeStdin() }
+                            if b.readInteger(as: UInt8.self) == RemoteCommand.stdin { input.closeStdin() }
                         default: break
                         }
                     }
                     return .clientGone
                 }
+                // A terminal starts at the client's size: kubectl sends it first thing. A process
+                // that asks for its size at once (stty size) would otherwise see none, because runc
+                // sizes the container's terminal only after the process has started.
+                let size = options.tty ? await input.firstSize(within: .seconds(1)) : nil
+                guard let (binary, args) = agent.runtime.streamingExec(podUID: target.podUID, containerID: target.containerID, command: options.command,
+                                                                        tty: options.tty, size: size, pidFile: pidFile) else {
+                    await outbound.gate.wait()
+                    g.cancelAll()
+                    return .refused("exec is not supported by this node's runtime (\(agent.runtime.name))")
+                }
+                // Starting a process blocks briefly (fork and exec): on a thread of its own, not the task pool.
+                let started: Result<ExecSession, Error> = await withCheckedContinuation { cont in
+                    Thread {
+                        cont.resume(returning: Result { try ExecSession(binary: binary, args: args, options: options, pidFile: pidFile, initialSize: size) })
+                    }.start()
+                }
+                let s: ExecSession
+                switch started {
+                case .success(let x): s = x
+                case .failure(let error):
+                    try? FileManager.default.removeItem(atPath: pidFile + ".process.json")
+                    await outbound.gate.wait()
+                    g.cancelAll()
+                    return .refused("cannot start the command: \(error)")
+                }
+                session = s
+                input.attach(s)
+                g.addTask {
+                    for await (ch, d) in s.output { idle.touch(); try await send(ch, d) }
+                    return .outputDone
+                }
+                g.addTask {
+                    var c: Int32 = -1
+                    for await x in s.exited { c = x }
+                    return .exited(c)
+                }
                 g.addTask {
                     await idle.wait()
                     return .clientGone
                 }
+                var code: Int32?
+                var outputDone = false
                 while let e = try await g.next() {
                     switch e {
                     case .outputDone: outputDone = true
@@ -159,16 +179,102 @@ extension AgentServer {
                     case .clientGone:
                         throw ClientGone()
                     }
-                    if outputDone, code != nil { g.cancelAll(); return }
+                    if outputDone, code != nil { g.cancelAll(); return .ended(code) }
                 }
+                return .ended(code)
             }
         } catch {
-            // The client went away or the socket broke: nothing may outlive the session.
-            session.kill()
-            return
+            outcome = .broken
         }
-        let exit = code ?? -1
-        try? await send(RemoteCommand.error, RemoteCommand.exitStatus(exit, command: options.command))
-        try? await outbound.close(.normalClosure, reason: nil)
+        switch outcome {
+        case .broken:
+            // The client went away or the socket broke: nothing may outlive the session.
+            session?.kill()
+        case .refused(let message):
+            try? await send(RemoteCommand.error, RemoteCommand.failureStatus(message))
+            try? await outbound.close(.normalClosure, reason: nil)
+        case .ended(let code):
+            try? await send(RemoteCommand.error, RemoteCommand.exitStatus(code ?? -1, command: options.command))
+            try? await outbound.close(.normalClosure, reason: nil)
+        }
+    }
+}
+
+/// An exec session's input from the client, handed to the process once it runs; until then
+/// stdin is held and the terminal's first size awaited.
+final class ExecInput: Sendable {
+    private enum Held { case stdin(Data), close, resize(UInt16, UInt16) }
+    private struct State {
+        var session: ExecSession?
+        var held: [Held] = []
+        var size: (UInt16, UInt16)?
+        var ended = false
+        var timedOut = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+
+    private func deliver(_ h: Held) {
+        guard let s = state.withLock({ st -> ExecSession? in
+            if st.session == nil { st.held.append(h) }
+            return st.session
+        }) else { return }
+        Self.apply(h, to: s)
+    }
+
+    private static func apply(_ h: Held, to s: ExecSession) {
+        switch h {
+        case .stdin(let d): s.writeStdin(d)
+        case .close: s.closeStdin()
+        case .resize(let w, let h): s.resize(width: w, height: h)
+        }
+    }
+
+    func stdin(_ d: Data) { deliver(.stdin(d)) }
+    func closeStdin() { deliver(.close) }
+    func resize(width: UInt16, height: UInt16) {
+        let w = state.withLock { st -> CheckedContinuation<Void, Never>? in
+            if st.size == nil { st.size = (width, height) }
+            defer { st.waiter = nil }
+            return st.waiter
+        }
+        w?.resume()
+        deliver(.resize(width, height))
+    }
+    /// The client is gone: nobody waits for a size any more.
+    func end() {
+        state.withLock { st -> CheckedContinuation<Void, Never>? in
+            st.ended = true
+            defer { st.waiter = nil }
+            return st.waiter
+        }?.resume()
+    }
+
+    /// The first size the client sent, waiting for it up to `limit`.
+    func firstSize(within limit: Duration) async -> (UInt16, UInt16)? {
+        let timer = Task { [self] in
+            try? await Task.sleep(for: limit)
+            state.withLock { st -> CheckedContinuation<Void, Never>? in st.timedOut = true; defer { st.waiter = nil }; return st.waiter }?.resume()
+        }
+        defer { timer.cancel() }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { st -> Bool in
+                if st.size != nil || st.ended || st.timedOut { return true }
+                st.waiter = c
+                return false
+            }
+            if ready { c.resume() }
+        }
+        return state.withLock { $0.size }
+    }
+
+    /// The process runs: what was held goes to it, in order, and the rest straight after.
+    func attach(_ s: ExecSession) {
+        // Held input is replayed under the lock so nothing delivered meanwhile overtakes it.
+        state.withLock { st in
+            for h in st.held { Self.apply(h, to: s) }
+            st.held = []
+            st.session = s
+        }
     }
 }

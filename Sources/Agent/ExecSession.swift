@@ -142,7 +142,10 @@ final class ExecSession: Sendable {
             try? h.close()
         }
         if let m = ptyMaster { _ = Glibc.close(m) }
-        if let f = pidFile { try? FileManager.default.removeItem(atPath: f) }
+        if let f = pidFile {
+            try? FileManager.default.removeItem(atPath: f)
+            try? FileManager.default.removeItem(atPath: f + ".process.json")
+        }
     }
 }
 

@@ -407,11 +407,27 @@ public final class RuncRuntime: ContainerRuntime {
         return (r.status, r.stdout + r.stderr)
     }
 
-    public func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, pidFile: String) -> (binary: String, args: [String])? {
+    public func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, size: (width: UInt16, height: UInt16)?,
+                              pidFile: String) -> (binary: String, args: [String])? {
         // Without a terminal runc passes its own stdio (the session's pipes) through; with one it
         // makes a terminal in the container and relays it to its stdio (the session's terminal).
-        let terminal = tty ? ["--tty", "--env", "TERM=xterm"] : []
-        return (runc.binary, ["--root", runc.root, "exec", "--pid-file", pidFile] + terminal + [containerID] + command)
+        let head = ["--root", runc.root, "exec", "--pid-file", pidFile]
+        guard tty else { return (runc.binary, head + [containerID] + command) }
+        // runc sets the container's terminal to a process's consoleSize before starting it, but
+        // takes that only from a process file: the container's own process with this command.
+        let bundle = "\(containerDir(podUID, containerID))/bundle/config.json"
+        if let size, let data = FileManager.default.contents(atPath: bundle), let spec = try? JSONValue.parse(data),
+           var process = spec["process"] {
+            process["args"] = .array(command.map { .string($0) })
+            process["terminal"] = .bool(true)
+            process["consoleSize"] = .object(["width": .int(Int64(size.width)), "height": .int(Int64(size.height))])
+            process["env"] = .array((process["env"]?.arrayValue ?? []).filter { !($0.stringValue ?? "").hasPrefix("TERM=") } + [.string("TERM=xterm")])
+            let file = pidFile + ".process.json"
+            if (try? process.encoded(pretty: false).write(to: URL(fileURLWithPath: file))) != nil {
+                return (runc.binary, head + ["--tty", "--process", file, containerID])
+            }
+        }
+        return (runc.binary, head + ["--tty", "--env", "TERM=xterm", containerID] + command)
     }
 
     /// Where the shim of a container with `stdin: true` takes attached input (a unix socket path

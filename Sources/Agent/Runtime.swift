@@ -72,7 +72,7 @@ public protocol ContainerRuntime: Sendable {
     /// The host command that runs `command` inside a running container for an interactive exec,
     /// with the agent's stdio passed through, writing the process's host pid to `pidFile`; nil
     /// when the runtime cannot (a hollow node).
-    func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, pidFile: String) -> (binary: String, args: [String])?
+    func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, size: (width: UInt16, height: UInt16)?, pidFile: String) -> (binary: String, args: [String])?
     /// Cumulative CPU and memory per running container of the pod.
     func stats(podUID: String) async -> [ContainerStats]
     /// The path of the pod's network namespace (for port-forward); nil when the runtime has none.
@@ -85,7 +85,7 @@ public protocol ContainerRuntime: Sendable {
 }
 
 extension ContainerRuntime {
-    public func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, pidFile: String) -> (binary: String, args: [String])? { nil }
+    public func streamingExec(podUID: String, containerID: String, command: [String], tty: Bool, size: (width: UInt16, height: UInt16)?, pidFile: String) -> (binary: String, args: [String])? { nil }
     public func podNetworkNamespace(podUID: String) -> String? { nil }
     public func attachStdin(podUID: String, containerID: String) -> String? { nil }
 }
