@@ -27,6 +27,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", exact: "2.8.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
@@ -39,6 +43,17 @@ let package = Package(
         .executableTarget(name: "orch-shim", path: "Sources/orch-shim"),
         .target(name: "Store", dependencies: ["API", "CSQLite", .product(name: "Logging", package: "swift-log"),
                                               .product(name: "Crypto", package: "swift-crypto")]),
+        // The etcd storage backend: etcd's v3 gRPC API (code generated from proto/etcd.proto by
+        // hack/gen-etcd-proto, committed) and EtcdStore.
+        .target(name: "Etcd", dependencies: [
+            "Store",
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "PKI", dependencies: [
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -47,7 +62,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "APIServer", dependencies: [
-            "API", "Store", "PKI", "Client", "SPDY",
+            "API", "Store", "Etcd", "PKI", "Client", "SPDY",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -113,7 +128,7 @@ let package = Package(
         ]),
         .testTarget(name: "APITests", dependencies: ["API"]),
         .testTarget(name: "SPDYTests", dependencies: ["SPDY"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "API"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Etcd", "API", "PKI"]),
         .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers", "Agent", "SPDY",
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "API"]),

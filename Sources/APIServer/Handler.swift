@@ -48,7 +48,7 @@ struct ResourcePath {
 
 final class APIHandler: Sendable {
     let registry: Registry
-    let store: Store
+    let store: any ObjectStore
     let authz: Authorizer
     let tokens: TokenIssuer
     /// Tokens whose signature has been checked, with the account and pod revisions seen then.
@@ -649,7 +649,7 @@ final class APIHandler: Sendable {
         }
         let info = rp.info
         let timeout = Duration.seconds(timeoutSeconds.map { max(1, $0) } ?? 1800)
-        let sub: Store.Subscription
+        let sub: StoreSubscription
         do {
             sub = try store.watch(resource: info.groupResource, namespace: info.namespaced ? rp.namespace : nil, fromRevision: from, filter: filter)
         } catch let StoreError.gone(requested, oldest) {

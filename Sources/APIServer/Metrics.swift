@@ -26,7 +26,7 @@ public final class APIMetrics: Sendable {
     func watchOpened() { state.withLock { $0.watches += 1 } }
     func watchClosed() { state.withLock { $0.watches -= 1 } }
 
-    public func render(store: Store) -> String {
+    public func render(store: any ObjectStore) -> String {
         let s = state.withLock { $0 }
         var out = "# HELP apiserver_request_total Counter of apiserver requests broken out by verb, resource and HTTP response code.\n# TYPE apiserver_request_total counter\n"
         for (k, v) in s.requests.sorted(by: { ($0.key.resource, $0.key.verb, $0.key.code) < ($1.key.resource, $1.key.verb, $1.key.code) }) {

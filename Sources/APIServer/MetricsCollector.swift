@@ -45,7 +45,7 @@ struct CollectorStats: Sendable {
 }
 
 public final class MetricsCollector: Sendable {
-    let store: Store
+    let store: any ObjectStore
     let proxy: NodeProxy
     let config: MetricsConfig
     public let history: MetricsHistoryDB
@@ -62,7 +62,7 @@ public final class MetricsCollector: Sendable {
 
     struct NodeTarget: Sendable { var name: String; var endpoint: String; var labels: [String: String] }
 
-    init(store: Store, proxy: NodeProxy, history: MetricsHistoryDB, config: MetricsConfig, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
+    init(store: any ObjectStore, proxy: NodeProxy, history: MetricsHistoryDB, config: MetricsConfig, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store; self.proxy = proxy; self.history = history; self.config = config; self.logger = logger; self.now = now
         facts = PodFactsCache(store: store)
         var st = MetricsState()

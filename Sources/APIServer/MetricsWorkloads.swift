@@ -60,14 +60,14 @@ struct PodFacts: Sendable, Hashable {
 /// Decodes pods and ReplicaSets from the store once per revision: the collector looks pods up
 /// every interval, and most of them have not changed since the last time.
 final class PodFactsCache: Sendable {
-    private let store: Store
+    private let store: any ObjectStore
     private struct State {
         var pods: [ObjectKey: (revision: Int64, facts: PodFacts?)] = [:]
         var replicaSets: [ObjectKey: (revision: Int64, owner: OwnerReference?)] = [:]
     }
     private let state = Mutex(State())
 
-    init(store: Store) { self.store = store }
+    init(store: any ObjectStore) { self.store = store }
 
     /// The facts of pod NS/NAME if it is stored with this uid (nil uid: any).
     func facts(namespace: String, name: String, uid: String? = nil) -> PodFacts? {

@@ -65,7 +65,7 @@ public final class NodeProxy: Sendable {
         }
     }
 
-    func podLogs(store: Store, namespace: String, pod name: String, query: [String: String]) async throws -> Response {
+    func podLogs(store: any ObjectStore, namespace: String, pod name: String, query: [String: String]) async throws -> Response {
         guard let po = store.get(Objects.key(Resources.pods, namespace, name)) else { throw Status.notFound(Resources.pods, name) }
         let pod = try KubeJSON.decode(Pod.self, from: po.data)
         guard let nodeName = pod.spec?.nodeName else {

@@ -116,6 +116,7 @@ enum Objects {
             case .gone(let r, let oldest): return .gone("too old resource version: \(r) (\(oldest))")
             case .backend(let m): return .internalError("storage: \(m)")
             case .closed: return .serviceUnavailable("the apiserver is shutting down")
+            case .unavailable(let m): return .serviceUnavailable("storage unavailable: \(m)")
             }
         }
         return .internalError("\(e)")

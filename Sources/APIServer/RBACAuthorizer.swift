@@ -54,11 +54,11 @@ public final class RBACCache: Sendable {
         return ix
     }
     private let state = Mutex(State())
-    let store: Store
+    let store: any ObjectStore
     let logger: Logger
     static let kinds = [Resources.roles, Resources.clusterroles, Resources.rolebindings, Resources.clusterrolebindings]
 
-    public init(store: Store, logger: Logger) {
+    public init(store: any ObjectStore, logger: Logger) {
         self.store = store; self.logger = logger
         reload()
     }
@@ -98,7 +98,7 @@ public final class RBACCache: Sendable {
                 g.addTask { [self] in
                     var from: Int64 = state.withLock { $0.revision }
                     while !Task.isCancelled {
-                        let sub: Store.Subscription
+                        let sub: StoreSubscription
                         do { sub = try store.watch(resource: info.groupResource, namespace: nil, fromRevision: from) }
                         catch StoreError.gone { reload(); from = state.withLock { $0.revision }; continue }   // compacted past us
                         catch { return }                                                                       // closing

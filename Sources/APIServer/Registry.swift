@@ -6,7 +6,7 @@ import Store
 import Logging
 
 public final class Registry: Sendable {
-    public let store: Store
+    public let store: any ObjectStore
     let clock: @Sendable () -> Date
     let logger: Logger
     /// Cluster IPs and node ports for Services (nil: Services get none, as in unit tests).
@@ -14,7 +14,7 @@ public final class Registry: Sendable {
     /// Roles and bindings, for the authorizer and the escalation check.
     public let rbac: RBACCache
 
-    public init(store: Store, clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "registry"),
+    public init(store: any ObjectStore, clock: @escaping @Sendable () -> Date = { Date() }, logger: Logger = Logger(label: "registry"),
                 services: ServiceNetworkConfig? = nil) {
         self.store = store; self.clock = clock; self.logger = logger
         allocator = services.map { ServiceAllocator(store: store, config: $0, logger: logger, clock: clock) }

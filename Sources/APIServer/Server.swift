@@ -133,7 +133,7 @@ public struct ClusterPKI: Sendable {
 public final class APIServer: Sendable {
     public let config: APIServerConfig
     public let layout: DataDirLayout
-    public let store: Store
+    public let store: any ObjectStore
     public let registry: Registry
     public let pki: ClusterPKI
     let handler: APIHandler
@@ -386,7 +386,7 @@ import Synchronization
 /// (as they go, and a repair pass every minute for anything a crash left behind).
 struct BackgroundLoops: ServiceLifecycle.Service {
     let server: APIServer
-    let deletions: Store.Subscription?
+    let deletions: StoreSubscription?
     func run() async throws {
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { g in
@@ -454,7 +454,7 @@ struct ShutdownDeadline: ServiceLifecycle.Service {
 
 /// Ends open watches when shutdown begins so that the HTTP server can drain.
 struct WatchCloser: ServiceLifecycle.Service {
-    let store: Store
+    let store: any ObjectStore
     func run() async throws {
         try? await gracefulShutdown()
         store.closeWatches()

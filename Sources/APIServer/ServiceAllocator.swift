@@ -44,14 +44,14 @@ final class ServiceAllocator: Sendable {
     static func portName(_ p: Int) -> String { "nodeport-\(p)" }
     static func key(_ name: String) -> ObjectKey { ObjectKey(resource: resource, namespace: "", name: name) }
 
-    let store: Store
+    let store: any ObjectStore
     let config: ServiceNetworkConfig
     let logger: Logger
     let clock: @Sendable () -> Date
     /// Records younger than this are left alone by repair: their Service may be mid-create.
     let repairGrace: TimeInterval
 
-    init(store: Store, config: ServiceNetworkConfig, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, repairGrace: TimeInterval = 30) {
+    init(store: any ObjectStore, config: ServiceNetworkConfig, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, repairGrace: TimeInterval = 30) {
         self.store = store; self.config = config; self.logger = logger; self.clock = clock; self.repairGrace = repairGrace
     }
 
@@ -242,12 +242,12 @@ final class ServiceAllocator: Sendable {
     }
 
     /// The watch releaseOnDelete reads, opened before the server runs so no deletion slips by.
-    func deletions() -> Store.Subscription? {
+    func deletions() -> StoreSubscription? {
         try? store.watch(resource: Resources.services.groupResource, namespace: nil, fromRevision: store.currentRevision)
     }
 
     /// Releases what each deleted Service held, as the deletions are committed.
-    func releaseOnDelete(_ sub: Store.Subscription) async {
+    func releaseOnDelete(_ sub: StoreSubscription) async {
         defer { sub.cancel() }
         for await e in sub.events where e.type == .deleted {
             guard let s = try? KubeJSON.decode(Service.self, from: e.object.data) else { continue }

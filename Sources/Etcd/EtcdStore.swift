@@ -1,0 +1,435 @@
+// The store on etcd. etcd decides every write: a create is a transaction that puts the key only
+// if it has never existed, an update or delete one that compares the key's mod_revision, so a
+// stale write is a conflict. An object's resourceVersion is the mod_revision of its key, a
+// list's the revision of the read. Reads and watches are served from a WatchCache filled by one
+// listing and kept current by one etcd watch (with previous values) from the listing's revision;
+// a write returns once that watch has brought it into the cache, so a client reads its own
+// writes, and `sync()` waits for the revision etcd reports now, so every read can be consistent.
+//
+// Keys follow kube-apiserver's layout under a prefix: PREFIX/GROUP/RESOURCE/NAMESPACE/NAME (GROUP
+// "core" for the core group; no NAMESPACE for cluster-scoped objects). A value is a line of
+// JSON with the object's labels and selectable fields, then the object's JSON with an empty
+// resourceVersion; sealed as a whole for encrypted resources.
+import Foundation
+import Synchronization
+import Logging
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GRPCProtobuf
+import SwiftProtobuf
+import Store
+
+public struct EtcdConfig: Sendable {
+    /// Client URLs: https://HOST:PORT (mutual TLS with the files below) or http://HOST:PORT.
+    public var endpoints: [String]
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+    public var prefix: String = "/registry"
+    /// How long one etcd call may take before the request fails as unavailable.
+    public var requestTimeout: Duration = .seconds(5)
+    /// How often the oldest revisions are compacted (by one apiserver at a time); zero: never.
+    public var compactionInterval: Duration = .seconds(300)
+    public var encryption: EncryptionConfig?
+    public init(endpoints: [String]) { self.endpoints = endpoints }
+}
+
+public final class EtcdStore: ObjectStore {
+    typealias Transport = HTTP2ClientTransport.Posix
+    public let cache: WatchCache
+    let config: EtcdConfig
+    let logger: Logger
+    private let grpc: GRPCClient<Transport>
+    private let kv: Etcdserverpb_KV.Client<Transport>
+    private let watchClient: Etcdserverpb_Watch.Client<Transport>
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let progressRequests = Mutex<AsyncStream<Etcdserverpb_WatchRequest>.Continuation?>(nil)
+    private let metricsState = Mutex(StoreMetrics())
+    public var backendName: String { "etcd" }
+    private let prefixBytes: Data
+    private let rangeEnd: Data
+
+    private init(config: EtcdConfig, options: StoreOptions, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        cache = WatchCache(options: options, logger: logger)
+        var targets: [(host: String, port: Int)] = []
+        var tls = false
+        for e in config.endpoints {
+            guard let u = URLComponents(string: e), let host = u.host, let port = u.port, u.scheme == "https" || u.scheme == "http" else {
+                throw StoreError.backend("etcd endpoint \"\(e)\" is not of the form https://HOST:PORT or http://HOST:PORT")
+            }
+            tls = tls || u.scheme == "https"
+            targets.append((host == "localhost" ? "127.0.0.1" : host, port))
+        }
+        guard !targets.isEmpty else { throw StoreError.backend("no etcd endpoints given") }
+        let security: HTTP2ClientTransport.Posix.TransportSecurity
+        if tls {
+            guard let ca = config.caFile, let cert = config.certFile, let key = config.keyFile else {
+                throw StoreError.backend("an https etcd endpoint needs a CA file, a client certificate and its key")
+            }
+            security = .mTLS(certificateChain: [.file(path: cert, format: .pem)], privateKey: .file(path: key, format: .pem)) { c in
+                c.trustRoots = .certificates([.file(path: ca, format: .pem)])
+            }
+        } else {
+            security = .plaintext
+        }
+        var transportConfig = HTTP2ClientTransport.Posix.Config.defaults
+        transportConfig.backoff.initial = .milliseconds(200)
+        transportConfig.backoff.max = .seconds(2)
+        transportConfig.connection.maxIdleTime = nil
+        transportConfig.http2.maxFrameSize = 1 << 20
+        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(pairs: targets), transportSecurity: security, config: transportConfig)
+        grpc = GRPCClient(transport: transport)
+        kv = Etcdserverpb_KV.Client(wrapping: grpc)
+        watchClient = Etcdserverpb_Watch.Client(wrapping: grpc)
+        prefixBytes = Data((config.prefix + "/").utf8)
+        var end = [UInt8](prefixBytes)
+        end[end.count - 1] += 1
+        rangeEnd = Data(end)
+    }
+
+    /// Connects, lists everything under the prefix into the cache and starts following it. An
+    /// etcd that cannot be reached is reported in one line per attempt and retried until
+    /// `patience` runs out.
+    public static func open(config: EtcdConfig, options: StoreOptions = StoreOptions(), logger: Logger = Logger(label: "etcd"),
+                            patience: Duration = .seconds(3600)) async throws -> EtcdStore {
+        let s = try EtcdStore(config: config, options: options, logger: logger)
+        let grpc = s.grpc
+        s.tasks.withLock { $0.append(Task { try? await grpc.runConnections() }) }
+        let deadline = ContinuousClock.now + patience
+        var attempt = 0
+        while true {
+            do {
+                let (objects, revision) = try await s.listAll()
+                s.cache.load(objects: objects, log: [], revision: revision)
+                logger.info("etcd store ready", metadata: ["endpoints": "\(config.endpoints.joined(separator: ","))", "objects": "\(objects.count)", "revision": "\(revision)"])
+                break
+            } catch {
+                attempt += 1
+                if ContinuousClock.now >= deadline { s.shutdown(); throw error }
+                logger.error("cannot reach etcd at \(config.endpoints.joined(separator: ",")): \(Self.describe(error)); retrying")
+                try? await Task.sleep(for: .seconds(min(5, attempt)))
+            }
+        }
+        s.tasks.withLock {
+            $0.append(Task { await s.follow() })
+            if config.compactionInterval > .zero { $0.append(Task { await s.compactLoop() }) }
+        }
+        return s
+    }
+
+    /// A store that never connects: for checking the key layout.
+    static func layoutOnly() throws -> EtcdStore {
+        try EtcdStore(config: EtcdConfig(endpoints: ["http://127.0.0.1:1"]), options: StoreOptions(), logger: Logger(label: "etcd"))
+    }
+
+    /// Stops following etcd and closes the connection.
+    public func shutdown() {
+        cache.closeWatches()
+        for t in tasks.withLock({ $0 }) { t.cancel() }
+        grpc.beginGracefulShutdown()
+    }
+
+    deinit { for t in tasks.withLock({ $0 }) { t.cancel() } }
+
+    // MARK: keys and values
+
+    func etcdKey(_ k: ObjectKey) -> Data {
+        let (group, resource): (String, String)
+        if let dot = k.resource.firstIndex(of: ".") {
+            (group, resource) = (String(k.resource[k.resource.index(after: dot)...]), String(k.resource[..<dot]))
+        } else {
+            (group, resource) = ("core", k.resource)
+        }
+        let path = k.namespace.isEmpty ? "\(group)/\(resource)/\(k.name)" : "\(group)/\(resource)/\(k.namespace)/\(k.name)"
+        return prefixBytes + Data(path.utf8)
+    }
+
+    func objectKey(_ key: Data) -> ObjectKey? {
+        guard key.starts(with: prefixBytes) else { return nil }
+        let parts = String(decoding: key.dropFirst(prefixBytes.count), as: UTF8.self).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3 || parts.count == 4, parts.allSatisfy({ !$0.isEmpty }) else { return nil }
+        let resource = parts[0] == "core" ? parts[1] : "\(parts[1]).\(parts[0])"
+        return ObjectKey(resource: resource, namespace: parts.count == 4 ? parts[2] : "", name: parts[parts.count - 1])
+    }
+
+    struct Envelope: Codable { var l: [String: String]; var f: [String: String] }
+
+    func encodeValue(_ o: StoredObject) throws -> Data {
+        var v = try JSONEncoder().encode(Envelope(l: o.labels, f: o.fields))
+        v.append(0x0A)
+        v.append(Store.replacePlaceholder(o.data, with: Array("\"\"".utf8)))
+        if let enc = config.encryption { v = try Sealing.store(v, key: o.key, config: enc) }
+        return v
+    }
+
+    func decode(_ kv: Etcdserverpb_KeyValue) throws -> StoredObject? {
+        guard let key = objectKey(kv.key) else { return nil }
+        var v = kv.value
+        if let enc = config.encryption, enc.resources.contains(key.resource) { v = try Sealing.open(v, key: key, config: enc).plain }
+        guard let nl = v.firstIndex(of: 0x0A) else { throw StoreError.backend("\(key): stored value has no header line") }
+        let env = try JSONDecoder().decode(Envelope.self, from: v[v.startIndex..<nl])
+        let data = ResourceVersion.set(Data(v[v.index(after: nl)...]), String(kv.modRevision))
+        return StoredObject(key: key, revision: kv.modRevision, data: data, labels: env.l, fields: env.f)
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let e = error as? RPCError { return "\(e.code): \(e.message)" }
+        return "\(error)"
+    }
+
+    var callOptions: CallOptions {
+        var o = CallOptions.defaults
+        o.timeout = config.requestTimeout
+        return o
+    }
+
+    /// Runs one call; failures to reach etcd or to get an answer in time become `unavailable`.
+    func call<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do { return try await body() }
+        catch let e as RPCError {
+            throw StoreError.unavailable("etcd \(what): \(e.code): \(e.message)")
+        }
+    }
+
+    // MARK: reads
+
+    /// Everything under the prefix at one revision, in pages.
+    func listAll() async throws -> ([StoredObject], Int64) {
+        var objects: [StoredObject] = []
+        var revision: Int64 = 0
+        var from = prefixBytes
+        while true {
+            var req = Etcdserverpb_RangeRequest()
+            req.key = from
+            req.rangeEnd = rangeEnd
+            req.limit = 1000
+            req.revision = revision
+            let resp = try await call("list") { try await kv.range(req, options: callOptions) }
+            if revision == 0 { revision = resp.header.revision }
+            for kv in resp.kvs { if let o = try decode(kv) { objects.append(o) } }
+            guard resp.more, let last = resp.kvs.last else { break }
+            from = last.key + Data([0])
+        }
+        return (objects, revision)
+    }
+
+    /// The revision etcd is at now (a quorum read).
+    func etcdRevision() async throws -> Int64 {
+        var req = Etcdserverpb_RangeRequest()
+        req.key = prefixBytes
+        req.rangeEnd = rangeEnd
+        req.countOnly = true
+        req.limit = 1
+        return try await call("read") { try await kv.range(req, options: callOptions) }.header.revision
+    }
+
+    public var currentRevision: Int64 { cache.revision }
+    public var metrics: StoreMetrics { metricsState.withLock { $0 } }
+    public var watcherCount: Int { cache.watcherCount }
+    public func get(_ key: ObjectKey) -> StoredObject? { cache.get(key) }
+    public func list(resource: String, namespace: String?) -> (items: [StoredObject], revision: Int64) {
+        cache.list(resource: resource, namespace: namespace)
+    }
+    public func count(resource: String) -> Int { cache.count(resource: resource) }
+    public func resources(inNamespace ns: String) -> [String] { cache.resources(inNamespace: ns) }
+    public func watch(resource: String, namespace: String?, fromRevision: Int64?,
+                      filter: (@Sendable (StoreEvent) -> StoreEvent?)? = nil) throws -> StoreSubscription {
+        try cache.watch(resource: resource, namespace: namespace, fromRevision: fromRevision, filter: filter)
+    }
+    public func closeWatches() { cache.closeWatches() }
+
+    public func sync() async throws {
+        let rev = try await etcdRevision()
+        if cache.revision >= rev { return }
+        // The newest revision may belong to a key outside the prefix: a progress report moves
+        // the cache to it without an event.
+        var progress = Etcdserverpb_WatchRequest()
+        progress.progressRequest = Etcdserverpb_WatchProgressRequest()
+        progressRequests.withLock { $0 }?.yield(progress)
+        guard await cache.waitFor(revision: rev, timeout: config.requestTimeout) else {
+            throw StoreError.unavailable("the etcd watch is behind (at revision \(cache.revision), etcd at \(rev))")
+        }
+    }
+
+    // MARK: writes
+
+    public func write(_ op: WriteOp) async throws -> StoredObject {
+        let started = ContinuousClock.now
+        let key = etcdKey(op.key)
+        var txn = Etcdserverpb_TxnRequest()
+        var cmp = Etcdserverpb_Compare()
+        cmp.key = key
+        var get = Etcdserverpb_RequestOp()
+        get.requestRange = { var r = Etcdserverpb_RangeRequest(); r.key = key; return r }()
+        var data = Data()
+        switch op {
+        case .create(let o):
+            cmp.target = .create; cmp.result = .equal; cmp.createRevision = 0
+            var put = Etcdserverpb_PutRequest(); put.key = key; put.value = try encodeValue(o)
+            txn.success = [{ var r = Etcdserverpb_RequestOp(); r.requestPut = put; return r }()]
+            data = o.data
+        case .update(let o, let expected):
+            if let expected { cmp.target = .mod; cmp.result = .equal; cmp.modRevision = expected }
+            else { cmp.target = .create; cmp.result = .greater; cmp.createRevision = 0 }
+            var put = Etcdserverpb_PutRequest(); put.key = key; put.value = try encodeValue(o)
+            txn.success = [{ var r = Etcdserverpb_RequestOp(); r.requestPut = put; return r }()]
+            data = o.data
+        case .delete(_, let expected, let finalData):
+            if let expected { cmp.target = .mod; cmp.result = .equal; cmp.modRevision = expected }
+            else { cmp.target = .create; cmp.result = .greater; cmp.createRevision = 0 }
+            var del = Etcdserverpb_DeleteRangeRequest(); del.key = key; del.prevKv = true
+            txn.success = [{ var r = Etcdserverpb_RequestOp(); r.requestDeleteRange = del; return r }()]
+            data = finalData
+        }
+        txn.compare = [cmp]
+        txn.failure = [get]
+        let resp = try await call("write") { try await kv.txn(txn, options: callOptions) }
+        guard resp.succeeded else {
+            let current = resp.responses.first?.responseRange.kvs.first
+            switch op {
+            case .create: throw StoreError.alreadyExists(op.key)
+            case .update, .delete:
+                guard let current else { throw StoreError.notFound(op.key) }
+                throw StoreError.conflict(op.key, current: current.modRevision)
+            }
+        }
+        let rev = resp.header.revision
+        var result: StoredObject
+        switch op {
+        case .create(let o), .update(let o, _):
+            result = o
+        case .delete(let k, _, _):
+            let prev = resp.responses.first?.responseDeleteRange.prevKvs.first
+            result = (try prev.flatMap { try decode($0) }) ?? StoredObject(key: k, data: data, labels: [:], fields: [:])
+        }
+        result.revision = rev
+        result.data = Store.stamp(data, rev)
+        if !(await cache.waitFor(revision: rev, timeout: config.requestTimeout)) {
+            logger.warning("a committed write is not in the cache yet", metadata: ["revision": "\(rev)", "cache": "\(cache.revision)"])
+        }
+        let elapsed = Double((ContinuousClock.now - started).components.attoseconds) / 1e18 + Double((ContinuousClock.now - started).components.seconds)
+        metricsState.withLock { m in
+            m.commits += 1
+            m.committedOps += 1
+            m.commitSeconds += elapsed
+            m.maxBatch = max(m.maxBatch, 1)
+            if let i = StoreMetrics.bounds.firstIndex(where: { elapsed <= $0 }) { m.commitLatencyBuckets[i] += 1 }
+            m.batchBuckets[0] += 1
+        }
+        return result
+    }
+
+    // MARK: following etcd
+
+    struct Compacted: Error { let revision: Int64 }
+
+    /// One etcd watch over the prefix, from the cache's revision, with previous values; on a
+    /// broken stream it watches again from where it was, after a compaction it lists again.
+    func follow() async {
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                try await watchOnce()
+            } catch let c as Compacted {
+                logger.warning("etcd compacted past the cache; listing again", metadata: ["compacted": "\(c.revision)", "cache": "\(cache.revision)"])
+                do {
+                    let (objects, revision) = try await listAll()
+                    cache.load(objects: objects, log: [], revision: revision)
+                    cache.closeWatches(refuseNew: false)   // clients watch again, and list again on 410
+                } catch {
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            } catch {
+                if Task.isCancelled { return }
+                failures += 1
+                if failures == 1 || failures % 10 == 0 {
+                    logger.error("etcd watch broke: \(Self.describe(error)); watching again from revision \(cache.revision + 1)")
+                }
+                try? await Task.sleep(for: .milliseconds(min(2000, 100 * failures)))
+            }
+        }
+    }
+
+    private func watchOnce() async throws {
+        let (requests, requestsCont) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
+        var create = Etcdserverpb_WatchCreateRequest()
+        create.key = prefixBytes
+        create.rangeEnd = rangeEnd
+        create.startRevision = cache.revision + 1
+        create.prevKv = true
+        create.progressNotify = true
+        var first = Etcdserverpb_WatchRequest()
+        first.createRequest = create
+        requestsCont.yield(first)
+        progressRequests.withLock { $0 = requestsCont }
+        defer { requestsCont.finish(); progressRequests.withLock { $0 = nil } }
+        try await watchClient.watch(requestProducer: { writer in
+            for await r in requests { try await writer.write(r) }
+        }, onResponse: { [self] response in
+            for try await msg in response.messages {
+                if msg.compactRevision > 0 { throw Compacted(revision: msg.compactRevision) }
+                if msg.canceled { throw StoreError.unavailable("etcd cancelled the watch: \(msg.cancelReason)") }
+                // The answer to the create request carries etcd's revision at that moment, but the
+                // events up to it are still to come: it says nothing about progress.
+                if msg.created { continue }
+                var events: [StoreEvent] = []
+                events.reserveCapacity(msg.events.count)
+                for e in msg.events {
+                    let prev = e.hasPrevKv ? try decode(e.prevKv) : nil
+                    if e.type == .put {
+                        guard let o = try decode(e.kv) else { continue }
+                        events.append(StoreEvent(type: prev == nil ? .added : .modified, object: o, previous: prev))
+                    } else {
+                        guard var gone = prev else { continue }
+                        gone.revision = e.kv.modRevision
+                        gone.data = ResourceVersion.set(gone.data, String(e.kv.modRevision))
+                        events.append(StoreEvent(type: .deleted, object: gone, previous: prev))
+                    }
+                }
+                // A progress report (no events) carries the revision etcd has reached.
+                let revision = msg.events.last?.kv.modRevision ?? msg.header.revision
+                cache.apply(events, revision: revision)
+            }
+        })
+    }
+
+    // MARK: compaction
+
+    /// Every interval, compacts etcd to the revision seen one interval earlier. A transaction on a
+    /// shared key lets only one apiserver of several do it per interval (as kube-apiserver does).
+    func compactLoop() async {
+        let key = prefixBytes + Data("compact_rev_key".utf8)
+        var version: Int64 = 0
+        var previous: Int64 = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: config.compactionInterval)
+            if Task.isCancelled { return }
+            do {
+                var cmp = Etcdserverpb_Compare()
+                cmp.key = key; cmp.target = .version; cmp.result = .equal; cmp.version = version
+                var put = Etcdserverpb_PutRequest(); put.key = key; put.value = Data(String(previous).utf8)
+                var txn = Etcdserverpb_TxnRequest()
+                txn.compare = [cmp]
+                txn.success = [{ var r = Etcdserverpb_RequestOp(); r.requestPut = put; return r }()]
+                txn.failure = [{ var r = Etcdserverpb_RequestOp(); r.requestRange = { var g = Etcdserverpb_RangeRequest(); g.key = key; return g }(); return r }()]
+                let resp = try await call("compaction") { try await kv.txn(txn, options: callOptions) }
+                guard resp.succeeded else {
+                    // Another apiserver compacted this interval: follow its count.
+                    version = resp.responses.first?.responseRange.kvs.first?.version ?? 0
+                    continue
+                }
+                version += 1
+                if previous > 0 {
+                    var c = Etcdserverpb_CompactionRequest(); c.revision = previous
+                    _ = try await call("compaction") { try await kv.compact(c, options: callOptions) }
+                    logger.info("compacted etcd", metadata: ["revision": "\(previous)"])
+                }
+                previous = resp.header.revision
+            } catch {
+                logger.warning("etcd compaction failed: \(Self.describe(error))")
+            }
+        }
+    }
+}

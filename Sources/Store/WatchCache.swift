@@ -1,0 +1,222 @@
+// Every current object of every resource, a bounded log of recent changes, and watch fan-out:
+// what all reads and watches are served from, whichever store decides the writes. `Store` applies
+// its own commits to it; `EtcdStore` applies what its etcd watch reports. Lists are sorted by
+// namespace and name; watches replay from the log, so a revision older than the log is gone (410).
+import Foundation
+import Synchronization
+import Logging
+
+/// A watch on a cache: its events, the revision it started at, and how to end it.
+public struct StoreSubscription: Sendable {
+    public let events: AsyncStream<StoreEvent>
+    public let revision: Int64
+    let cancelHandle: @Sendable () -> Void
+    let bookmarkHandle: @Sendable () -> Void
+    public func cancel() { cancelHandle() }
+    /// Queues a BOOKMARK carrying the current revision, ordered after every event already sent.
+    public func requestBookmark() { bookmarkHandle() }
+}
+
+public final class WatchCache: Sendable {
+    struct Watcher {
+        var resource: String
+        var namespace: String?
+        var filter: (@Sendable (StoreEvent) -> StoreEvent?)?
+        var continuation: AsyncStream<StoreEvent>.Continuation
+    }
+
+    struct State {
+        var objects: [String: [String: [String: StoredObject]]] = [:]   // resource → namespace → name
+        var revision: Int64 = 0
+        var log: [StoreEvent] = []          // ring buffer, oldest at logStart
+        var logStart = 0
+        var logBytes = 0
+        var compactedThrough: Int64 = 0     // revisions <= this are not replayable
+        var watchers: [UInt64: Watcher] = [:]
+        var nextWatcherID: UInt64 = 0
+        var closed = false
+        var waiters: [UInt64: (revision: Int64, cont: CheckedContinuation<Bool, Never>)] = [:]
+        var nextWaiterID: UInt64 = 0
+        func get(_ k: ObjectKey) -> StoredObject? { objects[k.resource]?[k.namespace]?[k.name] }
+        var logCount: Int { log.count - logStart }
+    }
+
+    private let state = Mutex(State())
+    private let options: StoreOptions
+    private let logger: Logger
+
+    public init(options: StoreOptions = StoreOptions(), logger: Logger = Logger(label: "watchcache")) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Fills the cache: the objects at `revision`, and the log of changes that led there (oldest
+    /// first; may be empty, then nothing before `revision` can be replayed).
+    public func load(objects: [StoredObject], log: [StoreEvent], revision: Int64) {
+        state.withLock { s in
+            s.objects = [:]
+            for o in objects { s.objects[o.key.resource, default: [:]][o.key.namespace, default: [:]][o.key.name] = o }
+            s.revision = revision
+            s.log = log
+            s.logStart = 0
+            s.logBytes = log.reduce(0) { $0 + $1.object.data.count }
+            s.compactedThrough = (log.first?.revision ?? (revision + 1)) - 1
+        }
+    }
+
+    public var revision: Int64 { state.withLock { $0.revision } }
+    public var compactedThrough: Int64 { state.withLock { $0.compactedThrough } }
+    public var watcherCount: Int { state.withLock { $0.watchers.count } }
+
+    public func get(_ key: ObjectKey) -> StoredObject? { state.withLock { $0.get(key) } }
+
+    public func list(resource: String, namespace: String?) -> (items: [StoredObject], revision: Int64) {
+        let (items, rev) = state.withLock { s -> ([StoredObject], Int64) in
+            guard let byNS = s.objects[resource] else { return ([], s.revision) }
+            if let namespace { return (Array((byNS[namespace] ?? [:]).values), s.revision) }
+            return (byNS.values.flatMap { $0.values }, s.revision)
+        }
+        return (items.sorted { ($0.key.namespace, $0.key.name) < ($1.key.namespace, $1.key.name) }, rev)
+    }
+
+    public func count(resource: String) -> Int {
+        state.withLock { s in (s.objects[resource] ?? [:]).values.reduce(0) { $0 + $1.count } }
+    }
+
+    public func resources(inNamespace ns: String) -> [String] {
+        state.withLock { s in s.objects.compactMap { (r, byNS) in (byNS[ns]?.isEmpty == false) ? r : nil } }
+    }
+
+    /// Applies committed events (ascending revisions) and moves the cache to `revision` (which may
+    /// be past the last event: a progress report).
+    public func apply(_ events: [StoreEvent], revision: Int64) {
+        let (closed, woken) = state.withLock { s -> ([AsyncStream<StoreEvent>.Continuation], [CheckedContinuation<Bool, Never>]) in
+            var closed: [AsyncStream<StoreEvent>.Continuation] = []
+            for e in events { closed += apply(e, to: &s) }
+            s.revision = max(s.revision, revision, events.last?.revision ?? 0)
+            var woken: [CheckedContinuation<Bool, Never>] = []
+            for (id, w) in s.waiters where w.revision <= s.revision {
+                woken.append(w.cont)
+                s.waiters.removeValue(forKey: id)
+            }
+            return (closed, woken)
+        }
+        for c in closed { c.finish() }
+        for w in woken { w.resume(returning: true) }
+    }
+
+    /// Waits until the cache has applied `revision`; false if that took longer than `timeout`.
+    public func waitFor(revision: Int64, timeout: Duration) async -> Bool {
+        let id = state.withLock { s -> UInt64? in
+            if s.revision >= revision { return nil }
+            s.nextWaiterID += 1
+            return s.nextWaiterID
+        }
+        guard let id else { return true }
+        let timer = Task { [self] in
+            try? await Task.sleep(for: timeout)
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.cont.resume(returning: false)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            let ready = state.withLock { s -> Bool in
+                if s.revision >= revision { return true }
+                s.waiters[id] = (revision, c)
+                return false
+            }
+            if ready { c.resume(returning: true) }
+        }
+    }
+
+    /// Applies one committed event under the lock; returns watchers that overflowed, to be
+    /// finished after the lock is released (finishing runs onTermination).
+    private func apply(_ e: StoreEvent, to s: inout State) -> [AsyncStream<StoreEvent>.Continuation] {
+        let k = e.object.key
+        if e.type == .deleted {
+            s.objects[k.resource]?[k.namespace]?.removeValue(forKey: k.name)
+            if s.objects[k.resource]?[k.namespace]?.isEmpty == true { s.objects[k.resource]?.removeValue(forKey: k.namespace) }
+        } else {
+            s.objects[k.resource, default: [:]][k.namespace, default: [:]][k.name] = e.object
+        }
+        s.log.append(e)
+        s.logBytes += e.object.data.count
+        while s.logCount > options.logCapacity || (s.logBytes > options.logBytes && s.logCount > 1000) {
+            s.logBytes -= s.log[s.logStart].object.data.count
+            s.compactedThrough = s.log[s.logStart].revision
+            s.logStart += 1
+        }
+        if s.logStart > 4096 && s.logStart * 2 > s.log.count { s.log.removeFirst(s.logStart); s.logStart = 0 }
+        var dead: [UInt64] = []
+        for (id, w) in s.watchers where w.resource == k.resource && (w.namespace == nil || w.namespace == k.namespace) {
+            let out = w.filter.map { $0(e) } ?? e
+            guard let out else { continue }
+            if case .dropped = w.continuation.yield(out) { dead.append(id) }
+        }
+        var closed: [AsyncStream<StoreEvent>.Continuation] = []
+        for id in dead {
+            logger.warning("watcher too slow, closing", metadata: ["resource": "\(k.resource)"])
+            if let w = s.watchers.removeValue(forKey: id) { closed.append(w.continuation) }
+        }
+        return closed
+    }
+
+    /// Starts a watch. With `fromRevision` nil, first delivers every current object as ADDED (the
+    /// Kubernetes "watch without resourceVersion" semantics); otherwise every change after it.
+    public func watch(resource: String, namespace: String?, fromRevision: Int64?,
+                      filter: (@Sendable (StoreEvent) -> StoreEvent?)? = nil) throws -> StoreSubscription {
+        let (stream, cont) = AsyncStream<StoreEvent>.makeStream(bufferingPolicy: .bufferingOldest(options.watchBuffer))
+        let (id, rev) = try state.withLock { s -> (UInt64, Int64) in
+            if s.closed { throw StoreError.closed }
+            if let from = fromRevision, from < s.compactedThrough {
+                throw StoreError.gone(requested: from, oldest: s.compactedThrough + 1)
+            }
+            func send(_ e: StoreEvent) {
+                if let out = filter.map({ $0(e) }) ?? e { cont.yield(out) }
+            }
+            if let from = fromRevision {
+                // Binary search for the first event after `from`.
+                var lo = s.logStart, hi = s.log.count
+                while lo < hi { let mid = (lo + hi) / 2; if s.log[mid].revision <= from { lo = mid + 1 } else { hi = mid } }
+                for i in lo..<s.log.count {
+                    let e = s.log[i]
+                    if e.object.key.resource == resource && (namespace == nil || e.object.key.namespace == namespace) { send(e) }
+                }
+            } else if let byNS = s.objects[resource] {
+                let objs = namespace.map { Array((byNS[$0] ?? [:]).values) } ?? byNS.values.flatMap { $0.values }
+                for o in objs.sorted(by: { $0.revision < $1.revision }) { send(StoreEvent(type: .added, object: o, previous: nil)) }
+            }
+            let id = s.nextWatcherID
+            s.nextWatcherID += 1
+            s.watchers[id] = Watcher(resource: resource, namespace: namespace, filter: filter, continuation: cont)
+            return (id, s.revision)
+        }
+        let cancel: @Sendable () -> Void = { [weak self] in
+            let w = self?.state.withLock { s in s.watchers.removeValue(forKey: id) }
+            w?.continuation.finish()
+        }
+        let bookmark: @Sendable () -> Void = { [weak self] in
+            self?.state.withLock { s in
+                guard let w = s.watchers[id] else { return }
+                let key = ObjectKey(resource: resource, namespace: namespace ?? "", name: "")
+                w.continuation.yield(StoreEvent(type: .bookmark, object: StoredObject(key: key, revision: s.revision, data: Data(), labels: [:], fields: [:]), previous: nil))
+            }
+        }
+        // Not here and now: a stream is terminated from inside task cancellation, which holds the
+        // task's status lock, while apply yields (which takes that lock) under the cache lock.
+        // Taking the cache lock here as well deadlocks both; unregistering later does not.
+        cont.onTermination = { _ in DispatchQueue.global().async { cancel() } }
+        return StoreSubscription(events: stream, revision: rev, cancelHandle: cancel, bookmarkHandle: bookmark)
+    }
+
+    /// Ends every watch; with `refuseNew`, refuses new ones too (shutdown). Without it the
+    /// watchers' clients start again (after the cache was reloaded from a new listing).
+    public func closeWatches(refuseNew: Bool = true) {
+        let all = state.withLock { s -> [Watcher] in
+            if refuseNew { s.closed = true }
+            let w = Array(s.watchers.values)
+            s.watchers.removeAll()
+            return w
+        }
+        for w in all { w.continuation.finish() }
+    }
+}
