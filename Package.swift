@@ -46,7 +46,7 @@ let package = Package(
         // The etcd storage backend: etcd's v3 gRPC API (code generated from proto/etcd.proto by
         // hack/gen-etcd-proto, committed) and EtcdStore.
         .target(name: "Etcd", dependencies: [
-            "Store",
+            "Store", "PKI",
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -116,7 +116,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "apiserver", dependencies: [
-            "APIServer", "API", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "APIServer", "API", "Etcd", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ctl", dependencies: [
@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(name: "APITests", dependencies: ["API"]),
         .testTarget(name: "SPDYTests", dependencies: ["SPDY"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Etcd", "API", "PKI"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Scheduler", "Controllers", "Agent", "SPDY",
+        .testTarget(name: "IntegrationTests", dependencies: ["APIServer", "Client", "API", "PKI", "Store", "Etcd", "Scheduler", "Controllers", "Agent", "SPDY",
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket")]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "API"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controllers", "Client", "API"]),

@@ -11,6 +11,7 @@ import ServiceLifecycle
 import Logging
 import API
 import Store
+import Etcd
 import PKI
 
 public struct APIServerConfig: Sendable {
@@ -33,6 +34,8 @@ public struct APIServerConfig: Sendable {
     /// After SIGTERM/SIGINT: how long open requests (and clients that keep connections alive) get
     /// before every connection is closed; the process exits at the latest 5 s after that.
     public var shutdownGracePeriod: Duration = .seconds(15)
+    /// Keep objects in etcd instead of DATA_DIR/state.db (--etcd-servers); nil: SQLite.
+    public var etcd: EtcdConfig?
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -145,7 +148,30 @@ public final class APIServer: Sendable {
     /// Every accepted connection, so that shutdown can end the ones still open at its deadline.
     private let connections = ConnectionTracker()
 
-    public init(config: APIServerConfig) throws {
+    /// Opens the configured store (etcd: connects, retrying until it answers) and builds the server.
+    public static func open(config: APIServerConfig) async throws -> APIServer {
+        guard var etcd = config.etcd else { return try APIServer(config: config) }
+        var logger = Logger(label: "apiserver")
+        logger.logLevel = config.logLevel
+        etcd.encryption = try encryption(config, DataDirLayout(dir: config.dataDir), logger)
+        let store = try await EtcdStore.open(config: etcd, options: config.storeOptions, logger: logger)
+        return try APIServer(config: config, store: store)
+    }
+
+    /// The encryption configuration for data at rest (made on first start when not given).
+    static func encryption(_ config: APIServerConfig, _ layout: DataDirLayout, _ logger: Logger) throws -> EncryptionConfig {
+        let path = config.encryptionConfig ?? layout.encryptionConfig
+        if config.encryptionConfig == nil && !FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.createDirectory(atPath: layout.dir, withIntermediateDirectories: true)
+            try EncryptionConfigFile.createDefault(path)
+        }
+        let enc = try EncryptionConfigFile.load(path)
+        logger.info("encryption at rest", metadata: ["resources": "\(enc.resources.sorted())", "config": "\(path)",
+                                                     "sealing key": "\(enc.identityFirst ? "none (identity first)" : enc.keys.first?.name ?? "none")"])
+        return enc
+    }
+
+    public init(config: APIServerConfig, store provided: (any ObjectStore)? = nil) throws {
         self.config = config
         var logger = Logger(label: "apiserver")
         logger.logLevel = config.logLevel
@@ -155,21 +181,21 @@ public final class APIServer: Sendable {
         let inCluster = [config.services.apiServiceIP.description, "kubernetes.default.svc.cluster.local"]
         pki = try ClusterPKI.ensure(layout, advertise: config.advertiseAddress, port: config.securePort, sans: config.tlsSANs + inCluster, logger: logger)
         tokens = TokenIssuer(key: try TokenIssuer.loadOrCreateKey(layout.serviceAccountKey), clock: { Date() })
-        var sealingRef: EncryptingBackend? = nil
-        var backend: any StoreBackend = config.inMemory ? MemoryBackend() : try SQLiteBackend(path: layout.database)
-        if !config.inMemory {
-            let path = config.encryptionConfig ?? layout.encryptionConfig
-            if config.encryptionConfig == nil && !FileManager.default.fileExists(atPath: path) { try EncryptionConfigFile.createDefault(path) }
-            let enc = try EncryptionConfigFile.load(path)
-            let sealing = EncryptingBackend(backend, config: enc)
-            backend = sealing
-            sealingRef = sealing
-            logger.info("encryption at rest", metadata: ["resources": "\(enc.resources.sorted())", "config": "\(path)",
-                                                         "sealing key": "\(enc.identityFirst ? "none (identity first)" : enc.keys.first?.name ?? "none")"])
-        }
-        store = try Store(backend: backend, options: config.storeOptions, logger: logger)
-        if let s = sealingRef, s.resealed > 0 {
-            logger.notice("re-sealed stored objects under the first key of the encryption configuration", metadata: ["objects": "\(s.resealed)"])
+        if let given = provided {
+            self.store = given
+        } else {
+            var sealingRef: EncryptingBackend? = nil
+            var backend: any StoreBackend = config.inMemory ? MemoryBackend() : try SQLiteBackend(path: layout.database)
+            if !config.inMemory {
+                let enc = try Self.encryption(config, layout, logger)
+                let sealing = EncryptingBackend(backend, config: enc)
+                backend = sealing
+                sealingRef = sealing
+            }
+            self.store = try Store(backend: backend, options: config.storeOptions, logger: logger)
+            if let s = sealingRef, s.resealed > 0 {
+                logger.notice("re-sealed stored objects under the first key of the encryption configuration", metadata: ["objects": "\(s.resealed)"])
+            }
         }
         registry = Registry(store: store, logger: logger, services: config.services)
         let nodes = try NodeProxy(ca: pki.ca.certificatePEM, client: pki.kubeletClient)
@@ -338,7 +364,9 @@ public final class APIServer: Sendable {
         services.append(ShutdownDeadline(connections: connections, grace: config.shutdownGracePeriod, logger: logger))
         let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        logger.info("apiserver starting", metadata: ["port": "\(config.securePort)", "dataDir": "\(config.dataDir)", "revision": "\(store.currentRevision)"])
+        logger.info("apiserver starting", metadata: ["port": "\(config.securePort)", "dataDir": "\(config.dataDir)", "store": "\(store.backendName)",
+                                                   "revision": "\(store.currentRevision)"])
+        defer { (store as? EtcdStore)?.shutdown() }
         try await group.run()
     }
 
@@ -348,7 +376,11 @@ public final class APIServer: Sendable {
         try await registry.bootstrapRBAC()
         registry.rbac.reload()
         let group = ServiceGroup(configuration: .init(services: try makeServices().map { .init(service: $0) }, logger: logger))
-        let task = Task { _ = try? await group.run() }
+        let store = self.store
+        let task = Task {
+            _ = try? await group.run()
+            (store as? EtcdStore)?.shutdown()
+        }
         let port = await boundPort()
         try await bootstrapServices(port: port)
         try await bootstrapStorage()

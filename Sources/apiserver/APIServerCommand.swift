@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 #endif
 import APIServer
+import Etcd
 import API
 import Logging
 
@@ -44,6 +45,18 @@ struct APIServerCommand: AsyncParsableCommand {
     var serviceNodePortRange: String = "30000-32767"
     @Option(name: .customLong("encryption-provider-config"), help: "EncryptionConfiguration for Secrets at rest (aesgcm keys, the first seals; default: DATA_DIR/encryption.yaml, made on first start).")
     var encryptionProviderConfig: String?
+    @Option(name: .customLong("etcd-servers"), help: "Keep objects in etcd at these client URLs (comma-separated https://HOST:PORT) instead of DATA_DIR/state.db.")
+    var etcdServers: String?
+    @Option(name: .customLong("etcd-cafile"), help: "CA certificate that signed the etcd servers' certificates.")
+    var etcdCAFile: String?
+    @Option(name: .customLong("etcd-certfile"), help: "Client certificate for etcd.")
+    var etcdCertFile: String?
+    @Option(name: .customLong("etcd-keyfile"), help: "Key of the etcd client certificate.")
+    var etcdKeyFile: String?
+    @Option(name: .customLong("etcd-prefix"), help: "The key prefix objects are kept under in etcd.")
+    var etcdPrefix: String = "/registry"
+    @Option(name: .customLong("etcd-compaction-interval"), help: "Seconds between compactions of etcd's history (one apiserver compacts per interval); 0: never.")
+    var etcdCompactionInterval: Int = 300
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -69,19 +82,44 @@ struct APIServerCommand: AsyncParsableCommand {
             throw ValidationError("--service-node-port-range: \"\(serviceNodePortRange)\" must be LOW-HIGH within 1-65535, e.g. 30000-32767")
         }
         config.services = ServiceNetworkConfig(serviceCIDR: cidr, nodePortRange: ports)
+        if let servers = etcdServers {
+            let urls = servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for u in urls {
+                guard let c = URLComponents(string: u), c.scheme == "https" || c.scheme == "http", c.host != nil, c.port != nil else {
+                    throw ValidationError("--etcd-servers: \"\(u)\" must be https://HOST:PORT (or http://HOST:PORT)")
+                }
+            }
+            guard !urls.isEmpty else { throw ValidationError("--etcd-servers: no URL given") }
+            if urls.contains(where: { $0.hasPrefix("https:") }) {
+                for (flag, v) in [("--etcd-cafile", etcdCAFile), ("--etcd-certfile", etcdCertFile), ("--etcd-keyfile", etcdKeyFile)] {
+                    guard let v else { throw ValidationError("\(flag) is required with an https etcd server") }
+                    guard FileManager.default.isReadableFile(atPath: v) else { throw ValidationError("\(flag): cannot read \(v)") }
+                }
+            }
+            guard etcdPrefix.hasPrefix("/"), !etcdPrefix.hasSuffix("/") || etcdPrefix == "/" else {
+                throw ValidationError("--etcd-prefix: \"\(etcdPrefix)\" must start with / and not end with one")
+            }
+            guard etcdCompactionInterval >= 0 else { throw ValidationError("--etcd-compaction-interval must be 0 (never) or more seconds") }
+            var e = EtcdConfig(endpoints: urls)
+            e.caFile = etcdCAFile; e.certFile = etcdCertFile; e.keyFile = etcdKeyFile
+            e.prefix = etcdPrefix
+            e.compactionInterval = .seconds(etcdCompactionInterval)
+            config.etcd = e
+        }
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = Logger.Level(rawValue: logLevel) ?? .info
             return h
         }
-        // One apiserver per data directory: a second one would write the same database.
+        // One apiserver per data directory: a second one would write the same database (with
+        // etcd, each apiserver of several has a data directory of its own).
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
         let lockPath = "\(dataDir)/apiserver.lock"
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
             throw ValidationError("--data-dir \(dataDir) is in use by another apiserver (\(lockPath) is locked); stop it first")
         }
-        let server = try APIServer(config: config)
+        let server = try await APIServer.open(config: config)
         try await server.run()
         close(lock)
     }

@@ -24,7 +24,7 @@ final class TestCluster: @unchecked Sendable {
         c.inMemory = inMemory
         c.logLevel = .warning
         tweak(&c)
-        let s = try APIServer(config: c)
+        let s = try await APIServer.open(config: c)
         let r = try await s.start()
         return TestCluster(dir: d, server: s, running: r)
     }
