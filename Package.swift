@@ -120,7 +120,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ctl", dependencies: [
-            "Client", "API", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Client", "API", "PKI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "bench", dependencies: [

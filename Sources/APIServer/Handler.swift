@@ -341,6 +341,12 @@ final class APIHandler: Sendable {
             throw Status.badRequest("force: Invalid value: true: may not be specified for non-apply patch")
         }
         let includeObject = param("includeObject") ?? "Metadata"
+        // A read without a resourceVersion is consistent: with several apiservers on one etcd,
+        // this one's cache first catches up with every write made anywhere before the request
+        // (nothing to wait for with SQLite, where this process makes every write).
+        if method == .get, (param("resourceVersion") ?? "").isEmpty {
+            do { try await store.sync() } catch { throw Objects.map(error, rp.info, rp.name ?? "") }
+        }
 
         switch (method, rp.name, rp.subresource) {
         case (.get, nil, nil):

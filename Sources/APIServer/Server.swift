@@ -158,6 +158,26 @@ public final class APIServer: Sendable {
         return try APIServer(config: config, store: store)
     }
 
+    /// Copies every object of DATA_DIR/state.db into the (empty) etcd of `config.etcd`; returns
+    /// (objects copied, SQLite revision, etcd revision after). Stop the apiserver first.
+    public static func migrateSQLiteToEtcd(config: APIServerConfig) async throws -> (objects: Int, from: Int64, to: Int64) {
+        guard var etcd = config.etcd else { throw StoreError.backend("no etcd servers given") }
+        var logger = Logger(label: "migrate")
+        logger.logLevel = config.logLevel
+        let layout = DataDirLayout(dir: config.dataDir)
+        guard FileManager.default.fileExists(atPath: layout.database) else { throw StoreError.backend("\(layout.database) does not exist") }
+        let enc = try encryption(config, layout, logger)
+        // Sealed Secrets are opened with the data directory's keys, and sealed again for etcd.
+        let source = try Store(backend: EncryptingBackend(SQLiteBackend(path: layout.database), config: enc), logger: logger)
+        var all: [StoredObject] = []
+        for r in source.cache.resourceNames() { all += source.list(resource: r, namespace: nil).items }
+        etcd.encryption = enc
+        let target = try await EtcdStore.open(config: etcd, logger: logger, patience: .seconds(30))
+        defer { target.shutdown() }
+        let n = try await target.importObjects(all)
+        return (n, source.currentRevision, target.currentRevision)
+    }
+
     /// The encryption configuration for data at rest (made on first start when not given).
     static func encryption(_ config: APIServerConfig, _ layout: DataDirLayout, _ logger: Logger) throws -> EncryptionConfig {
         let path = config.encryptionConfig ?? layout.encryptionConfig

@@ -321,6 +321,28 @@ public final class EtcdStore: ObjectStore {
         return result
     }
 
+    /// Copies objects kept elsewhere (a SQLite store) into an etcd that holds none yet under the
+    /// prefix. Every object keeps its key, labels, fields and contents; its resourceVersion
+    /// becomes the revision etcd gives it. Returns how many were written.
+    public func importObjects(_ objects: [StoredObject]) async throws -> Int {
+        try await sync()
+        let present = cache.resourcesCount()
+        guard present == 0 else {
+            throw StoreError.backend("etcd already holds \(present) objects under \(config.prefix)/; import only into an empty prefix")
+        }
+        var written = 0
+        for chunk in stride(from: 0, to: objects.count, by: 64).map({ Array(objects[$0..<min($0 + 64, objects.count)]) }) {
+            written += try await withThrowingTaskGroup(of: Int.self) { g in
+                for var o in chunk {
+                    o.data = ResourceVersion.set(o.data, "")
+                    g.addTask { _ = try await self.write(.create(o)); return 1 }
+                }
+                return try await g.reduce(0, +)
+            }
+        }
+        return written
+    }
+
     // MARK: following etcd
 
     struct Compacted: Error { let revision: Int64 }

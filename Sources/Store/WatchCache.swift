@@ -79,6 +79,14 @@ public final class WatchCache: Sendable {
         return (items.sorted { ($0.key.namespace, $0.key.name) < ($1.key.namespace, $1.key.name) }, rev)
     }
 
+    /// Every resource that has objects.
+    public func resourceNames() -> [String] { state.withLock { $0.objects.filter { !$0.value.isEmpty }.map(\.key).sorted() } }
+
+    /// How many objects the cache holds, of every resource.
+    public func resourcesCount() -> Int {
+        state.withLock { s in s.objects.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } } }
+    }
+
     public func count(resource: String) -> Int {
         state.withLock { s in (s.objects[resource] ?? [:]).values.reduce(0) { $0 + $1.count } }
     }

@@ -57,6 +57,8 @@ struct APIServerCommand: AsyncParsableCommand {
     var etcdPrefix: String = "/registry"
     @Option(name: .customLong("etcd-compaction-interval"), help: "Seconds between compactions of etcd's history (one apiserver compacts per interval); 0: never.")
     var etcdCompactionInterval: Int = 300
+    @Flag(name: .customLong("migrate-from-sqlite"), help: "Copy every object of DATA_DIR/state.db into the etcd of --etcd-servers (which must hold none yet), then exit. resourceVersions change.")
+    var migrateFromSQLite = false
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -118,6 +120,13 @@ struct APIServerCommand: AsyncParsableCommand {
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
             throw ValidationError("--data-dir \(dataDir) is in use by another apiserver (\(lockPath) is locked); stop it first")
+        }
+        if migrateFromSQLite {
+            guard config.etcd != nil else { throw ValidationError("--migrate-from-sqlite needs --etcd-servers") }
+            let r = try await APIServer.migrateSQLiteToEtcd(config: config)
+            print("copied \(r.objects) objects from \(dataDir)/state.db (revision \(r.from)) into etcd (now at revision \(r.to)); start the apiserver with the same --etcd-* flags")
+            close(lock)
+            return
         }
         let server = try await APIServer.open(config: config)
         try await server.run()

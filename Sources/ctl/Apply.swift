@@ -248,12 +248,15 @@ struct Delete: AsyncParsableCommand {
         var opts = DeleteOptions(propagationPolicy: cascade.capitalized == "Orphan" ? "Orphan" : cascade.capitalized == "Foreground" ? "Foreground" : "Background")
         if force { opts.gracePeriodSeconds = 0 } else if let g = gracePeriod { opts.gracePeriodSeconds = Int64(g) }
         var failed = false
-        var pending: [(ResourceInfo, String?, String)] = []
+        var pending: [(ResourceInfo, String?, String, String?)] = []
         for (info, ns, name) in targets {
             do {
-                try await client.call(.DELETE, info.path(namespace: ns, name: name), body: try KubeJSON.encode(opts))
+                let r = try await client.call(.DELETE, info.path(namespace: ns, name: name), body: try KubeJSON.encode(opts))
                 print("\(kindName(info)) \"\(name)\" deleted")
-                pending.append((info, ns, name))
+                // The object's UID: a controller may make a new one of the same name at once
+                // (a StatefulSet's pod), which does not count as the old one still being there.
+                let uid = (try? JSONValue.parse(r.body))?["metadata"]?["uid"]?.stringValue
+                pending.append((info, ns, name, uid))
             } catch let s as Status where s.code == 404 && ignoreNotFound {
             } catch {
                 failed = true
@@ -262,10 +265,11 @@ struct Delete: AsyncParsableCommand {
         }
         if wait {
             let deadline = Date().addingTimeInterval(120)
-            for (info, ns, name) in pending {
+            for (info, ns, name, uid) in pending {
                 while Date() < deadline {
                     let r = try await client.request(.GET, info.path(namespace: ns, name: name))
                     if r.status == 404 { break }
+                    if let uid, r.status == 200, let now = (try? JSONValue.parse(r.body))?["metadata"]?["uid"]?.stringValue, now != uid { break }
                     try await Task.sleep(for: .milliseconds(200))
                 }
             }

@@ -5,10 +5,21 @@ import ArgumentParser
 import Foundation
 import API
 import Client
+import PKI
 
 struct ClusterCmd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Check and print a cluster description (cluster.yaml).",
-                                                    subcommands: [ClusterRender.self, ClusterCheck.self])
+                                                    subcommands: [ClusterRender.self, ClusterCheck.self, ClusterEtcdCerts.self])
+}
+
+struct ClusterEtcdCerts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "etcd-certs",
+        abstract: "Make etcd's CA and its server, peer and apiserver client certificates in DIR (kept if there; new addresses get new server certificates).")
+    @Option(name: .customLong("dir"), help: "Where the certificates go (hack/up: DATA_DIR/pki/etcd).") var dir: String
+    @Option(name: .customLong("address"), help: "An address or name the etcd members are reached at (repeatable).") var addresses: [String] = []
+    func run() async throws {
+        do { try EtcdPKI.ensure(dir: dir, addresses: addresses) } catch { fail("\(dir): \(error)") }
+    }
 }
 
 struct ClusterCheck: AsyncParsableCommand {
@@ -23,7 +34,7 @@ struct ClusterRender: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "render", abstract: "Print cluster.yaml as KEY=VALUE and NODE lines for scripts.",
         discussion: """
         Lines: CLUSTER_NAME, API_ADDRESS, API_PORT, BRIDGE, BRIDGE_CIDR, REGISTRY, NODE_GRACE, EVICTION_DELAY,
-        LEASE_INTERVAL, HPA_SYNC, CP_SSH (user@host:port or -), then one line per node:
+        LEASE_INTERVAL, HPA_SYNC, CP_SSH (user@host:port or -), REGISTRIES_FILE, STORE (sqlite or etcd), then one line per node:
         NODE <name> <address> <podCIDR> <labels k=v,...|-> <taints k=v:Effect,...|-> <ssh user@host:port|->
         """)
     @Option(name: [.short, .customLong("file")]) var file: String = "cluster.yaml"
@@ -53,6 +64,8 @@ struct ClusterSpec {
     var leaseInterval = 1.0
     var hpaSync = 1.0
     var controlPlaneSSH: String?
+    /// Where the apiserver keeps objects: "sqlite" (DATA_DIR/state.db) or "etcd" (a member beside it).
+    var store = "sqlite"
     var nodes: [Node] = []
 
     struct Problem: Error, CustomStringConvertible { var description: String }
@@ -105,7 +118,11 @@ struct ClusterSpec {
         let top = try object(doc.object, "", allowed: ["apiVersion", "kind", "metadata", "controlPlane", "network", "registry", "nodes"])
         if let kind = top["kind"]?.stringValue, kind != "Cluster" { throw err("kind", "must be Cluster") }
         if let md = try object(top["metadata"], "metadata", allowed: ["name"])["name"] { c.name = try string(md, "metadata.name") ?? c.name }
-        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "ssh"])
+        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "ssh", "store"])
+        if let st = try string(cp["store"], "controlPlane.store") {
+            guard ["sqlite", "etcd"].contains(st) else { throw err("controlPlane.store", "\"\(st)\" must be sqlite (the default) or etcd") }
+            c.store = st
+        }
         if let s = cp["ssh"], !s.isNull { c.controlPlaneSSH = try sshSpec(s, "controlPlane.ssh") }
         if let a = try string(cp["address"], "controlPlane.address") {
             guard isIPv4(a), inCIDR(a, "198.18.0.0/15") else { throw err("controlPlane.address", "\"\(a)\" must be an IPv4 address in 198.18.0.0/15") }
@@ -206,7 +223,7 @@ struct ClusterSpec {
         var lines = ["CLUSTER_NAME=\(name)", "API_ADDRESS=\(apiAddress)", "API_PORT=\(apiPort)", "BRIDGE=\(bridge)",
                      "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "SERVICE_CIDR=\(serviceCIDR)", "CLUSTER_DOMAIN=\(clusterDomain)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
                      "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))",
-                     "CP_SSH=\(controlPlaneSSH ?? "-")", "REGISTRIES_FILE=\(registriesFile ?? "-")"]
+                     "CP_SSH=\(controlPlaneSSH ?? "-")", "REGISTRIES_FILE=\(registriesFile ?? "-")", "STORE=\(store)"]
         for n in nodes {
             let labels = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             lines.append("NODE \(n.name) \(n.address) \(n.podCIDR) \(labels.isEmpty ? "-" : labels) \(n.taints.isEmpty ? "-" : n.taints.joined(separator: ",")) \(n.ssh ?? "-")")

@@ -78,4 +78,39 @@ import Etcd
             try await k.list(Pod.self, labelSelector: "app=on-etcd").items.count == 1 ? true : nil
         }
     }
+
+    @Test func aSQLiteClusterMovesToEtcd() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-migrate-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = try await TestCluster.start(dir: dir + "/api")
+        let k = try c.admin()
+        var cm = ConfigMap(name: "kept", namespace: "default")
+        cm.metadata.labels = ["tier": "db"]
+        cm.data = ["k": "v"]
+        _ = try await k.create(cm)
+        _ = try await k.create(Secret(name: "db-pass", namespace: "default", stringData: ["password": "moved-secret-1"]))
+        let before = try await k.list(ConfigMap.self, allNamespaces: true).items.count
+        await c.stop()
+
+        let etcd = try LocalEtcd(dir: dir + "/etcd")
+        defer { etcd.kill() }
+        var config = APIServerConfig(dataDir: dir + "/api")
+        config.etcd = etcd.config
+        config.logLevel = .warning
+        let r = try await APIServer.migrateSQLiteToEtcd(config: config)
+        #expect(r.objects > 10)
+        // Into an etcd that already holds objects: refused, nothing written.
+        await #expect(throws: StoreError.self) { _ = try await APIServer.migrateSQLiteToEtcd(config: config) }
+
+        let c2 = try await TestCluster.start(dir: dir + "/api") { $0.etcd = etcd.config }
+        defer { Task { await c2.cleanup() } }
+        let k2 = try c2.admin()
+        let got = try await k2.get(ConfigMap.self, "kept")
+        #expect(got.metadata.labels == ["tier": "db"] && got.data == ["k": "v"])
+        #expect(try await k2.list(ConfigMap.self, labelSelector: "tier=db").items.map(\.name) == ["kept"])
+        #expect(try await k2.list(ConfigMap.self, allNamespaces: true).items.count == before)
+        #expect(try await k2.get(Secret.self, "db-pass").data?["password"] == Data("moved-secret-1".utf8).base64EncodedString())
+        let raw = try Self.etcdctl(etcd, ["get", "/registry/core/secrets/default/db-pass", "--print-value-only"])
+        #expect(raw.hasPrefix("k8s:enc:aesgcm:v1:"))
+    }
 }

@@ -79,9 +79,32 @@ start_bg() {
   echo $! >"$RUN_DIR/$name.pid"
 }
 
+# With controlPlane.store etcd: one etcd member on the control plane's address (client 2379,
+# peer 2380), mutual TLS with its own CA in DATA_DIR/pki/etcd, data in RUN_DIR/etcd.
+ETCD_PKI="$RUN_DIR/data/pki/etcd"
+etcdctl_run() {
+  ETCDCTL_API=3 etcdctl --endpoints "https://$API_ADDRESS:2379" --cacert "$ETCD_PKI/ca.crt" \
+    --cert "$ETCD_PKI/apiserver-etcd-client.crt" --key "$ETCD_PKI/apiserver-etcd-client.key" "$@"
+}
+start_etcd() {
+  "$BIN/ctl" cluster etcd-certs --dir "$ETCD_PKI" --address "$API_ADDRESS" >/dev/null
+  start_bg etcd etcd --name "$CLUSTER_NAME-cp" --data-dir "$RUN_DIR/etcd" \
+    --listen-client-urls "https://$API_ADDRESS:2379" --advertise-client-urls "https://$API_ADDRESS:2379" \
+    --listen-peer-urls "https://$API_ADDRESS:2380" --initial-advertise-peer-urls "https://$API_ADDRESS:2380" \
+    --initial-cluster "$CLUSTER_NAME-cp=https://$API_ADDRESS:2380" \
+    --cert-file "$ETCD_PKI/server.crt" --key-file "$ETCD_PKI/server.key" --trusted-ca-file "$ETCD_PKI/ca.crt" --client-cert-auth \
+    --peer-cert-file "$ETCD_PKI/peer.crt" --peer-key-file "$ETCD_PKI/peer.key" --peer-trusted-ca-file "$ETCD_PKI/ca.crt" --peer-client-cert-auth
+  wait_for 30 etcdctl_run endpoint health || die "etcd did not become healthy; see $RUN_DIR/etcd.log"
+}
 start_apiserver() {
+  local args=()
+  if [ "${STORE:-sqlite}" = etcd ]; then
+    start_etcd
+    args+=(--etcd-servers "https://$API_ADDRESS:2379" --etcd-cafile "$ETCD_PKI/ca.crt"
+           --etcd-certfile "$ETCD_PKI/apiserver-etcd-client.crt" --etcd-keyfile "$ETCD_PKI/apiserver-etcd-client.key")
+  fi
   start_bg apiserver "$BIN/apiserver" --data-dir "$RUN_DIR/data" --advertise-address "$API_ADDRESS" --bind-address 0.0.0.0 \
-    --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR"
+    --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR" "${args[@]}"
 }
 # start_controller_manager NAME / start_scheduler NAME: NAME lets a standby run beside the leader.
 start_controller_manager() {
