@@ -100,7 +100,17 @@ public enum Join {
     /// Fetches the CA from the public /cluster-info without trusting the connection, and
     /// accepts it only if its public key hash matches the token's (kubeadm's
     /// discovery-token-ca-cert-hash): a man in the middle cannot forge that.
+    /// The CA from the first of several apiservers (comma-separated) that answers.
     static func discoverCA(server: String, expectedHash: String) async throws -> String {
+        let urls = server.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        var last: Error = ClientError("no apiserver URL given")
+        for u in urls {
+            do { return try await discoverCA(at: u, expectedHash: expectedHash) } catch { last = error }
+        }
+        throw last
+    }
+
+    static func discoverCA(at server: String, expectedHash: String) async throws -> String {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))

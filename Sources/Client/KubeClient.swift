@@ -1,5 +1,6 @@
 // A typed REST + watch client for the Kubernetes API over mutual TLS, configured from a kubeconfig.
 import Foundation
+import Synchronization
 import AsyncHTTPClient
 import NIOCore
 import NIOFoundationCompat
@@ -23,7 +24,12 @@ public struct RawResponse: Sendable {
 public typealias KubeHTTPMethod = HTTPMethod
 
 public final class KubeClient: Sendable {
-    public let server: String
+    /// Every apiserver this client may use (a kubeconfig or --server value may list several,
+    /// comma-separated); requests go to the one in use, and move on when it cannot be reached.
+    public let servers: [String]
+    private let active = Mutex(0)
+    /// The apiserver in use now.
+    public var server: String { servers[active.withLock { $0 }] }
     public let namespace: String
     /// The cluster CA the client trusts (PEM), when its kubeconfig names one.
     public let caPEM: String?
@@ -33,7 +39,9 @@ public final class KubeClient: Sendable {
     let tls: TLSConfiguration
 
     public init(config: Kubeconfig.Resolved, timeout: TimeAmount = .seconds(30)) throws {
-        server = config.server.hasSuffix("/") ? String(config.server.dropLast()) : config.server
+        servers = config.server.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            .map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        guard !servers.isEmpty else { throw ClientError("no apiserver URL given") }
         namespace = config.namespace
         caPEM = config.caPEM
         token = config.token
@@ -41,7 +49,9 @@ public final class KubeClient: Sendable {
         if config.tlsServerName != nil { tls.certificateVerification = .fullVerification }
         self.tls = tls
         var c = HTTPClient.Configuration(tlsConfiguration: tls)
-        c.timeout = .init(connect: .seconds(5), read: .seconds(600))
+        // The HTTP client keeps trying to connect until this passes (a refused connection
+        // included): with other apiservers to go to, give up on one within a second.
+        c.timeout = .init(connect: servers.count > 1 ? .seconds(1) : .seconds(5), read: .seconds(600))
         c.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         c.decompression = .disabled
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
@@ -74,21 +84,44 @@ public final class KubeClient: Sendable {
     public func request(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: Data? = nil,
                         contentType: String = "application/json", accept: String = "application/json", timeout: TimeAmount = .seconds(60),
                         headers: [(String, String)] = []) async throws -> RawResponse {
-        var req = HTTPClientRequest(url: url(path, query))
-        req.method = method
-        for (k, v) in headers { req.headers.add(name: k, value: v) }
-        req.headers.add(name: "Accept", value: accept)
-        req.headers.add(name: "User-Agent", value: "ctl/1.0")
-        if let token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        if let body {
-            req.headers.add(name: "Content-Type", value: contentType)
-            req.body = .bytes(ByteBuffer(data: body))
+        // With several apiservers: one that cannot be reached is passed over for the next, each
+        // tried once per request. Only a failure to connect moves a write on (the request never
+        // left); a read moves on after any failure to get an answer.
+        var lastError: Error?
+        for _ in 0..<servers.count {
+            let (index, base) = active.withLock { ($0, servers[$0]) }
+            var req = HTTPClientRequest(url: url(path, query, base: base))
+            req.method = method
+            for (k, v) in headers { req.headers.add(name: k, value: v) }
+            req.headers.add(name: "Accept", value: accept)
+            req.headers.add(name: "User-Agent", value: "ctl/1.0")
+            if let token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
+            if let body {
+                req.headers.add(name: "Content-Type", value: contentType)
+                req.body = .bytes(ByteBuffer(data: body))
+            }
+            do {
+                let resp = try await http.execute(req, timeout: timeout)
+                let buf = try await resp.body.collect(upTo: 512 << 20)
+                return RawResponse(status: Int(resp.status.code), body: Data(buffer: buf), warnings: resp.headers["Warning"])
+            } catch {
+                lastError = ClientError("cannot reach the apiserver at \(base): \(Self.describe(error))")
+                guard servers.count > 1, method == .GET || Self.isConnectFailure(error) else { break }
+                moveOn(from: index)
+            }
         }
-        let resp: HTTPClientResponse
-        do { resp = try await http.execute(req, timeout: timeout) }
-        catch { throw ClientError("cannot reach the apiserver at \(server): \(Self.describe(error))") }
-        let buf = try await resp.body.collect(upTo: 512 << 20)
-        return RawResponse(status: Int(resp.status.code), body: Data(buffer: buf), warnings: resp.headers["Warning"])
+        throw lastError ?? ClientError("cannot reach the apiserver")
+    }
+
+    /// Makes the next apiserver the one in use, unless another request already moved on.
+    func moveOn(from index: Int) {
+        active.withLock { if $0 == index { $0 = (index + 1) % servers.count } }
+    }
+
+    static func isConnectFailure(_ e: Error) -> Bool {
+        if let h = e as? HTTPClientError, h == .connectTimeout { return true }
+        let d = "\(e)"
+        return d.contains("connectTimeout") || d.contains("Connection refused") || d.contains("connectionRefused") || d.contains("No route to host")
     }
 
     static func describe(_ e: Error) -> String {
@@ -97,8 +130,8 @@ public final class KubeClient: Sendable {
         return "\(e)"
     }
 
-    func url(_ path: String, _ query: [String: String]) -> String {
-        var s = server + path
+    func url(_ path: String, _ query: [String: String], base: String? = nil) -> String {
+        var s = (base ?? server) + path
         if !query.isEmpty {
             var comps = URLComponents()
             comps.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
@@ -215,8 +248,9 @@ public final class KubeClient: Sendable {
     public func watchRaw(path: String, query: [String: String], accept: String = "application/json") -> AsyncThrowingStream<JSONValue, Error> {
         var q = query
         q["watch"] = "true"
+        let (index, base) = active.withLock { ($0, servers[$0]) }
         let req = { () -> HTTPClientRequest in
-            var r = HTTPClientRequest(url: self.url(path, q))
+            var r = HTTPClientRequest(url: self.url(path, q, base: base))
             r.headers.add(name: "Accept", value: accept)
             if let token = self.token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
             return r
@@ -224,7 +258,12 @@ public final class KubeClient: Sendable {
         return AsyncThrowingStream { cont in
             let task = Task {
                 do {
-                    let resp = try await http.execute(req, timeout: .seconds(30))
+                    let resp: HTTPClientResponse
+                    do { resp = try await http.execute(req, timeout: .seconds(30)) } catch {
+                        // The next watch goes to another apiserver, from the same revision.
+                        if servers.count > 1 { moveOn(from: index) }
+                        throw ClientError("cannot reach the apiserver at \(base): \(Self.describe(error))")
+                    }
                     if resp.status.code >= 300 {
                         let b = try await resp.body.collect(upTo: 1 << 20)
                         if let s = try? KubeJSON.decode(Status.self, from: Data(buffer: b)) { throw s }

@@ -171,6 +171,7 @@ public final class Informer<T: KubeObject>: Sendable {
                 replace(list.items, revision: list.metadata.resourceVersion)
                 backoff = 0.1
                 var rv = list.metadata.resourceVersion
+                var failures = 0
                 while !Task.isCancelled {
                     var relist = false
                     do {
@@ -181,8 +182,18 @@ public final class Informer<T: KubeObject>: Sendable {
                             let (handlers, ev) = apply(type, o)
                             if let ev { for h in handlers { h(ev) } }
                         }
+                        failures = 0
                     } catch let s as Status where s.code == 410 {
                         relist = true
+                    } catch {
+                        // A broken connection (an apiserver gone, the client moved to another):
+                        // watch again from the last revision seen, so nothing is missed or seen
+                        // twice; list again only after repeated failures.
+                        if Task.isCancelled { return }
+                        failures += 1
+                        if failures > 5 { throw error }
+                        logger.debug("watch broke, watching again from the last revision", metadata: ["error": "\(error)", "revision": "\(rv ?? "")"])
+                        try? await Task.sleep(for: .milliseconds(min(1000, 50 << failures)))
                     }
                     if relist { break }
                 }

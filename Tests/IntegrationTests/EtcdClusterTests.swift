@@ -8,6 +8,8 @@ import Client
 import APIServer
 import Store
 import Etcd
+import PKI
+import Synchronization
 
 @Suite(.serialized) struct EtcdClusterTests {
     static func etcdctl(_ etcd: LocalEtcd, _ args: [String]) throws -> String {
@@ -112,5 +114,48 @@ import Etcd
         #expect(try await k2.get(Secret.self, "db-pass").data?["password"] == Data("moved-secret-1".utf8).base64EncodedString())
         let raw = try Self.etcdctl(etcd, ["get", "/registry/core/secrets/default/db-pass", "--print-value-only"])
         #expect(raw.hasPrefix("k8s:enc:aesgcm:v1:"))
+    }
+
+    /// Two apiservers on one etcd; a second one's data directory holds the first one's PKI.
+    static func twoAPIServers(_ dir: String, _ etcd: LocalEtcd) async throws -> (TestCluster, TestCluster) {
+        let c1 = try await TestCluster.start(dir: dir + "/api-1") { $0.etcd = etcd.config }
+        try FileManager.default.createDirectory(atPath: dir + "/api-2", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: c1.dir + "/pki", toPath: dir + "/api-2/pki")
+        try FileManager.default.copyItem(atPath: c1.dir + "/encryption.yaml", toPath: dir + "/api-2/encryption.yaml")
+        let c2 = try await TestCluster.start(dir: dir + "/api-2") { $0.etcd = etcd.config }
+        return (c1, c2)
+    }
+
+    @Test func clientsMoveToAnotherApiserverAndWatchesResume() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-failover-\(UUID().uuidString.prefix(8))").path
+        let etcd = try LocalEtcd(dir: dir + "/etcd")
+        defer { etcd.kill(); try? FileManager.default.removeItem(atPath: dir) }
+        let (c1, c2) = try await Self.twoAPIServers(dir, etcd)
+        defer { Task { await c1.cleanup(); await c2.cleanup() } }
+        let kc = try Kubeconfig.load(path: "\(c1.dir)/admin.kubeconfig")
+        var r = try kc.resolve()
+        r.server = "\(c1.url),\(c2.url)"
+        let k = try KubeClient(config: r)
+        #expect(k.server == c1.url)
+        let informer = Informer<ConfigMap>(client: k, namespace: "default")
+        let seen = Mutex<[String: Int]>([:])
+        informer.addHandler { e in
+            if case .added(let o) = e { seen.withLock { $0[o.name, default: 0] += 1 } }
+        }
+        let run = Task { await informer.run() }
+        defer { run.cancel() }
+        _ = try await k.create(ConfigMap(name: "before", namespace: "default"))
+        _ = try await eventually(10, "the informer sees the first ConfigMap") { seen.withLock { $0["before"] } }
+
+        await c1.stop()
+        let started = ContinuousClock.now
+        _ = try await k.create(ConfigMap(name: "after", namespace: "default"))
+        let took = ContinuousClock.now - started
+        #expect(took < .seconds(2), "the first write after the apiserver went away took \(took)")
+        #expect(k.server == c2.url)
+        _ = try await eventually(10, "the informer sees the ConfigMap made through the second apiserver") { seen.withLock { $0["after"] } }
+        // Every object came once: the watch resumed from its revision on the other apiserver.
+        let counts = seen.withLock { $0 }
+        #expect(counts["before"] == 1 && counts["after"] == 1 && counts.values.allSatisfy { $0 == 1 }, "\(counts)")
     }
 }
