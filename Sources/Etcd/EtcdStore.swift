@@ -34,7 +34,7 @@ public struct EtcdConfig: Sendable {
     public init(endpoints: [String]) { self.endpoints = endpoints }
 }
 
-public final class EtcdStore: ObjectStore {
+public final class EtcdStore: CacheBackedStore {
     typealias Transport = HTTP2ClientTransport.Posix
     public let cache: WatchCache
     let config: EtcdConfig
@@ -225,20 +225,7 @@ public final class EtcdStore: ObjectStore {
         return try await call("read") { try await kv.range(req, options: callOptions) }.header.revision
     }
 
-    public var currentRevision: Int64 { cache.revision }
     public var metrics: StoreMetrics { metricsState.withLock { $0 } }
-    public var watcherCount: Int { cache.watcherCount }
-    public func get(_ key: ObjectKey) -> StoredObject? { cache.get(key) }
-    public func list(resource: String, namespace: String?) -> (items: [StoredObject], revision: Int64) {
-        cache.list(resource: resource, namespace: namespace)
-    }
-    public func count(resource: String) -> Int { cache.count(resource: resource) }
-    public func resources(inNamespace ns: String) -> [String] { cache.resources(inNamespace: ns) }
-    public func watch(resource: String, namespace: String?, fromRevision: Int64?,
-                      filter: (@Sendable (StoreEvent) -> StoreEvent?)? = nil) throws -> StoreSubscription {
-        try cache.watch(resource: resource, namespace: namespace, fromRevision: fromRevision, filter: filter)
-    }
-    public func closeWatches() { cache.closeWatches() }
 
     public func sync() async throws {
         let rev = try await etcdRevision()
@@ -309,15 +296,9 @@ public final class EtcdStore: ObjectStore {
         if !(await cache.waitFor(revision: rev, timeout: config.requestTimeout)) {
             logger.warning("a committed write is not in the cache yet", metadata: ["revision": "\(rev)", "cache": "\(cache.revision)"])
         }
-        let elapsed = Double((ContinuousClock.now - started).components.attoseconds) / 1e18 + Double((ContinuousClock.now - started).components.seconds)
-        metricsState.withLock { m in
-            m.commits += 1
-            m.committedOps += 1
-            m.commitSeconds += elapsed
-            m.maxBatch = max(m.maxBatch, 1)
-            if let i = StoreMetrics.bounds.firstIndex(where: { elapsed <= $0 }) { m.commitLatencyBuckets[i] += 1 }
-            m.batchBuckets[0] += 1
-        }
+        let took = ContinuousClock.now - started
+        let elapsed = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+        metricsState.withLock { $0.record(ops: 1, batch: 1, seconds: elapsed) }
         return result
     }
 

@@ -100,6 +100,16 @@ public struct StoreMetrics: Sendable {
     public var batchBuckets: [Int64] = Array(repeating: 0, count: StoreMetrics.batchBounds.count)
     public static let batchBounds: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
     public init() {}
+
+    /// One commit of `ops` changes from a batch of `batch` requests, taking `seconds`.
+    public mutating func record(ops: Int, batch: Int, seconds: Double) {
+        commits += 1
+        committedOps += Int64(ops)
+        commitSeconds += seconds
+        maxBatch = max(maxBatch, batch)
+        if let i = Self.bounds.firstIndex(where: { seconds <= $0 }) { commitLatencyBuckets[i] += 1 }
+        if let i = Self.batchBounds.firstIndex(where: { Double(batch) <= $0 }) { batchBuckets[i] += 1 }
+    }
 }
 
 /// What the apiserver programs against. Reads are served from the store's watch cache: an
@@ -136,10 +146,31 @@ extension ObjectStore {
     }
 }
 
+/// A store whose reads and watches are its watch cache's: both stores are.
+public protocol CacheBackedStore: ObjectStore {
+    var cache: WatchCache { get }
+}
+
+extension CacheBackedStore {
+    public var currentRevision: Int64 { cache.revision }
+    public var watcherCount: Int { cache.watcherCount }
+    public func get(_ key: ObjectKey) -> StoredObject? { cache.get(key) }
+    public func list(resource: String, namespace: String?) -> (items: [StoredObject], revision: Int64) {
+        cache.list(resource: resource, namespace: namespace)
+    }
+    public func count(resource: String) -> Int { cache.count(resource: resource) }
+    public func resources(inNamespace ns: String) -> [String] { cache.resources(inNamespace: ns) }
+    public func watch(resource: String, namespace: String?, fromRevision: Int64?,
+                      filter: (@Sendable (StoreEvent) -> StoreEvent?)?) throws -> StoreSubscription {
+        try cache.watch(resource: resource, namespace: namespace, fromRevision: fromRevision, filter: filter)
+    }
+    public func closeWatches() { cache.closeWatches() }
+}
+
 /// One process's store: a group-committing writer that assigns revisions, makes each batch
 /// durable through its backend (SQLite, or memory in tests) before anyone sees it, then applies
 /// it to the watch cache. Only one process may write a backend's database.
-public final class Store: ObjectStore {
+public final class Store: CacheBackedStore {
     public typealias Subscription = StoreSubscription
     /// The placeholder written as `metadata.resourceVersion` before commit; the writer replaces
     /// it with the assigned revision. Random per process so no user string can forge it.
@@ -173,22 +204,9 @@ public final class Store: ObjectStore {
         try! Store(backend: MemoryBackend(), options: options)
     }
 
-    public var currentRevision: Int64 { cache.revision }
     public var metrics: StoreMetrics { metricsState.withLock { $0 } }
-    public var watcherCount: Int { cache.watcherCount }
-    public func get(_ key: ObjectKey) -> StoredObject? { cache.get(key) }
-    public func list(resource: String, namespace: String?) -> (items: [StoredObject], revision: Int64) {
-        cache.list(resource: resource, namespace: namespace)
-    }
-    public func count(resource: String) -> Int { cache.count(resource: resource) }
-    public func resources(inNamespace ns: String) -> [String] { cache.resources(inNamespace: ns) }
     /// This process is the only writer, and a write returns after the cache applied it.
     public func sync() async throws {}
-    public func watch(resource: String, namespace: String?, fromRevision: Int64?,
-                      filter: (@Sendable (StoreEvent) -> StoreEvent?)? = nil) throws -> StoreSubscription {
-        try cache.watch(resource: resource, namespace: namespace, fromRevision: fromRevision, filter: filter)
-    }
-    public func closeWatches() { cache.closeWatches() }
 
     // MARK: writes
 
@@ -270,12 +288,7 @@ public final class Store: ObjectStore {
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         cache.apply(changes.map(\.event), revision: rev)
         let commits = metricsState.withLock { m -> Int64 in
-            m.commits += 1
-            m.committedOps += Int64(changes.count)
-            m.commitSeconds += elapsed
-            m.maxBatch = max(m.maxBatch, batch.count)
-            if let i = StoreMetrics.bounds.firstIndex(where: { elapsed <= $0 }) { m.commitLatencyBuckets[i] += 1 }
-            if let i = StoreMetrics.batchBounds.firstIndex(where: { Double(batch.count) <= $0 }) { m.batchBuckets[i] += 1 }
+            m.record(ops: changes.count, batch: batch.count, seconds: elapsed)
             return m.commits
         }
         for (i, (_, c)) in batch.enumerated() { c.resume(with: results[i]) }

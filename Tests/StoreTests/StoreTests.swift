@@ -21,22 +21,9 @@ func collect(_ sub: Store.Subscription, count: Int, within seconds: Double = 5) 
     }
 }
 
+// Conditional writes and watch order are in StoreContractTests (every backend); these are
+// the local store's own: group commit, its log's compaction, bookmarks, replay after reopen.
 @Suite struct StoreTests {
-    @Test func createUpdateDeleteWithRevisions() async throws {
-        let s = Store.inMemory()
-        let a = try await s.write(.create(obj("a")))
-        #expect(a.revision == 1)
-        #expect(String(decoding: a.data, as: UTF8.self).contains(#""resourceVersion":"1""#))
-        await #expect(throws: StoreError.alreadyExists(a.key)) { try await s.write(.create(obj("a"))) }
-        let a2 = try await s.write(.update(obj("a", payload: "y"), expectedRevision: 1))
-        #expect(a2.revision == 2)
-        await #expect(throws: StoreError.conflict(a.key, current: 2)) { try await s.write(.update(obj("a"), expectedRevision: 1)) }
-        _ = try await s.write(.delete(a.key, expectedRevision: nil, finalData: obj("a").data))
-        #expect(s.get(a.key) == nil)
-        #expect(s.currentRevision == 3)
-        await #expect(throws: StoreError.notFound(a.key)) { try await s.write(.delete(a.key, expectedRevision: nil, finalData: Data())) }
-    }
-
     @Test func concurrentWritesShareCommitsAndGetDistinctRevisions() async throws {
         let s = Store.inMemory()
         let revs = try await withThrowingTaskGroup(of: Int64.self) { g in
@@ -49,28 +36,6 @@ func collect(_ sub: Store.Subscription, count: Int, within seconds: Double = 5) 
         #expect(revs.max() == 500)
         #expect(s.metrics.commits <= 500)
         #expect(s.list(resource: "pods", namespace: "default").items.count == 500)
-    }
-
-    @Test func watchFromRevisionDeliversEachLaterChangeOnceInOrder() async throws {
-        let s = Store.inMemory()
-        for i in 0..<5 { _ = try await s.write(.create(obj("p\(i)"))) }
-        let sub = try s.watch(resource: "pods", namespace: nil, fromRevision: 2)
-        for i in 5..<8 { _ = try await s.write(.create(obj("p\(i)"))) }
-        _ = try await s.write(.create(obj("other", ns: "", resource: "nodes")))
-        let events = await collect(sub, count: 6)
-        #expect(events.map(\.revision) == [3, 4, 5, 6, 7, 8])
-        #expect(events.allSatisfy { $0.type == .added && $0.object.key.resource == "pods" })
-    }
-
-    @Test func watchWithoutRevisionStartsWithCurrentState() async throws {
-        let s = Store.inMemory()
-        _ = try await s.write(.create(obj("a")))
-        _ = try await s.write(.create(obj("b", ns: "other")))
-        let sub = try s.watch(resource: "pods", namespace: "default", fromRevision: nil)
-        _ = try await s.write(.update(obj("a", payload: "z"), expectedRevision: nil))
-        let events = await collect(sub, count: 2)
-        #expect(events.map(\.type) == [.added, .modified])
-        #expect(events.map(\.object.key.name) == ["a", "a"])
     }
 
     @Test func compactedRevisionIsGone() async throws {
