@@ -63,10 +63,14 @@ final class APIHandler: Sendable {
     let nodes: NodeProxy?
     /// The metrics pipeline (metrics.k8s.io and the workload history); nil when disabled.
     let metricsCollector: MetricsCollector?
+    /// Files a joining apiserver receives from POST /bootstrap/server; nil for in-memory servers.
+    let serverShare: (token: JoinToken, layout: DataDirLayout, encryptionConfig: String?)?
 
     init(registry: Registry, metrics: APIMetrics, bootstrapToken: JoinToken?, serverAddress: String, logger: Logger, bookmarkInterval: Duration = .seconds(5), caPEM: String = "",
-         nodes: NodeProxy? = nil, metricsCollector: MetricsCollector? = nil, tokens: TokenIssuer) {
+         nodes: NodeProxy? = nil, metricsCollector: MetricsCollector? = nil, tokens: TokenIssuer,
+         serverShare: (token: JoinToken, layout: DataDirLayout, encryptionConfig: String?)? = nil) {
         self.caPEM = caPEM
+        self.serverShare = serverShare
         self.tokens = tokens
         self.authz = Authorizer(rbac: registry.rbac)
         self.nodes = nodes
@@ -170,6 +174,8 @@ final class APIHandler: Sendable {
         case "/cluster-info":
             // Public, as kubeadm's kube-public/cluster-info: joining nodes pin it by hash.
             return Self.json(200, (try? JSONValue.object(["ca.crt": .string(caPEM)]).encoded()) ?? Data())
+        case ServerJoin.path:
+            return try serveServerBundle(request, context)
         default: break
         }
         guard let identity = try await authenticate(headers: request.headers, channel: context.channel) else {
@@ -178,6 +184,19 @@ final class APIHandler: Sendable {
         return try await Requester.$current.withValue(identity) {
             try await routeAuthenticated(request, identity: identity, path: path, &verbLabel, &resourceLabel)
         }
+    }
+
+    /// POST /bootstrap/server: the CA, keys and tokens for an apiserver joining with the server token.
+    func serveServerBundle(_ request: Request, _ context: APIContext) throws -> Response {
+        guard request.method == .post else { throw Status.methodNotAllowed("\(ServerJoin.path) takes POST") }
+        guard let share = serverShare else { throw Status.forbidden("this apiserver does not share its keys (it has no server token)") }
+        guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer "),
+              ServerJoin.matches(String(auth.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces), share.token) else {
+            logger.warning("refused a control-plane join: wrong or missing server token", metadata: ["peer": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
+            throw Status.unauthorized("Unauthorized: \(ServerJoin.path) needs the server token (DATA_DIR/server-token of a running apiserver)")
+        }
+        logger.notice("an apiserver joined the control plane", metadata: ["peer": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
+        return Self.json(200, try ServerJoin.bundle(share.layout, encryptionConfig: share.encryptionConfig))
     }
 
     func routeAuthenticated(_ request: Request, identity: CertIdentity, path: String, _ verbLabel: inout String, _ resourceLabel: inout String) async throws -> Response {

@@ -36,6 +36,12 @@ public struct APIServerConfig: Sendable {
     public var shutdownGracePeriod: Duration = .seconds(15)
     /// Keep objects in etcd instead of DATA_DIR/state.db (--etcd-servers); nil: SQLite.
     public var etcd: EtcdConfig?
+    /// Join the control plane of a running apiserver (--join-server, --server-token): on first
+    /// start the shared CA and keys are fetched from it.
+    public var join: ServerJoinConfig?
+    /// The apiserver URLs written into the kubeconfigs made here (--kubeconfig-server, several
+    /// comma-separated for clients that fail over); nil: https://ADVERTISE:PORT.
+    public var kubeconfigServer: String?
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -67,7 +73,7 @@ public struct ClusterPKI: Sendable {
 
     /// Creates the CA, serving certificate, kubeconfigs and join token on first start; reuses them
     /// later. The serving certificate is re-issued when the wanted SANs change.
-    public static func ensure(_ layout: DataDirLayout, advertise: String, port: Int, sans extra: [String], logger: Logger) throws -> ClusterPKI {
+    public static func ensure(_ layout: DataDirLayout, advertise: String, port: Int, sans extra: [String], kubeconfigServer: String? = nil, logger: Logger) throws -> ClusterPKI {
         let fm = FileManager.default
         try fm.createDirectory(atPath: "\(layout.dir)/pki", withIntermediateDirectories: true)
         _ = chmod(layout.dir, 0o700)
@@ -103,12 +109,12 @@ public struct ClusterPKI: Sendable {
             try writeFile(layout.serverSANs, wanted)
             logger.info("issued serving certificate", metadata: ["sans": "\(wanted)"])
         }
-        let url = "https://\(advertise.contains(":") ? "[\(advertise)]" : advertise):\(port)"
+        let url = kubeconfigServer ?? "https://\(advertise.contains(":") ? "[\(advertise)]" : advertise):\(port)"
         for (file, user, groups) in [("admin", "admin", ["system:masters"]),
                                      ("scheduler", "system:kube-scheduler", [String]()),
                                      ("controller-manager", "system:kube-controller-manager", [String]())] {
             let path = layout.kubeconfig(file)
-            if let existing = try? Kubeconfig.load(path: path), existing.clusters.first?.cluster.server == url { continue }
+            if let existing = try? Kubeconfig.load(path: path), (try? existing.resolve().server) == url { continue }
             let kp = try ca.issue(commonName: user, organizations: groups, usage: .client)
             let kc = Kubeconfig(server: url, caPEM: ca.certificatePEM, user: user, certPEM: kp.certificatePEM, keyPEM: kp.keyPEM)
             try writeFile(path, try kc.yaml(), mode: 0o600)
@@ -150,9 +156,12 @@ public final class APIServer: Sendable {
 
     /// Opens the configured store (etcd: connects, retrying until it answers) and builds the server.
     public static func open(config: APIServerConfig) async throws -> APIServer {
-        guard var etcd = config.etcd else { return try APIServer(config: config) }
         var logger = Logger(label: "apiserver")
         logger.logLevel = config.logLevel
+        if let join = config.join {
+            try await ServerJoin.joinIfNeeded(join, layout: DataDirLayout(dir: config.dataDir), logger: logger)
+        }
+        guard var etcd = config.etcd else { return try APIServer(config: config) }
         etcd.encryption = try encryption(config, DataDirLayout(dir: config.dataDir), logger)
         let store = try await EtcdStore.open(config: etcd, options: config.storeOptions, logger: logger)
         return try APIServer(config: config, store: store)
@@ -199,7 +208,9 @@ public final class APIServer: Sendable {
         layout = DataDirLayout(dir: config.dataDir)
         // Pods reach the API as https://kubernetes.default.svc (the `kubernetes` Service's cluster IP).
         let inCluster = [config.services.apiServiceIP.description, "kubernetes.default.svc.cluster.local"]
-        pki = try ClusterPKI.ensure(layout, advertise: config.advertiseAddress, port: config.securePort, sans: config.tlsSANs + inCluster, logger: logger)
+        pki = try ClusterPKI.ensure(layout, advertise: config.advertiseAddress, port: config.securePort, sans: config.tlsSANs + inCluster,
+                                   kubeconfigServer: config.kubeconfigServer, logger: logger)
+        let serverToken = try ServerJoin.ensureToken(layout, ca: pki.ca)
         tokens = TokenIssuer(key: try TokenIssuer.loadOrCreateKey(layout.serviceAccountKey), clock: { Date() })
         if let given = provided {
             self.store = given
@@ -230,7 +241,8 @@ public final class APIServer: Sendable {
         }
         handler = APIHandler(registry: registry, metrics: APIMetrics(), bootstrapToken: pki.token,
                              serverAddress: "\(config.advertiseAddress):\(config.securePort)", logger: logger, bookmarkInterval: config.bookmarkInterval,
-                             caPEM: pki.ca.certificatePEM, nodes: nodes, metricsCollector: metricsCollector, tokens: tokens)
+                             caPEM: pki.ca.certificatePEM, nodes: nodes, metricsCollector: metricsCollector, tokens: tokens,
+                             serverShare: config.inMemory ? nil : (serverToken, layout, config.encryptionConfig))
     }
 
     /// The port actually bound (useful with port 0); waits until the server listens.

@@ -28,6 +28,15 @@ public final class KubeClient: Sendable {
     /// comma-separated); requests go to the one in use, and move on when it cannot be reached.
     public let servers: [String]
     private let active = Mutex(0)
+    /// Open watches, by the index of the apiserver they read from: when requests find that
+    /// apiserver gone, its watches are cut too (a host that vanished leaves connections that
+    /// never end), and their informers watch again on the next one.
+    private let watches = Mutex<(next: Int, open: [Int: (server: Int, task: Task<Void, Never>)])>((0, [:]))
+    /// With several apiservers, how long one attempt may wait for an answer before the next is
+    /// tried: an apiserver whose host vanished never answers on a kept-alive connection.
+    /// Longer than the store's own timeout (3 s), so a store that is down is reported by the
+    /// apiserver as 503 with its reason.
+    public static let failoverAttemptTimeout = TimeAmount.seconds(4)
     /// The apiserver in use now.
     public var server: String { servers[active.withLock { $0 }] }
     public let namespace: String
@@ -88,6 +97,7 @@ public final class KubeClient: Sendable {
         // tried once per request. Only a failure to connect moves a write on (the request never
         // left); a read moves on after any failure to get an answer.
         var lastError: Error?
+        let attemptTimeout = servers.count > 1 ? min(timeout, Self.failoverAttemptTimeout) : timeout
         for _ in 0..<servers.count {
             let (index, base) = active.withLock { ($0, servers[$0]) }
             var req = HTTPClientRequest(url: url(path, query, base: base))
@@ -101,13 +111,16 @@ public final class KubeClient: Sendable {
                 req.body = .bytes(ByteBuffer(data: body))
             }
             do {
-                let resp = try await http.execute(req, timeout: timeout)
+                let resp = try await http.execute(req, timeout: attemptTimeout)
                 let buf = try await resp.body.collect(upTo: 512 << 20)
                 return RawResponse(status: Int(resp.status.code), body: Data(buffer: buf), warnings: resp.headers["Warning"])
             } catch {
                 lastError = ClientError("cannot reach the apiserver at \(base): \(Self.describe(error))")
-                guard servers.count > 1, method == .GET || Self.isConnectFailure(error) else { break }
+                guard servers.count > 1 else { break }
+                // The next request goes to the next apiserver. A read is tried there at once;
+                // a write only when it never left (it may have been applied otherwise).
                 moveOn(from: index)
+                guard method == .GET || (Self.isConnectFailure(error) && !Self.isTimeout(error)) else { break }
             }
         }
         throw lastError ?? ClientError("cannot reach the apiserver")
@@ -115,7 +128,22 @@ public final class KubeClient: Sendable {
 
     /// Makes the next apiserver the one in use, unless another request already moved on.
     func moveOn(from index: Int) {
-        active.withLock { if $0 == index { $0 = (index + 1) % servers.count } }
+        let moved = active.withLock { a -> Bool in
+            guard a == index else { return false }
+            a = (index + 1) % servers.count
+            return true
+        }
+        guard moved else { return }
+        let cut = watches.withLock { w -> [Task<Void, Never>] in
+            let ids = w.open.filter { $0.value.server == index }.map(\.key)
+            return ids.compactMap { w.open.removeValue(forKey: $0)?.task }
+        }
+        for t in cut { t.cancel() }
+    }
+
+    static func isTimeout(_ e: Error) -> Bool {
+        if let h = e as? HTTPClientError, h == .deadlineExceeded || h == .readTimeout { return true }
+        return "\(e)".contains("deadlineExceeded")
     }
 
     static func isConnectFailure(_ e: Error) -> Bool {
@@ -259,7 +287,7 @@ public final class KubeClient: Sendable {
             let task = Task {
                 do {
                     let resp: HTTPClientResponse
-                    do { resp = try await http.execute(req, timeout: .seconds(30)) } catch {
+                    do { resp = try await http.execute(req, timeout: servers.count > 1 ? Self.failoverAttemptTimeout : .seconds(30)) } catch {
                         // The next watch goes to another apiserver, from the same revision.
                         if servers.count > 1 { moveOn(from: index) }
                         throw ClientError("cannot reach the apiserver at \(base): \(Self.describe(error))")
@@ -281,10 +309,18 @@ public final class KubeClient: Sendable {
                     }
                     cont.finish()
                 } catch {
-                    cont.finish(throwing: error)
+                    cont.finish(throwing: Task.isCancelled ? ClientError("the apiserver at \(base) stopped answering; watch again on the next") : error)
                 }
             }
-            cont.onTermination = { _ in task.cancel() }
+            let id = watches.withLock { w -> Int in
+                w.next += 1
+                w.open[w.next] = (index, task)
+                return w.next
+            }
+            cont.onTermination = { [weak self] _ in
+                task.cancel()
+                _ = self?.watches.withLock { $0.open.removeValue(forKey: id) }
+            }
         }
     }
 

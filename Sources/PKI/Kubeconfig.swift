@@ -10,14 +10,33 @@ public struct Kubeconfig: Codable, Sendable {
         public var certificateAuthority: String?
         public var tlsServerName: String?
         public var insecureSkipTLSVerify: Bool?
+        /// Named extensions (kubectl keeps and ignores them). Ours, `orchestrator.io/servers`,
+        /// lists every apiserver of an HA control plane: `server` stays one plain URL so that
+        /// kubectl and other clients read the file, and our clients fail over across the list.
+        public var extensions: [NamedExtension]?
         enum CodingKeys: String, CodingKey {
-            case server
+            case server, extensions
             case certificateAuthorityData = "certificate-authority-data"
             case certificateAuthority = "certificate-authority"
             case tlsServerName = "tls-server-name"
             case insecureSkipTLSVerify = "insecure-skip-tls-verify"
         }
     }
+    public struct NamedExtension: Codable, Sendable {
+        public var name: String
+        public var `extension`: ServerList?
+        public init(name: String, extension e: ServerList?) { self.name = name; self.extension = e }
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            // Other tools' extensions hold anything; only ours is read.
+            `extension` = name == Kubeconfig.serversExtension ? try c.decodeIfPresent(ServerList.self, forKey: .extension) : nil
+        }
+        enum CodingKeys: String, CodingKey { case name, `extension` }
+    }
+    public struct ServerList: Codable, Sendable { public var servers: [String] }
+    public static let serversExtension = "orchestrator.io/servers"
+
     public struct NamedUser: Codable, Sendable { public var name: String; public var user: User }
     public struct User: Codable, Sendable {
         public var clientCertificateData: String?
@@ -49,9 +68,14 @@ public struct Kubeconfig: Codable, Sendable {
         case currentContext = "current-context"
     }
 
+    /// `server` may list several URLs, comma-separated: the first becomes the cluster's
+    /// server and all of them its servers extension.
     public init(server: String, caPEM: String, user: String, certPEM: String, keyPEM: String, clusterName: String = "orchestrator") {
         let ctx = "\(user)@\(clusterName)"
-        clusters = [NamedCluster(name: clusterName, cluster: Cluster(server: server, certificateAuthorityData: Data(caPEM.utf8).base64EncodedString()))]
+        let urls = server.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        var cluster = Cluster(server: urls.first ?? server, certificateAuthorityData: Data(caPEM.utf8).base64EncodedString())
+        if urls.count > 1 { cluster.extensions = [NamedExtension(name: Kubeconfig.serversExtension, extension: ServerList(servers: urls))] }
+        clusters = [NamedCluster(name: clusterName, cluster: cluster)]
         users = [NamedUser(name: user, user: User(clientCertificateData: Data(certPEM.utf8).base64EncodedString(), clientKeyData: Data(keyPEM.utf8).base64EncodedString()))]
         contexts = [NamedContext(name: ctx, context: Context(cluster: clusterName, user: user, namespace: nil))]
         currentContext = ctx
@@ -99,7 +123,12 @@ public struct Kubeconfig: Codable, Sendable {
             }
             return nil
         }
-        return Resolved(server: cluster.server,
+        // The servers extension lists the others of an HA control plane; `server` goes first.
+        var urls = cluster.server.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        for e in cluster.extensions ?? [] where e.name == Kubeconfig.serversExtension {
+            for u in e.extension?.servers ?? [] where !urls.contains(u) { urls.append(u) }
+        }
+        return Resolved(server: urls.joined(separator: ","),
                         caPEM: try read(data: cluster.certificateAuthorityData, file: cluster.certificateAuthority, what: "certificate-authority"),
                         certPEM: try read(data: user.clientCertificateData, file: user.clientCertificate, what: "client-certificate"),
                         keyPEM: try read(data: user.clientKeyData, file: user.clientKey, what: "client-key"),

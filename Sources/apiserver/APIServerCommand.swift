@@ -6,6 +6,7 @@ import Glibc
 #endif
 import APIServer
 import Etcd
+import PKI
 import API
 import Logging
 
@@ -17,7 +18,7 @@ struct APIServerCommand: AsyncParsableCommand {
         discussion: """
         On first start, writes into --data-dir: pki/ca.crt and ca.key (the cluster CA), pki/apiserver.crt/.key \
         (serving certificate), admin.kubeconfig, scheduler.kubeconfig, controller-manager.kubeconfig, and join-token \
-        (for nodes). Later starts reuse them. State lives in DATA_DIR/state.db (SQLite, WAL); the per-workload usage \
+        (for nodes) and server-token (for more apiservers: --join-server). Later starts reuse them. State lives in DATA_DIR/state.db (SQLite, WAL); the per-workload usage \
         history in DATA_DIR/metrics.db (safe to delete).
         """)
 
@@ -59,6 +60,12 @@ struct APIServerCommand: AsyncParsableCommand {
     var etcdCompactionInterval: Int = 300
     @Flag(name: .customLong("migrate-from-sqlite"), help: "Copy every object of DATA_DIR/state.db into the etcd of --etcd-servers (which must hold none yet), then exit. resourceVersions change.")
     var migrateFromSQLite = false
+    @Option(name: .customLong("join-server"), help: "Join the control plane of the apiserver(s) at this URL (comma-separated https://HOST:PORT): on first start, fetch the cluster CA, service-account key, encryption key and tokens from it. Needs --server-token and, to share state, the same --etcd-servers.")
+    var joinServer: String?
+    @Option(name: .customLong("server-token"), help: "The server token for --join-server: DATA_DIR/server-token of a running apiserver, as the token or @FILE.")
+    var serverToken: String?
+    @Option(name: .customLong("kubeconfig-server"), help: "The server URL(s) written into the kubeconfigs made in --data-dir (comma-separated: clients fail over between them); default https://ADVERTISE-ADDRESS:PORT.")
+    var kubeconfigServer: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -107,6 +114,36 @@ struct APIServerCommand: AsyncParsableCommand {
             e.prefix = etcdPrefix
             e.compactionInterval = .seconds(etcdCompactionInterval)
             config.etcd = e
+        }
+        if let j = joinServer {
+            let urls = j.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for u in urls {
+                guard let c = URLComponents(string: u), c.scheme == "https", c.host != nil else {
+                    throw ValidationError("--join-server: \"\(u)\" must be https://HOST:PORT")
+                }
+            }
+            guard !urls.isEmpty else { throw ValidationError("--join-server: no URL given") }
+            guard var raw = serverToken else { throw ValidationError("--join-server needs --server-token (DATA_DIR/server-token of a running apiserver, or @FILE)") }
+            if raw.hasPrefix("@") {
+                let file = String(raw.dropFirst())
+                guard let t = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("--server-token: cannot read \(file)") }
+                raw = t
+            }
+            let token: JoinToken
+            do { token = try JoinToken(parsing: raw) } catch { throw ValidationError("--server-token: \(error)") }
+            guard config.etcd != nil else {
+                throw ValidationError("--join-server needs --etcd-servers: apiservers share state only through etcd (SQLite is one apiserver's file)")
+            }
+            config.join = ServerJoinConfig(servers: urls, token: token)
+        } else if serverToken != nil {
+            throw ValidationError("--server-token is given without --join-server")
+        }
+        if let k = kubeconfigServer {
+            let urls = k.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !urls.isEmpty, urls.allSatisfy({ URLComponents(string: $0)?.scheme == "https" && URLComponents(string: $0)?.host != nil }) else {
+                throw ValidationError("--kubeconfig-server: \"\(k)\" must be one or more comma-separated https://HOST:PORT")
+            }
+            config.kubeconfigServer = urls.joined(separator: ",")
         }
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)

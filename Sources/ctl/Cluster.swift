@@ -34,7 +34,8 @@ struct ClusterRender: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "render", abstract: "Print cluster.yaml as KEY=VALUE and NODE lines for scripts.",
         discussion: """
         Lines: CLUSTER_NAME, API_ADDRESS, API_PORT, BRIDGE, BRIDGE_CIDR, REGISTRY, NODE_GRACE, EVICTION_DELAY,
-        LEASE_INTERVAL, HPA_SYNC, CP_SSH (user@host:port or -), REGISTRIES_FILE, STORE (sqlite or etcd), then one line per node:
+        LEASE_INTERVAL, HPA_SYNC, CP_SSH (user@host:port or -), REGISTRIES_FILE, STORE (sqlite or etcd), then one line per
+        control-plane host (controlPlane.hosts): CP_HOST <name> <address> <ssh user@host:port|->, then one line per node:
         NODE <name> <address> <podCIDR> <labels k=v,...|-> <taints k=v:Effect,...|-> <ssh user@host:port|->
         """)
     @Option(name: [.short, .customLong("file")]) var file: String = "cluster.yaml"
@@ -47,6 +48,9 @@ struct ClusterRender: AsyncParsableCommand {
 
 /// cluster.yaml, after defaults.
 struct ClusterSpec {
+    /// A control-plane host of an HA control plane: an etcd member, an apiserver, a scheduler
+    /// and a controller-manager (a network namespace locally, a machine with hack/deploy).
+    struct Host { var name: String; var address: String; var ssh: String? }
     struct Node { var name: String; var address: String; var podCIDR: String; var labels: [String: String]; var taints: [String]; var ssh: String? }
     var name = "local"
     var apiAddress = "198.18.0.1"
@@ -67,6 +71,7 @@ struct ClusterSpec {
     /// Where the apiserver keeps objects: "sqlite" (DATA_DIR/state.db) or "etcd" (a member beside it).
     var store = "sqlite"
     var nodes: [Node] = []
+    var hosts: [Host] = []
 
     struct Problem: Error, CustomStringConvertible { var description: String }
 
@@ -118,7 +123,7 @@ struct ClusterSpec {
         let top = try object(doc.object, "", allowed: ["apiVersion", "kind", "metadata", "controlPlane", "network", "registry", "nodes"])
         if let kind = top["kind"]?.stringValue, kind != "Cluster" { throw err("kind", "must be Cluster") }
         if let md = try object(top["metadata"], "metadata", allowed: ["name"])["name"] { c.name = try string(md, "metadata.name") ?? c.name }
-        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "ssh", "store"])
+        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "ssh", "store", "hosts"])
         if let st = try string(cp["store"], "controlPlane.store") {
             guard ["sqlite", "etcd"].contains(st) else { throw err("controlPlane.store", "\"\(st)\" must be sqlite (the default) or etcd") }
             c.store = st
@@ -175,6 +180,30 @@ struct ClusterSpec {
         }
         guard case .array(let nodes)? = top["nodes"], !nodes.isEmpty else { throw err("nodes", "must list at least one node") }
         var names = Set<String>(), addrs = Set<String>([c.apiAddress]), cidrs = Set<String>()
+        if let h = cp["hosts"], !h.isNull {
+            guard case .array(let list) = h, !list.isEmpty else { throw err("controlPlane.hosts", "must be a non-empty list of {name, address, ssh}") }
+            guard list.count % 2 == 1, list.count <= 7 else {
+                throw err("controlPlane.hosts", "lists \(list.count) hosts: use 1, 3, 5 or 7 (etcd needs a majority; an even count survives no more failures than one host fewer)")
+            }
+            guard list.count == 1 || c.store == "etcd" else {
+                throw err("controlPlane.store", "must be etcd with \(list.count) controlPlane.hosts (SQLite is one file on one host)")
+            }
+            for (i, item) in list.enumerated() {
+                let f = "controlPlane.hosts[\(i)]"
+                let o = try object(item, f, allowed: ["name", "address", "ssh"])
+                guard let name = try string(o["name"], "\(f).name") else { throw err("\(f).name", "is required") }
+                guard name.count <= 40, name.first?.isLetter == true, name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
+                    throw err("\(f).name", "\"\(name)\" must be a DNS label (lowercase letters, digits, -) of at most 40 characters")
+                }
+                guard names.insert(name).inserted else { throw err("\(f).name", "\"\(name)\" is used twice") }
+                guard let addr = try string(o["address"], "\(f).address") else { throw err("\(f).address", "is required") }
+                guard isIPv4(addr), inCIDR(addr, c.bridgeCIDR) else { throw err("\(f).address", "\"\(addr)\" must be an IPv4 address inside network.nodeCIDR \(c.bridgeCIDR)") }
+                guard addrs.insert(addr).inserted else { throw err("\(f).address", "\(addr) is used twice (controlPlane.address is \(c.apiAddress))") }
+                var ssh: String? = nil
+                if let sv = o["ssh"], !sv.isNull { ssh = try sshSpec(sv, "\(f).ssh") }
+                c.hosts.append(Host(name: name, address: addr, ssh: ssh))
+            }
+        }
         let base = c.clusterCIDR.split(separator: "/")[0].split(separator: ".").compactMap { Int($0) }
         for (i, n) in nodes.enumerated() {
             let f = "nodes[\(i)]"
@@ -183,7 +212,7 @@ struct ClusterSpec {
             guard name.count <= 40, name.first?.isLetter == true, name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
                 throw err("\(f).name", "\"\(name)\" must be a DNS label (lowercase letters, digits, -) of at most 40 characters")
             }
-            guard names.insert(name).inserted else { throw err("\(f).name", "\"\(name)\" is used twice") }
+            guard names.insert(name).inserted else { throw err("\(f).name", "\"\(name)\" is used twice (node and control-plane host names share one space)") }
             guard let addr = try string(o["address"], "\(f).address") else { throw err("\(f).address", "is required") }
             guard isIPv4(addr), inCIDR(addr, c.bridgeCIDR) else { throw err("\(f).address", "\"\(addr)\" must be an IPv4 address inside network.nodeCIDR \(c.bridgeCIDR)") }
             guard addrs.insert(addr).inserted else { throw err("\(f).address", "\(addr) is used twice (the control plane has \(c.apiAddress))") }
@@ -224,6 +253,7 @@ struct ClusterSpec {
                      "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "SERVICE_CIDR=\(serviceCIDR)", "CLUSTER_DOMAIN=\(clusterDomain)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
                      "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))",
                      "CP_SSH=\(controlPlaneSSH ?? "-")", "REGISTRIES_FILE=\(registriesFile ?? "-")", "STORE=\(store)"]
+        for h in hosts { lines.append("CP_HOST \(h.name) \(h.address) \(h.ssh ?? "-")") }
         for n in nodes {
             let labels = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             lines.append("NODE \(n.name) \(n.address) \(n.podCIDR) \(labels.isEmpty ? "-" : labels) \(n.taints.isEmpty ? "-" : n.taints.joined(separator: ",")) \(n.ssh ?? "-")")

@@ -116,14 +116,95 @@ import Synchronization
         #expect(raw.hasPrefix("k8s:enc:aesgcm:v1:"))
     }
 
-    /// Two apiservers on one etcd; a second one's data directory holds the first one's PKI.
-    static func twoAPIServers(_ dir: String, _ etcd: LocalEtcd) async throws -> (TestCluster, TestCluster) {
-        let c1 = try await TestCluster.start(dir: dir + "/api-1") { $0.etcd = etcd.config }
-        try FileManager.default.createDirectory(atPath: dir + "/api-2", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: c1.dir + "/pki", toPath: dir + "/api-2/pki")
-        try FileManager.default.copyItem(atPath: c1.dir + "/encryption.yaml", toPath: dir + "/api-2/encryption.yaml")
-        let c2 = try await TestCluster.start(dir: dir + "/api-2") { $0.etcd = etcd.config }
+    /// Two apiservers on one etcd; the second joins the first with its server token.
+    static func twoAPIServers(_ dir: String, _ etcd: LocalEtcd, serviceCIDR: String? = nil) async throws -> (TestCluster, TestCluster) {
+        let c1 = try await TestCluster.start(dir: dir + "/api-1") {
+            $0.etcd = etcd.config
+            if let serviceCIDR { $0.services = ServiceNetworkConfig(serviceCIDR: CIDR(serviceCIDR)!) }
+        }
+        let token = try JoinToken(parsing: String(contentsOfFile: c1.dir + "/server-token", encoding: .utf8))
+        let c2 = try await TestCluster.start(dir: dir + "/api-2") {
+            $0.etcd = etcd.config
+            $0.join = ServerJoinConfig(servers: [c1.url], token: token)
+            if let serviceCIDR { $0.services = ServiceNetworkConfig(serviceCIDR: CIDR(serviceCIDR)!) }
+        }
         return (c1, c2)
+    }
+
+    @Test func anApiserverJoinsWithTheServerTokenOnly() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-join-\(UUID().uuidString.prefix(8))").path
+        let etcd = try LocalEtcd(dir: dir + "/etcd")
+        defer { etcd.kill(); try? FileManager.default.removeItem(atPath: dir) }
+        let c1 = try await TestCluster.start(dir: dir + "/api-1") {
+            $0.etcd = etcd.config
+            $0.services = ServiceNetworkConfig(serviceCIDR: CIDR("198.18.210.0/26")!)
+        }
+        defer { Task { await c1.cleanup() } }
+        let token = try JoinToken(parsing: String(contentsOfFile: c1.dir + "/server-token", encoding: .utf8))
+        let nodeToken = try JoinToken(parsing: String(contentsOfFile: c1.dir + "/join-token", encoding: .utf8))
+
+        // Wrong credentials are refused, and nothing is written into the joiner's directory.
+        for (bad, why) in [(JoinToken(caHash: token.caHash, id: token.id, secret: String(repeating: "x", count: 16)), "needs the server token"),
+                           (nodeToken, "needs the server token"),
+                           (JoinToken(caHash: "sha256:" + String(repeating: "0", count: 64), id: token.id, secret: token.secret), "expects sha256:0000")] {
+            await #expect(throws: (any Error).self) {
+                _ = try await TestCluster.start(dir: dir + "/api-bad") { $0.etcd = etcd.config; $0.join = ServerJoinConfig(servers: [c1.url], token: bad) }
+            }
+            do {
+                try await ServerJoin.joinIfNeeded(ServerJoinConfig(servers: [c1.url], token: bad), layout: DataDirLayout(dir: dir + "/api-bad"), logger: .init(label: "t"))
+                Issue.record("joined with a bad token")
+            } catch { #expect("\(error)".contains(why), "\(error)") }
+            #expect(!FileManager.default.fileExists(atPath: dir + "/api-bad/pki/ca.key"))
+        }
+
+        // The joiner, started with an empty data directory, shares the CA and keys and serves the same objects.
+        let admin1 = try c1.admin()
+        _ = try await admin1.create(Secret(name: "shared", namespace: "default", stringData: ["k": "sealed-by-the-first"]))
+        let c2 = try await TestCluster.start(dir: dir + "/api-2") {
+            $0.etcd = etcd.config
+            $0.join = ServerJoinConfig(servers: ["https://127.0.0.1:1", c1.url], token: token)
+            $0.services = ServiceNetworkConfig(serviceCIDR: CIDR("198.18.210.0/26")!)
+        }
+        defer { Task { await c2.cleanup() } }
+        #expect(c2.caPEM == c1.caPEM)
+        for f in ["pki/ca.key", "pki/sa.key", "encryption.yaml", "join-token", "server-token"] {
+            #expect(try String(contentsOfFile: c1.dir + "/" + f, encoding: .utf8) == String(contentsOfFile: c2.dir + "/" + f, encoding: .utf8), "\(f)")
+        }
+        #expect(try String(contentsOfFile: c1.dir + "/pki/apiserver.key", encoding: .utf8) != String(contentsOfFile: c2.dir + "/pki/apiserver.key", encoding: .utf8))
+        let admin2 = try c2.admin()
+        let s = try await admin2.get(Secret.self, "shared", namespace: "default")
+        #expect(s.data?["k"] == Data("sealed-by-the-first".utf8).base64EncodedString())
+        // A ServiceAccount token issued by one apiserver is accepted by the other.
+        _ = try await admin1.create(ServiceAccount(name: "robot", namespace: "default"))
+        let tr = try await admin1.request(.POST, "/api/v1/namespaces/default/serviceaccounts/robot/token",
+                                          body: try JSONValue.object(["apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": .object([:])]).encoded())
+        let jwt = try #require(try JSONValue.parse(tr.body)["status"]?["token"]?.stringValue)
+        let viaToken = try KubeClient(config: .init(server: c2.url, caPEM: c2.caPEM, certPEM: nil, keyPEM: nil, token: jwt, namespace: "default", tlsServerName: nil))
+        // Authenticated (the signature checks out), then refused by RBAC by name: 403, not 401.
+        do {
+            _ = try await viaToken.list(Pod.self, namespace: "default")
+            Issue.record("a ServiceAccount without roles listed pods")
+        } catch { #expect("\(error)".contains("system:serviceaccount:default:robot"), "\(error)") }
+
+        // Both apiservers allocate cluster IPs at once from one range: every Service gets its own.
+        let ips = try await withThrowingTaskGroup(of: String.self) { g in
+            for i in 0..<24 {
+                let k = i % 2 == 0 ? admin1 : admin2
+                g.addTask {
+                    let body = JSONValue.object(["apiVersion": "v1", "kind": "Service", "metadata": .object(["name": .string("svc-\(i)")]),
+                                                 "spec": .object(["ports": .array([.object(["port": 80])]), "type": "NodePort"])])
+                    let r = try await k.request(.POST, Resources.services.path(namespace: "default"), body: try body.encoded())
+                    let svc = try KubeJSON.decode(Service.self, from: r.body)
+                    return "\(svc.spec?.clusterIP ?? "-") \(svc.spec?.ports?.first?.nodePort ?? 0)"
+                }
+            }
+            var out: [String] = []
+            for try await ip in g { out.append(ip) }
+            return out
+        }
+        let clusterIPs = ips.map { $0.split(separator: " ")[0] }, nodePorts = ips.map { $0.split(separator: " ")[1] }
+        #expect(Set(clusterIPs).count == 24 && Set(nodePorts).count == 24, "\(ips.sorted())")
+        #expect(clusterIPs.allSatisfy { CIDR("198.18.210.0/26")!.contains(String($0)) })
     }
 
     @Test func clientsMoveToAnotherApiserverAndWatchesResume() async throws {
