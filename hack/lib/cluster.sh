@@ -5,6 +5,8 @@
 CLUSTER_FILE="${CLUSTER_FILE:-$ROOT/cluster.yaml}"
 BIN="${BIN:-$ROOT/.build/${BUILD_CONFIG:-release}}"
 NODE_NAMES=(); declare -A NODE_ADDR NODE_CIDR NODE_LABELS NODE_TAINTS NODE_SSH
+# controlPlane.hosts (an HA control plane on etcd): names, addresses, ssh targets.
+CP_HOSTS=(); declare -A CP_ADDR CP_HOST_SSH
 
 # load_cluster: reads cluster.yaml through `ctl cluster render` (which validates it).
 load_cluster() {
@@ -15,11 +17,19 @@ load_cluster() {
       read -r name addr cidr labels taints ssh <<<"$rest"
       NODE_NAMES+=("$name"); NODE_ADDR[$name]="$addr"; NODE_CIDR[$name]="$cidr"
       NODE_LABELS[$name]="$labels"; NODE_TAINTS[$name]="$taints"; NODE_SSH[$name]="$ssh"
+    elif [ "$first" = CP_HOST ]; then
+      read -r name addr ssh <<<"$rest"
+      CP_HOSTS+=("$name"); CP_ADDR[$name]="$addr"; CP_HOST_SSH[$name]="$ssh"
     else
       eval "$first"
     fi
   done <<<"$out"
   API_URL="https://$API_ADDRESS:$API_PORT"
+  # With control-plane hosts, every apiserver (clients take the comma-separated list).
+  if [ ${#CP_HOSTS[@]} -gt 0 ]; then
+    API_URL="$(for h in "${CP_HOSTS[@]}"; do printf 'https://%s:%s,' "${CP_ADDR[$h]}" "$API_PORT"; done)"
+    API_URL="${API_URL%,}"
+  fi
   # The registries file is named relative to the cluster file.
   if [ "${REGISTRIES_FILE:--}" != - ]; then
     # Relative to the cluster file; hack/up's copy in RUN_DIR records where the original was.
@@ -33,6 +43,22 @@ load_cluster() {
 netns_of() { echo "orch-$CLUSTER_NAME-$1"; }       # a node's network namespace
 veth_of() { echo "ov-$(echo -n "$CLUSTER_NAME-$1" | md5sum | cut -c1-10)"; }   # host side, <= 15 chars
 
+# attach_ns NAME ADDRESS: NAME's namespace with a veth into the bridge, ADDRESS on its eth0 and
+# the bridge's address as its gateway.
+attach_ns() {
+  local prefix="${BRIDGE_CIDR#*/}" ns veth; ns="$(netns_of "$1")"; veth="$(veth_of "$1")"
+  ip netns list | grep -qw "$ns" || ip netns add "$ns"
+  if ! ip link show "$veth" >/dev/null 2>&1; then
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+    ip link set "$veth" master "$BRIDGE"
+    ip -n "$ns" addr add "$2/$prefix" dev eth0
+  fi
+  ip link set "$veth" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" route replace default via "$API_ADDRESS"
+}
+
 # net_up: the bridge with the control plane's address, each node's namespace with a veth into
 # it, forwarding inside nodes, and routes to every node's pod CIDR (in nodes and on the host).
 net_up() {
@@ -42,18 +68,11 @@ net_up() {
     ip addr add "$API_ADDRESS/$prefix" dev "$BRIDGE"
   fi
   ip link set "$BRIDGE" up
+  # Control-plane hosts: a namespace each on the bridge (no pods, so no pod routes).
+  for h in "${CP_HOSTS[@]}"; do attach_ns "$h" "${CP_ADDR[$h]}"; done
   for n in "${NODE_NAMES[@]}"; do
-    local ns veth; ns="$(netns_of "$n")"; veth="$(veth_of "$n")"
-    ip netns list | grep -qw "$ns" || ip netns add "$ns"
-    if ! ip link show "$veth" >/dev/null 2>&1; then
-      ip link add "$veth" type veth peer name eth0 netns "$ns"
-      ip link set "$veth" master "$BRIDGE"
-      ip -n "$ns" addr add "${NODE_ADDR[$n]}/$prefix" dev eth0
-    fi
-    ip link set "$veth" up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" route replace default via "$API_ADDRESS"
+    local ns; ns="$(netns_of "$n")"
+    attach_ns "$n" "${NODE_ADDR[$n]}"
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
     for m in "${NODE_NAMES[@]}"; do
       [ "$m" = "$n" ] && continue
@@ -80,39 +99,127 @@ start_bg() {
 }
 
 # With controlPlane.store etcd: one etcd member on the control plane's address (client 2379,
-# peer 2380), mutual TLS with its own CA in DATA_DIR/pki/etcd, data in RUN_DIR/etcd.
+# peer 2380), mutual TLS with its own CA in DATA_DIR/pki/etcd, data in RUN_DIR/etcd. With
+# controlPlane.hosts: one member per host, inside the host's namespace (see start_cp_host).
 ETCD_PKI="$RUN_DIR/data/pki/etcd"
+etcd_endpoints() {
+  if [ ${#CP_HOSTS[@]} -gt 0 ]; then
+    local e; e="$(for h in "${CP_HOSTS[@]}"; do printf 'https://%s:2379,' "${CP_ADDR[$h]}"; done)"; echo "${e%,}"
+  else
+    echo "https://$API_ADDRESS:2379"
+  fi
+}
 etcdctl_run() {
-  ETCDCTL_API=3 etcdctl --endpoints "https://$API_ADDRESS:2379" --cacert "$ETCD_PKI/ca.crt" \
-    --cert "$ETCD_PKI/apiserver-etcd-client.crt" --key "$ETCD_PKI/apiserver-etcd-client.key" "$@"
+  ETCDCTL_API=3 etcdctl --endpoints "$(etcd_endpoints)" --cacert "$ETCD_PKI/ca.crt" \
+    --cert "$ETCD_PKI/apiserver-etcd-client.crt" --key "$ETCD_PKI/apiserver-etcd-client.key" --dial-timeout 2s --command-timeout 5s "$@"
+}
+etcd_certs() {
+  local a=(--address "$API_ADDRESS")
+  for h in "${CP_HOSTS[@]}"; do a+=(--address "${CP_ADDR[$h]}"); done
+  "$BIN/ctl" cluster etcd-certs --dir "$ETCD_PKI" "${a[@]}" >/dev/null
+}
+etcd_tls_flags() {
+  echo --cert-file "$ETCD_PKI/server.crt" --key-file "$ETCD_PKI/server.key" --trusted-ca-file "$ETCD_PKI/ca.crt" --client-cert-auth \
+    --peer-cert-file "$ETCD_PKI/peer.crt" --peer-key-file "$ETCD_PKI/peer.key" --peer-trusted-ca-file "$ETCD_PKI/ca.crt" --peer-client-cert-auth
 }
 start_etcd() {
-  "$BIN/ctl" cluster etcd-certs --dir "$ETCD_PKI" --address "$API_ADDRESS" >/dev/null
+  etcd_certs
+  # shellcheck disable=SC2046
   start_bg etcd etcd --name "$CLUSTER_NAME-cp" --data-dir "$RUN_DIR/etcd" \
     --listen-client-urls "https://$API_ADDRESS:2379" --advertise-client-urls "https://$API_ADDRESS:2379" \
     --listen-peer-urls "https://$API_ADDRESS:2380" --initial-advertise-peer-urls "https://$API_ADDRESS:2380" \
-    --initial-cluster "$CLUSTER_NAME-cp=https://$API_ADDRESS:2380" \
-    --cert-file "$ETCD_PKI/server.crt" --key-file "$ETCD_PKI/server.key" --trusted-ca-file "$ETCD_PKI/ca.crt" --client-cert-auth \
-    --peer-cert-file "$ETCD_PKI/peer.crt" --peer-key-file "$ETCD_PKI/peer.key" --peer-trusted-ca-file "$ETCD_PKI/ca.crt" --peer-client-cert-auth
+    --initial-cluster "$CLUSTER_NAME-cp=https://$API_ADDRESS:2380" $(etcd_tls_flags)
   wait_for 30 etcdctl_run endpoint health || die "etcd did not become healthy; see $RUN_DIR/etcd.log"
 }
+etcd_client_flags() {  # etcd_client_flags ENDPOINTS
+  echo --etcd-servers "$1" --etcd-cafile "$ETCD_PKI/ca.crt" \
+    --etcd-certfile "$ETCD_PKI/apiserver-etcd-client.crt" --etcd-keyfile "$ETCD_PKI/apiserver-etcd-client.key"
+}
 start_apiserver() {
+  if [ ${#CP_HOSTS[@]} -gt 0 ]; then start_control_plane_hosts; return; fi
   local args=()
   if [ "${STORE:-sqlite}" = etcd ]; then
     start_etcd
-    args+=(--etcd-servers "https://$API_ADDRESS:2379" --etcd-cafile "$ETCD_PKI/ca.crt"
-           --etcd-certfile "$ETCD_PKI/apiserver-etcd-client.crt" --etcd-keyfile "$ETCD_PKI/apiserver-etcd-client.key")
+    # shellcheck disable=SC2207
+    args+=($(etcd_client_flags "https://$API_ADDRESS:2379"))
   fi
   start_bg apiserver "$BIN/apiserver" --data-dir "$RUN_DIR/data" --advertise-address "$API_ADDRESS" --bind-address 0.0.0.0 \
     --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR" "${args[@]}"
 }
-# start_controller_manager NAME / start_scheduler NAME: NAME lets a standby run beside the leader.
+# api_ready: every apiserver answers /readyz.
+api_ready() {
+  local u
+  for u in ${API_URL//,/ }; do curl -skf --max-time 2 "$u/readyz" >/dev/null || return 1; done
+}
+
+# An HA control plane (controlPlane.hosts): each host is a namespace on the bridge running an
+# etcd member, an apiserver (the first host's data in RUN_DIR/data, the others' in
+# RUN_DIR/cp-HOST/data, joined with the first one's server token), a scheduler and a
+# controller-manager. Every apiserver talks to its own member first.
+cp_data() { if [ "$1" = "${CP_HOSTS[0]}" ]; then echo "$RUN_DIR/data"; else echo "$RUN_DIR/cp-$1/data"; fi; }
+in_cp() { local h="$1"; shift; nsenter --net="/run/netns/$(netns_of "$h")" "$@"; }
+start_etcd_member() {
+  local h="$1" addr="${CP_ADDR[$1]}" peers
+  peers="$(for x in "${CP_HOSTS[@]}"; do printf '%s=https://%s:2380,' "$x" "${CP_ADDR[$x]}"; done)"
+  mkdir -p "$RUN_DIR/cp-$h"
+  # shellcheck disable=SC2046
+  start_bg "etcd-$h" nsenter --net="/run/netns/$(netns_of "$h")" etcd --name "$h" --data-dir "$RUN_DIR/cp-$h/etcd" \
+    --listen-client-urls "https://$addr:2379" --advertise-client-urls "https://$addr:2379" \
+    --listen-peer-urls "https://$addr:2380" --initial-advertise-peer-urls "https://$addr:2380" \
+    --initial-cluster "${peers%,}" --initial-cluster-token "$CLUSTER_NAME" --initial-cluster-state new $(etcd_tls_flags)
+}
+start_cp_apiserver() {
+  local h="$1" first="${CP_HOSTS[0]}" eps="https://${CP_ADDR[$1]}:2379" args=()
+  for x in "${CP_HOSTS[@]}"; do [ "$x" = "$h" ] || eps="$eps,https://${CP_ADDR[$x]}:2379"; done
+  # shellcheck disable=SC2207
+  args+=($(etcd_client_flags "$eps"))
+  if [ "$h" != "$first" ]; then
+    local join="https://${CP_ADDR[$first]}:$API_PORT"
+    for x in "${CP_HOSTS[@]}"; do [ "$x" = "$h" ] || [ "$x" = "$first" ] || join="$join,https://${CP_ADDR[$x]}:$API_PORT"; done
+    args+=(--join-server "$join" --server-token "@$RUN_DIR/data/server-token")
+  fi
+  start_bg "apiserver-$h" nsenter --net="/run/netns/$(netns_of "$h")" "$BIN/apiserver" --data-dir "$(cp_data "$h")" \
+    --advertise-address "${CP_ADDR[$h]}" --bind-address "${CP_ADDR[$h]}" --secure-port "$API_PORT" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --kubeconfig-server "$API_URL" "${args[@]}"
+}
+# start_cp_host HOST: everything of one control-plane host (again after cp_host_down).
+start_cp_host() {
+  local h="$1"
+  start_etcd_member "$h"
+  start_cp_apiserver "$h"
+  wait_for 60 curl -skf --max-time 2 "https://${CP_ADDR[$h]}:$API_PORT/readyz" || { log "apiserver on $h did not become ready; see $RUN_DIR/apiserver-$h.log"; return 1; }
+  start_controller_manager "controller-manager-$h" "$h"
+  start_scheduler "scheduler-$h" "$h"
+}
+start_control_plane_hosts() {
+  etcd_certs
+  # The members of a new etcd cluster wait for each other: start them all, then the rest.
+  for h in "${CP_HOSTS[@]}"; do start_etcd_member "$h"; done
+  wait_for 60 etcdctl_run endpoint health || die "etcd did not become healthy; see $RUN_DIR/etcd-*.log"
+  for h in "${CP_HOSTS[@]}"; do start_cp_host "$h" || die "control-plane host $h did not come up"; done
+}
+# cp_host_down HOST: the host dies: its link goes down and its processes are SIGKILLed.
+cp_host_down() {
+  local h="$1"
+  node_link down "$h"
+  for c in apiserver scheduler controller-manager etcd; do stop_pid "$c-$h" KILL; done
+}
+cp_host_up() { node_link up "$1"; start_cp_host "$1"; }
+
+# start_controller_manager NAME [HOST] / start_scheduler NAME [HOST]: NAME lets a standby run
+# beside the leader; HOST runs it on that control-plane host.
 start_controller_manager() {
-  start_bg "$1" "$BIN/controller-manager" --kubeconfig "$RUN_DIR/data/controller-manager.kubeconfig" \
-    --cluster-signing-cert-file "$RUN_DIR/data/pki/ca.crt" --cluster-signing-key-file "$RUN_DIR/data/pki/ca.key" \
+  local data="$RUN_DIR/data" pre=()
+  if [ -n "${2:-}" ]; then data="$(cp_data "$2")"; pre=(nsenter --net="/run/netns/$(netns_of "$2")"); fi
+  start_bg "$1" "${pre[@]}" "$BIN/controller-manager" --kubeconfig "$data/controller-manager.kubeconfig" \
+    --cluster-signing-cert-file "$data/pki/ca.crt" --cluster-signing-key-file "$data/pki/ca.key" \
     --node-monitor-grace-period "$NODE_GRACE" --pod-eviction-timeout "$EVICTION_DELAY" --hpa-sync-period "$HPA_SYNC"
 }
-start_scheduler() { start_bg "$1" "$BIN/scheduler" --kubeconfig "$RUN_DIR/data/scheduler.kubeconfig"; }
+start_scheduler() {
+  local data="$RUN_DIR/data" pre=()
+  if [ -n "${2:-}" ]; then data="$(cp_data "$2")"; pre=(nsenter --net="/run/netns/$(netns_of "$2")"); fi
+  start_bg "$1" "${pre[@]}" "$BIN/scheduler" --kubeconfig "$data/scheduler.kubeconfig"
+}
 
 # start_agent NAME: the node's agent inside its network namespace (mounts stay in the host's
 # mount namespace, so hack/down can find and remove them).
@@ -176,6 +283,10 @@ net_down() {
     ip route del "$SERVICE_CIDR" 2>/dev/null || true
     ip link del "$(veth_of "$n")" 2>/dev/null || true
     ip netns delete "$(netns_of "$n")" 2>/dev/null || true
+  done
+  for h in "${CP_HOSTS[@]}"; do
+    ip link del "$(veth_of "$h")" 2>/dev/null || true
+    ip netns delete "$(netns_of "$h")" 2>/dev/null || true
   done
   ip link del "$BRIDGE" 2>/dev/null || true
 }
