@@ -37,6 +37,11 @@ public final class KubeClient: Sendable {
     /// Longer than the store's own timeout (3 s), so a store that is down is reported by the
     /// apiserver as 503 with its reason.
     public static let failoverAttemptTimeout = TimeAmount.seconds(4)
+    /// With several apiservers and watches open, the one in use is asked for /readyz every
+    /// second: a watch on an apiserver that vanished would otherwise wait forever, and one
+    /// whose store is down would go quiet. When it does not answer 200 within 2 s, the client
+    /// moves on (and so do its watches).
+    private let prober = Mutex<Task<Void, Never>?>(nil)
     /// The apiserver in use now.
     public var server: String { servers[active.withLock { $0 }] }
     public let namespace: String
@@ -84,9 +89,38 @@ public final class KubeClient: Sendable {
 
     // Not syncShutdown: the last reference may go on an event loop (a connection that outlived the
     // server), where blocking is forbidden; a client shutting down keeps itself alive until done.
-    deinit { http.shutdown(queue: .global()) { _ in } }
+    deinit {
+        prober.withLock { $0?.cancel() }
+        http.shutdown(queue: .global()) { _ in }
+    }
 
-    public func shutdown() async { try? await http.shutdown() }
+    public func shutdown() async {
+        prober.withLock { $0?.cancel() }
+        try? await http.shutdown()
+    }
+
+    private func ensureProber() {
+        guard servers.count > 1 else { return }
+        prober.withLock { p in
+            guard p == nil else { return }
+            p = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    guard let self, !Task.isCancelled else { return }
+                    guard self.watches.withLock({ !$0.open.isEmpty }) else { continue }
+                    let (index, base) = self.active.withLock { ($0, self.servers[$0]) }
+                    var req = HTTPClientRequest(url: base + "/readyz")
+                    if let token = self.token { req.headers.add(name: "Authorization", value: "Bearer \(token)") }
+                    var ok = false
+                    if let r = try? await self.http.execute(req, timeout: .seconds(2)) {
+                        ok = r.status.code == 200
+                        _ = try? await r.body.collect(upTo: 1 << 16)
+                    }
+                    if !ok { self.moveOn(from: index) }
+                }
+            }
+        }
+    }
 
     // MARK: raw
 
@@ -317,6 +351,7 @@ public final class KubeClient: Sendable {
                 w.open[w.next] = (index, task)
                 return w.next
             }
+            ensureProber()
             cont.onTermination = { [weak self] _ in
                 task.cancel()
                 _ = self?.watches.withLock { $0.open.removeValue(forKey: id) }

@@ -53,9 +53,17 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Path to the kubeconfig file.") var kubeconfig: String?
     @Option(help: "The kubeconfig context to use.") var context: String?
     @Option(name: [.short, .long], help: "Namespace for this request.") var namespace: String?
+    @Option(name: [.short, .long], help: "The apiserver URL(s) to use instead of the kubeconfig's (comma-separated to fail over).") var server: String?
 
     func client() throws -> KubeClient {
-        do { return try KubeClient(kubeconfig: kubeconfig, context: context, namespace: namespace) }
+        if let s = server {
+            for u in s.split(separator: ",") {
+                guard let c = URLComponents(string: String(u).trimmingCharacters(in: .whitespaces)), c.scheme == "https" || c.scheme == "http", c.host != nil else {
+                    throw CtlError("--server: \"\(u)\" must be https://HOST:PORT")
+                }
+            }
+        }
+        do { return try KubeClient(kubeconfig: kubeconfig, context: context, namespace: namespace, server: server) }
         catch { throw CtlError("\(error)") }
     }
 }

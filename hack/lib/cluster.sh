@@ -146,6 +146,12 @@ start_apiserver() {
   start_bg apiserver "$BIN/apiserver" --data-dir "$RUN_DIR/data" --advertise-address "$API_ADDRESS" --bind-address 0.0.0.0 \
     --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR" "${args[@]}"
 }
+# api_urls_from HOST: every apiserver URL, HOST's first.
+api_urls_from() {
+  local u="https://${CP_ADDR[$1]}:$API_PORT" x
+  for x in "${CP_HOSTS[@]}"; do [ "$x" = "$1" ] || u="$u,https://${CP_ADDR[$x]}:$API_PORT"; done
+  echo "$u"
+}
 # api_ready: every apiserver answers /readyz.
 api_ready() {
   local u
@@ -166,7 +172,7 @@ start_etcd_member() {
   start_bg "etcd-$h" nsenter --net="/run/netns/$(netns_of "$h")" etcd --name "$h" --data-dir "$RUN_DIR/cp-$h/etcd" \
     --listen-client-urls "https://$addr:2379" --advertise-client-urls "https://$addr:2379" \
     --listen-peer-urls "https://$addr:2380" --initial-advertise-peer-urls "https://$addr:2380" \
-    --initial-cluster "${peers%,}" --initial-cluster-token "$CLUSTER_NAME" --initial-cluster-state new $(etcd_tls_flags)
+    --initial-cluster "${peers%,}" --initial-cluster-token "$CLUSTER_NAME" --initial-cluster-state new --pre-vote $(etcd_tls_flags)
 }
 start_cp_apiserver() {
   local h="$1" first="${CP_HOSTS[0]}" eps="https://${CP_ADDR[$1]}:2379" args=()
@@ -178,9 +184,10 @@ start_cp_apiserver() {
     for x in "${CP_HOSTS[@]}"; do [ "$x" = "$h" ] || [ "$x" = "$first" ] || join="$join,https://${CP_ADDR[$x]}:$API_PORT"; done
     args+=(--join-server "$join" --server-token "@$RUN_DIR/data/server-token")
   fi
+  # The host's scheduler and controller-manager use their own apiserver first.
   start_bg "apiserver-$h" nsenter --net="/run/netns/$(netns_of "$h")" "$BIN/apiserver" --data-dir "$(cp_data "$h")" \
     --advertise-address "${CP_ADDR[$h]}" --bind-address "${CP_ADDR[$h]}" --secure-port "$API_PORT" \
-    --service-cluster-ip-range "$SERVICE_CIDR" --kubeconfig-server "$API_URL" "${args[@]}"
+    --service-cluster-ip-range "$SERVICE_CIDR" --kubeconfig-server "$(api_urls_from "$h")" "${args[@]}"
 }
 # start_cp_host HOST: everything of one control-plane host (again after cp_host_down).
 start_cp_host() {
@@ -228,7 +235,12 @@ start_agent() {
   [ "${NODE_LABELS[$n]}" != - ] && args+=(--node-labels "${NODE_LABELS[$n]}")
   [ "${NODE_TAINTS[$n]}" != - ] && args+=(--register-with-taints "${NODE_TAINTS[$n]}")
   [ "${REGISTRIES_FILE:--}" != - ] && args+=(--registries-file "$REGISTRIES_FILE")
-  start_bg "agent-$n" nsenter --net="/run/netns/$(netns_of "$n")" "$BIN/agent" --server "$API_URL" \
+  # With several apiservers, node i starts at apiserver i (mod their count): the load is spread.
+  local server="$API_URL" i
+  if [ ${#CP_HOSTS[@]} -gt 0 ]; then
+    for i in "${!NODE_NAMES[@]}"; do [ "${NODE_NAMES[$i]}" = "$n" ] && server="$(api_urls_from "${CP_HOSTS[$(( i % ${#CP_HOSTS[@]} ))]}")"; done
+  fi
+  start_bg "agent-$n" nsenter --net="/run/netns/$(netns_of "$n")" "$BIN/agent" --server "$server" \
     --token "$(cat "$RUN_DIR/data/join-token")" --node-name "$n" --data-dir "$RUN_DIR/nodes/$n" --runtime runc \
     --pod-cidr "${NODE_CIDR[$n]}" --node-ip "${NODE_ADDR[$n]}" --insecure-registry "$REGISTRY" \
     --lease-interval "$LEASE_INTERVAL" --cluster-cidr "$CLUSTER_CIDR" --cluster-domain "$CLUSTER_DOMAIN" \
