@@ -37,6 +37,9 @@ public final class KubeClient: Sendable {
     /// Longer than the store's own timeout (3 s), so a store that is down is reported by the
     /// apiserver as 503 with its reason.
     public static let failoverAttemptTimeout = TimeAmount.seconds(4)
+    /// This client's attempt timeout with several apiservers (`failoverAttemptTimeout` unless
+    /// given: an agent renewing its Lease every second must move on sooner).
+    public let attemptTimeout: TimeAmount
     /// With several apiservers and watches open, the one in use is asked for /readyz every
     /// second: a watch on an apiserver that vanished would otherwise wait forever, and one
     /// whose store is down would go quiet. When it does not answer 200 within 2 s, the client
@@ -52,7 +55,8 @@ public final class KubeClient: Sendable {
     /// The client's TLS identity, also used for streams (exec), which are WebSockets.
     let tls: TLSConfiguration
 
-    public init(config: Kubeconfig.Resolved, timeout: TimeAmount = .seconds(30)) throws {
+    public init(config: Kubeconfig.Resolved, timeout: TimeAmount = .seconds(30), attemptTimeout: TimeAmount = KubeClient.failoverAttemptTimeout) throws {
+        self.attemptTimeout = attemptTimeout
         servers = config.server.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             .map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         guard !servers.isEmpty else { throw ClientError("no apiserver URL given") }
@@ -131,7 +135,7 @@ public final class KubeClient: Sendable {
         // tried once per request. Only a failure to connect moves a write on (the request never
         // left); a read moves on after any failure to get an answer.
         var lastError: Error?
-        let attemptTimeout = servers.count > 1 ? min(timeout, Self.failoverAttemptTimeout) : timeout
+        let attemptTimeout = servers.count > 1 ? min(timeout, self.attemptTimeout) : timeout
         for _ in 0..<servers.count {
             let (index, base) = active.withLock { ($0, servers[$0]) }
             var req = HTTPClientRequest(url: url(path, query, base: base))
@@ -321,7 +325,7 @@ public final class KubeClient: Sendable {
             let task = Task {
                 do {
                     let resp: HTTPClientResponse
-                    do { resp = try await http.execute(req, timeout: servers.count > 1 ? Self.failoverAttemptTimeout : .seconds(30)) } catch {
+                    do { resp = try await http.execute(req, timeout: servers.count > 1 ? attemptTimeout : .seconds(30)) } catch {
                         // The next watch goes to another apiserver, from the same revision.
                         if servers.count > 1 { moveOn(from: index) }
                         throw ClientError("cannot reach the apiserver at \(base): \(Self.describe(error))")

@@ -99,7 +99,10 @@ struct AgentCommand: AsyncParsableCommand {
         // Runs until the certificate is due for renewal, renews it, and starts again with the new
         // identity; running containers are adopted, not restarted.
         while true {
-            let client = try KubeClient(config: .init(server: server, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+            // With several apiservers, one that stops answering is left within about a Lease
+            // interval, so the Lease is renewed elsewhere before the node's grace period ends.
+            let client = try KubeClient(config: .init(server: server, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil),
+                                        attemptTimeout: .milliseconds(Int64(max(1, min(4, leaseInterval)) * 1000)))
             var config = AgentConfig(nodeName: name)
             config.labels = labels
             config.address = nodeIP
