@@ -169,7 +169,11 @@ final class APIHandler: Sendable {
     func route(_ request: Request, _ context: APIContext, _ verbLabel: inout String, _ resourceLabel: inout String) async throws -> Response {
         let path = request.uri.path
         switch path {
-        case "/healthz", "/livez", "/readyz": return Self.text(200, "ok")
+        case "/healthz", "/livez": return Self.text(200, "ok")
+        case "/readyz":
+            // Ready means the store answers: clients with several apiservers leave one that is not.
+            if let why = await store.readiness() { return Self.text(503, "not ready: \(why)") }
+            return Self.text(200, "ok")
         case "/version": return Self.json(200, Discovery.version())
         case "/cluster-info":
             // Public, as kubeadm's kube-public/cluster-info: joining nodes pin it by hash.
@@ -602,19 +606,30 @@ final class APIHandler: Sendable {
 
     func list<T: ServedKind & TablePrintable>(_ type: T.Type, _ rp: ResourcePath, labelSel: Selector, fieldSel: Selector, wantsTable: Bool,
                                               includeObject: String, limit: Int, continueToken: String?, protobuf: Bool = false, view: VersionView? = nil) throws -> Response {
-        let (all, rev) = store.list(resource: rp.info.groupResource, namespace: rp.info.namespaced ? rp.namespace : nil)
-        var items = all.filter { labelSel.matches($0.labels) && fieldSel.matches($0.fields) }
+        // Every page of a paginated list comes from the snapshot of its first page: the continue
+        // token carries that revision and the last key returned (as Kubernetes' does).
+        let ns = rp.info.namespaced ? rp.namespace : nil
+        var after: String? = nil
+        let all: [StoredObject], rev: Int64
         if let c = continueToken, !c.isEmpty {
-            guard let d = Data(base64Encoded: c), let after = String(data: d, encoding: .utf8) else { throw Status.badRequest("invalid continue token") }
-            items = items.filter { "\($0.key.namespace)/\($0.key.name)" > after }
+            let token = try ListContinue(parsing: c)
+            after = token.start
+            do { (all, rev) = try store.list(resource: rp.info.groupResource, namespace: ns, atRevision: token.rv) }
+            catch StoreError.gone(_, let oldest) {
+                throw Status.gone("the continue token's snapshot (revision \(token.rv)) is older than the oldest revision kept (\(oldest)): list again without continue")
+            }
+        } else {
+            (all, rev) = store.list(resource: rp.info.groupResource, namespace: ns)
         }
+        var items = all.filter { labelSel.matches($0.labels) && fieldSel.matches($0.fields) }
+        if let after { items = items.filter { "\($0.key.namespace)/\($0.key.name)" > after } }
         var next: String? = nil
         var remaining: Int? = nil
         if limit > 0 && items.count > limit {
             remaining = items.count - limit
             items = Array(items.prefix(limit))
             let last = items[items.count - 1].key
-            next = Data("\(last.namespace)/\(last.name)".utf8).base64EncodedString()
+            next = ListContinue(rv: rev, start: "\(last.namespace)/\(last.name)").encoded
         }
         if wantsTable { return Self.json(200, try table(type, items, revision: rev, includeObject: includeObject, continueToken: next)) }
         let body = listBody(rp.info, items.map(\.data), revision: rev, continueToken: next, remaining: remaining)
@@ -741,4 +756,23 @@ final class APIHandler: Sendable {
         // while it streams); saying so keeps clients from reusing a connection that is about to go.
         return Response(status: .ok, headers: [.contentType: contentType, .cacheControl: "no-cache", .connection: "close"], body: body)
     }
+}
+
+/// A list's continue token: base64 of {"v":"meta.k8s.io/v1","rv":REVISION,"start":"NS/NAME"}, the
+/// snapshot revision of the first page and the last key returned.
+struct ListContinue: Codable {
+    var v = "meta.k8s.io/v1"
+    var rv: Int64
+    var start: String
+    init(rv: Int64, start: String) { self.rv = rv; self.start = start }
+    init(parsing token: String) throws {
+        var b = token
+        while b.count % 4 != 0 { b += "=" }
+        guard let d = Data(base64Encoded: b), let t = try? JSONDecoder().decode(ListContinue.self, from: d),
+              t.v == "meta.k8s.io/v1", t.rv > 0 else {
+            throw Status.badRequest("continue: invalid token \"\(token.prefix(80))\" (pass back metadata.continue of the previous page unchanged)")
+        }
+        self = t
+    }
+    var encoded: String { (try? JSONEncoder().encode(self)).map { $0.base64EncodedString() } ?? "" }
 }

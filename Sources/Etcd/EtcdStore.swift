@@ -215,6 +215,16 @@ public final class EtcdStore: CacheBackedStore {
         return (objects, revision)
     }
 
+    /// nil when etcd answers a quorum read of one key within a second (it has a leader and this
+    /// apiserver reaches it), else why not.
+    public func readiness() async -> String? {
+        var req = Etcdserverpb_RangeRequest()
+        req.key = Data((config.prefix + "/health").utf8)
+        var o = CallOptions.defaults
+        o.timeout = .seconds(1)
+        do { _ = try await kv.range(req, options: o); return nil } catch { return "etcd: \(Self.describe(error))" }
+    }
+
     /// The revision etcd is at now (a quorum read).
     func etcdRevision() async throws -> Int64 {
         var req = Etcdserverpb_RangeRequest()

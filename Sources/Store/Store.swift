@@ -126,6 +126,9 @@ public protocol ObjectStore: AnyObject, Sendable {
     /// Objects of a resource (all namespaces when `namespace` is nil), sorted by namespace and
     /// name, with the revision they were read at.
     func list(resource: String, namespace: String?) -> (items: [StoredObject], revision: Int64)
+    /// The same list as it was at an earlier revision (a paginated list's snapshot); throws
+    /// `.gone` when that revision can no longer be rebuilt.
+    func list(resource: String, namespace: String?, atRevision: Int64) throws -> (items: [StoredObject], revision: Int64)
     func count(resource: String) -> Int
     /// Resources that have at least one object in the namespace.
     func resources(inNamespace ns: String) -> [String]
@@ -134,6 +137,8 @@ public protocol ObjectStore: AnyObject, Sendable {
     func write(_ op: WriteOp) async throws -> StoredObject
     func watch(resource: String, namespace: String?, fromRevision: Int64?,
                filter: (@Sendable (StoreEvent) -> StoreEvent?)?) throws -> StoreSubscription
+    /// nil when the store can serve writes now, else why not (for /readyz).
+    func readiness() async -> String?
     /// Waits until the cache holds every write committed before the call.
     func sync() async throws
     /// Ends every watch and refuses new ones (shutdown).
@@ -141,6 +146,7 @@ public protocol ObjectStore: AnyObject, Sendable {
 }
 
 extension ObjectStore {
+    public func readiness() async -> String? { nil }
     public func watch(resource: String, namespace: String?, fromRevision: Int64?) throws -> StoreSubscription {
         try watch(resource: resource, namespace: namespace, fromRevision: fromRevision, filter: nil)
     }
@@ -157,6 +163,9 @@ extension CacheBackedStore {
     public func get(_ key: ObjectKey) -> StoredObject? { cache.get(key) }
     public func list(resource: String, namespace: String?) -> (items: [StoredObject], revision: Int64) {
         cache.list(resource: resource, namespace: namespace)
+    }
+    public func list(resource: String, namespace: String?, atRevision: Int64) throws -> (items: [StoredObject], revision: Int64) {
+        try cache.list(resource: resource, namespace: namespace, atRevision: atRevision)
     }
     public func count(resource: String) -> Int { cache.count(resource: resource) }
     public func resources(inNamespace ns: String) -> [String] { cache.resources(inNamespace: ns) }

@@ -79,6 +79,39 @@ public final class WatchCache: Sendable {
         return (items.sorted { ($0.key.namespace, $0.key.name) < ($1.key.namespace, $1.key.name) }, rev)
     }
 
+    /// Objects of a resource as they were at `revision` (the snapshot a paginated list started
+    /// at, named by its continue token): the current objects with every logged change after
+    /// `revision` undone, sorted like `list`. A revision whose later changes are no longer all
+    /// in the log is gone (410), as a compacted continue token is in Kubernetes.
+    public func list(resource: String, namespace: String?, atRevision at: Int64) throws -> (items: [StoredObject], revision: Int64) {
+        let items = try state.withLock { s -> [StoredObject]? in
+            if at >= s.revision { return nil }
+            guard at >= s.compactedThrough else { throw StoreError.gone(requested: at, oldest: s.compactedThrough + 1) }
+            var byKey: [ObjectKey: StoredObject] = [:]
+            if let byNS = s.objects[resource] {
+                let objs = namespace.map { Array((byNS[$0] ?? [:]).values) } ?? byNS.values.flatMap { $0.values }
+                for o in objs { byKey[o.key] = o }
+            }
+            var i = s.log.count - 1
+            while i >= s.logStart, s.log[i].revision > at {
+                let e = s.log[i]
+                i -= 1
+                guard e.object.key.resource == resource, namespace == nil || e.object.key.namespace == namespace else { continue }
+                switch e.type {
+                case .added: byKey[e.object.key] = nil
+                case .modified:
+                    guard let p = e.previous else { throw StoreError.gone(requested: at, oldest: e.revision) }
+                    byKey[e.object.key] = p
+                case .deleted: byKey[e.object.key] = e.previous ?? e.object
+                case .bookmark: break
+                }
+            }
+            return Array(byKey.values)
+        }
+        guard let items else { return list(resource: resource, namespace: namespace) }
+        return (items.sorted { ($0.key.namespace, $0.key.name) < ($1.key.namespace, $1.key.name) }, at)
+    }
+
     /// Every resource that has objects.
     public func resourceNames() -> [String] { state.withLock { $0.objects.filter { !$0.value.isEmpty }.map(\.key).sorted() } }
 

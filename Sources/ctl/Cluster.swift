@@ -185,8 +185,8 @@ struct ClusterSpec {
             guard list.count % 2 == 1, list.count <= 7 else {
                 throw err("controlPlane.hosts", "lists \(list.count) hosts: use 1, 3, 5 or 7 (etcd needs a majority; an even count survives no more failures than one host fewer)")
             }
-            guard list.count == 1 || c.store == "etcd" else {
-                throw err("controlPlane.store", "must be etcd with \(list.count) controlPlane.hosts (SQLite is one file on one host)")
+            guard c.store == "etcd" else {
+                throw err("controlPlane.store", "must be etcd with controlPlane.hosts (each host runs an etcd member; SQLite is one file on one host)")
             }
             for (i, item) in list.enumerated() {
                 let f = "controlPlane.hosts[\(i)]"

@@ -10,6 +10,45 @@ import Client
 @Suite(.serialized) struct APIMachineryTests {
     static let proto = KubeProtobuf.mediaType
 
+    /// Every page of a paginated list is read from the snapshot of the first: objects created,
+    /// changed or deleted between pages do not show, and a bad token is a 400 naming the field.
+    @Test func paginatedListsAreOneSnapshot() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        for i in 1...5 { _ = try await k.create(ConfigMap(name: "cm\(i)", namespace: "default", data: ["v": "old"])) }
+        let path = Resources.configmaps.path(namespace: "default")
+        func page(_ q: [String: String]) async throws -> (names: [String], values: [String], rv: String, next: String?) {
+            let r = try await k.call(.GET, path, query: q)
+            let j = try JSONValue.parse(r.body)
+            let items = j["items"]?.arrayValue ?? []
+            return (items.compactMap { $0["metadata"]?["name"]?.stringValue }, items.compactMap { $0["data"]?["v"]?.stringValue },
+                    j["metadata"]?["resourceVersion"]?.stringValue ?? "", j["metadata"]?["continue"]?.stringValue)
+        }
+        let p1 = try await page(["limit": "2"])
+        #expect(p1.names == ["cm1", "cm2"])
+        let token = try #require(p1.next)
+        // Between pages: a new object, a changed one, a deleted one.
+        _ = try await k.create(ConfigMap(name: "cm0", namespace: "default"))
+        _ = try await k.create(ConfigMap(name: "cm6", namespace: "default"))
+        var cm3 = try await k.get(ConfigMap.self, "cm3", namespace: "default")
+        cm3.data = ["v": "new"]
+        _ = try await k.update(cm3)
+        try await k.delete(ConfigMap.self, "cm4", namespace: "default")
+        let p2 = try await page(["limit": "2", "continue": token])
+        #expect(p2.names == ["cm3", "cm4"])
+        #expect(p2.values == ["old", "old"])
+        #expect(p2.rv == p1.rv)
+        let p3 = try await page(["limit": "2", "continue": try #require(p2.next)])
+        #expect(p3.names == ["cm5"])
+        #expect(p3.next == nil)
+        // A fresh list sees the changes.
+        #expect(try await page([:]).names == ["cm0", "cm1", "cm2", "cm3", "cm5", "cm6"])
+        let bad = try await k.request(.GET, path, query: ["limit": "2", "continue": "not-a-token"])
+        #expect(bad.status == 400)
+        #expect(String(decoding: bad.body, as: UTF8.self).contains("continue"))
+    }
+
     @Test func protobufCreateGetListAndWatch() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }

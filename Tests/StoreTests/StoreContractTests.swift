@@ -129,6 +129,45 @@ func rv(_ o: StoredObject) -> String? {
         #expect(events.map(\.object.key.name) == ["a", "a"])
     }
 
+    @Test(arguments: Backend.allCases) func aListAtAnEarlierRevisionIsThatSnapshot(_ b: Backend) async throws {
+        let t = try await StoreUnderTest(b)
+        let s = t.store
+        let a = try await s.write(.create(obj("a")))
+        let bb = try await s.write(.create(obj("b")))
+        _ = try await s.write(.create(obj("c")))
+        _ = try await s.write(.create(obj("x", ns: "other")))
+        let snap = s.currentRevision
+        _ = try await s.write(.create(obj("d")))
+        _ = try await s.write(.update(obj("b", payload: "new"), expectedRevision: bb.revision))
+        _ = try await s.write(.delete(ObjectKey(resource: "pods", namespace: "default", name: "c"), expectedRevision: nil, finalData: obj("c").data))
+        _ = try await s.write(.delete(a.key, expectedRevision: a.revision, finalData: obj("a").data))
+        _ = try await s.write(.create(obj("y", ns: "other")))
+        let (items, rev) = try s.list(resource: "pods", namespace: "default", atRevision: snap)
+        #expect(rev == snap)
+        #expect(items.map(\.key.name) == ["a", "b", "c"])
+        #expect(items.first { $0.key.name == "b" }?.revision == bb.revision)
+        #expect(try s.list(resource: "pods", namespace: nil, atRevision: snap).items.map(\.key.name) == ["a", "b", "c", "x"])
+        let now = try s.list(resource: "pods", namespace: "default", atRevision: s.currentRevision)
+        #expect(now.items.map(\.key.name) == ["b", "d"])
+        #expect(now.revision == s.currentRevision)
+    }
+
+    @Test func aSnapshotOlderThanTheLogIsGone() async throws {
+        var o = StoreOptions()
+        o.logCapacity = 3
+        let cache = WatchCache(options: o)
+        var objs: [StoredObject] = []
+        for i in 1...6 {
+            var x = obj("p\(i)")
+            x.revision = Int64(i)
+            objs.append(x)
+            cache.apply([StoreEvent(type: .added, object: x, previous: nil)], revision: Int64(i))
+        }
+        // The log keeps revisions 4...6: a snapshot at 3 can be rebuilt, one at 2 cannot.
+        #expect(try cache.list(resource: "pods", namespace: nil, atRevision: 3).items.map(\.key.name) == ["p1", "p2", "p3"])
+        #expect(throws: StoreError.gone(requested: 2, oldest: 4)) { try cache.list(resource: "pods", namespace: nil, atRevision: 2) }
+    }
+
     @Test(arguments: [Backend.sqlite, .etcd]) func aNewStoreSeesEverythingKept(_ b: Backend) async throws {
         let t = try await StoreUnderTest(b)
         var last: Int64 = 0
@@ -182,7 +221,13 @@ func rv(_ o: StoredObject) -> String? {
         let t = try await StoreUnderTest(.etcd)
         let s = t.store
         _ = try await s.write(.create(obj("before")))
+        #expect(await s.readiness() == nil)
         t.etcd!.kill()
+        // Not ready (what /readyz reports), within about a second, saying why.
+        let probed = ContinuousClock.now
+        let why = await s.readiness()
+        #expect(why?.contains("etcd") == true, "\(why ?? "ready")")
+        #expect(ContinuousClock.now - probed < .seconds(2))
         let started = ContinuousClock.now
         do {
             _ = try await s.write(.create(obj("during")))
@@ -201,6 +246,7 @@ func rv(_ o: StoredObject) -> String? {
             if written == nil { try await Task.sleep(for: .milliseconds(200)) }
         }
         #expect(written != nil)
+        #expect(await s.readiness() == nil)
         try await s.sync()
         #expect(s.get(ObjectKey(resource: "pods", namespace: "default", name: "after")) != nil)
     }
