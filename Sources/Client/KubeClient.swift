@@ -34,7 +34,7 @@ public final class KubeClient: Sendable {
     private let watches = Mutex<(next: Int, open: [Int: (server: Int, task: Task<Void, Never>)])>((0, [:]))
     /// With several apiservers, how long one attempt may wait for an answer before the next is
     /// tried: an apiserver whose host vanished never answers on a kept-alive connection.
-    /// Longer than the store's own timeout (3 s), so a store that is down is reported by the
+    /// Longer than the store's own timeout (2 s on etcd), so a store that is down is reported by the
     /// apiserver as 503 with its reason.
     public static let failoverAttemptTimeout = TimeAmount.seconds(4)
     /// This client's attempt timeout with several apiservers (`failoverAttemptTimeout` unless

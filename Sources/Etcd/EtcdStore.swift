@@ -27,7 +27,7 @@ public struct EtcdConfig: Sendable {
     public var keyFile: String?
     public var prefix: String = "/registry"
     /// How long one etcd call may take before the request fails as unavailable.
-    public var requestTimeout: Duration = .seconds(3)
+    public var requestTimeout: Duration = .seconds(2)
     /// How often the oldest revisions are compacted (by one apiserver at a time); zero: never.
     public var compactionInterval: Duration = .seconds(300)
     public var encryption: EncryptionConfig?
