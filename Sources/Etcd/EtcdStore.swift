@@ -39,9 +39,24 @@ public final class EtcdStore: CacheBackedStore {
     public let cache: WatchCache
     let config: EtcdConfig
     let logger: Logger
-    private let grpc: GRPCClient<Transport>
-    private let kv: Etcdserverpb_KV.Client<Transport>
-    private let watchClient: Etcdserverpb_Watch.Client<Transport>
+    /// One client per etcd endpoint, the first in use (the apiserver's own member, by
+    /// convention): a call that cannot be sent moves to the next. Separate clients rather than
+    /// one channel over every address, so which member is used is ours to say.
+    private let grpcs: [GRPCClient<Transport>]
+    private let kvs: [Etcdserverpb_KV.Client<Transport>]
+    private let watchClients: [Etcdserverpb_Watch.Client<Transport>]
+    private let activeEndpoint = Mutex(0)
+    private var kv: Etcdserverpb_KV.Client<Transport> { kvs[activeEndpoint.withLock { $0 }] }
+    /// Moves to the next endpoint, unless another call already moved on from `index`.
+    private func moveOn(from index: Int) {
+        guard grpcs.count > 1 else { return }
+        let moved = activeEndpoint.withLock { a -> Bool in
+            guard a == index else { return false }
+            a = (index + 1) % grpcs.count
+            return true
+        }
+        if moved { logger.notice("etcd endpoint \(config.endpoints[index]) cannot be used; moving to \(config.endpoints[(index + 1) % grpcs.count])") }
+    }
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let progressRequests = Mutex<AsyncStream<Etcdserverpb_WatchRequest>.Continuation?>(nil)
     private let metricsState = Mutex(StoreMetrics())
@@ -79,10 +94,11 @@ public final class EtcdStore: CacheBackedStore {
         transportConfig.backoff.max = .seconds(2)
         transportConfig.connection.maxIdleTime = nil
         transportConfig.http2.maxFrameSize = 1 << 20
-        let transport = try HTTP2ClientTransport.Posix(target: .ipv4(pairs: targets), transportSecurity: security, config: transportConfig)
-        grpc = GRPCClient(transport: transport)
-        kv = Etcdserverpb_KV.Client(wrapping: grpc)
-        watchClient = Etcdserverpb_Watch.Client(wrapping: grpc)
+        grpcs = try targets.map { t in
+            GRPCClient(transport: try HTTP2ClientTransport.Posix(target: .ipv4(host: t.host, port: t.port), transportSecurity: security, config: transportConfig))
+        }
+        kvs = grpcs.map { Etcdserverpb_KV.Client(wrapping: $0) }
+        watchClients = grpcs.map { Etcdserverpb_Watch.Client(wrapping: $0) }
         prefixBytes = Data((config.prefix + "/").utf8)
         var end = [UInt8](prefixBytes)
         end[end.count - 1] += 1
@@ -95,8 +111,7 @@ public final class EtcdStore: CacheBackedStore {
     public static func open(config: EtcdConfig, options: StoreOptions = StoreOptions(), logger: Logger = Logger(label: "etcd"),
                             patience: Duration = .seconds(3600)) async throws -> EtcdStore {
         let s = try EtcdStore(config: config, options: options, logger: logger)
-        let grpc = s.grpc
-        s.tasks.withLock { $0.append(Task { try? await grpc.runConnections() }) }
+        for grpc in s.grpcs { s.tasks.withLock { $0.append(Task { try? await grpc.runConnections() }) } }
         let deadline = ContinuousClock.now + patience
         var attempt = 0
         while true {
@@ -128,7 +143,7 @@ public final class EtcdStore: CacheBackedStore {
     public func shutdown() {
         cache.closeWatches()
         for t in tasks.withLock({ $0 }) { t.cancel() }
-        grpc.beginGracefulShutdown()
+        for g in grpcs { g.beginGracefulShutdown() }
     }
 
     deinit { for t in tasks.withLock({ $0 }) { t.cancel() } }
@@ -186,11 +201,33 @@ public final class EtcdStore: CacheBackedStore {
     }
 
     /// Runs one call; failures to reach etcd or to get an answer in time become `unavailable`.
+    /// A call that was never sent (no connection to the member the channel picked: it died, or
+    /// is being reconnected) is tried again, on whichever member the channel picks next, until
+    /// the request timeout; a write is safe to send again then, since etcd never saw it.
     func call<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
-        do { return try await body() }
-        catch let e as RPCError {
-            throw StoreError.unavailable("etcd \(what): \(e.code): \(e.message)")
+        let deadline = ContinuousClock.now + config.requestTimeout
+        var tried = 0
+        while true {
+            let index = activeEndpoint.withLock { $0 }
+            do { return try await body() }
+            catch let e as RPCError {
+                if e.code == .unavailable, Self.neverSent(e), ContinuousClock.now + .milliseconds(50) < deadline {
+                    moveOn(from: index)
+                    tried += 1
+                    // Once round every endpoint, wait a little before the next round.
+                    if tried % grpcs.count == 0 { try await Task.sleep(for: .milliseconds(100)) }
+                    continue
+                }
+                // Sent but unanswered (a member cut off from the majority, or etcd without
+                // quorum): not sent again, but the next call tries another member.
+                if e.code == .deadlineExceeded || e.code == .unavailable { moveOn(from: index) }
+                throw StoreError.unavailable("etcd \(what): \(e.code): \(e.message)")
+            }
         }
+    }
+
+    static func neverSent(_ e: RPCError) -> Bool {
+        e.message.contains("establish a connection") || e.message.contains("transient failure")
     }
 
     // MARK: reads
@@ -222,7 +259,11 @@ public final class EtcdStore: CacheBackedStore {
         req.key = Data((config.prefix + "/health").utf8)
         var o = CallOptions.defaults
         o.timeout = .seconds(1)
-        do { _ = try await kv.range(req, options: o); return nil } catch { return "etcd: \(Self.describe(error))" }
+        let index = activeEndpoint.withLock { $0 }
+        do { _ = try await kvs[index].range(req, options: o); return nil } catch {
+            moveOn(from: index)
+            return "etcd: \(Self.describe(error))"
+        }
     }
 
     /// The revision etcd is at now (a quorum read).
@@ -378,7 +419,11 @@ public final class EtcdStore: CacheBackedStore {
         requestsCont.yield(first)
         progressRequests.withLock { $0 = requestsCont }
         defer { requestsCont.finish(); progressRequests.withLock { $0 = nil } }
-        try await watchClient.watch(requestProducer: { writer in
+        // hasleader: the member ends the watch when it has no leader (cut off from the majority),
+        // instead of going quiet; the watch then moves to another member.
+        let index = activeEndpoint.withLock { $0 }
+        do {
+        try await watchClients[index].watch(metadata: ["hasleader": "true"], requestProducer: { writer in
             for await r in requests { try await writer.write(r) }
         }, onResponse: { [self] response in
             for try await msg in response.messages {
@@ -406,6 +451,12 @@ public final class EtcdStore: CacheBackedStore {
                 cache.apply(events, revision: revision)
             }
         })
+        } catch let e as RPCError {
+            // A stream that broke or could not be opened, or a member without a leader: the next
+            // watch goes to the next member.
+            moveOn(from: index)
+            throw e
+        }
     }
 
     // MARK: compaction
