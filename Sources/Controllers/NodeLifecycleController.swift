@@ -29,7 +29,11 @@ public final class NodeLifecycleController: Sendable {
     let clock: any ControlClock
     let events: EventRecorder
     let logger = Logger(label: "node-lifecycle-controller")
-    struct State { var unreachableSince: [String: Date] = [:]; var tokens: Double = 0; var lastRefill: Date? }
+    struct State {
+        var unreachableSince: [String: Date] = [:]; var tokens: Double = 0; var lastRefill: Date?
+        /// Per node, the last heartbeat seen and when this controller first saw it.
+        var observed: [String: (heartbeat: String, at: Date)] = [:]
+    }
     let state = Mutex(State())
 
     public init(client: KubeClient, informers: SharedInformers, config: NodeLifecycleConfig = NodeLifecycleConfig(), clock: any ControlClock = SystemControlClock()) {
@@ -45,18 +49,33 @@ public final class NodeLifecycleController: Sendable {
     }
 
     /// The last heartbeat: the Lease's renewTime, else the Ready condition's heartbeat, else creation.
-    func lastHeartbeat(_ n: Node) -> Date {
-        if let l = informers.leases.get(namespace: "kube-node-lease", name: n.name), let t = KubeTime.parse(l.spec?.renewTime) { return t }
-        if let t = KubeTime.parse(n.status?.condition("Ready")?.lastHeartbeatTime) { return t }
-        return KubeTime.parse(n.metadata.creationTimestamp) ?? clock.now()
+    func lastHeartbeat(_ n: Node) -> String {
+        if let l = informers.leases.get(namespace: "kube-node-lease", name: n.name), let t = l.spec?.renewTime { return "lease " + t }
+        if let t = n.status?.condition("Ready")?.lastHeartbeatTime { return "status " + t }
+        return "created " + (n.metadata.creationTimestamp ?? "")
+    }
+
+    /// How long the node has been silent, by this controller's clock: since it first saw the
+    /// node's current heartbeat (as Kubernetes' probe timestamps). A controller that has just
+    /// taken over, or that comes back after the store was unavailable (no Lease could be
+    /// renewed), gives every node a whole grace period; clocks of nodes do not matter.
+    func silence(_ n: Node, now: Date) -> Double {
+        let hb = lastHeartbeat(n)
+        return state.withLock { s in
+            if let o = s.observed[n.name], o.heartbeat == hb { return now.timeIntervalSince(o.at) }
+            s.observed[n.name] = (hb, now)
+            return 0
+        }
     }
 
     public func monitor() async {
         let now = clock.now()
         let nodes = informers.nodes.list()
         var dead: [Node] = []
+        let names = Set(nodes.map(\.name))
+        state.withLock { s in s.observed = s.observed.filter { names.contains($0.key) } }
         for n in nodes {
-            let age = now.timeIntervalSince(lastHeartbeat(n))
+            let age = silence(n, now: now)
             if age > config.gracePeriod {
                 dead.append(n)
                 state.withLock { s in if s.unreachableSince[n.name] == nil { s.unreachableSince[n.name] = now } }

@@ -300,6 +300,34 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         }
     }
 
+    /// After an outage in which no Lease could be renewed (the store without quorum), the
+    /// controller-manager that takes over counts each node's silence from when it first saw
+    /// the node's heartbeat: nodes that renew within the grace period are never marked
+    /// unreachable, and their pods stay Ready.
+    @Test func aControllerManagerTakingOverGivesEveryNodeAWholeGracePeriod() async throws {
+        let env = try await ControlPlaneTests().start(grace: 2)
+        defer { Task { await env.stop() } }
+        let k = env.admin
+        _ = try await k.create(try webDeployment("takeover", replicas: 3))
+        _ = try await eventually(30, "3 ready") { try await ControlPlaneTests().readyPods(k, app: "takeover").count == 3 ? true : nil }
+        env.tasks[1].cancel()   // the controller-manager goes, and no node renews for a while
+        for n in env.nodes.names { env.nodes.kill(n) }
+        try await Task.sleep(for: .seconds(5))   // its Lease (4 s) has run out; the nodes' are 5 s old
+        var config = ControllerManagerConfig()
+        config.nodeLifecycle.gracePeriod = 2
+        config.nodeLifecycle.evictionDelay = 1
+        config.nodeLifecycle.monitorPeriod = 0.2
+        let cm = ControllerManager(client: try env.cluster.client(user: "system:kube-controller-manager", groups: []), config: config)
+        let next = Task { await cm.run() }
+        defer { next.cancel() }
+        try await Task.sleep(for: .milliseconds(1000))
+        for n in env.nodes.names { env.nodes.revive(n) }
+        try await holds(for: 3, "no node marked unreachable, no pod made NotReady") {
+            for n in env.nodes.names where try await k.get(Node.self, n).status?.condition("Ready")?.status != "True" { return false }
+            return try await ControlPlaneTests().readyPods(k, app: "takeover").count == 3
+        }
+    }
+
     @Test func twoOfThreeDeadEvictsToTheSurvivor() async throws {
         let env = try await ControlPlaneTests().start()
         defer { Task { await env.stop() } }
