@@ -218,9 +218,6 @@ public final class EtcdStore: CacheBackedStore {
                     if tried % grpcs.count == 0 { try await Task.sleep(for: .milliseconds(100)) }
                     continue
                 }
-                // Sent but unanswered (a member cut off from the majority, or etcd without
-                // quorum): not sent again, but the next call tries another member.
-                if e.code == .deadlineExceeded || e.code == .unavailable { moveOn(from: index) }
                 throw StoreError.unavailable("etcd \(what): \(e.code): \(e.message)")
             }
         }
@@ -259,11 +256,7 @@ public final class EtcdStore: CacheBackedStore {
         req.key = Data((config.prefix + "/health").utf8)
         var o = CallOptions.defaults
         o.timeout = .seconds(1)
-        let index = activeEndpoint.withLock { $0 }
-        do { _ = try await kvs[index].range(req, options: o); return nil } catch {
-            moveOn(from: index)
-            return "etcd: \(Self.describe(error))"
-        }
+        do { _ = try await kv.range(req, options: o); return nil } catch { return "etcd: \(Self.describe(error))" }
     }
 
     /// The revision etcd is at now (a quorum read).

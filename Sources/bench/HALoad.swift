@@ -20,6 +20,8 @@ struct HALoad: AsyncParsableCommand {
         apiserver whenever one fails. Prints one line of key=value:
           acked failed window_ms window_from_ms window_to_ms lost watch_missed watch_repeated watch_expired
           longest_failure_ms last_error
+        watch_expired counts 410s: the watcher then lists again, as informers do, and what the list holds
+        counts as seen.
         (times in ms since the epoch). Exits 1 when an acknowledged write is lost or the watch missed or
         repeated an event.
         """)
@@ -29,6 +31,7 @@ struct HALoad: AsyncParsableCommand {
     @Option(help: "Stop after this many seconds.") var duration: Double = 120
     @Option(help: "Stop when this file exists.") var stopFile: String?
     @Option(help: "How long the watcher may take to catch up after the writers stop (seconds).") var catchUp: Double = 20
+    @Option(help: "Writes per second, all writers together (0: as fast as they are answered).") var rate: Double = 0
 
     struct State {
         var acks: [(name: String, ms: Int64)] = []
@@ -51,6 +54,7 @@ struct HALoad: AsyncParsableCommand {
     func run() async throws {
         guard clients >= 1, clients <= 64 else { throw ValidationError("--clients must be 1 to 64") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be more than 0 and at most 3600 seconds") }
+        guard rate >= 0, rate <= 100_000 else { throw ValidationError("--rate must be 0 (unlimited) to 100000 writes per second") }
         let kc = try Kubeconfig.load(path: kubeconfig)
         let resolved = try kc.resolve(baseDirectory: (kubeconfig as NSString).deletingLastPathComponent)
         let urls = resolved.server.split(separator: ",").map(String.init)
@@ -87,9 +91,17 @@ struct HALoad: AsyncParsableCommand {
                         rv = r ?? rv
                     }
                 } catch let s as Status where s.code == 410 {
-                    // Compacted away: what happened meanwhile cannot be followed; start again.
-                    state.withLock { $0.expired += 1 }
-                    rv = (try? await watchClient.list(ConfigMap.self, namespace: ns))?.metadata.resourceVersion
+                    // The apiserver cannot replay from there (one that has just started keeps no
+                    // older history): list again, as an informer does, and go on from the list.
+                    // What the list holds counts as seen; relists are reported.
+                    if let l = try? await watchClient.list(ConfigMap.self, namespace: ns) {
+                        state.withLock { st in
+                            st.expired += 1
+                            for cm in l.items { st.seen.insert(cm.metadata.name ?? "") }
+                            st.lastRV = max(st.lastRV, Int64(l.metadata.resourceVersion ?? "0") ?? 0)
+                        }
+                        rv = l.metadata.resourceVersion
+                    }
                 } catch {
                     if Task.isCancelled { return }
                     try? await Task.sleep(for: .milliseconds(100))
@@ -100,9 +112,15 @@ struct HALoad: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for w in 0..<clients {
                 let c = try client(startingAt: w)
+                let interval: Duration? = rate > 0 ? .seconds(Double(clients) / rate) : nil
                 group.addTask {
                     var i = 0
+                    var next = ContinuousClock.now
                     while ContinuousClock.now < deadline {
+                        if let interval {
+                            next += interval
+                            if next > ContinuousClock.now { try? await Task.sleep(until: next) } else { next = ContinuousClock.now }
+                        }
                         if let s = stop, FileManager.default.fileExists(atPath: s) { break }
                         i += 1
                         let name = "w\(w)-\(i)"
