@@ -190,16 +190,19 @@ public final class NodeAgent: Sendable {
     /// Renews the node's Lease, giving up on an attempt after 2 s (a request stuck on a dead
     /// connection must not hold the renewals back until the node looks gone); the next renewal
     /// starts a second later.
-    func renewLease() async {
-        await withTaskGroup(of: Void.self) { g in
+    @discardableResult
+    func renewLease() async -> Bool {
+        await withTaskGroup(of: Bool.self) { g in
             g.addTask { await self.renewLeaseOnce() }
-            g.addTask { try? await Task.sleep(for: .seconds(2)) }
-            await g.next()
+            g.addTask { try? await Task.sleep(for: .seconds(2)); return false }
+            let ok = await g.next() ?? false
             g.cancelAll()
+            return ok
         }
     }
 
-    func renewLeaseOnce() async {
+    @discardableResult
+    func renewLeaseOnce() async -> Bool {
         let now = KubeTime.formatMicro(clock.now())
         var spec = LeaseSpec()
         spec.holderIdentity = config.nodeName
@@ -214,14 +217,16 @@ public final class NodeAgent: Sendable {
                 l.metadata.annotations = ann
             }
             _ = try await client.update(l)
+            return true
         } catch let s as Status where s.code == 404 {
             var l = Lease(name: config.nodeName, namespace: "kube-node-lease", spec: spec)
             if let uid = (try? await client.get(Node.self, config.nodeName))?.metadata.uid {
                 l.metadata.ownerReferences = [OwnerReference(apiVersion: "v1", kind: "Node", name: config.nodeName, uid: uid)]
             }
-            _ = try? await client.create(l)
+            return (try? await client.create(l)) != nil
         } catch {
             logger.debug("lease renewal failed", metadata: ["error": "\(error)"])
+            return false
         }
     }
 
@@ -229,7 +234,12 @@ public final class NodeAgent: Sendable {
         try await register()
         await withTaskGroup(of: Void.self) { g in
             g.addTask {
-                while !Task.isCancelled { await self.renewLease(); try? await self.clock.sleep(for: self.config.leaseInterval) }
+                // A failed renewal is tried again soon (the store may just have come back, and
+                // the node's grace period is running), a successful one after the interval.
+                while !Task.isCancelled {
+                    let ok = await self.renewLease()
+                    try? await self.clock.sleep(for: ok ? self.config.leaseInterval : min(self.config.leaseInterval, 0.2))
+                }
             }
             g.addTask {
                 while !Task.isCancelled {

@@ -46,16 +46,57 @@ public final class EtcdStore: CacheBackedStore {
     private let kvs: [Etcdserverpb_KV.Client<Transport>]
     private let watchClients: [Etcdserverpb_Watch.Client<Transport>]
     private let activeEndpoint = Mutex(0)
+    /// Whether each member answered the last health probe (a serializable read within 800 ms).
+    private let healthy = Mutex<[Bool]>([])
     private var kv: Etcdserverpb_KV.Client<Transport> { kvs[activeEndpoint.withLock { $0 }] }
-    /// Moves to the next endpoint, unless another call already moved on from `index`.
+    /// Moves to the next healthy endpoint (the next one when none is), unless another call
+    /// already moved on from `index`.
     private func moveOn(from index: Int) {
         guard grpcs.count > 1 else { return }
+        let h = healthy.withLock { $0 }
+        let order = (1..<grpcs.count).map { (index + $0) % grpcs.count }
+        let next = order.first { h.indices.contains($0) && h[$0] } ?? order[0]
+        use(endpoint: next, from: index)
+    }
+    private func use(endpoint next: Int, from index: Int) {
         let moved = activeEndpoint.withLock { a -> Bool in
-            guard a == index else { return false }
-            a = (index + 1) % grpcs.count
+            guard a == index, next != index else { return false }
+            a = next
             return true
         }
-        if moved { logger.notice("etcd endpoint \(config.endpoints[index]) cannot be used; moving to \(config.endpoints[(index + 1) % grpcs.count])") }
+        if moved { logger.notice("etcd: moving from \(config.endpoints[index]) to \(config.endpoints[next])") }
+    }
+
+    /// Every second, probes each member; the endpoint in use becomes the first healthy one in
+    /// the configured order (the apiserver's own member when it answers), so a member that
+    /// vanished (whose connections hang rather than fail) is left within about a second, and
+    /// the own member is used again once it is back.
+    func healthLoop() async {
+        guard grpcs.count > 1 else { return }
+        while !Task.isCancelled {
+            let results = await withTaskGroup(of: (Int, Bool).self) { g in
+                for i in kvs.indices {
+                    let client = kvs[i]
+                    var req = Etcdserverpb_RangeRequest()
+                    req.key = Data((config.prefix + "/health").utf8)
+                    req.serializable = true
+                    g.addTask {
+                        var o = CallOptions.defaults
+                        o.timeout = .milliseconds(800)
+                        return (i, (try? await client.range(req, options: o)) != nil)
+                    }
+                }
+                var out = Array(repeating: false, count: kvs.count)
+                for await (i, ok) in g { out[i] = ok }
+                return out
+            }
+            healthy.withLock { $0 = results }
+            let current = activeEndpoint.withLock { $0 }
+            if let best = results.firstIndex(of: true), best != current, !results[current] || best < current {
+                use(endpoint: best, from: current)
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
     }
     private let tasks = Mutex<[Task<Void, Never>]>([])
     private let progressRequests = Mutex<AsyncStream<Etcdserverpb_WatchRequest>.Continuation?>(nil)
@@ -112,6 +153,8 @@ public final class EtcdStore: CacheBackedStore {
                             patience: Duration = .seconds(3600)) async throws -> EtcdStore {
         let s = try EtcdStore(config: config, options: options, logger: logger)
         for grpc in s.grpcs { s.tasks.withLock { $0.append(Task { try? await grpc.runConnections() }) } }
+        s.healthy.withLock { $0 = Array(repeating: true, count: s.grpcs.count) }
+        s.tasks.withLock { $0.append(Task { await s.healthLoop() }) }
         let deadline = ContinuousClock.now + patience
         var attempt = 0
         while true {
@@ -416,6 +459,14 @@ public final class EtcdStore: CacheBackedStore {
         // instead of going quiet; the watch then moves to another member.
         let index = activeEndpoint.withLock { $0 }
         do {
+        try await withThrowingTaskGroup(of: Void.self) { g in
+        // The watch ends when the endpoint in use changes (a member that vanished never ends
+        // it by itself); follow() then watches again on the new one.
+        g.addTask { [self] in
+            while activeEndpoint.withLock({ $0 }) == index { try await Task.sleep(for: .milliseconds(200)) }
+            throw StoreError.unavailable("etcd endpoint changed")
+        }
+        g.addTask { [self] in
         try await watchClients[index].watch(metadata: ["hasleader": "true"], requestProducer: { writer in
             for await r in requests { try await writer.write(r) }
         }, onResponse: { [self] response in
@@ -444,6 +495,10 @@ public final class EtcdStore: CacheBackedStore {
                 cache.apply(events, revision: revision)
             }
         })
+        }
+        _ = try await g.next()
+        g.cancelAll()
+        }
         } catch let e as RPCError {
             // A stream that broke or could not be opened, or a member without a leader: the next
             // watch goes to the next member.
