@@ -35,7 +35,8 @@ struct ClusterRender: AsyncParsableCommand {
         discussion: """
         Lines: CLUSTER_NAME, API_ADDRESS, API_PORT, BRIDGE, BRIDGE_CIDR, REGISTRY, NODE_GRACE, EVICTION_DELAY,
         LEASE_INTERVAL, HPA_SYNC, CP_SSH (user@host:port or -), REGISTRIES_FILE, STORE (sqlite or etcd), then one line per
-        control-plane host (controlPlane.hosts): CP_HOST <name> <address> <ssh user@host:port|->, then one line per node:
+        control-plane host (controlPlane.hosts): CP_HOST <name> <address> <ssh user@host:port|->, one per local VM node
+        (nodes[].vm): VM <name> <memory MiB> <cpus>, then one line per node:
         NODE <name> <address> <podCIDR> <labels k=v,...|-> <taints k=v:Effect,...|-> <ssh user@host:port|->
         """)
     @Option(name: [.short, .customLong("file")]) var file: String = "cluster.yaml"
@@ -51,7 +52,9 @@ struct ClusterSpec {
     /// A control-plane host of an HA control plane: an etcd member, an apiserver, a scheduler
     /// and a controller-manager (a network namespace locally, a machine with hack/deploy).
     struct Host { var name: String; var address: String; var ssh: String? }
-    struct Node { var name: String; var address: String; var podCIDR: String; var labels: [String: String]; var taints: [String]; var ssh: String? }
+    struct Node { var name: String; var address: String; var podCIDR: String; var labels: [String: String]; var taints: [String]; var ssh: String?
+        /// A local qemu VM (hack/vm): memory in MiB and vCPUs.
+        var vm: (memory: Int, cpus: Int)? = nil }
     var name = "local"
     var apiAddress = "198.18.0.1"
     var apiPort = 6443
@@ -207,7 +210,7 @@ struct ClusterSpec {
         let base = c.clusterCIDR.split(separator: "/")[0].split(separator: ".").compactMap { Int($0) }
         for (i, n) in nodes.enumerated() {
             let f = "nodes[\(i)]"
-            let o = try object(n, f, allowed: ["name", "address", "podCIDR", "labels", "taints", "ssh"])
+            let o = try object(n, f, allowed: ["name", "address", "podCIDR", "labels", "taints", "ssh", "vm"])
             guard let name = try string(o["name"], "\(f).name") else { throw err("\(f).name", "is required") }
             guard name.count <= 40, name.first?.isLetter == true, name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
                 throw err("\(f).name", "\"\(name)\" must be a DNS label (lowercase letters, digits, -) of at most 40 characters")
@@ -243,7 +246,20 @@ struct ClusterSpec {
             }
             var ssh: String? = nil
             if let s = o["ssh"], !s.isNull { ssh = try sshSpec(s, "\(f).ssh") }
-            c.nodes.append(Node(name: name, address: addr, podCIDR: cidr, labels: labels, taints: taints, ssh: ssh))
+            var vm: (memory: Int, cpus: Int)? = nil
+            if let v = o["vm"], !v.isNull {
+                let vo = try object(v, "\(f).vm", allowed: ["memory", "cpus"])
+                let mem = vo["memory"]?.intValue ?? 1024
+                guard vo["memory"] == nil || vo["memory"]?.intValue != nil, (256...65536).contains(mem) else {
+                    throw err("\(f).vm.memory", "must be the VM's memory in MiB, 256 to 65536")
+                }
+                let cpus = vo["cpus"]?.intValue ?? 1
+                guard vo["cpus"] == nil || vo["cpus"]?.intValue != nil, (1...16).contains(cpus) else { throw err("\(f).vm.cpus", "must be 1 to 16") }
+                vm = (Int(mem), Int(cpus))
+                // hack/deploy reaches a local VM over SSH at its address unless told otherwise.
+                if ssh == nil { ssh = "root@\(addr):22" }
+            }
+            c.nodes.append(Node(name: name, address: addr, podCIDR: cidr, labels: labels, taints: taints, ssh: ssh, vm: vm))
         }
         return c
     }
@@ -254,6 +270,7 @@ struct ClusterSpec {
                      "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))",
                      "CP_SSH=\(controlPlaneSSH ?? "-")", "REGISTRIES_FILE=\(registriesFile ?? "-")", "STORE=\(store)"]
         for h in hosts { lines.append("CP_HOST \(h.name) \(h.address) \(h.ssh ?? "-")") }
+        for n in nodes { if let v = n.vm { lines.append("VM \(n.name) \(v.memory) \(v.cpus)") } }
         for n in nodes {
             let labels = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             lines.append("NODE \(n.name) \(n.address) \(n.podCIDR) \(labels.isEmpty ? "-" : labels) \(n.taints.isEmpty ? "-" : n.taints.joined(separator: ",")) \(n.ssh ?? "-")")

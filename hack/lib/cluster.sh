@@ -7,6 +7,8 @@ BIN="${BIN:-$ROOT/.build/${BUILD_CONFIG:-release}}"
 NODE_NAMES=(); declare -A NODE_ADDR NODE_CIDR NODE_LABELS NODE_TAINTS NODE_SSH
 # controlPlane.hosts (an HA control plane on etcd): names, addresses, ssh targets.
 CP_HOSTS=(); declare -A CP_ADDR CP_HOST_SSH
+# Nodes that are local qemu VMs (nodes[].vm, hack/vm): memory (MiB) and vCPUs.
+VM_NAMES=(); declare -A VM_MEMORY VM_CPUS
 
 # load_cluster: reads cluster.yaml through `ctl cluster render` (which validates it).
 load_cluster() {
@@ -17,6 +19,9 @@ load_cluster() {
       read -r name addr cidr labels taints ssh <<<"$rest"
       NODE_NAMES+=("$name"); NODE_ADDR[$name]="$addr"; NODE_CIDR[$name]="$cidr"
       NODE_LABELS[$name]="$labels"; NODE_TAINTS[$name]="$taints"; NODE_SSH[$name]="$ssh"
+    elif [ "$first" = VM ]; then
+      read -r name mem cpus <<<"$rest"
+      VM_NAMES+=("$name"); VM_MEMORY[$name]="$mem"; VM_CPUS[$name]="$cpus"
     elif [ "$first" = CP_HOST ]; then
       read -r name addr ssh <<<"$rest"
       CP_HOSTS+=("$name"); CP_ADDR[$name]="$addr"; CP_HOST_SSH[$name]="$ssh"
