@@ -157,12 +157,13 @@ struct HALoad: AsyncParsableCommand {
         // Every acknowledged write must be stored (read through any apiserver that answers).
         var stored: Set<String> = []
         var listed = false
-        for attempt in 0..<30 {
+        let listDeadline = ContinuousClock.now + .seconds(30)
+        while !listed, ContinuousClock.now < listDeadline {
             if let l = try? await admin.list(ConfigMap.self, namespace: ns) {
-                stored = Set(l.items.map(\.name)); listed = true; break
+                stored = Set(l.items.map(\.name)); listed = true
+            } else {
+                try? await Task.sleep(for: .seconds(1))
             }
-            _ = attempt
-            try? await Task.sleep(for: .seconds(1))
         }
         let s = state.withLock { $0 }
         let lost = listed ? s.acks.filter { !stored.contains($0.name) }.count : -1

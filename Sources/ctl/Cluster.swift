@@ -183,6 +183,19 @@ struct ClusterSpec {
         }
         guard case .array(let nodes)? = top["nodes"], !nodes.isEmpty else { throw err("nodes", "must list at least one node") }
         var names = Set<String>(), addrs = Set<String>([c.apiAddress]), cidrs = Set<String>()
+        /// A control-plane host's or node's name and address: a DNS label unique among both, an
+        /// address on the bridge used by nothing else.
+        func nameAndAddress(_ o: [String: JSONValue], _ f: String) throws -> (String, String) {
+            guard let name = try string(o["name"], "\(f).name") else { throw err("\(f).name", "is required") }
+            guard name.count <= 40, name.first?.isLetter == true, name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
+                throw err("\(f).name", "\"\(name)\" must be a DNS label (lowercase letters, digits, -) of at most 40 characters")
+            }
+            guard names.insert(name).inserted else { throw err("\(f).name", "\"\(name)\" is used twice (node and control-plane host names share one space)") }
+            guard let addr = try string(o["address"], "\(f).address") else { throw err("\(f).address", "is required") }
+            guard isIPv4(addr), inCIDR(addr, c.bridgeCIDR) else { throw err("\(f).address", "\"\(addr)\" must be an IPv4 address inside network.nodeCIDR \(c.bridgeCIDR)") }
+            guard addrs.insert(addr).inserted else { throw err("\(f).address", "\(addr) is used twice (controlPlane.address is \(c.apiAddress))") }
+            return (name, addr)
+        }
         if let h = cp["hosts"], !h.isNull {
             guard case .array(let list) = h, !list.isEmpty else { throw err("controlPlane.hosts", "must be a non-empty list of {name, address, ssh}") }
             guard list.count % 2 == 1, list.count <= 7 else {
@@ -194,14 +207,7 @@ struct ClusterSpec {
             for (i, item) in list.enumerated() {
                 let f = "controlPlane.hosts[\(i)]"
                 let o = try object(item, f, allowed: ["name", "address", "ssh"])
-                guard let name = try string(o["name"], "\(f).name") else { throw err("\(f).name", "is required") }
-                guard name.count <= 40, name.first?.isLetter == true, name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
-                    throw err("\(f).name", "\"\(name)\" must be a DNS label (lowercase letters, digits, -) of at most 40 characters")
-                }
-                guard names.insert(name).inserted else { throw err("\(f).name", "\"\(name)\" is used twice") }
-                guard let addr = try string(o["address"], "\(f).address") else { throw err("\(f).address", "is required") }
-                guard isIPv4(addr), inCIDR(addr, c.bridgeCIDR) else { throw err("\(f).address", "\"\(addr)\" must be an IPv4 address inside network.nodeCIDR \(c.bridgeCIDR)") }
-                guard addrs.insert(addr).inserted else { throw err("\(f).address", "\(addr) is used twice (controlPlane.address is \(c.apiAddress))") }
+                let (name, addr) = try nameAndAddress(o, f)
                 var ssh: String? = nil
                 if let sv = o["ssh"], !sv.isNull { ssh = try sshSpec(sv, "\(f).ssh") }
                 c.hosts.append(Host(name: name, address: addr, ssh: ssh))
@@ -211,14 +217,7 @@ struct ClusterSpec {
         for (i, n) in nodes.enumerated() {
             let f = "nodes[\(i)]"
             let o = try object(n, f, allowed: ["name", "address", "podCIDR", "labels", "taints", "ssh", "vm"])
-            guard let name = try string(o["name"], "\(f).name") else { throw err("\(f).name", "is required") }
-            guard name.count <= 40, name.first?.isLetter == true, name.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
-                throw err("\(f).name", "\"\(name)\" must be a DNS label (lowercase letters, digits, -) of at most 40 characters")
-            }
-            guard names.insert(name).inserted else { throw err("\(f).name", "\"\(name)\" is used twice (node and control-plane host names share one space)") }
-            guard let addr = try string(o["address"], "\(f).address") else { throw err("\(f).address", "is required") }
-            guard isIPv4(addr), inCIDR(addr, c.bridgeCIDR) else { throw err("\(f).address", "\"\(addr)\" must be an IPv4 address inside network.nodeCIDR \(c.bridgeCIDR)") }
-            guard addrs.insert(addr).inserted else { throw err("\(f).address", "\(addr) is used twice (the control plane has \(c.apiAddress))") }
+            let (name, addr) = try nameAndAddress(o, f)
             var cidr = "\(base[0]).\(base[1] + (base[2] + i + 1) / 256).\((base[2] + i + 1) % 256).0/24"
             if let p = try string(o["podCIDR"], "\(f).podCIDR") {
                 guard isCIDR(p), p.hasSuffix("/24"), inCIDR(String(p.split(separator: "/")[0]), c.clusterCIDR) else {
