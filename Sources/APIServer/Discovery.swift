@@ -95,7 +95,7 @@ enum Discovery {
     }
 
     static func version() -> Data {
-        json(.object(["major": .string("1"), "minor": .string("32"), "gitVersion": .string("v1.32.0-orchestrator"),
+        json(.object(["major": .string("1"), "minor": .string("32"), "gitVersion": .string(BuildInfo.kubernetesGitVersion),
                       "gitCommit": .string(""), "gitTreeState": .string("clean"), "buildDate": .string("2026-11-24T00:00:00Z"),
                       "goVersion": .string("swift6"), "compiler": .string("swiftc"), "platform": .string("linux/amd64")]))
     }

@@ -10,7 +10,7 @@ nonisolated(unsafe) var signalSources: [any DispatchSourceSignal] = []
 
 @main
 struct AgentCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "agent", abstract: "Joins a node to the cluster and runs the pods bound to it.")
+    static let configuration = CommandConfiguration(commandName: "agent", abstract: "Joins a node to the cluster and runs the pods bound to it.", version: BuildInfo.versionLine)
     @Option(help: "The apiserver, e.g. https://198.18.0.1:6443.") var server: String
     @Option(help: "Join token from the apiserver's DATA_DIR/join-token (needed on first start only).") var token: String?
     @Option(name: .customLong("node-name"), help: "Node name (default: host name).") var nodeName: String?

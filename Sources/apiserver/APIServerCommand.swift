@@ -20,7 +20,8 @@ struct APIServerCommand: AsyncParsableCommand {
         (serving certificate), admin.kubeconfig, scheduler.kubeconfig, controller-manager.kubeconfig, and join-token \
         (for nodes) and server-token (for more apiservers: --join-server). Later starts reuse them. State lives in DATA_DIR/state.db (SQLite, WAL); the per-workload usage \
         history in DATA_DIR/metrics.db (safe to delete).
-        """)
+        """,
+        version: BuildInfo.versionLine)
 
     @Option(name: .customLong("data-dir"), help: "Directory for state, PKI and kubeconfigs.")
     var dataDir: String

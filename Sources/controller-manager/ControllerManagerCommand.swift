@@ -1,5 +1,6 @@
 // The controller-manager executable: argument parsing only; see ControllerManager.
 import ArgumentParser
+import API
 import Foundation
 import Logging
 import Client
@@ -9,7 +10,8 @@ import PKI
 @main
 struct ControllerManagerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "controller-manager",
-        abstract: "Runs the ReplicaSet, Deployment, NodeLifecycle, garbage-collection, CSR-signing and HorizontalPodAutoscaler controllers.")
+        abstract: "Runs the ReplicaSet, Deployment, NodeLifecycle, garbage-collection, CSR-signing and HorizontalPodAutoscaler controllers.",
+        version: BuildInfo.versionLine)
     @Option(help: "Kubeconfig with the system:kube-controller-manager identity.") var kubeconfig: String
     @Option(name: .customLong("leader-elect"), help: "Run only while holding the kube-system/kube-controller-manager Lease.") var leaderElect: Bool = true
     @Option(help: "Identity for leader election (default: hostname_pid).") var identity: String?

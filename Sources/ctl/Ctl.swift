@@ -12,6 +12,7 @@ struct Ctl: AsyncParsableCommand {
         commandName: "ctl",
         abstract: "Controls the cluster: apply manifests, inspect and change objects.",
         discussion: "Reads the kubeconfig from --kubeconfig, $KUBECONFIG or ~/.kube/config, like kubectl.",
+        version: BuildInfo.versionLine,
         subcommands: [Apply.self, Create.self, Diff.self, Edit.self, Exec.self, PortForward.self, Copy.self, Get.self, Describe.self, Delete.self, Scale.self, Rollout.self, Logs.self, Top.self, ClusterCmd.self, Version.self])
 
     /// Global flags may come anywhere, as with kubectl: `ctl --kubeconfig K get pods` is parsed as
@@ -174,7 +175,7 @@ struct Version: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Client version only.") var client = false
     func run() async throws {
-        print("Client Version: v1.32.0-orchestrator")
+        print("Client Version: \(BuildInfo.kubernetesGitVersion) (\(BuildInfo.release))")
         if client { return }
         let c = try global.client()
         do {

@@ -179,7 +179,13 @@ static size_t take_frames(unsigned char *buf, size_t n) {
     return n - off;
 }
 
+static void ignore_signal(int sig) { (void)sig; }
+
 int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        puts("orch-shim 0.16.0");   /* the release of BuildInfo in Sources/API/Version.swift */
+        return 0;
+    }
     if (argc < 7) {
         fprintf(stderr, "usage: orch-shim RUNC ROOT ID BUNDLE LOGFILE EXITFILE [LOG_MAX_BYTES]\n");
         return 2;
@@ -224,8 +230,18 @@ int main(int argc, char **argv) {
         if (fd >= 0) { int n = snprintf(line, sizeof line, "%d\n", getpid()); ssize_t w = write(fd, line, n); (void)w; close(fd); }
     }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
+    // The shim ends only when its container does (or by SIGKILL): `systemctl kill` of the agent's
+    // unit signals every process in its cgroup, shims included, and the agent that comes back
+    // adopts the containers through them. A handler that does nothing, rather than SIG_IGN, so
+    // that runc and the container's processes it execs start with the default dispositions.
+    struct sigaction keep = {0};
+    keep.sa_handler = ignore_signal;
+    keep.sa_flags = SA_RESTART;
+    sigemptyset(&keep.sa_mask);
+    sigaction(SIGTERM, &keep, NULL);
+    sigaction(SIGINT, &keep, NULL);
+    sigaction(SIGHUP, &keep, NULL);
+    sigaction(SIGPIPE, &keep, NULL);
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
 

@@ -1,5 +1,6 @@
 // The scheduler executable: argument parsing only; see Scheduler.
 import ArgumentParser
+import API
 import Foundation
 import Logging
 import Client
@@ -7,7 +8,7 @@ import Scheduler
 
 @main
 struct SchedulerCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "scheduler", abstract: "Binds pending pods to nodes (filter → score → bind).")
+    static let configuration = CommandConfiguration(commandName: "scheduler", abstract: "Binds pending pods to nodes (filter → score → bind).", version: BuildInfo.versionLine)
     @Option(help: "Kubeconfig with the system:kube-scheduler identity.") var kubeconfig: String
     @Option(name: .customLong("leader-elect"), help: "Run only while holding the kube-system/kube-scheduler Lease.") var leaderElect: Bool = true
     @Option(help: "Identity for leader election (default: hostname_pid).") var identity: String?
