@@ -94,7 +94,22 @@ public final class ServiceProxy: Sendable {
         if config.mode == "nftables" {
             // Replies between pods on one bridge are switched, not routed: without this they would
             // skip conntrack and reach the client un-NATed.
-            try? "1\n".write(toFile: "/proc/sys/net/bridge/bridge-nf-call-iptables", atomically: false, encoding: .utf8)
+            // The sysctl exists once br_netfilter is loaded, which a fresh host (a new VM) has not done.
+            let sysctl = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+            if !FileManager.default.fileExists(atPath: sysctl) {
+                for modprobe in ["/usr/sbin/modprobe", "/sbin/modprobe"] where FileManager.default.isExecutableFile(atPath: modprobe) {
+                    do {
+                        let r = try Command.runSync(modprobe, ["br_netfilter"], timeout: 10)
+                        if r.status != 0 { logger.error("cannot load br_netfilter", metadata: ["modprobe": "\(r.status)"]) }
+                    } catch {
+                        logger.error("cannot load br_netfilter", metadata: ["error": "\(error)"])
+                    }
+                    break
+                }
+            }
+            do { try "1\n".write(toFile: sysctl, atomically: false, encoding: .utf8) } catch {
+                logger.error("cannot set \(sysctl) (load the br_netfilter module): a pod reaching a Service whose endpoint is another pod on the same node will get no answer", metadata: ["error": "\(error)"])
+            }
         }
         await withTaskGroup(of: Void.self) { g in
             g.addTask { await self.services.run() }
