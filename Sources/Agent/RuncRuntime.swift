@@ -48,6 +48,9 @@ struct ContainerMeta: Codable {
     var imageID: String
     var startedAt: Date
     var pid: Int32?
+    /// The kernel's boot id when it started: a container of an earlier boot is dead whatever
+    /// process now has its PID.
+    var bootID: String?
 }
 
 public final class RuncRuntime: ContainerRuntime {
@@ -266,7 +269,8 @@ public final class RuncRuntime: ContainerRuntime {
         let logDir = "\(pdir)/logs/\(c.name)"
         try fm.createDirectory(atPath: logDir, withIntermediateDirectories: true)
         let started = Date()
-        var meta = ContainerMeta(name: c.name, id: id, attempt: attempt, image: c.image ?? "", imageID: image.digest, startedAt: started)
+        var meta = ContainerMeta(name: c.name, id: id, attempt: attempt, image: c.image ?? "", imageID: image.digest, startedAt: started,
+                                 bootID: Self.bootID)
         try KubeJSON.encode(meta).write(to: URL(fileURLWithPath: "\(dir)/meta.json"))
         var shimArgs = [runc.binary, runc.root, id, bundle, "\(logDir)/\(attempt).log", "\(dir)/exit", String(config.logMaxBytes)]
         if c.stdin == true || c.tty == true {
@@ -286,19 +290,36 @@ public final class RuncRuntime: ContainerRuntime {
     }
 
     /// State from files only (no runc call), so checking many pods every second is cheap.
-    func info(_ meta: ContainerMeta, dir: String) -> ContainerInfo {
+    func info(_ meta: ContainerMeta, dir: String) -> ContainerInfo { Self.info(meta, dir: dir) }
+
+    static func info(_ meta: ContainerMeta, dir: String) -> ContainerInfo {
         var state = ContainerInfo.State.running(startedAt: meta.startedAt)
         if let text = try? String(contentsOfFile: "\(dir)/exit", encoding: .utf8) {
             let parts = text.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
             let code = Int32(parts.first ?? "") ?? 255
             let at = Double(parts.count > 1 ? parts[1] : "").map { Date(timeIntervalSince1970: $0) } ?? Date()
             state = .exited(code: code, startedAt: meta.startedAt, finishedAt: at)
+        } else if let b = meta.bootID, let now = Self.bootID, b != now {
+            // Started before this machine last booted: the power went, or it rebooted.
+            state = .exited(code: 137, startedAt: meta.startedAt, finishedAt: Self.recordLoss(dir: dir))
         } else if let pid = meta.pid, kill(pid, 0) != 0, errno == ESRCH, !Self.alive(pidFile: "\(dir)/exit.shim") {
             // Neither the shim's record nor the process nor the shim: killed together (a dead
             // machine). While the shim lives, its record is on the way.
-            state = .exited(code: 137, startedAt: meta.startedAt, finishedAt: Date())
+            state = .exited(code: 137, startedAt: meta.startedAt, finishedAt: Self.recordLoss(dir: dir))
         }
         return ContainerInfo(name: meta.name, id: meta.id, attempt: meta.attempt, image: meta.image, imageID: meta.imageID, state: state)
+    }
+
+    /// This boot of the kernel.
+    static let bootID: String? = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+
+    /// Writes the exit record a container lost with its shim never got (code 137, now), so that
+    /// its finish time stays put and the restart back-off can run out. Returns that time.
+    static func recordLoss(dir: String) -> Date {
+        let at = Date()
+        try? "137 \(Int(at.timeIntervalSince1970))\n".write(toFile: "\(dir)/exit", atomically: true, encoding: .utf8)
+        return at
     }
 
     static func alive(pidFile: String) -> Bool {
