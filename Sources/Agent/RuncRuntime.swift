@@ -109,12 +109,7 @@ public final class RuncRuntime: ContainerRuntime {
             logger.info("sandbox lost; setting it up again", metadata: ["uid": "\(uid)"])
             await config.network.delete(containerID: uid, netnsName: ns)
         }
-        let ip: String
-        do { ip = try await config.network.add(containerID: uid, netnsName: ns) } catch let e as CNIError where "\(e)".contains("duplicate allocation") {
-            // Set up once already without a record of it (the agent died in between): once more, clean.
-            await config.network.delete(containerID: uid, netnsName: ns)
-            ip = try await config.network.add(containerID: uid, netnsName: ns)
-        }
+        let ip = try await config.network.add(containerID: uid, netnsName: ns)
         let hostname = pod.spec?.hostname ?? pod.name
         let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\(ip)\t\(hostname)\n"
         try hosts.write(toFile: "\(dir)/etc/hosts", atomically: true, encoding: .utf8)

@@ -11,6 +11,15 @@ CP_HOSTS=(); declare -A CP_ADDR CP_HOST_SSH
 VM_NAMES=(); declare -A VM_MEMORY VM_CPUS
 
 # load_cluster: reads cluster.yaml through `ctl cluster render` (which validates it).
+# ensure_ctl: a ctl to read cluster files with: BIN's, else any one already built (linked either
+# way: this must not relink the one hack/deploy linked with the Swift runtime in), else built.
+ensure_ctl() {
+  if [ ! -x "$BIN/ctl" ]; then
+    local c; for c in "$ROOT/.build/release/ctl" "$ROOT/.build/debug/ctl"; do [ -x "$c" ] && { BIN="$(dirname "$c")"; break; }; done
+  fi
+  [ -x "$BIN/ctl" ] || (cd "$ROOT" && swift build -c "${BUILD_CONFIG:-release}" --product ctl >&2) || die "could not build ctl"
+}
+
 load_cluster() {
   local out
   out="$("$BIN/ctl" cluster render -f "$CLUSTER_FILE")" || die "invalid $CLUSTER_FILE"
