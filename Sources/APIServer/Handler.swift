@@ -479,9 +479,19 @@ final class APIHandler: Sendable {
             let opts = try await readDeleteOptions(request, param("gracePeriodSeconds"), param("propagationPolicy"))
             let (items, rev) = store.list(resource: rp.info.groupResource, namespace: rp.info.namespaced ? rp.namespace : nil)
             var deleted: [Data] = []
+            var failed: (any Error)?
+            // As Kubernetes: every object is tried; one already gone is no failure; any other
+            // failure is the answer (the first one), not a 200 that lists only what went.
             for o in items where labelSel.matches(o.labels) && fieldSel.matches(o.fields) {
-                if let (d, _) = try? await registry.delete(type, namespace: o.key.namespace, name: o.key.name, options: opts) { deleted.append(d.data) }
+                do {
+                    let (d, _) = try await registry.delete(type, namespace: o.key.namespace, name: o.key.name, options: opts)
+                    deleted.append(d.data)
+                } catch let s as Status where s.code == 404 {
+                } catch {
+                    if failed == nil { failed = error }
+                }
             }
+            if let failed { throw failed }
             return Self.json(200, listBody(rp.info, deleted, revision: rev, continueToken: nil))
         default:
             throw Status.methodNotAllowed()

@@ -64,6 +64,14 @@ final class StatsSampler: Sendable {
         let ws = (mem["MemTotal"] ?? 0) - min(mem["MemTotal"] ?? 0, mem["MemAvailable"] ?? 0)
         return (nano, ws)
     }
+
+    /// Forgets the samples of every pod not in `uids` (the pods sampled in this pass), so that
+    /// pods that have gone do not stay in memory for the agent's lifetime.
+    func forget(allBut uids: Set<String>) {
+        last.withLock { m in
+            m = m.filter { k, _ in uids.contains(String(k[..<(k.firstIndex(of: "/") ?? k.endIndex)])) }
+        }
+    }
 }
 
 public final class AgentServer: Sendable {
@@ -117,8 +125,11 @@ public final class AgentServer: Sendable {
     func sample() async {
         let now = KubeTime.formatMicro(agent.clock.now())
         var podsOut: [JSONValue] = []
+        var sampled: Set<String> = []
+        defer { sampler.forget(allBut: sampled) }
         for pod in agent.pods.list() {
             guard let uid = pod.metadata.uid, pod.status?.phase == "Running" else { continue }
+            sampled.insert(uid)
             let rated = sampler.update(uid: uid, await agent.runtime.stats(podUID: uid))
             guard !rated.isEmpty else { continue }
             var cpuSum: UInt64 = 0, memSum: UInt64 = 0, usageSum: UInt64 = 0

@@ -48,4 +48,27 @@ import Client
         #expect(kept.data?["x"] == "1")
         _ = try await k.create(ConfigMap(name: "after", namespace: "default"))
     }
+
+    /// A deletecollection in which some deletes fail answers with the failure (as Kubernetes:
+    /// the first error), not 200; the objects that could go are gone, the others are kept.
+    @Test func deleteCollectionReportsAFailedDelete() async throws {
+        let c = try await TestCluster.start()
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        let a = try await k.create(ConfigMap(name: "a", namespace: "default"))
+        _ = try await k.create(ConfigMap(name: "b", namespace: "default"))
+        _ = try await k.create(ConfigMap(name: "c", namespace: "default"))
+        // A UID precondition that only "a" meets: the deletes of "b" and "c" fail with 409.
+        let body = Data(#"{"kind":"DeleteOptions","apiVersion":"v1","preconditions":{"uid":"\#(a.metadata.uid ?? "")"}}"#.utf8)
+        let r = try await k.request(.DELETE, Resources.configmaps.path(namespace: "default"), body: body)
+        #expect(r.status == 409, "\(r.status) \(String(decoding: r.body, as: UTF8.self))")
+        let st = try KubeJSON.decode(Status.self, from: r.body)
+        #expect(st.reason == "Conflict")
+        #expect(st.message?.contains("Precondition failed") == true)
+        let left = try await k.list(ConfigMap.self, namespace: "default").items.map(\.metadata.name).compactMap { $0 }.filter { ["a", "b", "c"].contains($0) }
+        #expect(left.sorted() == ["b", "c"])
+        // Nothing failing: 200 with what was deleted.
+        let ok = try await k.request(.DELETE, Resources.configmaps.path(namespace: "default"), query: ["labelSelector": "nothing=matches"])
+        #expect(ok.status == 200)
+    }
 }
