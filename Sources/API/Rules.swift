@@ -324,6 +324,26 @@ extension Node: ServedKind {
             if let e = Validation.qualifiedName(t.key) { errs.append(.init(.invalid, "spec.taints[\(i)].key", "\"\(t.key)\": \(e)")) }
             if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(t.effect) { errs.append(.init(.notSupported, "spec.taints[\(i)].effect", "\"\(t.effect)\": supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\"")) }
         }
+        errs += Self.validateAddresses(status?.addresses ?? [])
+        return errs
+    }
+
+    /// What a node reports as its addresses is used to reach its agent (logs, exec, stats): each
+    /// must be an IP address for the IP types and a DNS name for the others, and none repeated.
+    static func validateAddresses(_ addrs: [NodeAddress]) -> [FieldError] {
+        var errs: [FieldError] = [], seen = Set<NodeAddress>()
+        for (i, a) in addrs.enumerated() {
+            let f = "status.addresses[\(i)]"
+            switch a.type {
+            case "InternalIP", "ExternalIP":
+                if !Validation.isIPAddress(a.address) { errs.append(.init(.invalid, "\(f).address", "\"\(a.address)\": must be a valid IP address")) }
+            case "Hostname", "InternalDNS", "ExternalDNS":
+                if let e = Validation.dns1123Subdomain(a.address) { errs.append(.init(.invalid, "\(f).address", "\"\(a.address)\": \(e)")) }
+            default:
+                errs.append(.init(.notSupported, "\(f).type", "\"\(a.type)\": supported values: \"ExternalDNS\", \"ExternalIP\", \"Hostname\", \"InternalDNS\", \"InternalIP\""))
+            }
+            if !seen.insert(a).inserted { errs.append(.init(.duplicate, f, "{\"type\": \"\(a.type)\", \"address\": \"\(a.address)\"}")) }
+        }
         return errs
     }
 }

@@ -26,6 +26,13 @@ public struct FieldError: Hashable, Sendable, CustomStringConvertible {
 }
 
 public enum Validation {
+    /// An IPv4 address in dotted decimal (no leading zeros) or an IPv6 address.
+    public static func isIPAddress(_ s: String) -> Bool {
+        if IPv4(s) != nil { return true }
+        guard s.contains(":"), s.count <= 45, s.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else { return false }
+        var buf = in6_addr()
+        return inet_pton(AF_INET6, s, &buf) == 1
+    }
     static func isAlnumLower(_ c: Character) -> Bool { c.isASCII && (c.isLowercase || c.isNumber) }
     static func isAlnum(_ c: Character) -> Bool { c.isASCII && (c.isLetter || c.isNumber) }
 

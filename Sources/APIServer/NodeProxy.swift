@@ -37,6 +37,10 @@ public final class NodeProxy: Sendable {
         guard let a = (addrs.first { $0.type == "InternalIP" } ?? addrs.first)?.address else {
             throw Status.serviceUnavailable("node \(node.name) reports no address")
         }
+        // Validated on write; checked again here, as it becomes a URL (stored before validation existed).
+        guard Validation.isIPAddress(a) || Validation.dns1123Subdomain(a) == nil else {
+            throw Status.serviceUnavailable("node \(node.name) reports an address that is neither an IP address nor a DNS name: \"\(a.prefix(64))\"")
+        }
         return "https://\(a.contains(":") ? "[\(a)]" : a):\(port)"
     }
 

@@ -143,6 +143,8 @@ public final class APIServer: Sendable {
     public let config: APIServerConfig
     public let layout: DataDirLayout
     public let store: any ObjectStore
+    /// Terminating namespaces whose final delete failed (logged once each until it succeeds).
+    let namespaceDeleteFailures = Mutex<Set<String>>([])
     public let registry: Registry
     public let pki: ClusterPKI
     let handler: APIHandler
@@ -339,8 +341,17 @@ public final class APIServer: Sendable {
             }
             if remaining == 0 {
                 if let cur = store.get(ns.key) {
-                    _ = try? await store.write(.delete(ns.key, expectedRevision: cur.revision, finalData: Self.restamp(cur.data)))
-                    logger.info("namespace deleted", metadata: ["namespace": "\(name)"])
+                    do {
+                        _ = try await store.write(.delete(ns.key, expectedRevision: cur.revision, finalData: Self.restamp(cur.data)))
+                        logger.info("namespace deleted", metadata: ["namespace": "\(name)"])
+                    } catch {
+                        // Tried again on the next pass (every 500 ms); said once per namespace.
+                        if namespaceDeleteFailures.withLock({ $0.insert(name).inserted }) {
+                            logger.error("could not delete namespace; retrying", metadata: ["namespace": "\(name)", "error": "\(error)"])
+                        }
+                        continue
+                    }
+                    namespaceDeleteFailures.withLock { _ = $0.remove(name) }
                 }
             }
         }

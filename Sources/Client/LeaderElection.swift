@@ -9,6 +9,10 @@ public struct LeaderElectionConfig: Sendable {
     public var namespace: String = "kube-system"
     public var identity: String
     public var leaseDuration: Double = 4
+    /// How long the leader goes on after its last successful renewal before it stops leading;
+    /// shorter than the lease, as client-go's RenewDeadline, so it has stopped before another
+    /// identity may take the lease (at most three quarters of leaseDuration is used).
+    public var renewDeadline: Double = 3
     public var renewInterval: Double = 1
     public var retryInterval: Double = 0.5
     public init(name: String, identity: String) { self.name = name; self.identity = identity }
@@ -29,8 +33,10 @@ public final class LeaderElector: Sendable {
     }
 
     /// Tries once to take or keep the lease. Returns true when this identity holds it.
-    public func tryAcquireOrRenew() async -> Bool {
-        let now = clock.now()
+    public func tryAcquireOrRenew() async -> Bool { await attempt(at: clock.now()) }
+
+    /// One try, stamped `now` (the renewTime written): the lease is ours until now + leaseDuration.
+    func attempt(at now: Date) async -> Bool {
         let stamp = KubeTime.formatMicro(now)
         do {
             var lease = try await client.get(Lease.self, config.name, namespace: config.namespace)
@@ -61,22 +67,41 @@ public final class LeaderElector: Sendable {
         }
     }
 
-    /// Waits for the lease, runs `lead` while holding it, and throws LostLeadership if renewal
-    /// fails for a whole lease duration (the caller should exit, as Kubernetes components do).
+    /// Waits for the lease, runs `lead` while holding it, and throws LostLeadership (cancelling
+    /// `lead`) when no renewal has succeeded for renewDeadline since the time stamped by the last
+    /// one that did, whether the renewals fail or hang (the caller should exit, as Kubernetes
+    /// components do). Others may take the lease only at that stamp + leaseDuration, later.
     public func run(_ lead: @escaping @Sendable () async throws -> Void) async throws {
+        var acquired = clock.now()
         while !Task.isCancelled {
-            if await tryAcquireOrRenew() { break }
+            acquired = clock.now()
+            if await attempt(at: acquired) { break }
             try await clock.sleep(for: config.retryInterval)
         }
+        try Task.checkCancellation()
         logger.info("became leader", metadata: ["lease": "\(config.namespace)/\(config.name)", "identity": "\(config.identity)"])
+        let deadline = min(config.renewDeadline, config.leaseDuration * 0.75), acquiredAt = acquired
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await lead() }
             group.addTask {
-                var lastOK = self.clock.now()
+                var lastOK = acquiredAt
                 while !Task.isCancelled {
-                    try await self.clock.sleep(for: self.config.renewInterval)
-                    if await self.tryAcquireOrRenew() { lastOK = self.clock.now() }
-                    else if self.clock.now().timeIntervalSince(lastOK) >= self.config.leaseDuration { throw LostLeadership() }
+                    try await self.clock.sleep(for: max(0, min(self.config.renewInterval, lastOK.addingTimeInterval(deadline).timeIntervalSince(self.clock.now()))))
+                    let at = self.clock.now()
+                    let left = lastOK.addingTimeInterval(deadline).timeIntervalSince(at)
+                    guard left > 0 else { throw LostLeadership() }
+                    // A renewal that hangs is given up at the deadline, not when the request times out.
+                    let renewed = try await withThrowingTaskGroup(of: Bool?.self) { g in
+                        g.addTask { await self.attempt(at: at) }
+                        g.addTask { try await self.clock.sleep(for: left); return nil }
+                        defer { g.cancelAll() }
+                        return try await g.next() ?? nil
+                    }
+                    switch renewed {
+                    case true?: lastOK = at
+                    case false?: continue
+                    case nil: throw LostLeadership()
+                    }
                 }
             }
             try await group.next()

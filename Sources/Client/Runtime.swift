@@ -20,25 +20,42 @@ public struct SystemControlClock: ControlClock {
 
 /// A clock tests advance by hand; sleepers wake when their deadline is reached.
 public final class ManualClock: ControlClock {
-    struct State { var now: Date; var sleepers: [(Date, CheckedContinuation<Void, Error>)] = [] }
+    struct State { var now: Date; var nextID: UInt64 = 0; var sleepers: [(id: UInt64, at: Date, c: CheckedContinuation<Void, Error>)] = [] }
     private let state: Mutex<State>
     public init(start: Date = Date(timeIntervalSince1970: 1_800_000_000)) { state = Mutex(State(now: start)) }
     public func now() -> Date { state.withLock { $0.now } }
+    /// Sleeps until the clock is advanced past the deadline; cancellation ends the sleep with
+    /// CancellationError, as Task.sleep does.
     public func sleep(for seconds: Double) async throws {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
-            let wakeNow = state.withLock { s -> Bool in
-                if seconds <= 0 { return true }
-                s.sleepers.append((s.now.addingTimeInterval(seconds), c)); return false
+        let id = state.withLock { s -> UInt64 in s.nextID += 1; return s.nextID }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+                enum Wake { case now, cancelled, later }
+                let wake = state.withLock { s -> Wake in
+                    if Task.isCancelled { return .cancelled }
+                    if seconds <= 0 { return .now }
+                    s.sleepers.append((id, s.now.addingTimeInterval(seconds), c)); return .later
+                }
+                switch wake {
+                case .now: c.resume()
+                case .cancelled: c.resume(throwing: CancellationError())
+                case .later: break
+                }
             }
-            if wakeNow { c.resume() }
+        } onCancel: {
+            let c = state.withLock { s -> CheckedContinuation<Void, Error>? in
+                guard let i = s.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.sleepers.remove(at: i).c
+            }
+            c?.resume(throwing: CancellationError())
         }
     }
     public func sleeperCount() -> Int { state.withLock { $0.sleepers.count } }
     public func advance(by seconds: Double) {
         let due = state.withLock { s -> [CheckedContinuation<Void, Error>] in
             s.now = s.now.addingTimeInterval(seconds)
-            let d = s.sleepers.filter { $0.0 <= s.now }.map(\.1)
-            s.sleepers.removeAll { $0.0 <= s.now }
+            let d = s.sleepers.filter { $0.at <= s.now }.map(\.c)
+            s.sleepers.removeAll { $0.at <= s.now }
             return d
         }
         for c in due { c.resume() }

@@ -45,7 +45,7 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
 
     private func errmsg() -> String { String(cString: sqlite3_errmsg(db)) }
 
-    private func exec(_ sql: String) throws {
+    func exec(_ sql: String) throws {
         var err: UnsafeMutablePointer<CChar>?
         if sqlite3_exec(db, sql, nil, nil, &err) != SQLITE_OK {
             let m = err.map { String(cString: $0) } ?? errmsg()
@@ -63,9 +63,14 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
     private static func encodeMap(_ m: [String: String]) -> String {
         (try? String(decoding: JSONEncoder().encode(m), as: UTF8.self)) ?? "{}"
     }
-    private static func decodeMap(_ s: String?) -> [String: String] {
-        guard let s, let d = s.data(using: .utf8) else { return [:] }
-        return (try? JSONDecoder().decode([String: String].self, from: d)) ?? [:]
+    /// A stored labels or fields column. One that does not decode is an error naming the row
+    /// (it was read as no labels, which silently dropped the object from every selector).
+    static func decodeMap(_ s: String?, _ column: String, of row: @autoclosure () -> String) throws -> [String: String] {
+        guard let s else { return [:] }
+        do { return try JSONDecoder().decode([String: String].self, from: Data(s.utf8)) }
+        catch {
+            throw StoreError.backend("state.db is corrupt: the \(column) of \(row()) are not a JSON object of strings (\(s.prefix(80)))")
+        }
     }
 
     private func bind(_ stmt: OpaquePointer?, _ i: Int32, _ s: String) { sqlite3_bind_text(stmt, i, s, -1, SQLITE_TRANSIENT) }
@@ -97,7 +102,8 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         while sqlite3_step(q) == SQLITE_ROW {
             let key = ObjectKey(resource: column(q, 0) ?? "", namespace: column(q, 1) ?? "", name: column(q, 2) ?? "")
             let o = StoredObject(key: key, revision: sqlite3_column_int64(q, 3), data: blob(q, 4),
-                                 labels: Self.decodeMap(column(q, 5)), fields: Self.decodeMap(column(q, 6)))
+                                 labels: try Self.decodeMap(column(q, 5), "labels", of: "object \(key)"),
+                                 fields: try Self.decodeMap(column(q, 6), "fields", of: "object \(key)"))
             objects.append(o)
             byKey[key] = o
         }
@@ -107,12 +113,15 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
         sqlite3_bind_int64(l, 1, Int64(logLimit))
         while sqlite3_step(l) == SQLITE_ROW {
             let key = ObjectKey(resource: column(l, 2) ?? "", namespace: column(l, 3) ?? "", name: column(l, 4) ?? "")
-            let obj = StoredObject(key: key, revision: sqlite3_column_int64(l, 0), data: blob(l, 5),
-                                   labels: Self.decodeMap(column(l, 6)), fields: Self.decodeMap(column(l, 7)))
+            let rev = sqlite3_column_int64(l, 0)
+            let obj = StoredObject(key: key, revision: rev, data: blob(l, 5),
+                                   labels: try Self.decodeMap(column(l, 6), "labels", of: "revision \(rev) (\(key)) in the watch log"),
+                                   fields: try Self.decodeMap(column(l, 7), "fields", of: "revision \(rev) (\(key)) in the watch log"))
             var prev: StoredObject? = nil
             if sqlite3_column_type(l, 8) != SQLITE_NULL {
                 prev = StoredObject(key: key, revision: sqlite3_column_int64(l, 10), data: Data(),
-                                    labels: Self.decodeMap(column(l, 8)), fields: Self.decodeMap(column(l, 9)))
+                                    labels: try Self.decodeMap(column(l, 8), "previous labels", of: "revision \(rev) (\(key)) in the watch log"),
+                                    fields: try Self.decodeMap(column(l, 9), "previous fields", of: "revision \(rev) (\(key)) in the watch log"))
             }
             log.append(StoreEvent(type: EventType(rawValue: column(l, 1) ?? "") ?? .modified, object: obj, previous: prev))
         }

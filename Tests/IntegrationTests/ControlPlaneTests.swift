@@ -224,6 +224,49 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         _ = try await eventually(10, "bound to big-node") { () -> Bool? in try await k.get(Pod.self, "big").spec?.nodeName == "big-node" ? true : nil }
     }
 
+    /// The leader stops at renewDeadline (3 s) after its last successful renewal, before the
+    /// lease it wrote can be taken (leaseDuration, 4 s), and keeps leading while renewals succeed.
+    /// A manual clock drives the elector; the apiserver is real.
+    @Test func leaderStopsBeforeItsLeaseCanBeTaken() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        let clock = ManualClock()
+        let e = LeaderElector(client: try c.client(user: "system:kube-controller-manager", groups: []),
+                              config: LeaderElectionConfig(name: "deadline-test", identity: "a"), clock: clock)
+        let leading = Lines()
+        let ended = Lines()
+        let run = Task { () -> String in
+            defer { ended.append("ended") }
+            do { try await e.run { leading.append("lead"); try await Task.sleep(for: .seconds(600)) }; return "returned" }
+            catch is LostLeadership { return "lost" } catch { return "\(error)" }
+        }
+        _ = try await eventually(10, "a leads") { leading.all == ["lead"] ? true : nil }
+        let t0 = clock.now()
+        func renewTime() async throws -> String? { try await k.get(Lease.self, "deadline-test", namespace: "kube-system").spec?.renewTime }
+        // Renewals that succeed: still leading well past leaseDuration.
+        for i in 1...6 {
+            _ = try await eventually(10, "elector waits") { clock.sleeperCount() > 0 ? true : nil }
+            clock.advance(by: 1)
+            let want = KubeTime.formatMicro(t0.addingTimeInterval(Double(i)))
+            _ = try await eventually(10, "renewal \(i) stored") { try await renewTime() == want ? true : nil }
+        }
+        let lastOK = clock.now()
+        // The apiserver goes away: every renewal fails from now on.
+        await c.stop()
+        var gaveUpAfter: Double?
+        for _ in 0..<20 {
+            // Each step: the elector sleeps (between tries, or racing a try against its deadline), or it has ended.
+            _ = try await eventually(10, "elector waits or ends") { clock.sleeperCount() > 0 || !ended.all.isEmpty ? true : nil }
+            if !ended.all.isEmpty { gaveUpAfter = clock.now().timeIntervalSince(lastOK); break }
+            clock.advance(by: 0.25)
+        }
+        #expect(await run.value == "lost")
+        let after = try #require(gaveUpAfter)
+        #expect(after <= 3.0, "stopped leading \(after) s after the last renewal; the lease could be taken at 4 s")
+        #expect(after >= 2.0, "stopped leading only \(after) s after the last renewal")
+    }
+
     @Test func standbyControllerManagerTakesOver() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }

@@ -3,6 +3,7 @@ import Foundation
 import API
 import APIServer
 import Client
+import Store
 
 @Suite(.serialized) struct RobustnessTests {
     /// Malformed input of many shapes gets a 4xx Status; the server keeps answering and keeps its data.
@@ -70,5 +71,54 @@ import Client
         // Nothing failing: 200 with what was deleted.
         let ok = try await k.request(.DELETE, Resources.configmaps.path(namespace: "default"), query: ["labelSelector": "nothing=matches"])
         #expect(ok.status == 200)
+    }
+
+    /// What a node reports as its addresses is validated on write (each error names the field),
+    /// and an address stored before that is never made into a URL: pods/log answers 503.
+    @Test func oddNodeAddressesAreRefusedAndNeverReachAURL() async throws {
+        let c = try await TestCluster.start()
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        _ = try await k.create(Node(name: "odd"))
+        let node = "/api/v1/nodes/odd/status"
+        func put(_ addrs: String) async throws -> RawResponse {
+            let cur = try await k.request(.GET, "/api/v1/nodes/odd")
+            var j = try JSONValue.parse(cur.body)
+            j["status"] = try JSONValue.parse(Data(#"{"addresses":\#(addrs),"daemonEndpoints":{"kubeletEndpoint":{"Port":10250}}}"#.utf8))
+            return try await k.request(.PUT, node, body: try j.encoded())
+        }
+        let odd: [(String, String)] = [
+            (#"[{"type":"InternalIP","address":"198.18.0.5/x?y#z"}]"#, "status.addresses[0].address"),
+            (#"[{"type":"InternalIP","address":""}]"#, "status.addresses[0].address"),
+            (#"[{"type":"InternalIP","address":"999.1.1.1"}]"#, "status.addresses[0].address"),
+            (#"[{"type":"InternalIP","address":"01.2.3.4"}]"#, "status.addresses[0].address"),
+            (#"[{"type":"ExternalIP","address":"[::1]"}]"#, "status.addresses[0].address"),
+            (#"[{"type":"InternalIP","address":"fe80::1%eth0"}]"#, "status.addresses[0].address"),
+            (#"[{"type":"Hostname","address":"http://evil.example/"}]"#, "status.addresses[0].address"),
+            (#"[{"type":"Hostname","address":"has space"}]"#, "status.addresses[0].address"),
+            (#"[{"type":"InternalDNS","address":"\#(String(repeating: "a", count: 300))"}]"#, "status.addresses[0].address"),
+            (#"[{"type":"Weird","address":"198.18.0.5"}]"#, "status.addresses[0].type"),
+            (#"[{"type":"InternalIP","address":"198.18.0.5"},{"type":"InternalIP","address":"198.18.0.5"}]"#, "status.addresses[1]"),
+        ]
+        for (addrs, field) in odd {
+            let r = try await put(addrs)
+            #expect(r.status == 422, "\(addrs) -> \(r.status)")
+            let st = try KubeJSON.decode(Status.self, from: r.body)
+            #expect(st.message?.contains(field) == true, "\(addrs): \(st.message ?? "")")
+        }
+        let good = try await put(#"[{"type":"InternalIP","address":"198.18.0.5"},{"type":"ExternalIP","address":"fd00::5"},{"type":"Hostname","address":"odd"}]"#)
+        #expect(good.status == 200, "\(String(decoding: good.body, as: UTF8.self))")
+
+        // An address that got into the store before the check: pods/log refuses it, the server lives.
+        let key = ObjectKey(resource: "nodes", namespace: "", name: "odd")
+        let stored = try #require(c.server.store.get(key))
+        var j = try JSONValue.parse(stored.data)
+        j["status"]?["addresses"] = try JSONValue.parse(Data(#"[{"type":"InternalIP","address":"x/../../?q=1"}]"#.utf8))
+        _ = try await c.server.store.write(.update(StoredObject(key: key, data: try j.encoded(), labels: stored.labels, fields: stored.fields), expectedRevision: stored.revision))
+        _ = try await k.request(.POST, "/api/v1/namespaces/default/pods", body: Data(#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"on-odd"},"spec":{"nodeName":"odd","containers":[{"name":"c","image":"i"}]}}"#.utf8))
+        let log = try await k.request(.GET, "/api/v1/namespaces/default/pods/on-odd/log")
+        #expect(log.status == 503, "\(log.status) \(String(decoding: log.body, as: UTF8.self))")
+        #expect(String(decoding: log.body, as: UTF8.self).contains("neither an IP address nor a DNS name"))
+        #expect(try await k.request(.GET, "/api/v1/nodes/odd").status == 200)
     }
 }

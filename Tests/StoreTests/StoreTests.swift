@@ -76,4 +76,22 @@ func collect(_ sub: Store.Subscription, count: Int, within seconds: Double = 5) 
         let next = try await s.write(.create(obj("new")))
         #expect(next.revision == 22)
     }
+
+    /// A labels column that does not decode fails the open, naming the object (it was read as
+    /// no labels, and the object silently left every label selection).
+    @Test func corruptStoredLabelsFailLoudlyNamingTheObject() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let s = try Store(backend: SQLiteBackend(path: "\(dir)/db"))
+            for i in 0..<3 { _ = try await s.write(.create(obj("p\(i)", ["app": "web"]))) }
+        }
+        try SQLiteBackend(path: "\(dir)/db").exec("UPDATE objects SET labels = '{\"app\": 7' WHERE name = 'p1'")
+        #expect {
+            _ = try Store(backend: SQLiteBackend(path: "\(dir)/db"))
+        } throws: { error in
+            "\(error)".contains("labels of object pods/default/p1")
+        }
+    }
 }
