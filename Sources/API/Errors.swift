@@ -47,3 +47,14 @@ extension Status {
     public static func serviceUnavailable(_ message: String) -> Status { failure(503, "ServiceUnavailable", message) }
     public static func timeout(_ message: String) -> Status { failure(504, "Timeout", message) }
 }
+
+/// A server socket that could not be opened (the port is taken, the address is not this
+/// host's, or the port is privileged): said in one line, naming the address.
+public struct ListenError: Error, CustomStringConvertible {
+    public var address: String
+    public var port: Int
+    public var reason: String
+    public init(address: String, port: Int, reason: String) { self.address = address; self.port = port; self.reason = reason }
+    public var description: String { "cannot listen on \(address.contains(":") ? "[\(address)]" : address):\(port): \(reason)" }
+}
+

@@ -389,7 +389,7 @@ public final class APIServer: Sendable {
             configuration: .init(address: .hostname(config.bindAddress, port: config.securePort), serverName: nil, backlog: 1024),
             onServerRunning: { channel in box.set(channel.localAddress?.port ?? 0) },
             logger: logger)
-        var services: [any ServiceLifecycle.Service] = [app, BackgroundLoops(server: self, deletions: registry.allocator?.deletions()), WatchCloser(store: store)]
+        var services: [any ServiceLifecycle.Service] = [Listening(app: app, address: config.bindAddress, port: config.securePort, bound: box), BackgroundLoops(server: self, deletions: registry.allocator?.deletions()), WatchCloser(store: store)]
         if let c = metricsCollector { services.append(MetricsCollectorService(collector: c)) }
         return services
     }
@@ -447,6 +447,7 @@ final class PortBox: Sendable {
         let ws = state.withLock { s -> [CheckedContinuation<Int, Never>] in s.port = p; let w = s.waiters; s.waiters = []; return w }
         for w in ws { w.resume(returning: p) }
     }
+    func get() -> Int? { state.withLock { $0.port } }
     func wait() async -> Int {
         await withCheckedContinuation { c in
             let p = state.withLock { s -> Int? in if let p = s.port { return p }; s.waiters.append(c); return nil }
@@ -523,6 +524,20 @@ struct ShutdownDeadline: ServiceLifecycle.Service {
             try? await Task.sleep(for: .seconds(5))
             logger.error("apiserver still running 5s after closing its connections; exiting")
             exit(1)
+        }
+    }
+}
+
+/// The HTTPS application; a failure to open its socket is a ListenError naming the address.
+struct Listening<A: ServiceLifecycle.Service>: ServiceLifecycle.Service {
+    let app: A
+    let address: String
+    let port: Int
+    let bound: PortBox
+    func run() async throws {
+        do { try await app.run() }
+        catch let e as IOError where bound.get() == nil {
+            throw ListenError(address: address, port: port, reason: String(cString: strerror(e.errnoCode)).lowercased())
         }
     }
 }

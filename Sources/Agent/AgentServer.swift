@@ -104,8 +104,14 @@ public final class AgentServer: Sendable {
                               }, tlsConfiguration: tls),
                               configuration: .init(address: .hostname("0.0.0.0", port: port), serverName: nil),
                               onServerRunning: { [self] ch in self.boundPort.withLock { $0 = ch.localAddress?.port ?? 0 } }, logger: logger)
+        let port = self.port
         try await withThrowingTaskGroup(of: Void.self) { g in
-            g.addTask { try await app.runService() }
+            g.addTask {
+                do { try await app.runService() }
+                catch let e as IOError where self.boundPort.withLock({ $0 }) == 0 {
+                    throw ListenError(address: "0.0.0.0", port: port, reason: String(cString: strerror(e.errnoCode)).lowercased())
+                }
+            }
             g.addTask { await self.sampleLoop() }
             try await g.next()
             g.cancelAll()

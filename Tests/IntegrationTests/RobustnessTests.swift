@@ -4,6 +4,7 @@ import API
 import APIServer
 import Client
 import Store
+import Agent
 
 @Suite(.serialized) struct RobustnessTests {
     /// Malformed input of many shapes gets a 4xx Status; the server keeps answering and keeps its data.
@@ -120,5 +121,46 @@ import Store
         #expect(log.status == 503, "\(log.status) \(String(decoding: log.body, as: UTF8.self))")
         #expect(String(decoding: log.body, as: UTF8.self).contains("neither an IP address nor a DNS name"))
         #expect(try await k.request(.GET, "/api/v1/nodes/odd").status == 200)
+    }
+}
+
+/// A listening socket on 0.0.0.0 and a free port, held until `close(fd)`: the port is taken.
+func holdPort() throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw ClientError("socket: errno \(errno)") }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = INADDR_ANY
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    guard ok else { close(fd); throw ClientError("bind: errno \(errno)") }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+}
+
+@Suite(.serialized) struct PortInUseTests {
+    /// A component whose port is taken ends with an error that says so, promptly (it must not
+    /// wait for anything else, such as its informers' first sync).
+    @Test func anAgentWhosePortIsTakenEndsWithTheError() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let held = try holdPort()
+        defer { close(held.fd) }
+        let kp = try c.server.pki.ca.issue(commonName: "system:node:taken", organizations: ["system:nodes"], ipAddresses: ["127.0.0.1"], usage: .both)
+        let client = try KubeClient(config: .init(server: c.url, caPEM: c.caPEM, certPEM: kp.certificatePEM, keyPEM: kp.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        var config = AgentConfig(nodeName: "taken")
+        config.address = "127.0.0.1"
+        config.serverPort = held.port
+        let agent = NodeAgent(client: client, config: config, runtime: FakeRuntime())
+        let server = try AgentServer(agent: agent, port: held.port, certPEM: kp.certificatePEM, keyPEM: kp.keyPEM, caPEM: c.caPEM)
+        let outcome = Lines()
+        let run = Task {
+            do { try await agent.run(with: server); outcome.append("returned without an error") }
+            catch { outcome.append("\(error)") }
+        }
+        defer { run.cancel() }
+        let said = try await eventually(15, "the agent ends") { outcome.all.first }
+        #expect(said == "cannot listen on 0.0.0.0:\(held.port): address already in use", "\(said)")
     }
 }
