@@ -17,7 +17,7 @@ final class StoreUnderTest: @unchecked Sendable {
     let dir: String
     let etcd: EtcdProcess?
     var store: any ObjectStore
-    private var opened: [any ObjectStore] = []
+    var opened: [any ObjectStore] = []
 
     init(_ backend: Backend) async throws {
         self.backend = backend
@@ -81,7 +81,20 @@ func rv(_ o: StoredObject) -> String? {
 
     @Test(arguments: Backend.allCases) func concurrentCreatesGetDistinctRevisionsAndListSorted(_ b: Backend) async throws {
         let t = try await StoreUnderTest(b)
-        let s = t.store
+        let s: any ObjectStore
+        if let etcd = t.etcd {
+            // 200 writes at once on a busy 2-core machine can take etcd more than the harness's
+            // 2 s per request; this test is about revisions and order, not latency.
+            var c = etcd.config
+            c.requestTimeout = .seconds(20)
+            var l = Logger(label: "etcd-test")
+            l.logLevel = .critical
+            let patient = try await EtcdStore.open(config: c, logger: l, patience: .seconds(20))
+            t.opened.append(patient)
+            s = patient
+        } else {
+            s = t.store
+        }
         let revs = try await withThrowingTaskGroup(of: Int64.self) { g in
             for i in 0..<200 { g.addTask { try await s.write(.create(obj("p\(i)", ns: i % 2 == 0 ? "a" : "b"))).revision } }
             var out: [Int64] = []
