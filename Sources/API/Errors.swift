@@ -55,6 +55,10 @@ public struct ListenError: Error, CustomStringConvertible {
     public var port: Int
     public var reason: String
     public init(address: String, port: Int, reason: String) { self.address = address; self.port = port; self.reason = reason }
+    /// From the errno of the failed bind or listen.
+    public init(address: String, port: Int, errno code: Int32) {
+        self.init(address: address, port: port, reason: String(cString: strerror(code)).lowercased())
+    }
     public var description: String { "cannot listen on \(address.contains(":") ? "[\(address)]" : address):\(port): \(reason)" }
 }
 

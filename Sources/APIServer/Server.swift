@@ -537,7 +537,7 @@ struct Listening<A: ServiceLifecycle.Service>: ServiceLifecycle.Service {
     func run() async throws {
         do { try await app.run() }
         catch let e as IOError where bound.get() == nil {
-            throw ListenError(address: address, port: port, reason: String(cString: strerror(e.errnoCode)).lowercased())
+            throw ListenError(address: address, port: port, errno: e.errnoCode)
         }
     }
 }

@@ -109,7 +109,7 @@ public final class AgentServer: Sendable {
             g.addTask {
                 do { try await app.runService() }
                 catch let e as IOError where self.boundPort.withLock({ $0 }) == 0 {
-                    throw ListenError(address: "0.0.0.0", port: port, reason: String(cString: strerror(e.errnoCode)).lowercased())
+                    throw ListenError(address: "0.0.0.0", port: port, errno: e.errnoCode)
                 }
             }
             g.addTask { await self.sampleLoop() }

@@ -21,6 +21,13 @@ func collect(_ sub: Store.Subscription, count: Int, within seconds: Double = 5) 
     }
 }
 
+/// A fresh temporary directory; the caller removes it.
+func tempDir() throws -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID())").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
 // Conditional writes and watch order are in StoreContractTests (every backend); these are
 // the local store's own: group commit, its log's compaction, bookmarks, replay after reopen.
 @Suite struct StoreTests {
@@ -58,8 +65,7 @@ func collect(_ sub: Store.Subscription, count: Int, within seconds: Double = 5) 
     }
 
     @Test func sqlitePersistsAcrossReopen() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let s = try Store(backend: SQLiteBackend(path: "\(dir)/db"))
@@ -80,8 +86,7 @@ func collect(_ sub: Store.Subscription, count: Int, within seconds: Double = 5) 
     /// A labels column that does not decode fails the open, naming the object (it was read as
     /// no labels, and the object silently left every label selection).
     @Test func corruptStoredLabelsFailLoudlyNamingTheObject() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let s = try Store(backend: SQLiteBackend(path: "\(dir)/db"))
