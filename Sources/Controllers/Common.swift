@@ -24,6 +24,14 @@ public final class Expectations: Sendable {
         }
     }
     public func forget(_ key: String) { state.withLock { _ = $0.removeValue(forKey: key) } }
+    /// Whether `key` may create or delete, and the pods to decide from, in that order: the
+    /// expectations are read before the cache, so an add observed in between can only make the
+    /// answer "wait", never a stale list without the new pod that still says "go" (that order
+    /// once created an Indexed Job's index twice).
+    public func snapshot<P>(_ key: String, now: Date, _ list: () -> [P]) -> (satisfied: Bool, pods: [P]) {
+        let ok = satisfied(key, now: now)
+        return (ok, list())
+    }
 }
 
 public extension Pod {

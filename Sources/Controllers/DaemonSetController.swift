@@ -178,10 +178,10 @@ public final class DaemonSetController: Sendable {
         }
         let hash = podTemplateHash(spec.template, collisionCount: ds.status?.collisionCount ?? 0)
         try await RevisionHistory.sync(client, informers, owner: ds, template: spec.template, hash: hash, limit: spec.revisionHistoryLimit ?? 10)
-        let pods = informers.pods.list(namespace: ds.namespace).filter { $0.metadata.controllerRef?.uid == uid }
         let now = clock.now()
+        let (satisfied, pods) = expectations.snapshot(key, now: now) { informers.pods.list(namespace: ds.namespace).filter { $0.metadata.controllerRef?.uid == uid } }
         var d = DaemonSetLogic.decide(ds, nodes: informers.nodes.list(), pods: pods, hash: hash, now: now)
-        if !expectations.satisfied(key, now: now) { d.create = []; d.delete = []; d.evict = [] }
+        if !satisfied { d.create = []; d.delete = []; d.evict = [] }
         let written = await writePods(client, events, expectations, owner: ds, key: key, delete: d.delete, evict: d.evict,
                                       create: d.create.map { newPod(ds, node: $0, hash: hash) }, now: now)
         if try await !writeStatus(client, ds, \.status, d.status) { return .requeue(after: 0) }

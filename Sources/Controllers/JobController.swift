@@ -298,16 +298,16 @@ public final class JobController: Sendable {
         let mine: (Pod) -> Bool
         let job = informers.jobs.get(key)
         if let uid = job?.metadata.uid { mine = { $0.metadata.controllerRef?.uid == uid } } else { mine = { ownerKey($0, kind: "Job") == key } }
-        let pods = informers.pods.list(namespace: namespace).filter(mine)
+        let now = clock.now()
+        let (satisfied, pods) = expectations.snapshot(key, now: now) { informers.pods.list(namespace: namespace).filter(mine) }
         guard let job, job.metadata.deletionTimestamp == nil else {
             // The job is gone (or going): its pods' finalizers must not keep them.
             for p in pods where JobLogic.hasFinalizer(p) { try await removeFinalizer(p) }
             expectations.forget(key)
             return .done
         }
-        let now = clock.now()
         var d = JobLogic.decide(job, pods: pods, now: now)
-        if !expectations.satisfied(key, now: now) { d.create = []; d.delete = [] }
+        if !satisfied { d.create = []; d.delete = [] }
 
         // Status first: the pods whose finalizers go next are recorded in it.
         if try await !writeStatus(client, job, \.status, d.status) { return .requeue(after: 0) }

@@ -68,7 +68,8 @@ public final class ReplicaSetController: Sendable {
         guard let selector = try? rs.spec?.selector?.toSelector(), !selector.isEmpty else { return .done }
         let now = clock.now()
         var owned: [Pod] = []
-        for p in informers.pods.list(namespace: rs.namespace) {
+        let (satisfied, pods) = expectations.snapshot(key, now: now) { informers.pods.list(namespace: rs.namespace) }
+        for p in pods {
             if let ref = p.metadata.controllerRef {
                 if ref.uid == rs.metadata.uid && p.isActive { owned.append(p) }
             } else if p.isActive && selector.matches(p.labels) {
@@ -79,7 +80,7 @@ public final class ReplicaSetController: Sendable {
             }
         }
         let want = rs.spec?.replicas ?? 1
-        if expectations.satisfied(key, now: now) {
+        if satisfied {
             let diff = want - owned.count
             if diff > 0 {
                 expectations.expect(key, adds: diff, now: now)

@@ -95,6 +95,19 @@ extension ManualClock {
         #expect(e.satisfied("rs", now: t0.addingTimeInterval(31)))   // expired expectations do not block forever
     }
 
+    @Test func anAddObservedWhileListingNeverPairsAStaleListWithGo() {
+        // The pod's add event lands between the two reads: the list taken is without the pod,
+        // so the answer must be "wait" (read first), not "go" with a list that lacks it.
+        let e = Expectations(timeout: 30)
+        let t0 = Date()
+        e.expect("job", adds: 1, now: t0)
+        let (ok, pods) = e.snapshot("job", now: t0) { () -> [String] in e.observedAdd("job"); return [] }
+        #expect(pods.isEmpty)
+        #expect(!ok)
+        let (ok2, pods2) = e.snapshot("job", now: t0) { ["job-3-x"] }
+        #expect(ok2 && pods2 == ["job-3-x"])
+    }
+
     @Test func templateHashIsStableAndSensitive() {
         let t = PodTemplateSpec(metadata: ObjectMeta(labels: ["app": "x"]), spec: PodSpec(containers: [Container(name: "c", image: "a")]))
         var u = t
