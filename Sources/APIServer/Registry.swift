@@ -51,13 +51,14 @@ public final class Registry: Sendable {
         }
         var out = try Objects.decode(T.self, body, validation: validation)
         var obj = out.object
+        var nsGuard: (key: ObjectKey, revision: Int64)?
         if info.namespaced {
             let ns = namespace ?? obj.metadata.namespace ?? "default"
             if let bodyNS = obj.metadata.namespace, !bodyNS.isEmpty, let urlNS = namespace, bodyNS != urlNS {
                 throw Status.badRequest("the namespace of the provided object does not match the namespace sent on the request")
             }
             obj.metadata.namespace = ns
-            try checkNamespaceAccepts(ns)
+            nsGuard = try checkNamespaceAccepts(ns)
         } else {
             obj.metadata.namespace = nil
         }
@@ -85,9 +86,16 @@ public final class Registry: Sendable {
             let stored = try Objects.encodeForStore(obj)
             if dryRun { return (StoredObject(key: stored.key, data: Store.stamp(stored.data, 0), labels: stored.labels, fields: stored.fields), out.warnings) }
             do {
-                return (try await store.write(.create(stored)), out.warnings)
+                return (try await store.write(.create(stored, unchanged: nsGuard)), out.warnings)
             } catch StoreError.alreadyExists where generated && attempt < 4 {
                 continue
+            } catch StoreError.conflict(let k, _) where k == nsGuard?.key && attempt < 4 {
+                // The namespace changed since it was checked: check it again (403 once it
+                // terminates, 404 once it is gone); other changes (labels) are no obstacle.
+                do { nsGuard = try checkNamespaceAccepts(k.name) } catch {
+                    await releaseAllocations(claimed, uid: obj.metadata.uid)
+                    throw error
+                }
             } catch {
                 await releaseAllocations(claimed, uid: obj.metadata.uid)
                 throw Objects.map(error, info, obj.name)
@@ -105,13 +113,19 @@ public final class Registry: Sendable {
         return classes.max { ($0.metadata.creationTimestamp ?? "", $1.name) < ($1.metadata.creationTimestamp ?? "", $0.name) }?.name
     }
 
-    func checkNamespaceAccepts(_ ns: String) throws {
-        guard let nso = store.get(Objects.key(Resources.namespaces, nil, ns)) else {
+    /// The namespace `ns` as it is when it accepts new objects (its key and revision: the create
+    /// is written only if it is still at that revision); 404 if it does not exist, 403 while it
+    /// terminates.
+    @discardableResult
+    func checkNamespaceAccepts(_ ns: String) throws -> (key: ObjectKey, revision: Int64) {
+        let key = Objects.key(Resources.namespaces, nil, ns)
+        guard let nso = store.get(key) else {
             throw Status.notFound(Resources.namespaces, ns)
         }
         if nso.fields["status.phase"] == "Terminating" {
             throw Status.forbidden("unable to create new content in namespace \(ns) because it is being terminated", Resources.namespaces, ns)
         }
+        return (key, nso.revision)
     }
 
     // MARK: update

@@ -42,6 +42,8 @@ public struct APIServerConfig: Sendable {
     /// The apiserver URLs written into the kubeconfigs made here (--kubeconfig-server, several
     /// comma-separated for clients that fail over); nil: https://ADVERTISE:PORT.
     public var kubeconfigServer: String?
+    /// How long an Event is kept after its newest timestamp (--event-ttl, Kubernetes' default 1 h).
+    public var eventTTL: Double = 3600
     public init(dataDir: String) { self.dataDir = dataDir }
 }
 
@@ -357,6 +359,40 @@ public final class APIServer: Sendable {
         }
     }
 
+    /// Deletes the Events whose newest time (the last of creationTimestamp, the managedFields'
+    /// write times, firstTimestamp, lastTimestamp, eventTime, series.lastObservedTime) is
+    /// more than `config.eventTTL` before `now`, from the store and so from every watch (a
+    /// DELETED event, as an expiring etcd lease gives in Kubernetes). Another apiserver deleting
+    /// the same Event first is no failure. Returns how many were deleted.
+    @discardableResult
+    func expireEvents(now: Date) async -> Int {
+        let cutoff = now.addingTimeInterval(-config.eventTTL)
+        let (items, _) = store.list(resource: Resources.events.groupResource, namespace: nil)
+        var deleted = 0, failed = 0
+        for o in items {
+            guard let newest = Self.newestTime(ofEvent: o.data) else { continue }
+            guard newest < cutoff else { continue }
+            do {
+                _ = try await store.write(.delete(o.key, expectedRevision: o.revision, finalData: Self.restamp(o.data)))
+                deleted += 1
+            } catch StoreError.notFound, StoreError.conflict {
+                // Deleted or rewritten meanwhile (another apiserver, a recorder's update).
+            } catch {
+                failed += 1
+                if failed == 1 { logger.error("could not delete an expired event; trying again on the next pass", metadata: ["event": "\(o.key.namespace)/\(o.key.name)", "error": "\(error)"]) }
+            }
+        }
+        if deleted > 0 { logger.debug("expired events deleted", metadata: ["count": "\(deleted)", "ttl": "\(goDuration(seconds: config.eventTTL))"]) }
+        return deleted
+    }
+
+    static func newestTime(ofEvent data: Data) -> Date? {
+        guard let j = try? JSONValue.parse(data) else { return nil }
+        var stamps = [j["metadata"]?["creationTimestamp"], j["firstTimestamp"], j["lastTimestamp"], j["eventTime"], j["series"]?["lastObservedTime"]]
+        stamps += (j["metadata"]?["managedFields"]?.arrayValue ?? []).map { $0["time"] }   // each write's time
+        return stamps.compactMap { $0?.stringValue }.compactMap { KubeTime.parse($0) }.max()
+    }
+
     static func restamp(_ data: Data) -> Data {
         guard var j = try? JSONValue.parse(data) else { return data }
         j["metadata"]?["resourceVersion"] = .string(Store.revisionPlaceholder)
@@ -476,6 +512,13 @@ struct BackgroundLoops: ServiceLifecycle.Service {
                     }
                 }
                 g.addTask { await server.registry.rbac.run() }
+                g.addTask {
+                    // Expired Events go every minute (at most a minute past their TTL).
+                    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                        await server.expireEvents(now: Date())
+                        try? await Task.sleep(for: .seconds(60))
+                    }
+                }
                 g.addTask {
                     while !Task.isCancelled && !Task.isShuttingDownGracefully {
                         await server.finalizeNamespaces()

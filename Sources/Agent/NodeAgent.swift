@@ -57,7 +57,9 @@ public final class NodeAgent: Sendable {
     let logger: Logger
     let uids = Mutex<[String: String]>([:])   // pod key → uid of what runs here
     let memos = Mutex<[String: PodMemo]>([:])  // pod uid → probe results and back-offs
-    let terminating = Mutex<Set<String>>([])    // pod uids being stopped
+    /// Pods being stopped, by uid: their termination tasks, which end with the agent (the next
+    /// agent on the node takes termination over from what the pod and the runtime show).
+    let terminating = Mutex<[String: Task<Void, Never>]>([:])
     let events: EventRecorder
     let prober: Prober
     public let proxy: ServiceProxy
@@ -232,6 +234,19 @@ public final class NodeAgent: Sendable {
 
     public func run() async throws {
         try await register()
+        // Stopping the agent stops the pods' terminations under way at once (none outlives its
+        // agent); they are waited for below.
+        await withTaskCancellationHandler {
+            await runLoops()
+        } onCancel: {
+            for t in terminating.withLock({ Array($0.values) }) { t.cancel() }
+        }
+        let left = terminating.withLock { Array($0.values) }
+        for t in left { t.cancel() }
+        for t in left { await t.value }
+    }
+
+    func runLoops() async {
         await withTaskGroup(of: Void.self) { g in
             g.addTask {
                 // A failed renewal is tried again soon (the store may just have come back, and
@@ -242,9 +257,14 @@ public final class NodeAgent: Sendable {
                 }
             }
             g.addTask {
+                // A failed status write is said once (and again once it works), and tried again
+                // at the next interval; the Lease, not this, keeps the node Ready.
+                var failing = false
                 while !Task.isCancelled {
                     try? await self.clock.sleep(for: self.config.statusInterval)
-                    if var n = try? await self.client.get(Node.self, self.config.nodeName) {
+                    if Task.isCancelled { break }
+                    do {
+                        var n = try await self.client.get(Node.self, self.config.nodeName)
                         let fresh = self.nodeStatus()
                         var st = n.status ?? NodeStatus()
                         // A condition keeps its lastTransitionTime while its status stays the same.
@@ -252,7 +272,10 @@ public final class NodeAgent: Sendable {
                         st.capacity = fresh.capacity; st.allocatable = fresh.allocatable
                         st.daemonEndpoints = fresh.daemonEndpoints
                         n.status = st
-                        _ = try? await self.client.updateStatus(n)
+                        _ = try await self.client.updateStatus(n)
+                        if failing { self.logger.info("node status written again"); failing = false }
+                    } catch {
+                        if !failing { self.logger.warning("could not write the node's status; trying again", metadata: ["error": "\(error)"]); failing = true }
                     }
                 }
             }

@@ -43,7 +43,7 @@ extension NodeAgent {
 
     func syncPod(_ key: String) async throws -> ReconcileResult {
         guard let pod = pods.get(key) else {
-            if let uid = uids.withLock({ $0.removeValue(forKey: key) }), !terminating.withLock({ $0.contains(uid) }) {
+            if let uid = uids.withLock({ $0.removeValue(forKey: key) }), terminating.withLock({ $0[uid] == nil }) {
                 try await runtime.remove(podUID: uid)
                 memos.withLock { _ = $0.removeValue(forKey: uid) }
             }
@@ -346,15 +346,17 @@ extension NodeAgent {
     // MARK: termination
 
     func startTermination(_ pod: Pod, uid: String, key: String) {
-        let fresh = terminating.withLock { $0.insert(uid).inserted }
-        guard fresh else { return }
-        Task {
-            defer { terminating.withLock { _ = $0.remove(uid) } }
-            do { try await terminate(pod, uid: uid, key: key) }
-            catch {
-                logger.warning("terminating pod failed; retrying", metadata: ["pod": "\(key)", "error": "\(error)"])
-                try? await clock.sleep(for: 1)
-                queue.add(key)
+        terminating.withLock { t in
+            guard t[uid] == nil else { return }
+            t[uid] = Task {
+                defer { terminating.withLock { _ = $0.removeValue(forKey: uid) } }
+                do { try await terminate(pod, uid: uid, key: key) }
+                catch {
+                    if Task.isCancelled { return }   // the agent stops; its successor goes on
+                    logger.warning("terminating pod failed; retrying", metadata: ["pod": "\(key)", "error": "\(error)"])
+                    try? await clock.sleep(for: 1)
+                    if !Task.isCancelled { queue.add(key) }
+                }
             }
         }
     }

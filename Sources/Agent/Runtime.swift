@@ -109,6 +109,9 @@ public final class FakeRuntime: ContainerRuntime {
     /// with the code in `exitCodeAnnotation` (0 if unset): batch work at scale.
     public static let runSecondsAnnotation = "fake.orchestrator.io/run-seconds"
     public static let exitCodeAnnotation = "fake.orchestrator.io/exit-code"
+    /// Hollow containers of a pod with this annotation take that many seconds to stop (at most
+    /// the grace period), as a process that ignores SIGTERM does.
+    public static let stopSecondsAnnotation = "fake.orchestrator.io/stop-seconds"
 
     public func ensureSandbox(_ pod: Pod, resolvConf: String) async throws -> SandboxInfo {
         let uid = pod.metadata.uid ?? pod.name
@@ -136,6 +139,8 @@ public final class FakeRuntime: ContainerRuntime {
         return info
     }
     public func stop(podUID: String, containerID: String, grace: Double) async throws {
+        let slow = state.withLock { $0.pods[podUID]?.metadata.annotations?[Self.stopSecondsAnnotation].flatMap(Double.init) } ?? 0
+        if min(slow, grace) > 0 { try await Task.sleep(for: .seconds(min(slow, grace))) }
         state.withLock { s in
             guard var list = s.containers[podUID], let i = list.firstIndex(where: { $0.id == containerID }) else { return }
             if case .running(let started) = list[i].state { list[i].state = .exited(code: 0, startedAt: started, finishedAt: Date()) }

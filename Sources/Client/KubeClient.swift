@@ -40,6 +40,13 @@ public final class KubeClient: Sendable {
     /// This client's attempt timeout with several apiservers (`failoverAttemptTimeout` unless
     /// given: an agent renewing its Lease every second must move on sooner).
     public let attemptTimeout: TimeAmount
+    /// Watch events a reader may fall behind by: past that the watch ends with an error (after
+    /// every event it did deliver), and the reader watches again from its last resourceVersion;
+    /// a watch never buffers without limit and never skips an event.
+    public let watchBuffer: Int
+    private let overflows = Mutex(0)
+    /// How many watches of this client ended because their reader fell behind.
+    public var watchOverflows: Int { overflows.withLock { $0 } }
     /// With several apiservers and watches open, the one in use is asked for /readyz every
     /// second: a watch on an apiserver that vanished would otherwise wait forever, and one
     /// whose store is down would go quiet. When it does not answer 200 within 2 s, the client
@@ -55,8 +62,10 @@ public final class KubeClient: Sendable {
     /// The client's TLS identity, also used for streams (exec), which are WebSockets.
     let tls: TLSConfiguration
 
-    public init(config: Kubeconfig.Resolved, timeout: TimeAmount = .seconds(30), attemptTimeout: TimeAmount = KubeClient.failoverAttemptTimeout) throws {
+    public init(config: Kubeconfig.Resolved, timeout: TimeAmount = .seconds(30), attemptTimeout: TimeAmount = KubeClient.failoverAttemptTimeout,
+                watchBuffer: Int = 10_000) throws {
         self.attemptTimeout = attemptTimeout
+        self.watchBuffer = max(1, watchBuffer)
         servers = config.server.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             .map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         guard !servers.isEmpty else { throw ClientError("no apiserver URL given") }
@@ -321,7 +330,7 @@ public final class KubeClient: Sendable {
             if let token = self.token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
             return r
         }()
-        return AsyncThrowingStream { cont in
+        return AsyncThrowingStream(bufferingPolicy: .bufferingOldest(watchBuffer)) { cont in
             let task = Task {
                 do {
                     let resp: HTTPClientResponse
@@ -342,7 +351,7 @@ public final class KubeClient: Sendable {
                             let line = pending[pending.startIndex..<nl]
                             pending = Data(pending[(nl + 1)...])
                             if line.isEmpty { continue }
-                            cont.yield(try JSONValue.parse(Data(line)))
+                            if case .dropped = cont.yield(try JSONValue.parse(Data(line))) { throw fellBehind(path) }
                         }
                     }
                     cont.finish()
@@ -363,6 +372,12 @@ public final class KubeClient: Sendable {
         }
     }
 
+    /// The error a watch ends with when its reader is `watchBuffer` events behind (counted).
+    func fellBehind(_ path: String) -> ClientError {
+        overflows.withLock { $0 += 1 }
+        return ClientError("watch of \(path): the reader fell \(watchBuffer) events behind; watch again from the last resourceVersion read")
+    }
+
     /// Typed watch: yields (type, object) pairs; ERROR events are thrown as Status.
     public func watch<T: KubeObject>(_ t: T.Type, namespace: String? = nil, allNamespaces: Bool = false, resourceVersion: String? = nil,
                                      labelSelector: String? = nil, fieldSelector: String? = nil, bookmarks: Bool = false,
@@ -373,8 +388,9 @@ public final class KubeClient: Sendable {
         if let f = fieldSelector { q["fieldSelector"] = f }
         if bookmarks { q["allowWatchBookmarks"] = "true" }
         if let t = timeoutSeconds { q["timeoutSeconds"] = "\(t)" }
-        let raw = watchRaw(path: T.resource.path(namespace: allNamespaces ? nil : ns(t, namespace)), query: q)
-        return AsyncThrowingStream { cont in
+        let path = T.resource.path(namespace: allNamespaces ? nil : ns(t, namespace))
+        let raw = watchRaw(path: path, query: q)
+        return AsyncThrowingStream(bufferingPolicy: .bufferingOldest(watchBuffer)) { cont in
             let task = Task {
                 do {
                     for try await ev in raw {
@@ -386,10 +402,10 @@ public final class KubeClient: Sendable {
                             meta.resourceVersion = obj["metadata"]?["resourceVersion"]?.stringValue
                             var j = try JSONValue.from(meta)
                             j = .object(["metadata": j])
-                            if let o = try? j.decode(T.self) { cont.yield((type, o)) }
+                            if let o = try? j.decode(T.self), case .dropped = cont.yield((type, o)) { throw fellBehind(path) }
                             continue
                         }
-                        cont.yield((type, try obj.decode(T.self)))
+                        if case .dropped = cont.yield((type, try obj.decode(T.self))) { throw fellBehind(path) }
                     }
                     cont.finish()
                 } catch { cont.finish(throwing: error) }

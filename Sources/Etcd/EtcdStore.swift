@@ -338,12 +338,18 @@ public final class EtcdStore: CacheBackedStore {
         var get = Etcdserverpb_RequestOp()
         get.requestRange = { var r = Etcdserverpb_RangeRequest(); r.key = key; return r }()
         var data = Data()
+        var guardCompare: Etcdserverpb_Compare?
         switch op {
-        case .create(let o):
+        case .create(let o, let unchanged):
             cmp.target = .create; cmp.result = .equal; cmp.createRevision = 0
             var put = Etcdserverpb_PutRequest(); put.key = key; put.value = try encodeValue(o)
             txn.success = [{ var r = Etcdserverpb_RequestOp(); r.requestPut = put; return r }()]
             data = o.data
+            if let (gk, grev) = unchanged {
+                var g = Etcdserverpb_Compare()
+                g.key = etcdKey(gk); g.target = .mod; g.result = .equal; g.modRevision = grev
+                guardCompare = g
+            }
         case .update(let o, let expected):
             if let expected { cmp.target = .mod; cmp.result = .equal; cmp.modRevision = expected }
             else { cmp.target = .create; cmp.result = .greater; cmp.createRevision = 0 }
@@ -357,13 +363,20 @@ public final class EtcdStore: CacheBackedStore {
             txn.success = [{ var r = Etcdserverpb_RequestOp(); r.requestDeleteRange = del; return r }()]
             data = finalData
         }
-        txn.compare = [cmp]
+        txn.compare = [cmp] + (guardCompare.map { [$0] } ?? [])
         txn.failure = [get]
+        if let g = guardCompare {
+            txn.failure.append({ var r = Etcdserverpb_RequestOp(); r.requestRange = { var q = Etcdserverpb_RangeRequest(); q.key = g.key; return q }(); return r }())
+        }
         let resp = try await call("write") { try await kv.txn(txn, options: callOptions) }
         guard resp.succeeded else {
             let current = resp.responses.first?.responseRange.kvs.first
             switch op {
-            case .create: throw StoreError.alreadyExists(op.key)
+            case .create(_, let unchanged):
+                if current == nil, let (gk, _) = unchanged {
+                    throw StoreError.conflict(gk, current: resp.responses.dropFirst().first?.responseRange.kvs.first?.modRevision ?? 0)
+                }
+                throw StoreError.alreadyExists(op.key)
             case .update, .delete:
                 guard let current else { throw StoreError.notFound(op.key) }
                 throw StoreError.conflict(op.key, current: current.modRevision)
@@ -372,7 +385,7 @@ public final class EtcdStore: CacheBackedStore {
         let rev = resp.header.revision
         var result: StoredObject
         switch op {
-        case .create(let o), .update(let o, _):
+        case .create(let o, _), .update(let o, _):
             result = o
         case .delete(let k, _, _):
             let prev = resp.responses.first?.responseDeleteRange.prevKvs.first

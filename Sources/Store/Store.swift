@@ -39,15 +39,17 @@ public struct StoreEvent: Sendable {
 }
 
 public enum WriteOp: Sendable {
-    /// Fails with `.alreadyExists` if the key exists.
-    case create(StoredObject)
+    /// Fails with `.alreadyExists` if the key exists; with `unchanged`, also with `.conflict`
+    /// naming that key if it is no longer at that revision (an object created in a namespace
+    /// only while the namespace is as it was checked: never after it began to terminate).
+    case create(StoredObject, unchanged: (key: ObjectKey, revision: Int64)? = nil)
     /// Fails with `.notFound` if absent, `.conflict` if `expectedRevision` is set and differs.
     case update(StoredObject, expectedRevision: Int64?)
     /// `finalData` is the object as the DELETED event shows it.
     case delete(ObjectKey, expectedRevision: Int64?, finalData: Data)
 
     public var key: ObjectKey {
-        switch self { case .create(let o): return o.key; case .update(let o, _): return o.key; case .delete(let k, _, _): return k }
+        switch self { case .create(let o, _): return o.key; case .update(let o, _): return o.key; case .delete(let k, _, _): return k }
     }
 }
 
@@ -86,7 +88,10 @@ extension StoreBackend {
 public struct StoreOptions: Sendable {
     public var logCapacity: Int = 50_000
     public var logBytes: Int = 16 << 20
-    public var watchBuffer: Int = 100_000
+    /// Events a watcher may fall behind by before it is closed (its client watches again from
+    /// its last revision, or re-lists if that is gone). The first replay of a watch is not
+    /// counted: it is held whole, however many objects there are.
+    public var watchBuffer: Int = 10_000
     public init() {}
 }
 
@@ -259,8 +264,11 @@ public final class Store: CacheBackedStore {
             let k = op.key
             let cur = current(k)
             switch op {
-            case .create(var o):
+            case .create(var o, let unchanged):
                 if cur != nil { results.append(.failure(StoreError.alreadyExists(k))); continue }
+                if let (gk, grev) = unchanged, current(gk)?.revision != grev {
+                    results.append(.failure(StoreError.conflict(gk, current: current(gk)?.revision ?? 0))); continue
+                }
                 rev += 1
                 o.revision = rev; o.data = Store.stamp(o.data, rev)
                 overlay[k] = .some(o)

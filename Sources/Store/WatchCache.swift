@@ -42,6 +42,8 @@ public final class WatchCache: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Held while watchers are fed (apply, bookmarks): one fan-out at a time, in revision order.
+    private let fanout = Mutex(())
     private let options: StoreOptions
     private let logger: Logger
 
@@ -59,7 +61,7 @@ public final class WatchCache: Sendable {
             s.revision = revision
             s.log = log
             s.logStart = 0
-            s.logBytes = log.reduce(0) { $0 + $1.object.data.count }
+            s.logBytes = log.reduce(0) { $0 + Self.size($1) }
             s.compactedThrough = (log.first?.revision ?? (revision + 1)) - 1
         }
     }
@@ -130,20 +132,40 @@ public final class WatchCache: Sendable {
 
     /// Applies committed events (ascending revisions) and moves the cache to `revision` (which may
     /// be past the last event: a progress report).
+    ///
+    /// The cache changes under its lock; the watchers' filters (label and field selectors) run
+    /// and their streams are fed after it is released, so lists, gets and new watches do not
+    /// wait on them. Fan-outs (and bookmarks) take turns on a lock of their own, so every watcher
+    /// sees events in revision order; a watcher registered meanwhile replays these events from
+    /// the log instead.
     public func apply(_ events: [StoreEvent], revision: Int64) {
-        let (closed, woken) = state.withLock { s -> ([AsyncStream<StoreEvent>.Continuation], [CheckedContinuation<Bool, Never>]) in
-            var closed: [AsyncStream<StoreEvent>.Continuation] = []
-            for e in events { closed += apply(e, to: &s) }
-            s.revision = max(s.revision, revision, events.last?.revision ?? 0)
-            var woken: [CheckedContinuation<Bool, Never>] = []
-            for (id, w) in s.waiters where w.revision <= s.revision {
-                woken.append(w.cont)
-                s.waiters.removeValue(forKey: id)
+        fanout.withLock { _ in
+            let (targets, woken) = state.withLock { s -> ([(UInt64, Watcher)], [CheckedContinuation<Bool, Never>]) in
+                for e in events { apply(e, to: &s) }
+                s.revision = max(s.revision, revision, events.last?.revision ?? 0)
+                var woken: [CheckedContinuation<Bool, Never>] = []
+                for (id, w) in s.waiters where w.revision <= s.revision {
+                    woken.append(w.cont)
+                    s.waiters.removeValue(forKey: id)
+                }
+                let resources = Set(events.map(\.object.key.resource))
+                return (s.watchers.filter { resources.contains($0.value.resource) }.map { ($0.key, $0.value) }, woken)
             }
-            return (closed, woken)
+            // A watcher whose buffer is full is closed, and sent nothing after the event it
+            // missed: it watches again from the last revision it got.
+            var dead: [UInt64: String] = [:]
+            for e in events {
+                let k = e.object.key
+                for (id, w) in targets where dead[id] == nil && w.resource == k.resource && (w.namespace == nil || w.namespace == k.namespace) {
+                    guard let out = w.filter.map({ $0(e) }) ?? e else { continue }
+                    if case .dropped = w.continuation.yield(out) { dead[id] = k.resource }
+                }
+            }
+            let closed = dead.isEmpty ? [] : state.withLock { s in dead.keys.compactMap { s.watchers.removeValue(forKey: $0)?.continuation } }
+            for (_, resource) in dead { logger.warning("watcher too slow, closing", metadata: ["resource": "\(resource)", "buffer": "\(options.watchBuffer)"]) }
+            for c in closed { c.finish() }
+            for w in woken { w.resume(returning: true) }
         }
-        for c in closed { c.finish() }
-        for w in woken { w.resume(returning: true) }
     }
 
     /// Waits until the cache has applied `revision`; false if that took longer than `timeout`.
@@ -169,9 +191,8 @@ public final class WatchCache: Sendable {
         }
     }
 
-    /// Applies one committed event under the lock; returns watchers that overflowed, to be
-    /// finished after the lock is released (finishing runs onTermination).
-    private func apply(_ e: StoreEvent, to s: inout State) -> [AsyncStream<StoreEvent>.Continuation] {
+    /// Applies one committed event to the objects and the log, under the lock.
+    private func apply(_ e: StoreEvent, to s: inout State) {
         let k = e.object.key
         if e.type == .deleted {
             s.objects[k.resource]?[k.namespace]?.removeValue(forKey: k.name)
@@ -180,66 +201,60 @@ public final class WatchCache: Sendable {
             s.objects[k.resource, default: [:]][k.namespace, default: [:]][k.name] = e.object
         }
         s.log.append(e)
-        s.logBytes += e.object.data.count
+        s.logBytes += Self.size(e)
         while s.logCount > options.logCapacity || (s.logBytes > options.logBytes && s.logCount > 1000) {
-            s.logBytes -= s.log[s.logStart].object.data.count
+            s.logBytes -= Self.size(s.log[s.logStart])
             s.compactedThrough = s.log[s.logStart].revision
             s.logStart += 1
         }
         if s.logStart > 4096 && s.logStart * 2 > s.log.count { s.log.removeFirst(s.logStart); s.logStart = 0 }
-        var dead: [UInt64] = []
-        for (id, w) in s.watchers where w.resource == k.resource && (w.namespace == nil || w.namespace == k.namespace) {
-            let out = w.filter.map { $0(e) } ?? e
-            guard let out else { continue }
-            if case .dropped = w.continuation.yield(out) { dead.append(id) }
-        }
-        var closed: [AsyncStream<StoreEvent>.Continuation] = []
-        for id in dead {
-            logger.warning("watcher too slow, closing", metadata: ["resource": "\(k.resource)"])
-            if let w = s.watchers.removeValue(forKey: id) { closed.append(w.continuation) }
-        }
-        return closed
     }
+
+    /// What a logged event holds: the object and, for updates and deletes, the one before.
+    static func size(_ e: StoreEvent) -> Int { e.object.data.count + (e.previous?.data.count ?? 0) }
 
     /// Starts a watch. With `fromRevision` nil, first delivers every current object as ADDED (the
     /// Kubernetes "watch without resourceVersion" semantics); otherwise every change after it.
     public func watch(resource: String, namespace: String?, fromRevision: Int64?,
                       filter: (@Sendable (StoreEvent) -> StoreEvent?)? = nil) throws -> StoreSubscription {
-        let (stream, cont) = AsyncStream<StoreEvent>.makeStream(bufferingPolicy: .bufferingOldest(options.watchBuffer))
-        let (id, rev) = try state.withLock { s -> (UInt64, Int64) in
+        let (stream, cont, id, rev) = try state.withLock { s -> (AsyncStream<StoreEvent>, AsyncStream<StoreEvent>.Continuation, UInt64, Int64) in
             if s.closed { throw StoreError.closed }
             if let from = fromRevision, from < s.compactedThrough {
                 throw StoreError.gone(requested: from, oldest: s.compactedThrough + 1)
             }
-            func send(_ e: StoreEvent) {
-                if let out = filter.map({ $0(e) }) ?? e { cont.yield(out) }
-            }
+            // The replay first, then a buffer that holds all of it plus watchBuffer: a replay is
+            // never cut short, and what comes after may fall behind by watchBuffer at most.
+            var replay: [StoreEvent] = []
+            func add(_ e: StoreEvent) { if let out = filter.map({ $0(e) }) ?? e { replay.append(out) } }
             if let from = fromRevision {
                 // Binary search for the first event after `from`.
                 var lo = s.logStart, hi = s.log.count
                 while lo < hi { let mid = (lo + hi) / 2; if s.log[mid].revision <= from { lo = mid + 1 } else { hi = mid } }
                 for i in lo..<s.log.count {
                     let e = s.log[i]
-                    if e.object.key.resource == resource && (namespace == nil || e.object.key.namespace == namespace) { send(e) }
+                    if e.object.key.resource == resource && (namespace == nil || e.object.key.namespace == namespace) { add(e) }
                 }
             } else if let byNS = s.objects[resource] {
                 let objs = namespace.map { Array((byNS[$0] ?? [:]).values) } ?? byNS.values.flatMap { $0.values }
-                for o in objs.sorted(by: { $0.revision < $1.revision }) { send(StoreEvent(type: .added, object: o, previous: nil)) }
+                for o in objs.sorted(by: { $0.revision < $1.revision }) { add(StoreEvent(type: .added, object: o, previous: nil)) }
             }
+            let (stream, cont) = AsyncStream<StoreEvent>.makeStream(bufferingPolicy: .bufferingOldest(options.watchBuffer + replay.count))
+            for e in replay { cont.yield(e) }
             let id = s.nextWatcherID
             s.nextWatcherID += 1
             s.watchers[id] = Watcher(resource: resource, namespace: namespace, filter: filter, continuation: cont)
-            return (id, s.revision)
+            return (stream, cont, id, s.revision)
         }
         let cancel: @Sendable () -> Void = { [weak self] in
             let w = self?.state.withLock { s in s.watchers.removeValue(forKey: id) }
             w?.continuation.finish()
         }
         let bookmark: @Sendable () -> Void = { [weak self] in
-            self?.state.withLock { s in
-                guard let w = s.watchers[id] else { return }
+            // After any fan-out under way: a bookmark never overtakes an event it covers.
+            self?.fanout.withLock { _ in
+                guard let (w, revision) = self?.state.withLock({ s in s.watchers[id].map { ($0, s.revision) } }) else { return }
                 let key = ObjectKey(resource: resource, namespace: namespace ?? "", name: "")
-                w.continuation.yield(StoreEvent(type: .bookmark, object: StoredObject(key: key, revision: s.revision, data: Data(), labels: [:], fields: [:]), previous: nil))
+                w.continuation.yield(StoreEvent(type: .bookmark, object: StoredObject(key: key, revision: revision, data: Data(), labels: [:], fields: [:]), previous: nil))
             }
         }
         // Not here and now: a stream is terminated from inside task cancellation, which holds the

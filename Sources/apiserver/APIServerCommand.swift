@@ -67,6 +67,8 @@ struct APIServerCommand: AsyncParsableCommand {
     var serverToken: String?
     @Option(name: .customLong("kubeconfig-server"), help: "The server URL(s) written into the kubeconfigs made in --data-dir (comma-separated: clients fail over between them); default https://ADVERTISE-ADDRESS:PORT.")
     var kubeconfigServer: String?
+    @Option(name: .customLong("event-ttl"), help: "How long Events are kept after their last update (a duration: 1h, 30m, 90s).")
+    var eventTTL: String = "1h"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -85,6 +87,10 @@ struct APIServerCommand: AsyncParsableCommand {
         config.metrics.scrapeTimeout = metricsScrapeTimeout
         config.metrics.rateSpan = max(0, metricsRateWindow)
         config.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        guard let ttl = parseGoDuration(eventTTL), ttl > 0 else {
+            throw ValidationError("--event-ttl: \"\(eventTTL)\" must be a duration above 0, such as 1h, 30m or 90s")
+        }
+        config.eventTTL = ttl
         guard let cidr = CIDR(serviceClusterIPRange), cidr.prefix >= 12, cidr.prefix <= 28 else {
             throw ValidationError("--service-cluster-ip-range: \"\(serviceClusterIPRange)\" must be an IPv4 network such as 198.18.128.0/20 (prefix /12 to /28, no host bits set)")
         }

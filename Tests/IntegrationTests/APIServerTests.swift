@@ -190,6 +190,35 @@ import PKI
         #expect(c.server.store.list(resource: "configmaps", namespace: "team").items.isEmpty)
     }
 
+    /// Creates racing a namespace's deletion: each either fails (403, 404) or is deleted with the
+    /// namespace; nothing outlives it.
+    @Test func nothingOutlivesANamespaceDeletedDuringCreates() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        for round in 0..<5 {
+            let ns = "race-\(round)"
+            _ = try await k.create(Namespace(name: ns))
+            let codes = try await withThrowingTaskGroup(of: Int.self) { g in
+                for i in 0..<40 {
+                    g.addTask {
+                        do { _ = try await k.create(ConfigMap(name: "cm-\(i)", namespace: ns)); return 201 }
+                        catch let s as Status { return s.code ?? 0 }
+                    }
+                }
+                g.addTask { try await k.delete(Namespace.self, ns); return 0 }
+                var out: [Int] = []
+                for try await code in g { out.append(code) }
+                return out
+            }
+            #expect(Set(codes).isSubset(of: [0, 201, 403, 404]), "round \(round): \(codes)")
+            _ = try await eventually(10, "namespace \(ns) gone") { () -> Bool? in
+                do { _ = try await k.get(Namespace.self, ns); return nil } catch let s as Status where s.code == 404 { return true }
+            }
+            #expect(c.server.store.list(resource: "configmaps", namespace: ns).items.isEmpty, "round \(round): left behind")
+        }
+    }
+
     @Test func bindingAndGenerateName() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }

@@ -2,7 +2,7 @@ import Testing
 import Foundation
 import API
 import APIServer
-import Agent
+@testable import Agent
 import PKI
 import Client
 import Controllers
@@ -59,6 +59,49 @@ import Scheduler
         _ = try await eventually(20, "scaled down") { () -> Bool? in
             try await k.list(Pod.self, labelSelector: "app=hollow").items.count == 1 ? true : nil
         }
+    }
+
+    /// A pod's termination ends with the agent that started it (nothing of it runs on in the
+    /// background), and the next agent on the node takes it over and finishes it.
+    @Test func aPodsTerminationEndsWithItsAgentAndTheNextOneFinishesIt() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let cm = try startControllerManager(c)   // signs the node's certificate
+        defer { cm.cancel() }
+        let k = try c.admin()
+        let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "h2", dataDir: c.dir + "/agent-h2")
+        let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        var config = AgentConfig(nodeName: "h2")
+        config.address = "198.18.0.12"
+        let runtime = FakeRuntime()   // the node's containers: they outlive an agent
+        let first = NodeAgent(client: agentClient, config: config, runtime: runtime)
+        let firstRun = Task { try? await first.run() }
+
+        var p = pod("slow", node: "h2")
+        p.metadata.annotations = [FakeRuntime.stopSecondsAnnotation: "4"]   // ignores SIGTERM for 4 s
+        p.spec?.terminationGracePeriodSeconds = 30
+        let created = try await k.create(p)
+        let uid = try #require(created.metadata.uid)
+        _ = try await eventually(15, "slow Running") { try? await k.get(Pod.self, "slow").phase == "Running" ? true : nil }
+        try await k.delete(Pod.self, "slow")
+        _ = try await eventually(10, "termination started") { first.terminating.withLock { $0[uid] != nil } ? true : nil }
+
+        // The agent stops mid-way: when its run returns, its termination has ended too, and the
+        // container is still there.
+        firstRun.cancel()
+        await firstRun.value
+        #expect(first.terminating.withLock { $0.isEmpty })
+        #expect(await !runtime.containers(podUID: uid).isEmpty)
+        #expect(try await k.get(Pod.self, "slow").metadata.deletionTimestamp != nil)
+
+        // The next agent finishes it: container stopped and removed, the pod object gone.
+        let second = NodeAgent(client: agentClient, config: config, runtime: runtime)
+        let secondRun = Task { try? await second.run() }
+        defer { secondRun.cancel() }
+        _ = try await eventually(20, "slow gone") { () -> Bool? in
+            do { _ = try await k.get(Pod.self, "slow"); return nil } catch let s as Status where s.code == 404 { return true }
+        }
+        #expect(await runtime.containers(podUID: uid).isEmpty)
     }
 
     @Test func aNodeRenewsItsCertificateWithItsCurrentIdentity() async throws {

@@ -79,6 +79,27 @@ func rv(_ o: StoredObject) -> String? {
         await #expect(throws: StoreError.notFound(a.key)) { try await s.write(.update(obj("a"), expectedRevision: nil)) }
     }
 
+    /// A create may require another key to be unchanged (its namespace as it was checked): if
+    /// that key was written or deleted since, nothing is created and the error names that key.
+    @Test(arguments: Backend.allCases) func aCreateCanRequireAnotherKeyUnchanged(_ b: Backend) async throws {
+        let t = try await StoreUnderTest(b)
+        let s = t.store
+        let ns = try await s.write(.create(obj("team", ns: "", resource: "namespaces")))
+        let a = try await s.write(.create(obj("a", ns: "team"), unchanged: (ns.key, ns.revision)))
+        #expect(s.get(a.key) != nil)
+        let ns2 = try await s.write(.update(obj("team", ns: "", resource: "namespaces", payload: "terminating"), expectedRevision: ns.revision))
+        await #expect(throws: StoreError.conflict(ns.key, current: ns2.revision)) {
+            try await s.write(.create(obj("b", ns: "team"), unchanged: (ns.key, ns.revision)))
+        }
+        #expect(s.get(ObjectKey(resource: "pods", namespace: "team", name: "b")) == nil)
+        // An existing object is still "already exists", whatever the other key.
+        await #expect(throws: StoreError.alreadyExists(a.key)) { try await s.write(.create(obj("a", ns: "team"), unchanged: (ns.key, ns.revision))) }
+        _ = try await s.write(.delete(ns.key, expectedRevision: nil, finalData: obj("team").data))
+        await #expect(throws: StoreError.conflict(ns.key, current: 0)) {
+            try await s.write(.create(obj("c", ns: "team"), unchanged: (ns.key, ns2.revision)))
+        }
+    }
+
     @Test(arguments: Backend.allCases) func concurrentCreatesGetDistinctRevisionsAndListSorted(_ b: Backend) async throws {
         let t = try await StoreUnderTest(b)
         let s: any ObjectStore
@@ -179,6 +200,99 @@ func rv(_ o: StoredObject) -> String? {
         // The log keeps revisions 4...6: a snapshot at 3 can be rebuilt, one at 2 cannot.
         #expect(try cache.list(resource: "pods", namespace: nil, atRevision: 3).items.map(\.key.name) == ["p1", "p2", "p3"])
         #expect(throws: StoreError.gone(requested: 2, oldest: 4)) { try cache.list(resource: "pods", namespace: nil, atRevision: 2) }
+    }
+
+    /// A watch without a revision replays every object as ADDED, however many more there are
+    /// than the watch buffer, and then goes on with the changes after it.
+    @Test func aReplayLargerThanTheWatchBufferArrivesWhole() async throws {
+        var o = StoreOptions()
+        o.watchBuffer = 10
+        let cache = WatchCache(options: o)
+        for i in 1...50 {
+            var x = obj(String(format: "p%02d", i))
+            x.revision = Int64(i)
+            cache.apply([StoreEvent(type: .added, object: x, previous: nil)], revision: Int64(i))
+        }
+        let sub = try cache.watch(resource: "pods", namespace: nil, fromRevision: nil)
+        var after = obj("late")
+        after.revision = 51
+        cache.apply([StoreEvent(type: .added, object: after, previous: nil)], revision: 51)
+        var seen: [String] = []
+        for await e in sub.events {
+            seen.append(e.object.key.name)
+            if seen.count == 51 { break }
+        }
+        sub.cancel()
+        #expect(seen == (1...50).map { String(format: "p%02d", $0) } + ["late"])
+    }
+
+    /// A watcher that falls more than the buffer behind is closed: its stream ends after what it
+    /// was sent, never a gap followed by later events (its client watches again from there).
+    @Test func aWatcherThatFallsBehindIsClosedNotSkipped() async throws {
+        var o = StoreOptions()
+        o.watchBuffer = 10
+        let cache = WatchCache(options: o)
+        let sub = try cache.watch(resource: "pods", namespace: nil, fromRevision: 0)
+        for i in 1...30 {
+            var x = obj("p\(i)")
+            x.revision = Int64(i)
+            cache.apply([StoreEvent(type: .added, object: x, previous: nil)], revision: Int64(i))
+        }
+        var revisions: [Int64] = []
+        for await e in sub.events { revisions.append(e.revision) }   // ends: the watcher was closed
+        #expect(revisions == Array(1...10))
+        #expect(cache.watcherCount == 0)
+    }
+
+    /// A watcher's filter runs outside the cache's lock: while one is slow, gets, lists and new
+    /// watches are answered.
+    @Test func aSlowWatchFilterDoesNotHoldTheCache() async throws {
+        let cache = WatchCache()
+        let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let sub = try cache.watch(resource: "pods", namespace: nil, fromRevision: 0) { e in
+            entered.signal()
+            _ = release.wait(timeout: .now() + 10)
+            return e
+        }
+        let x = { var o = obj("p1"); o.revision = 1; return o }()
+        let applied = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            cache.apply([StoreEvent(type: .added, object: x, previous: nil)], revision: 1)
+            applied.signal()
+        }
+        #expect(entered.wait(timeout: .now() + 10) == .success)
+        // The filter is still inside; the cache answers anyway.
+        #expect(cache.get(x.key)?.revision == 1)
+        #expect(cache.list(resource: "pods", namespace: nil).items.count == 1)
+        let other = try cache.watch(resource: "pods", namespace: nil, fromRevision: 0)
+        #expect(applied.wait(timeout: .now()) == .timedOut)
+        release.signal()
+        #expect(applied.wait(timeout: .now() + 10) == .success)
+        var it = other.events.makeAsyncIterator()
+        #expect(await it.next()?.revision == 1)   // replayed from the log
+        var first = sub.events.makeAsyncIterator()
+        #expect(await first.next()?.revision == 1)
+        sub.cancel(); other.cancel()
+    }
+
+    /// The history's byte budget counts the previous objects kept for updates and deletes.
+    @Test func theHistoryBudgetCountsPreviousObjects() {
+        var o = StoreOptions()
+        o.logBytes = 2_000_000   // 1500 updates of 1000 bytes: 1.5 MB of objects, 3 MB with their previous ones
+        o.logCapacity = 100_000
+        let cache = WatchCache(options: o)
+        var x = obj("big")
+        x.data = Data(repeating: 0x20, count: 1000)
+        var rev: Int64 = 0
+        for _ in 0..<1500 {
+            rev += 1
+            var next = x
+            next.revision = rev
+            cache.apply([StoreEvent(type: .modified, object: next, previous: x)], revision: rev)
+            x = next
+        }
+        // Trimmed to the budget: 1000 entries of 2000 bytes.
+        #expect(cache.compactedThrough == 500)
     }
 
     @Test(arguments: [Backend.sqlite, .etcd]) func aNewStoreSeesEverythingKept(_ b: Backend) async throws {
