@@ -92,11 +92,11 @@ struct MetricsState: Sendable {
                     usage.append(ContainerUsage(name: c.name, cpuNanoCores: UInt64((Double(cum - first.cpu) / dt).rounded()), memoryBytes: mem))
                     counters[ckey] = hist
                     latest = max(latest, t); window = max(window, dt)
-                } else if let prev = counters[ckey]?.last, t == prev.time,
-                          let old = pods[key]?.containers.first(where: { $0.name == c.name }) {
+                } else if let prev = counters[ckey]?.last, t == prev.time, let before = pods[key],
+                          let old = before.containers.first(where: { $0.name == c.name }) {
                     // The agent has not sampled again since the last scrape: same figures.
                     usage.append(ContainerUsage(name: c.name, cpuNanoCores: old.cpuNanoCores, memoryBytes: mem))
-                    latest = max(latest, pods[key]!.timestamp); window = max(window, pods[key]!.window)
+                    latest = max(latest, before.timestamp); window = max(window, before.window)
                 } else {
                     // First sample, or the counter went back (container restarted): start over.
                     counters[ckey] = [(t, cum)]

@@ -21,11 +21,17 @@ public final class Registry: Sendable {
         rbac = RBACCache(store: store, logger: logger)
     }
 
+    /// `value` (a T seen through a concrete type) as T again; a 500 rather than a crash if not.
+    func same<T, V>(_ value: V, as: T.Type) throws -> T {
+        guard let t = value as? T else { throw Status.internalError("\(V.self) is not \(T.self)") }
+        return t
+    }
+
     /// Claims what a Service needs from the allocators; a no-op for other kinds.
     func allocate<T: ServedKind>(_ obj: inout T, old: T?) async throws -> (claimed: [String], unused: [String]) {
         guard let allocator, var svc = obj as? Service else { return ([], []) }
         let r = try await allocator.assign(&svc, old: old as? Service)
-        obj = svc as! T
+        obj = try same(svc, as: T.self)
         return r
     }
     func releaseAllocations(_ names: [String], uid: String?) async {
@@ -70,10 +76,10 @@ public final class Registry: Sendable {
         obj.metadata.generation = Objects.usesGeneration(info) ? 1 : nil
         obj.applyDefaults()
         obj.admitCreate()
-        if var pod = obj as? Pod { try admitServiceAccount(&pod, dryRun: dryRun); obj = pod as! T }
-        if var claim = obj as? PersistentVolumeClaim, claim.spec != nil, claim.spec!.storageClassName == nil {
+        if var pod = obj as? Pod { try admitServiceAccount(&pod, dryRun: dryRun); obj = try same(pod, as: T.self) }
+        if var claim = obj as? PersistentVolumeClaim, var spec = claim.spec, spec.storageClassName == nil {
             // As Kubernetes' DefaultStorageClass admission: a claim naming no class gets the default one.
-            if let sc = defaultStorageClass() { claim.spec!.storageClassName = sc; obj = claim as! T }
+            if let sc = defaultStorageClass() { spec.storageClassName = sc; claim.spec = spec; obj = try same(claim, as: T.self) }
         }
         let generated = (obj.metadata.name ?? "").isEmpty && obj.metadata.generateName != nil
         var claimed: [String] = []
@@ -484,7 +490,7 @@ public final class Registry: Sendable {
                     pod.metadata.deletionTimestamp = KubeTime.format(deadline)
                     pod.metadata.deletionGracePeriodSeconds = grace
                     pod.metadata.finalizers = finalizers.isEmpty ? nil : finalizers
-                    obj = pod as! T
+                    obj = try same(pod, as: T.self)
                     graceful = true
                 }
             }
@@ -492,7 +498,7 @@ public final class Registry: Sendable {
                 if nsObj.metadata.deletionTimestamp != nil { return (cur, false) }
                 nsObj.metadata.deletionTimestamp = nowString
                 nsObj.status = Namespace.NamespaceStatus(phase: "Terminating", conditions: nsObj.status?.conditions)
-                obj = nsObj as! T
+                obj = try same(nsObj, as: T.self)
                 graceful = true
             }
             if !graceful && !finalizers.isEmpty {

@@ -1,5 +1,7 @@
 // Kubernetes Events from controllers, the scheduler and agents.
 import Foundation
+import Logging
+import Synchronization
 import API
 
 /// Records core/v1 Events about objects, as Kubernetes components do; repeats bump `count`.
@@ -13,9 +15,18 @@ public final class EventRecorder: Sendable {
     struct Pending: Sendable { var ref: ObjectReference; var namespace: String; var type: String; var reason: String; var message: String; var time: String }
     private let continuation: AsyncStream<Pending>.Continuation
     private let drainer: Task<Void, Never>
+    /// Events not recorded: refused by the apiserver, or dropped with the buffer full. The first
+    /// of each kind is logged, then every 100th; the counts are kept.
+    final class Losses: Sendable { let failed = Mutex(0), dropped = Mutex(0) }
+    private let losses: Losses
+    public var failedEvents: Int { losses.failed.withLock { $0 } }
+    public var droppedEvents: Int { losses.dropped.withLock { $0 } }
+    static let logger = Logger(label: "events")
 
     public init(client: KubeClient, component: String, clock: any ControlClock = SystemControlClock(), buffer: Int = 1000, workers: Int = 4) {
         self.client = client; self.component = component; self.clock = clock
+        let losses = Losses()
+        self.losses = losses
         let (stream, cont) = AsyncStream<Pending>.makeStream(bufferingPolicy: .bufferingOldest(buffer))
         continuation = cont
         drainer = Task {
@@ -24,7 +35,15 @@ public final class EventRecorder: Sendable {
                 var inFlight = 0
                 for await e in stream {
                     if inFlight >= workers { await g.next(); inFlight -= 1 }
-                    g.addTask { await EventRecorder.send(e, client: client, component: component) }
+                    g.addTask {
+                        do { try await EventRecorder.send(e, client: client, component: component) }
+                        catch {
+                            let n = losses.failed.withLock { $0 += 1; return $0 }
+                            if n % 100 == 1 {
+                                EventRecorder.logger.warning("could not record an event", metadata: ["component": "\(component)", "reason": "\(e.reason)", "failed so far": "\(n)", "error": "\(error)"])
+                            }
+                        }
+                    }
                     inFlight += 1
                 }
             }
@@ -39,10 +58,13 @@ public final class EventRecorder: Sendable {
     }
 
     public func record(_ ref: ObjectReference, namespace: String, type: String = "Normal", reason: String, message: String) {
-        continuation.yield(Pending(ref: ref, namespace: namespace, type: type, reason: reason, message: message, time: KubeTime.format(clock.now())))
+        if case .dropped = continuation.yield(Pending(ref: ref, namespace: namespace, type: type, reason: reason, message: message, time: KubeTime.format(clock.now()))) {
+            let n = losses.dropped.withLock { $0 += 1; return $0 }
+            if n % 100 == 1 { Self.logger.warning("event buffer full: dropping events", metadata: ["component": "\(component)", "dropped so far": "\(n)"]) }
+        }
     }
 
-    static func send(_ p: Pending, client: KubeClient, component: String) async {
+    static func send(_ p: Pending, client: KubeClient, component: String) async throws {
         // Same object, reason and message: one Event whose count grows (name is a stable hash).
         let h = FNV1a.hash64("\(p.ref.uid ?? p.ref.name ?? "")|\(p.reason)|\(p.message)".utf8)
         let name = "\(p.ref.name ?? "object").\(String(h, radix: 16))"
@@ -51,12 +73,15 @@ public final class EventRecorder: Sendable {
         ev.firstTimestamp = p.time; ev.lastTimestamp = p.time; ev.count = 1
         ev.reportingComponent = component
         do { _ = try await client.create(ev) } catch let s as Status where s.code == 409 {
-            if var existing = try? await client.get(Event.self, name, namespace: p.namespace) {
-                existing.count = (existing.count ?? 1) + 1
-                existing.lastTimestamp = p.time
-                _ = try? await client.update(existing)
-            }
-        } catch {}
+            // Seen before: its count grows (a concurrent bump of the same Event may win; then
+            // this one is not counted, as client-go's correlator also gives up after a conflict).
+            var existing = try await client.get(Event.self, name, namespace: p.namespace)
+            existing.count = (existing.count ?? 1) + 1
+            existing.lastTimestamp = p.time
+            do { _ = try await client.update(existing) } catch let s as Status where s.code == 409 {}
+        } catch let s as Status where s.code == 403 && (s.message ?? "").contains("being terminated") {
+            // The namespace is going: so is everything about it.
+        }
     }
 }
 

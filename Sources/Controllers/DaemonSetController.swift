@@ -93,8 +93,7 @@ public enum DaemonSetLogic {
             let keptNew = Array(new.prefix(1)), keptOld = new.isEmpty ? Array(old.prefix(1)) : old
             if run {
                 s.currentNumberScheduled += 1
-                let shown = keptNew.first ?? keptOld.first!
-                if shown.isReady { s.numberReady += 1 }
+                if let shown = keptNew.first ?? keptOld.first, shown.isReady { s.numberReady += 1 }
                 if keptNew.first.map({ available($0, ds, now) }) == true || (keptNew.isEmpty && keptOld.first.map { available($0, ds, now) } == true) {
                     s.numberAvailable = (s.numberAvailable ?? 0) + 1
                 } else {

@@ -80,11 +80,23 @@ public final class DeploymentController: Sendable {
                                 spec: ReplicaSetSpec(replicas: 0, minReadySeconds: spec.minReadySeconds, selector: sel, template: t), status: nil)
             // New ReplicaSets start at 0; the strategy below scales them within its bounds.
             do { rs = try await client.create(rs) } catch let s as Status where s.code == 409 { return .requeue(after: 0.1) }
-            _ = try? await client.patch(Deployment.self, d.name, namespace: d.namespace,
-                                        mergePatch: .object(["metadata": .object(["annotations": .object([Self.revisionKey: .string("\(maxRev + 1)")])])]))
             return .requeue(after: 0)   // continue once the informer has it
         }
         guard let nrs = newRS else { return .done }
+        // The Deployment shows its new ReplicaSet's revision (kubectl rollout history reads it):
+        // written here, not only at creation, so a failed write is made good on the next pass.
+        let rev = "\(Self.revision(nrs))"
+        if (Int(d.metadata.annotations?[Self.revisionKey] ?? "") ?? 0) < Self.revision(nrs) {
+            do {
+                _ = try await client.patch(Deployment.self, d.name, namespace: d.namespace,
+                                           mergePatch: .object(["metadata": .object(["annotations": .object([Self.revisionKey: .string(rev)])])]))
+            } catch let s as Status where s.code == 404 {
+                return .done
+            } catch {
+                logger.warning("could not write the Deployment's revision annotation; retrying", metadata: ["deployment": "\(d.namespace)/\(d.name)", "revision": "\(rev)", "error": "\(error)"])
+                return .requeue(after: 1)
+            }
+        }
 
         if spec.strategy?.type == "Recreate" {
             for old in oldRSs where (old.spec?.replicas ?? 0) > 0 { _ = try await scale(old, to: 0, d) }
@@ -166,7 +178,12 @@ public final class DeploymentController: Sendable {
         let idle = old.filter { ($0.spec?.replicas ?? 0) == 0 && ($0.status?.replicas ?? 0) == 0 }
         guard idle.count > limit else { return }
         for rs in idle.sorted(by: { Self.revision($0) < Self.revision($1) }).prefix(idle.count - limit) {
-            try? await client.delete(ReplicaSet.self, rs.name, namespace: rs.namespace)
+            do { try await client.delete(ReplicaSet.self, rs.name, namespace: rs.namespace) }
+            catch let s as Status where s.code == 404 {}
+            catch {
+                // Tried again on the Deployment's next pass (the ReplicaSet is still idle and old).
+                logger.warning("could not delete an old ReplicaSet of the history", metadata: ["replicaset": "\(rs.namespace)/\(rs.name)", "error": "\(error)"])
+            }
         }
     }
 

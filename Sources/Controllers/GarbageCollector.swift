@@ -75,7 +75,28 @@ public final class GarbageCollector: Sendable {
             guard let n = p.spec?.nodeName, due.contains(n) else { continue }
             do { _ = try await client.get(Node.self, n); continue } catch let s as Status where s.code == 404 {} catch { continue }
             logger.info("deleting a pod whose node is gone", metadata: ["pod": "\(p.namespace)/\(p.name)", "node": "\(n)"])
-            try? await client.delete(Pod.self, p.name, namespace: p.namespace, options: DeleteOptions(gracePeriodSeconds: 0))
+            await attempt("delete", "Pod \(p.namespace)/\(p.name)") { try await client.delete(Pod.self, p.name, namespace: p.namespace, options: DeleteOptions(gracePeriodSeconds: 0)) }
+        }
+    }
+
+    /// Writes that failed, each said once until it works (the sweep tries again every period).
+    let failing = Mutex<Set<String>>([])
+    let failureCount = Mutex(0)
+    /// How many of the collector's writes failed (404s, which mean "already done", not counted).
+    public var writeFailures: Int { failureCount.withLock { $0 } }
+
+    func attempt(_ what: String, _ object: String, _ body: () async throws -> Void) async {
+        let id = "\(what) \(object)"
+        do {
+            try await body()
+            failing.withLock { _ = $0.remove(id) }
+        } catch let s as Status where s.code == 404 {
+            failing.withLock { _ = $0.remove(id) }
+        } catch {
+            failureCount.withLock { $0 += 1 }
+            if failing.withLock({ $0.insert(id).inserted }) {
+                logger.warning("garbage collector: a write failed; trying again on the next sweep", metadata: ["write": "\(what)", "object": "\(object)", "error": "\(error)"])
+            }
         }
     }
 
@@ -96,15 +117,15 @@ public final class GarbageCollector: Sendable {
                         if owner.deleting && owner.finalizers.contains("orphan") {
                             let kept = refs.filter { $0.uid != ref.uid }
                             let patch: JSONValue = .object(["metadata": .object(["ownerReferences": kept.isEmpty ? .null : (try? JSONValue.from(kept)) ?? .null])])
-                            _ = try? await client.patch(T.self, o.name, namespace: o.namespace, mergePatch: patch)
+                            await attempt("orphan", "\(T.resource.kind) \(o.namespace)/\(o.name)") { _ = try await client.patch(T.self, o.name, namespace: o.namespace, mergePatch: patch) }
                         } else if owner.deleting && owner.finalizers.contains("foregroundDeletion") && o.metadata.deletionTimestamp == nil {
-                            try? await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: "Foreground"))
+                            await attempt("delete", "\(T.resource.kind) \(o.namespace)/\(o.name)") { try await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: "Foreground")) }
                         }
                         continue
                     }
                     if o.metadata.deletionTimestamp == nil, await ownerGone(ref, namespace: o.namespace) {
                         logger.debug("deleting dependent of a deleted owner", metadata: ["object": "\(T.resource.kind) \(o.namespace)/\(o.name)", "owner": "\(ref.kind)/\(ref.name)"])
-                        try? await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: "Background"))
+                        await attempt("delete", "\(T.resource.kind) \(o.namespace)/\(o.name)") { try await client.delete(T.self, o.name, namespace: o.namespace, options: DeleteOptions(propagationPolicy: "Background")) }
                     }
                 }
             }
@@ -127,14 +148,16 @@ public final class GarbageCollector: Sendable {
             for f in ["foregroundDeletion", "orphan"] where owner.finalizers.contains(f) && dependents == 0 {
                 let rest = owner.finalizers.filter { $0 != f }
                 let patch: JSONValue = .object(["metadata": .object(["finalizers": rest.isEmpty ? .null : .array(rest.map { .string($0) })])])
-                switch owner.kind {
-                case "Deployment": _ = try? await client.patch(Deployment.self, owner.name, namespace: owner.namespace, mergePatch: patch)
-                case "ReplicaSet": _ = try? await client.patch(ReplicaSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
-                case "Job": _ = try? await client.patch(Job.self, owner.name, namespace: owner.namespace, mergePatch: patch)
-                case "CronJob": _ = try? await client.patch(CronJob.self, owner.name, namespace: owner.namespace, mergePatch: patch)
-                case "DaemonSet": _ = try? await client.patch(DaemonSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
-                case "StatefulSet": _ = try? await client.patch(StatefulSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
-                default: _ = try? await client.patch(Pod.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                await attempt("remove finalizer \(f)", "\(owner.kind) \(owner.namespace)/\(owner.name)") {
+                    switch owner.kind {
+                    case "Deployment": _ = try await client.patch(Deployment.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                    case "ReplicaSet": _ = try await client.patch(ReplicaSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                    case "Job": _ = try await client.patch(Job.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                    case "CronJob": _ = try await client.patch(CronJob.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                    case "DaemonSet": _ = try await client.patch(DaemonSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                    case "StatefulSet": _ = try await client.patch(StatefulSet.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                    default: _ = try await client.patch(Pod.self, owner.name, namespace: owner.namespace, mergePatch: patch)
+                    }
                 }
             }
         }

@@ -143,11 +143,11 @@ public enum UtilizationPredictor {
         }
         let demandMode = samples.allSatisfy { $0.pods != nil }
         let times = samples.map { $0.time.timeIntervalSince(now) }
-        let values = samples.map { demandMode ? $0.utilization * Double($0.pods!) : $0.utilization }
+        let values = samples.map { demandMode ? $0.utilization * Double($0.pods ?? 1) : $0.utilization }
 
         // Trend: least squares over the recent window, x in seconds relative to now.
         let recent = times.indices.filter { times[$0] >= -config.trendWindow }
-        var level = values.last!, slope = 0.0
+        var level = values.last ?? 0, slope = 0.0
         if recent.count >= 3 {
             let xs = recent.map { times[$0] }, ys = recent.map { values[$0] }
             let mx = xs.reduce(0, +) / Double(xs.count), my = ys.reduce(0, +) / Double(ys.count)
@@ -168,7 +168,7 @@ public enum UtilizationPredictor {
         }
         let pods = Double(max(last.pods ?? 1, 1))
         let lastMinute = times.indices.filter { times[$0] >= -min(60, config.trendWindow) }.map { values[$0] }
-        let present = lastMinute.isEmpty ? values.last! : lastMinute.reduce(0, +) / Double(lastMinute.count)
+        let present = lastMinute.isEmpty ? (values.last ?? 0) : lastMinute.reduce(0, +) / Double(lastMinute.count)
         return .success(HPAForecast(resource: resource, predicted: predicted, level: present, isDemand: demandMode, lookahead: lookahead,
                                     period: period, correlation: correlation, trendPerMinute: slope * 60, samples: samples.count,
                                     latestPods: Int(pods)))
@@ -186,7 +186,8 @@ public enum UtilizationPredictor {
     }
 
     static func resample(times: [Double], values: [Double], maxPoints: Int) -> Grid {
-        let span = times.last! - times.first!
+        guard let first = times.first, let lastTime = times.last, values.count == times.count else { return Grid(start: 0, step: 1, values: []) }
+        let span = lastTime - first
         let gaps = zip(times.dropFirst(), times).map { $0 - $1 }.filter { $0 > 0 }.sorted()
         let median = gaps.isEmpty ? 1 : gaps[gaps.count / 2]
         let step = max(median, span / Double(max(maxPoints - 1, 1)), 1e-3)
@@ -194,14 +195,14 @@ public enum UtilizationPredictor {
         var out = [Double](), j = 0
         out.reserveCapacity(n)
         for i in 0..<n {
-            let t = times.first! + Double(i) * step
+            let t = first + Double(i) * step
             while j + 1 < times.count && times[j + 1] < t { j += 1 }
             if j + 1 < times.count, times[j + 1] > times[j] {
                 let f = min(max((t - times[j]) / (times[j + 1] - times[j]), 0), 1)
                 out.append(values[j] * (1 - f) + values[j + 1] * f)
             } else { out.append(values[j]) }
         }
-        return Grid(start: times.first!, step: step, values: out)
+        return Grid(start: first, step: step, values: out)
     }
 
     /// The recurring period, as a lag in grid steps, with its correlation: among the lags that

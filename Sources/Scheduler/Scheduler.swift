@@ -230,7 +230,14 @@ public final class Scheduler: Sendable {
             var st = p.status ?? PodStatus(phase: "Pending")
             st.setCondition(PodCondition(type: "PodScheduled", status: "False", reason: "Unschedulable", message: message), now: KubeTime.format(clock.now()))
             p.status = st
-            _ = try? await client.updateStatus(p)
+            do { _ = try await client.updateStatus(p) }
+            catch let s as Status where s.code == 404 || s.code == 409 {
+                return .requeue(after: 0)   // gone, or changed meanwhile: look again
+            } catch {
+                // Said, and tried again soon; the pod stays in the unschedulable set meanwhile.
+                logger.warning("could not write the pod's Unschedulable condition; retrying", metadata: ["pod": "\(key)", "error": "\(error)"])
+                return .requeue(after: 1)
+            }
             events.record(pod, type: "Warning", reason: "FailedScheduling", message: message)
         }
         return .requeue(after: 5)

@@ -50,6 +50,38 @@ import PKI
         }
     }
 
+    /// A garbage-collector write the apiserver refuses is counted (and logged once), not
+    /// swallowed; the dependent stays until a write succeeds.
+    @Test func garbageCollectorWritesThatFailAreCounted() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        // It sees everything (admin's informers) but may write nothing (a user with no role).
+        let informers = SharedInformers(client: k)
+        let gc = GarbageCollector(client: try c.client(user: "nobody", groups: []), informers: informers)
+        let tasks = [Task { await informers.run() }, Task { await gc.run() }]
+        defer { for t in tasks { t.cancel() } }
+        var owner = rs("fg-owner", replicas: 0)
+        owner = try await k.create(owner)
+        var dependent = rs("fg-dependent", replicas: 0)
+        dependent.metadata.ownerReferences = [OwnerReference(apiVersion: "apps/v1", kind: "ReplicaSet", name: "fg-owner", uid: owner.metadata.uid ?? "", controller: true, blockOwnerDeletion: true)]
+        _ = try await k.create(dependent)
+        try await k.delete(ReplicaSet.self, "fg-owner", options: DeleteOptions(propagationPolicy: "Foreground"))
+        _ = try await eventually(15, "a refused delete counted") { gc.writeFailures > 0 ? true : nil }
+        #expect(try await k.get(ReplicaSet.self, "fg-dependent").metadata.deletionTimestamp == nil)
+    }
+
+    /// Events the apiserver refuses are counted by the recorder, never silently lost.
+    @Test func refusedEventsAreCounted() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let recorder = EventRecorder(client: try c.client(user: "nobody", groups: []), component: "test")
+        let target = try await c.admin().create(ConfigMap(name: "about", namespace: "default"))
+        for i in 0..<3 { recorder.record(target, reason: "Test", message: "event \(i)") }
+        _ = try await eventually(10, "3 refused events counted") { recorder.failedEvents == 3 ? true : nil }
+        #expect(recorder.droppedEvents == 0)
+    }
+
     @Test func nodeJoinsWithTheTokenThroughACertificateSigningRequest() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }
