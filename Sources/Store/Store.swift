@@ -266,8 +266,8 @@ public final class Store: CacheBackedStore {
             switch op {
             case .create(var o, let unchanged):
                 if cur != nil { results.append(.failure(StoreError.alreadyExists(k))); continue }
-                if let (gk, grev) = unchanged, current(gk)?.revision != grev {
-                    results.append(.failure(StoreError.conflict(gk, current: current(gk)?.revision ?? 0))); continue
+                if let (gk, grev) = unchanged, case let now = current(gk)?.revision, now != grev {
+                    results.append(.failure(StoreError.conflict(gk, current: now ?? 0))); continue
                 }
                 rev += 1
                 o.revision = rev; o.data = Store.stamp(o.data, rev)
