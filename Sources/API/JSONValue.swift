@@ -140,18 +140,21 @@ extension JSONValue {
         w.write(self, pretty: pretty, indent: 0)
         return Data(w.out)
     }
-    /// Converts any Encodable into a tree.
+    /// Converts any Encodable into a tree (the tree of the bytes KubeJSON.encode writes).
     public static func from<T: Encodable>(_ value: T) throws -> JSONValue {
-        try JSONValue.parse(KubeJSON.encode(value))
+        try TreeEncoder.encode(value)
     }
+    /// Decodes a typed value from this tree, as JSONDecoder would from its bytes.
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try KubeJSON.decode(type, from: encoded())
+        try TreeDecoder.decode(type, from: self)
     }
 }
 
 /// The JSON coders every component uses, so that bytes are stable (sorted keys) across them.
 public enum KubeJSON {
     public static func encode<T: Encodable>(_ value: T, pretty: Bool = false) throws -> Data {
+        // The same bytes JSONEncoder writes (TreeCodingTests), without its Codable containers.
+        if !pretty { return try TreeEncoder.encode(value).encoded() }
         let e = JSONEncoder()
         e.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         return try e.encode(value)

@@ -168,6 +168,10 @@ public enum IntOrString: Codable, Hashable, Sendable, CustomStringConvertible {
     case int(Int)
     case string(String)
     public init(from decoder: Decoder) throws {
+        if let t = decoder as? TreeDecoder {
+            if case .int(let i) = t.value, let x = Int(exactly: i) { self = .int(x); return }
+            if case .string(let s) = t.value { self = .string(s); return }
+        }
         let c = try decoder.singleValueContainer()
         if let i = try? c.decode(Int.self) { self = .int(i) } else { self = .string(try c.decode(String.self)) }
     }

@@ -54,9 +54,33 @@ public struct Quantity: Codable, Hashable, Sendable, CustomStringConvertible, Co
     }
 
     public init(from decoder: Decoder) throws {
+        // From a tree, look at the value instead of trying each type (a failed guess builds an error).
+        if let t = decoder as? TreeDecoder {
+            switch t.value {
+            case .int(let i):
+                let (m, o) = i.multipliedReportingOverflow(by: 1000)
+                guard !o else { throw DecodingError.dataCorrupted(.init(codingPath: t.codingPath, debugDescription: "quantity \(i) is too large")) }
+                self.init(milli: m); return
+            case .double(let d):
+                guard let m = Int64(exactly: (d * 1000).rounded(.up)) else { throw DecodingError.dataCorrupted(.init(codingPath: t.codingPath, debugDescription: "quantity \(d) is out of range")) }
+                self.init(milli: m); return
+            case .string(let s):
+                do { try self.init(parsing: s); return } catch let e as QuantityError {
+                    throw DecodingError.dataCorrupted(.init(codingPath: t.codingPath, debugDescription: e.description))
+                }
+            default: break
+            }
+        }
         let c = try decoder.singleValueContainer()
-        if let i = try? c.decode(Int64.self) { self.init(milli: i * 1000); return }
-        if let d = try? c.decode(Double.self) { self.init(milli: Int64((d * 1000).rounded(.up))); return }
+        if let i = try? c.decode(Int64.self) {
+            let (m, o) = i.multipliedReportingOverflow(by: 1000)
+            guard !o else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "quantity \(i) is too large") }
+            self.init(milli: m); return
+        }
+        if let d = try? c.decode(Double.self) {
+            guard let m = Int64(exactly: (d * 1000).rounded(.up)) else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "quantity \(d) is out of range") }
+            self.init(milli: m); return
+        }
         let s = try c.decode(String.self)
         do { try self.init(parsing: s) } catch let e as QuantityError {
             throw DecodingError.dataCorruptedError(in: c, debugDescription: e.description)

@@ -12,7 +12,7 @@ import Scheduler
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks and load generators.",
-                                                    subcommands: [Writes.self, Load.self, HALoad.self, Verify.self, ScheduleBench.self, PodStartup.self, ProxyBench.self, CodecBench.self, CreateRate.self, AuthBench.self])
+                                                    subcommands: [Writes.self, Load.self, HALoad.self, Verify.self, ScheduleBench.self, PodStartup.self, ProxyBench.self, CodecBench.self, CreateRate.self, AuthBench.self, EtcdPuts.self, SQLiteCeiling.self])
 }
 
 final class Counter: Sendable {
@@ -31,6 +31,32 @@ final class LineLog: Sendable {
 func percentile(_ sorted: [Double], _ p: Double) -> Double {
     guard !sorted.isEmpty else { return 0 }
     return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+/// Where a process's resident bytes are, from /proc/PID/smaps: its own binary (code and data),
+/// shared libraries, anonymous memory (heap, malloc arenas, thread stacks) and the rest.
+func smapsSummary(pid: Int32) -> String {
+    guard let s = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return "smaps unreadable" }
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+    var by: [String: Int] = [:]
+    var current = "other"
+    for line in s.split(separator: "\n") {
+        let f = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard let first = f.first else { continue }
+        if first.contains("-"), f.count >= 5, !first.hasSuffix(":") {
+            let path = f.count >= 6 ? String(f[5]) : ""
+            let perms = f[1]
+            if path == exe { current = perms.contains("x") ? "binary code" : "binary data" }
+            else if path.contains(".so") { current = "shared libraries" }
+            else if path == "[heap]" { current = "heap (brk)" }
+            else if path == "[stack]" { current = "main stack" }
+            else if path.isEmpty { current = "anonymous (malloc arenas, mmap, thread stacks)" }
+            else { current = "other" }
+        } else if first == "Rss:", f.count >= 2, let kb = Int(f[1]) {
+            by[current, default: 0] += kb
+        }
+    }
+    return by.sorted { $0.value > $1.value }.map { String(format: "%@ %.1f MB", $0.key, Double($0.value) / 1024) }.joined(separator: "; ")
 }
 
 func rss(pid: Int32) -> Int {
@@ -410,6 +436,7 @@ struct PodStartup: AsyncParsableCommand {
             while try await client.list(Pod.self, namespace: "bench-startup").items.count > keep { try await Task.sleep(for: .milliseconds(200)) }
             try await Task.sleep(for: .seconds(3))
             print(String(format: "agent RSS with %d running pods: %.1f MB", keep, Double(rss(pid: pid)) / 1e6))
+            print("agent RSS by mapping with \(keep) running pods: \(smapsSummary(pid: pid))")
         }
         watcher.cancel()
         for p in try await client.list(Pod.self, namespace: "bench-startup").items { try? await client.delete(Pod.self, p.name, namespace: "bench-startup") }

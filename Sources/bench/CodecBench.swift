@@ -50,6 +50,31 @@ struct CodecBench: AsyncParsableCommand {
                 print(String(format: "| %@ | %@ | %d | %.2f | %.0f |", name, format, bytes.count, secs / Double(iterations) * 1e6, Double(iterations) / secs))
             }
         }
+        // Typed objects: Foundation's coders against the tree coders (TreeDecoder, TreeEncoder and
+        // the byte-level writer), on the same bytes, with the same output.
+        print("\n| object | coder | decode µs | encode µs | decode+encode µs | tree / Foundation |")
+        print("|---|---|---|---|---|---|")
+        let samples = try codecSamples()
+        try typedRow(Pod.self, "Pod", samples[0].1.encoded())
+        try typedRow(Deployment.self, "Deployment", samples[1].1.encoded())
+    }
+
+    func typedRow<T: Codable>(_ type: T.Type, _ name: String, _ bytes: Data) throws {
+        func time(_ body: () throws -> Int) rethrows -> Double {
+            var sink = 0
+            let t0 = ContinuousClock.now
+            for _ in 0..<iterations { sink &+= try body() }
+            precondition(sink != 0)
+            return seconds(ContinuousClock.now - t0) / Double(iterations) * 1e6
+        }
+        let obj = try JSONDecoder().decode(type, from: bytes)
+        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let fd = try time { _ = try JSONDecoder().decode(type, from: bytes); return 1 }
+        let fe = try time { try enc.encode(obj).count }
+        let td = try time { _ = try TreeDecoder.decode(type, from: JSONValue.parse(bytes)); return 1 }
+        let te = try time { try TreeEncoder.encode(obj).encoded().count }
+        print(String(format: "| %@ | Foundation | %.2f | %.2f | %.2f | |", name, fd, fe, fd + fe))
+        print(String(format: "| %@ | tree | %.2f | %.2f | %.2f | %.2f |", name, td, te, td + te, (td + te) / (fd + fe)))
     }
 }
 
