@@ -556,3 +556,39 @@ public struct Binding: Codable, Sendable, Hashable {
         target = ObjectReference(kind: "Node", namespace: nil, name: nodeName, apiVersion: "v1")
     }
 }
+
+/// Many pod bindings in one request: our extension `POST /apis/scheduling.orchestrator.io/v1/bindings`.
+/// The server binds every item (as pods/binding would, each on its own) and commits them
+/// together; the answer has one result per item, in order.
+public struct BindingList: Codable, Sendable, Hashable {
+    public static let group = "scheduling.orchestrator.io"
+    public static let path = "/apis/scheduling.orchestrator.io/v1/bindings"
+    public static let maxItems = 5000
+    public var apiVersion: String? = "scheduling.orchestrator.io/v1"
+    public var kind: String? = "BindingList"
+    public var items: [Binding]
+    public init(items: [Binding]) { self.items = items }
+}
+
+/// One item's outcome in a BindingResultList: code 201 when bound, else the Status it would have had.
+public struct BindingResult: Codable, Sendable, Hashable {
+    public var namespace: String
+    public var name: String
+    public var code: Int
+    public var reason: String?
+    public var message: String?
+    public init(namespace: String, name: String, code: Int, reason: String? = nil, message: String? = nil) {
+        self.namespace = namespace; self.name = name; self.code = code; self.reason = reason; self.message = message
+    }
+    /// The Status a single pods/binding call would have thrown, when this one failed.
+    public var failure: Status? {
+        code < 300 ? nil : Status(status: "Failure", message: message ?? "", reason: reason ?? "", code: code)
+    }
+}
+
+public struct BindingResultList: Codable, Sendable, Hashable {
+    public var apiVersion: String? = "scheduling.orchestrator.io/v1"
+    public var kind: String? = "BindingResultList"
+    public var items: [BindingResult]
+    public init(items: [BindingResult]) { self.items = items }
+}

@@ -243,6 +243,11 @@ final class APIHandler: Sendable {
             guard request.method == .post else { throw Status.methodNotAllowed() }
             return try await review(request, identity: identity, plural: plural)
         }
+        if group == BindingList.group, version == "v1", rest.count == 1, rest.first == "bindings" {
+            resourceLabel = "bindings"
+            guard request.method == .post else { throw Status.methodNotAllowed() }
+            return try await batchBind(request, identity: identity)
+        }
         if group == MetricsGroup.name || group == WorkloadMetricsGroup.name {
             return try await routeMetrics(request, identity: identity, group: group, version: version, rest: Array(rest), &verbLabel, &resourceLabel)
         }

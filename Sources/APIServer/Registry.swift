@@ -571,6 +571,11 @@ public final class Registry: Sendable {
         do { b = try body.decode(Binding.self) } catch let e as DecodingError {
             throw Status.badRequest("Binding in version \"v1\" cannot be handled as a Binding: \(Objects.describe(e))")
         }
+        try await bind(namespace: namespace, name: name, b)
+    }
+
+    /// Assigns a pod to the node a Binding names (pods/binding, and each item of a batch).
+    func bind(namespace: String, name: String, _ b: Binding) async throws {
         guard let node = b.target.name, !node.isEmpty else {
             throw Status.invalid(Resources.pods, name, [FieldError(.required, "target.name", "")])
         }

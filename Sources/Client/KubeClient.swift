@@ -294,6 +294,22 @@ public final class KubeClient: Sendable {
                        body: try KubeJSON.encode(Binding(podName: pod, namespace: namespace, nodeName: node)))
     }
 
+    /// Binds many pods in one request through the batch bindings extension, with one result per
+    /// binding in order. Nil when the server does not offer the extension (404): bind one by one.
+    public func bindMany(_ bindings: [Binding]) async throws -> [BindingResult]? {
+        let r = try await request(.POST, BindingList.path, body: try KubeJSON.encode(BindingList(items: bindings)))
+        if r.status == 404 { return nil }
+        if r.status >= 300 {
+            if let s = try? KubeJSON.decode(Status.self, from: r.body), s.kind == "Status" { throw s }
+            throw Status(status: "Failure", message: String(decoding: r.body.prefix(500), as: UTF8.self), reason: "Unknown", code: r.status)
+        }
+        let list = try KubeJSON.decode(BindingResultList.self, from: r.body)
+        guard list.items.count == bindings.count else {
+            throw ClientError("the server answered \(list.items.count) binding results for \(bindings.count) bindings")
+        }
+        return list.items
+    }
+
     /// Streams a response body as it arrives (pods/log with follow); errors come as Status.
     public func stream(path: String, query: [String: String]) -> AsyncThrowingStream<Data, Error> {
         var r = HTTPClientRequest(url: self.url(path, query))

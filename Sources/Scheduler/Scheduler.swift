@@ -118,6 +118,10 @@ public final class Scheduler: Sendable {
     let filters: [any FilterPlugin]
     let scores: [any ScorePlugin]
     let unschedulable = Mutex<Set<String>>([])
+    /// Pods handed to the binder and not yet seen bound by the informer (nor failed): not
+    /// scheduled again meanwhile.
+    let binding = Mutex<Set<String>>([])
+    let binder: Binder
 
     public init(client: KubeClient, config: SchedulerConfig = SchedulerConfig(), clock: any ControlClock = SystemControlClock(),
                 filters: [any FilterPlugin] = Plugins.filters, scores: [any ScorePlugin] = Plugins.scores) {
@@ -131,6 +135,7 @@ public final class Scheduler: Sendable {
         storageClasses = Informer<StorageClass>(client: client)
         queue = WorkQueue(clock: clock, baseDelay: 0.05, maxDelay: 10)
         events = EventRecorder(client: client, component: "default-scheduler", clock: clock)
+        binder = Binder(client: client)
         wire()
     }
 
@@ -157,10 +162,12 @@ public final class Scheduler: Sendable {
             switch ev {
             case .added(let p), .updated(_, let p):
                 let key = Informer<Pod>.key(p)
+                if !(p.spec?.nodeName ?? "").isEmpty || p.metadata.deletionTimestamp != nil { self.binding.withLock { _ = $0.remove(key) } }
                 if let node = p.spec?.nodeName, !node.isEmpty, !p.isTerminal { self.cache.place(podKey: key, node: node, request: PodRequest(p)) }
                 else if p.isTerminal { self.cache.forget(podKey: key); self.retryUnschedulable() }
                 if self.isPending(p) { self.queue.add(key) }
             case .deleted(let p):
+                self.binding.withLock { _ = $0.remove(Informer<Pod>.key(p)) }
                 self.cache.forget(podKey: Informer<Pod>.key(p))
                 self.retryUnschedulable()
             }
@@ -193,7 +200,7 @@ public final class Scheduler: Sendable {
     }
 
     func scheduleOne(_ key: String) async throws -> ReconcileResult {
-        guard let pod = pods.get(key), isPending(pod) else { return .done }
+        guard let pod = pods.get(key), isPending(pod), !binding.withLock({ $0.contains(key) }) else { return .done }
         let needs: VolumeRequirements
         switch VolumeRequirements.of(pod, claim: { self.claims.get(namespace: pod.namespace, name: $0) }, volume: { self.volumes.get($0) },
                                      volumes: { self.volumes.list() }, storageClass: { self.storageClasses.get($0) }) {
@@ -201,6 +208,24 @@ public final class Scheduler: Sendable {
         case .failure(let why): return try await unschedulable(pod, key: key, message: "0/\(cache.nodeCount) nodes are available: \(why.message).")
         }
         switch cache.decide(pod, key: key, filters: needs.isEmpty ? filters : filters + [VolumeBinding(needs)], scores: scores) {
+        case .bind(let node) where needs.delayed.isEmpty:
+            // Bound apart from the decision: the worker goes on to the next pod.
+            binding.withLock { _ = $0.insert(key) }
+            binder.submit(namespace: pod.namespace, name: pod.name, node: node) { [self] result in
+                switch result {
+                case .success:
+                    events.record(pod, reason: "Scheduled", message: "Successfully assigned \(pod.namespace)/\(pod.name) to \(node)")
+                case .failure(let s as Status) where s.code == 409 || s.code == 404:
+                    binding.withLock { _ = $0.remove(key) }
+                    cache.forget(podKey: key)   // bound elsewhere or gone: the informer will tell
+                case .failure(let error):
+                    binding.withLock { _ = $0.remove(key) }
+                    cache.forget(podKey: key)
+                    logger.warning("binding failed; scheduling the pod again", metadata: ["pod": "\(key)", "node": "\(node)", "error": "\(error)"])
+                    queue.addRateLimited(key)
+                }
+            }
+            return .done
         case .bind(let node):
             do {
                 // Delayed binding: the claims learn their node before the pod is bound there.

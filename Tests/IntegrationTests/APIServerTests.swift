@@ -233,4 +233,43 @@ import PKI
         #expect(bound.spec?.nodeName == "n1" && bound.status?.condition("PodScheduled")?.status == "True")
         await #expect { try await k.bind(pod: created.name, namespace: "default", node: "n2") } throws: { status($0)?.code == 409 }
     }
+
+    @Test func batchBindingsBindEachWithItsOwnResult() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        _ = try await k.create(Namespace(name: "other"))
+        for i in 0..<20 { _ = try await k.create(pod("b\(i)")) }
+        var o = pod("o1"); o.metadata.namespace = "other"
+        _ = try await k.create(o)
+        try await k.bind(pod: "b0", namespace: "default", node: "n9")
+        var items = (0..<20).map { Binding(podName: "b\($0)", namespace: "default", nodeName: "n\($0 % 3)") }
+        items.append(Binding(podName: "missing", namespace: "default", nodeName: "n1"))
+        items.append(Binding(podName: "o1", namespace: "other", nodeName: "n2"))
+        let sched = try c.client(user: "system:kube-scheduler", groups: [])
+        let results = try #require(try await sched.bindMany(items))
+        #expect(results.map(\.name) == items.map { $0.metadata.name! })
+        #expect(results[0].code == 409 && results[0].message?.contains("already assigned to node \"n9\"") == true)
+        #expect(results[20].code == 404)
+        #expect(results.enumerated().allSatisfy { i, r in i == 0 || i == 20 || r.code == 201 })
+        for i in 1..<20 {
+            let p = try await k.get(Pod.self, "b\(i)")
+            #expect(p.spec?.nodeName == "n\(i % 3)" && p.status?.condition("PodScheduled")?.status == "True")
+        }
+        #expect(try await k.get(Pod.self, "o1", namespace: "other").spec?.nodeName == "n2")
+
+        // A malformed item refuses the whole list: nothing is bound.
+        for i in 0..<2 { _ = try await k.create(pod("m\(i)")) }
+        var bad = [Binding(podName: "m0", namespace: "default", nodeName: "n1"), Binding(podName: "m1", namespace: "default", nodeName: "")]
+        await #expect { _ = try await sched.bindMany(bad) } throws: { status($0)?.code == 400 && status($0)?.message?.contains("items[1].target.name") == true }
+        #expect(try await k.get(Pod.self, "m0").spec?.nodeName == nil)
+        bad[1].target.name = "n1"
+        #expect(try await sched.bindMany(bad)?.map(\.code) == [201, 201])
+
+        // Only those who may create pods/binding in every namespace named.
+        let stranger = try c.client(user: "bob", groups: ["devs"])
+        await #expect { _ = try await stranger.bindMany([Binding(podName: "b1", namespace: "default", nodeName: "n1")]) } throws: { status($0)?.code == 403 }
+        // An empty list is how a scheduler asks whether the server offers batch bindings.
+        #expect(try await sched.bindMany([]) == [])
+    }
 }
