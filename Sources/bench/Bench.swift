@@ -36,7 +36,10 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 /// Where a process's resident bytes are, from /proc/PID/smaps: its own binary (code and data),
 /// shared libraries, anonymous memory (heap, malloc arenas, thread stacks) and the rest.
 func smapsSummary(pid: Int32) -> String {
-    guard let s = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return "smaps unreadable" }
+    // Read to the end: procfs files report size 0, and a read sized by it stops early.
+    guard let fh = FileHandle(forReadingAtPath: "/proc/\(pid)/smaps"), let data = try? fh.readToEnd() else { return "smaps unreadable" }
+    try? fh.close()
+    let s = String(decoding: data, as: UTF8.self)
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
     var by: [String: Int] = [:]
     var current = "other"
