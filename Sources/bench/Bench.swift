@@ -73,25 +73,7 @@ func rss(pid: Int32) -> Int {
 /// Runs `clients` loops of `op` at once until `duration` seconds have passed; every call's
 /// latency in seconds (unsorted) and the wall time taken.
 func concurrentLatencies(clients: Int, duration: Double, _ op: @escaping @Sendable () async throws -> Void) async throws -> (latencies: [Double], seconds: Double) {
-    let start = ContinuousClock.now
-    let deadline = start + .seconds(duration)
-    let all = try await withThrowingTaskGroup(of: [Double].self) { group in
-        for _ in 0..<clients {
-            group.addTask {
-                var l: [Double] = []
-                while ContinuousClock.now < deadline {
-                    let t0 = ContinuousClock.now
-                    try await op()
-                    l.append(seconds(ContinuousClock.now - t0))
-                }
-                return l
-            }
-        }
-        var all: [Double] = []
-        for try await l in group { all += l }
-        return all
-    }
-    return (all, seconds(ContinuousClock.now - start))
+    try await concurrentLatenciesIndexed(clients: clients, duration: duration) { _ in try await op() }
 }
 
 func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
