@@ -31,8 +31,10 @@ extension APIHandler {
         for ns in Set(targets.map(\.namespace)).sorted() {
             let attrs = RequestAttributes(user: identity, verb: "create", resource: Resources.pods, subresource: "binding", namespace: ns,
                                           name: nil, fieldNodeName: nil)
-            guard case .allow = authz.authorize(attrs) else {
-                throw Status.forbidden("pods \"binding\" is forbidden: User \"\(identity.user)\" cannot create resource \"pods/binding\" in API group \"\" in the namespace \"\(ns)\"", Resources.pods, nil)
+            switch authz.authorize(attrs) {
+            case .allow: break
+            case .deny(let msg): throw Status.forbidden(msg, Resources.pods, nil)
+            default: throw Status.forbidden("batch bindings are only for callers that may create pods/binding in namespace \"\(ns)\"", Resources.pods, nil)
             }
         }
         let registry = self.registry

@@ -297,12 +297,9 @@ public final class KubeClient: Sendable {
     /// Binds many pods in one request through the batch bindings extension, with one result per
     /// binding in order. Nil when the server does not offer the extension (404): bind one by one.
     public func bindMany(_ bindings: [Binding]) async throws -> [BindingResult]? {
-        let r = try await request(.POST, BindingList.path, body: try KubeJSON.encode(BindingList(items: bindings)))
-        if r.status == 404 { return nil }
-        if r.status >= 300 {
-            if let s = try? KubeJSON.decode(Status.self, from: r.body), s.kind == "Status" { throw s }
-            throw Status(status: "Failure", message: String(decoding: r.body.prefix(500), as: UTF8.self), reason: "Unknown", code: r.status)
-        }
+        let r: RawResponse
+        do { r = try await call(.POST, BindingList.path, body: try KubeJSON.encode(BindingList(items: bindings))) }
+        catch let s as Status where s.code == 404 { return nil }
         let list = try KubeJSON.decode(BindingResultList.self, from: r.body)
         guard list.items.count == bindings.count else {
             throw ClientError("the server answered \(list.items.count) binding results for \(bindings.count) bindings")
