@@ -124,7 +124,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "bench", dependencies: [
-            "Client", "API", "APIServer", "Scheduler", "Agent", "Etcd", "CSQLite", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Client", "API", "APIServer", "Scheduler", "Agent", "Controllers", "Etcd", "CSQLite", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         ]),

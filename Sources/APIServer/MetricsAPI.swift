@@ -25,7 +25,8 @@ extension APIHandler {
         }
         let q = request.uri.queryParameters
         func param(_ k: String) -> String? { q[Substring(k)].map(String.init) }
-        guard request.method == .get else { throw Status.methodNotAllowed() }
+        let importing = request.method == .post && group == WorkloadMetricsGroup.name && version == WorkloadMetricsGroup.version
+        guard request.method == .get || importing else { throw Status.methodNotAllowed() }
         if APIHandler.goBool(param("watch")) {
             throw Status.methodNotAllowed("the metrics APIs do not support watch; poll instead")
         }
@@ -76,12 +77,13 @@ extension APIHandler {
                 throw Status.notFoundPath("the workload history is at /apis/\(info.apiVersion)/namespaces/NAMESPACE/workloadmetrics/KIND/NAME")
             }
             resourceLabel = "\(info.plural).\(info.group)"
-            verbLabel = "GET"
+            verbLabel = importing ? "POST" : "GET"
             let namespace = rest[1], name = rest[4]
-            try authorizeMetrics(identity, info, verb: "get", namespace: namespace, name: name)
+            try authorizeMetrics(identity, info, verb: importing ? "create" : "get", namespace: namespace, name: name)
             guard let kind = WorkloadMetricsGroup.canonicalKind(rest[3]) else {
                 throw Status.badRequest("unknown workload kind \"\(rest[3])\": use deployment, replicaset or pod (or an owner kind such as StatefulSet)")
             }
+            if importing { return try await importHistory(request, WorkloadRef(namespace: namespace, kind: kind, name: name), collector: collector) }
             let since = try Self.seconds(param("since"), name: "since") ?? 3600
             let step = try Self.seconds(param("step"), name: "step")
             let ref = WorkloadRef(namespace: namespace, kind: kind, name: name)
@@ -96,6 +98,36 @@ extension APIHandler {
             return Self.json(200, try KubeJSON.encode(WorkloadMetricsList(workload: ref, items: samples)))
         }
         throw Status.notFoundPath()
+    }
+
+    /// POST of a CSV history ("back data"): parsed and checked whole (WorkloadMetricsImport),
+    /// then stored as raw samples, which the history folds into minutes like its own. The
+    /// workload must exist: a history nobody reads is a typo's.
+    func importHistory(_ request: Request, _ ref: WorkloadRef, collector: MetricsCollector) async throws -> Response {
+        let ct = (request.headers[.contentType] ?? "").lowercased()
+        guard ct.hasPrefix("text/csv") || ct.hasPrefix("text/plain") else {
+            throw Status(status: "Failure", message: "a history import is text/csv (got \"\(ct)\")", reason: "UnsupportedMediaType", code: 415)
+        }
+        guard workloadExists(ref) else {
+            throw Status(status: "Failure", message: "\(ref.kind.lowercased()) \"\(ref.name)\" does not exist in namespace \(ref.namespace): create it before importing its history",
+                         reason: "NotFound", code: 404, details: StatusDetails(name: ref.name, group: nil, kind: ref.kind.lowercased() + "s"))
+        }
+        var req = request
+        let body: Data
+        do { body = Data(buffer: try await req.collectBody(upTo: 128 << 20)) } catch { throw Status.tooLarge() }
+        let now = registry.clock()
+        let samples: [WorkloadMetricsSample]
+        do { samples = try WorkloadMetricsImport.parse(String(decoding: body, as: UTF8.self), now: now) }
+        catch { throw Status(status: "Failure", message: "\(error)", reason: "BadRequest", code: 400) }
+        let cutoff = now.addingTimeInterval(-collector.history.minuteRetention)
+        let kept = samples.filter { $0.time >= cutoff }
+        collector.history.append(kept.map { (ref, $0) })
+        try await collector.history.flush()
+        try await collector.history.maintain(now: now)
+        let result = WorkloadMetricsImportResult(workload: ref, imported: kept.count, olderThanRetention: samples.count - kept.count,
+                                                 first: kept.first.map { KubeTime.format($0.time) }, last: kept.last.map { KubeTime.format($0.time) },
+                                                 retentionSeconds: collector.history.minuteRetention)
+        return Self.json(201, try KubeJSON.encode(result))
     }
 
     /// Same rules as reading pods or nodes: admins and the controller-manager may; nodes,
@@ -116,7 +148,9 @@ extension APIHandler {
         case "Deployment": info = Resources.deployments
         case "ReplicaSet": info = Resources.replicasets
         case "Pod": info = Resources.pods
-        default: return false
+        default:
+            guard let r = Resources.lookup(w.kind), r.kind == w.kind else { return false }
+            info = r
         }
         return store.get(Objects.key(info, w.namespace, w.name)) != nil
     }

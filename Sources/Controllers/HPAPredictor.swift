@@ -212,7 +212,9 @@ public enum UtilizationPredictor {
     static func detectPeriod(_ x: [Double], step: Double, minPeriod: Double, maxPeriod: Double, minCorrelation: Double) -> (Int, Double)? {
         let n = x.count
         let minLag = max(2, Int((minPeriod / step).rounded(.up)))
-        let maxLag = min(Int(maxPeriod / step), n / 2)
+        // Two cycles, with a little slack: a history of exactly two days (what the controller
+        // reads) loses a sample or two to bucketing, and the daily lag must stay in range.
+        let maxLag = min(Int((maxPeriod / step).rounded()), Int(Double(n) * 0.52))
         guard minLag < maxLag else { return nil }
         var r = [Double](repeating: -1, count: maxLag + 2)
         for lag in max(1, minLag - 1)...min(maxLag + 1, n - 2) { r[lag] = pearson(x, lag) }

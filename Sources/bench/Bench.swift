@@ -12,7 +12,7 @@ import Scheduler
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Benchmarks and load generators.",
-                                                    subcommands: [Writes.self, Load.self, HALoad.self, Verify.self, ScheduleBench.self, PodStartup.self, ProxyBench.self, CodecBench.self, CreateRate.self, AuthBench.self, EtcdPuts.self, SQLiteCeiling.self])
+                                                    subcommands: [Writes.self, Load.self, HALoad.self, Verify.self, ScheduleBench.self, PodStartup.self, ProxyBench.self, CodecBench.self, CreateRate.self, AuthBench.self, EtcdPuts.self, SQLiteCeiling.self, HPAReplayBench.self])
 }
 
 final class Counter: Sendable {

@@ -13,6 +13,13 @@ struct Top: AsyncParsableCommand {
         ctl top pods [NAME] [-n NS | -A] [-l SELECTOR] [--containers]
         ctl top nodes [NAME]
         ctl top --history deployment/NAME [--since 1h] [--csv]   (also replicaset/NAME, pod/NAME)
+        ctl top --history import deployment/NAME --csv FILE     (load past usage: "back data")
+
+        An import's CSV has a header naming its columns, each with its unit: timestamp (RFC 3339
+        or Unix seconds, increasing), pods, and cpu_utilization_percent and/or
+        memory_utilization_percent; optionally window_seconds, cpu_total_millicores,
+        cpu_average_millicores, memory_average_bytes. What `--history … --csv` prints imports
+        back unchanged. A file with any bad line is refused whole, naming the line.
         """,
         subcommands: [TopPods.self, TopNodes.self])
     @OptionGroup var global: GlobalOptions
@@ -21,9 +28,15 @@ struct Top: AsyncParsableCommand {
     @Flag(help: "Print the history as CSV instead of a chart.") var csv = false
     @Option(help: "Average the history into buckets of this many seconds (CSV; the chart picks its own).") var step: Double?
     @Option(help: "Chart width in columns (default: the terminal's).") var width: Int?
+    @Argument(help: "With --history import: the workload (deployment/NAME) and the CSV file.") var args: [String] = []
 
     func run() async throws {
         guard let history else { throw CleanExit.helpRequest(self) }
+        if history == "import" {
+            try await importHistory()
+            return
+        }
+        guard args.isEmpty else { throw ValidationError("unexpected argument \"\(args[0])\": --history takes KIND/NAME (or: --history import KIND/NAME --csv FILE)") }
         let client = try global.client()
         do {
             let parts = history.split(separator: "/", maxSplits: 1).map(String.init)
@@ -50,6 +63,37 @@ struct Top: AsyncParsableCommand {
                 for line in HistoryReport.render(list, since: seconds, now: Date(), width: columns) { print(line) }
             }
         } catch { fail(describeError(error)) }
+        await client.shutdown()
+    }
+
+    /// `--history import KIND/NAME --csv FILE`: the file goes to the apiserver as text/csv,
+    /// which checks it whole and keeps all of it or nothing.
+    func importHistory() async throws {
+        guard csv, args.count == 2 else {
+            throw ValidationError("usage: ctl top --history import deployment/NAME --csv FILE")
+        }
+        let parts = args[0].split(separator: "/", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let kind = WorkloadMetricsGroup.canonicalKind(parts[0]) else {
+            throw ValidationError("--history import wants KIND/NAME with KIND deployment, replicaset or pod (got \"\(args[0])\")")
+        }
+        let file = args[1]
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch { fail("\(file): cannot read: \(error.localizedDescription)") }
+        let client = try global.client()
+        do {
+            let ns = global.namespace ?? client.namespace
+            let path = WorkloadMetricsGroup.path(namespace: ns, kind: kind, name: parts[1])
+            let r = try await client.call(.POST, path, body: data, contentType: "text/csv")
+            let res = try KubeJSON.decode(WorkloadMetricsImportResult.self, from: r.body)
+            var line = "\(args[0]): imported \(res.imported) samples"
+            if let first = res.first, let last = res.last { line += " (\(first) to \(last))" }
+            if res.olderThanRetention > 0 {
+                line += "; \(res.olderThanRetention) older than the history keeps (\(compactNumber(res.retentionSeconds / 86400)) days) were left out"
+            }
+            print(line)
+        } catch let s as Status where s.code == 400 {
+            fail("\(file): \(s.message ?? "\(s)")")
+        } catch { fail("\(file): \(describeError(error))") }
         await client.shutdown()
     }
 

@@ -296,4 +296,58 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
         #expect(scaledDown >= 2.3, "scaled down after \(scaledDown)s")
         #expect(rows.map(\.1).max() == 6)
     }
+
+    /// Back data: two days of a daily pattern imported as CSV become the workload's history at
+    /// once, and the HPA's forecaster finds the day in it; bad files and unknown workloads are
+    /// refused with nothing kept.
+    @Test func importedBackDataIsTheHistoryAndBadFilesKeepNothing() async throws {
+        let c = try await TestCluster.start(tweak: { $0.metrics.interval = 0.2; $0.metrics.flushInterval = 0.5 })
+        defer { Task { await c.cleanup() } }
+        let admin = try c.admin()
+        _ = try await admin.create(try webDeployment("shop", replicas: 0))
+        let path = WorkloadMetricsGroup.path(namespace: "default", kind: "Deployment", name: "shop")
+        let now = Date()
+        // Every 5 minutes for two days: demand peaks at noon; the pods follow it.
+        var csv = "timestamp,pods,cpu_utilization_percent\n"
+        var rows = 0
+        for m in stride(from: 2 * 1440, to: 0, by: -5) {
+            let t = now.addingTimeInterval(Double(-m) * 60)
+            let hour = Double(Int(t.timeIntervalSince1970) % 86400) / 3600
+            let demand = 200 + 800 * max(0, sin((hour - 6) / 12 * .pi))   // percent of one pod's request
+            let pods = max(2, Int((demand / 70).rounded(.up)))
+            csv += "\(KubeTime.format(t)),\(pods),\(compactNumber((demand / Double(pods) * 10).rounded() / 10))\n"
+            rows += 1
+        }
+        let r = try await admin.call(.POST, path, body: Data(csv.utf8), contentType: "text/csv")
+        #expect(r.status == 201)
+        let res = try KubeJSON.decode(WorkloadMetricsImportResult.self, from: r.body)
+        #expect(res.imported == rows && res.olderThanRetention == 0)
+        let stored = try await history(admin, "Deployment", "shop", since: 3 * 86400)
+        #expect(stored.count == rows, "\(stored.count) samples back, \(rows) imported")
+
+        // The HPA's own history reader and forecaster: the daily period, from the first minute.
+        let h = try await WorkloadMetricsHistory(client: admin).utilization(namespace: "default", target: CrossVersionObjectReference(kind: "Deployment", name: "shop"),
+                                                                            resource: "cpu", since: now.addingTimeInterval(-2 * 86400 - 60))
+        let f = try UtilizationPredictor.forecast(h, resource: "cpu", now: now, lookahead: 300).get()
+        #expect(f.period.map { abs($0 - 86400) < 1800 } == true, "\(f.describeMethod); \(h.count) samples")
+
+        // Refused whole: nothing of a file with one bad line is kept, and the line is named.
+        let before = try await history(admin, "Deployment", "shop", since: 3 * 86400).count
+        let t1 = KubeTime.format(now.addingTimeInterval(-60)), t2 = KubeTime.format(now.addingTimeInterval(-120))
+        for (bad, message) in [("timestamp,pods,cpu_utilization_percent\n\(t2),2,50\n\(t1),2,50\n\(t2),2,50\n", "line 4: timestamp \(t2) is not after line 3's"),
+                               ("timestamp,pods,cpu_utilization_percent\n\(t2),2,50\n\(t1),2,-1\n", "line 3: cpu_utilization_percent: -1 is negative"),
+                               ("timestamp,cpu_utilization_percent\n\(t2),50\n", "line 1: missing column \"pods\"")] {
+            await #expect { try await admin.call(.POST, path, body: Data(bad.utf8), contentType: "text/csv") } throws: {
+                status($0)?.code == 400 && status($0)?.message?.hasPrefix(message) == true
+            }
+        }
+        #expect(try await history(admin, "Deployment", "shop", since: 3 * 86400).count == before)
+        // A workload that does not exist.
+        await #expect { try await admin.call(.POST, WorkloadMetricsGroup.path(namespace: "default", kind: "Deployment", name: "nope"), body: Data(csv.utf8), contentType: "text/csv") } throws: {
+            status($0)?.code == 404 && status($0)?.message == "deployment \"nope\" does not exist in namespace default: create it before importing its history"
+        }
+        // Importing is writing: a node may not.
+        let node = try c.client(user: "system:node:n1", groups: ["system:nodes"])
+        await #expect { try await node.call(.POST, path, body: Data(csv.utf8), contentType: "text/csv") } throws: { status($0)?.code == 403 }
+    }
 }
