@@ -118,12 +118,12 @@ extension APIHandler {
         let now = registry.clock()
         let samples: [WorkloadMetricsSample]
         do { samples = try WorkloadMetricsImport.parse(String(decoding: body, as: UTF8.self), now: now) }
-        catch { throw Status(status: "Failure", message: "\(error)", reason: "BadRequest", code: 400) }
+        catch { throw Status.badRequest("\(error)") }
         let cutoff = now.addingTimeInterval(-collector.history.minuteRetention)
         let kept = samples.filter { $0.time >= cutoff }
         collector.history.append(kept.map { (ref, $0) })
+        // On disk before the answer; the collector's own maintenance folds the old ones into minutes.
         try await collector.history.flush()
-        try await collector.history.maintain(now: now)
         let result = WorkloadMetricsImportResult(workload: ref, imported: kept.count, olderThanRetention: samples.count - kept.count,
                                                  first: kept.first.map { KubeTime.format($0.time) }, last: kept.last.map { KubeTime.format($0.time) },
                                                  retentionSeconds: collector.history.minuteRetention)

@@ -105,7 +105,6 @@ public struct HPAReplayResult: Sendable {
     public var seconds = 0.0
     /// One point per sync.
     public var curve: [Point] = []
-    public var scaleActions: Int { scaleUps + scaleDowns }
 }
 
 public enum HPAReplay {

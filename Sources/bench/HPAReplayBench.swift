@@ -60,12 +60,13 @@ enum HPAReplayReport {
         for r in rs {
             lines.append("| \(r.mode) | \(Int(r.overloadedSeconds)) | \(Int(r.overloadedBeyondToleranceSeconds)) | \(Int(r.saturatedSeconds)) | \(Int(r.excessRequests.rounded())) | \(Int(r.podSeconds)) | \(r.scaleUps) | \(r.scaleDowns) | \(r.directionChanges) | \(r.maxReplicas) |")
         }
-        if rs.count == 2, rs[0].overloadedSeconds > 0, rs[0].podSeconds > 0 {
-            lines.append(String(format: "\npredictive / reactive: overloaded time %.2f, beyond tolerance %.2f, saturated %.2f, pod-seconds %.3f, direction changes %d vs %d",
-                                rs[1].overloadedSeconds / rs[0].overloadedSeconds,
-                                rs[0].overloadedBeyondToleranceSeconds > 0 ? rs[1].overloadedBeyondToleranceSeconds / rs[0].overloadedBeyondToleranceSeconds : 0,
-                                rs[0].saturatedSeconds > 0 ? rs[1].saturatedSeconds / rs[0].saturatedSeconds : 0,
-                                rs[1].podSeconds / rs[0].podSeconds, rs[1].directionChanges, rs[0].directionChanges))
+        if rs.count == 2 {
+            func ratio(_ a: Double, _ b: Double) -> String { a > 0 ? String(format: "%.2f", b / a) : b > 0 ? "worse (0 before)" : "1 (both 0)" }
+            lines.append("\npredictive / reactive: overloaded time " + ratio(rs[0].overloadedSeconds, rs[1].overloadedSeconds)
+                         + ", beyond tolerance " + ratio(rs[0].overloadedBeyondToleranceSeconds, rs[1].overloadedBeyondToleranceSeconds)
+                         + ", saturated " + ratio(rs[0].saturatedSeconds, rs[1].saturatedSeconds)
+                         + ", pod-seconds " + ratio(rs[0].podSeconds, rs[1].podSeconds)
+                         + ", direction changes \(rs[1].directionChanges) vs \(rs[0].directionChanges)")
         }
         return lines.joined(separator: "\n")
     }
