@@ -67,7 +67,9 @@ public final class NodeAgent: Sendable {
     /// Annotation on the node's Lease: the EndpointSlice revision its proxy has applied.
     public static let proxySyncedAnnotation = "proxy.orchestrator.io/synced-revision"
 
-    public init(client: KubeClient, config: AgentConfig, runtime: any ContainerRuntime, clock: any ControlClock = SystemControlClock()) {
+    /// `proxyRunner` stands in for nft and conntrack (tests); nil runs them.
+    public init(client: KubeClient, config: AgentConfig, runtime: any ContainerRuntime, clock: any ControlClock = SystemControlClock(),
+                proxyRunner: ProxyApplier.Runner? = nil) {
         self.client = client; self.config = config; self.runtime = runtime; self.clock = clock
         var l = Logger(label: "agent")
         l[metadataKey: "node"] = "\(config.nodeName)"
@@ -81,7 +83,7 @@ public final class NodeAgent: Sendable {
         // A proxy sync is published at once rather than at the next renewal: terminating pods wait on it.
         let (signals, cont) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         publishSignals = signals
-        proxy = ServiceProxy(client: client, config: config.proxy, clock: clock, onSynced: { _ in cont.yield() })
+        proxy = ServiceProxy(client: client, config: config.proxy, clock: clock, runner: proxyRunner, onSynced: { _ in cont.yield() })
         pods.addHandler { [weak self] ev in
             switch ev {
             case .added(let p), .deleted(let p): self?.queue.add(Informer<Pod>.key(p))

@@ -403,11 +403,17 @@ extension NodeAgent {
                 leaseCheck = clock.now().addingTimeInterval(0.1)
                 if let leases = try? await client.list(Lease.self, namespace: "kube-node-lease") {
                     let now = clock.now()
-                    let behind = leases.items.filter { l in
+                    var behind = leases.items.filter { l in
                         guard let v = l.metadata.annotations?[Self.proxySyncedAnnotation], let rev = Int64(v) else { return false }
-                        // A node silent for longer than a few renewals is dead or cut off: not waited for.
-                        guard let t = KubeTime.parse(l.spec?.renewTime), now.timeIntervalSince(t) < 5 else { return false }
                         return rev < needed
+                    }
+                    // A node silent for a few seconds is waited for only while the control plane
+                    // still counts it Ready: a slow one (a loaded VM can miss renewals for 6 s)
+                    // still routes, a dead one is let go once it is marked NotReady.
+                    let silent = behind.filter { l in KubeTime.parse(l.spec?.renewTime).map { now.timeIntervalSince($0) >= 5 } ?? true }
+                    if !silent.isEmpty {
+                        let ready = Set(((try? await client.list(Node.self))?.items ?? []).filter(\.isReady).map(\.name))
+                        behind.removeAll { l in silent.contains { $0.name == l.name } && !ready.contains(l.name) }
                     }
                     if behind.isEmpty {
                         logger.debug("proxies drained", metadata: ["pod": "\(pod.namespace)/\(pod.name)", "seconds": "\(now.timeIntervalSince(started))"])

@@ -43,11 +43,13 @@ public final class ServiceProxy: Sendable {
     let lastSync = Mutex<(rules: Int, seconds: Double, at: Date?)>((0, 0, nil))
     let onSynced: @Sendable (Int64) -> Void
     let clock: any ControlClock
+    /// Whether nft runs for real (else the node's sysctls are left alone too).
+    let realNFT: Bool
 
     public init(client: KubeClient, config: ServiceProxyConfig, clock: any ControlClock = SystemControlClock(),
                 runner: ProxyApplier.Runner? = nil,
                 onSynced: @escaping @Sendable (Int64) -> Void = { _ in }) {
-        self.config = config; self.onSynced = onSynced; self.clock = clock
+        self.config = config; self.onSynced = onSynced; self.clock = clock; realNFT = runner == nil
         services = Informer(client: client)
         slices = Informer(client: client)
         logger = Logger(label: "proxy")
@@ -91,7 +93,7 @@ public final class ServiceProxy: Sendable {
     }
 
     public func run() async {
-        if config.mode == "nftables" {
+        if config.mode == "nftables" && realNFT {
             // Replies between pods on one bridge are switched, not routed: without this they would
             // skip conntrack and reach the client un-NATed.
             // The sysctl exists once br_netfilter is loaded, which a fresh host (a new VM) has not done.

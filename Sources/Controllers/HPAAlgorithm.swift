@@ -326,7 +326,11 @@ public enum HPAAlgorithm {
         // recommendation does not chase its own effect.
         let demand = f.demand(measuredUtilization: Double(measured.utilization), pods: measured.pods)
         let ratio = demand / (Double(target) * Double(max(current, 1)))
-        let replicas = tolerances.isWithin(ratio) ? current : Int((demand / Double(target)).rounded(.up))
+        // Upward, a forecast above the target scales at once: the tolerance band keeps a noisy
+        // measurement from flapping, and the forecast is already smoothed over past cycles, while
+        // waiting for 10 % over target is what leaves a slow morning ramp running hot. Downward
+        // the tolerance holds as in the reactive rule.
+        let replicas = (ratio > 1 || !tolerances.isWithin(ratio)) ? Int((demand / Double(target)).rounded(.up)) : current
         let name = "predicted \(f.resource) resource utilization (percentage of request) \(f.summary)"
         let utilization = demand / Double(max(current, 1))
         return (replicas, name, "forecast \(f.resource) utilization \(Int(utilization.rounded()))% of request at \(current) replicas \(f.summary): \(replicas) replicas")

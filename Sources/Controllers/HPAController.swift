@@ -37,6 +37,8 @@ public final class HPAController: Sendable {
     let history: any MetricsHistory
     /// Set when the history is the controller's own recording (fed every sync).
     let recorder: RecordingMetricsHistory?
+    /// Each predictive HPA's period, searched for again every 5 minutes rather than every sync.
+    let periods = PeriodMemo()
     let config: HPAControllerConfig
     let clock: any ControlClock
     let queue: WorkQueue
@@ -75,6 +77,7 @@ public final class HPAController: Sendable {
                 }
             case .deleted(let h):
                 _ = self.state.withLock { $0.removeValue(forKey: h.metadata.uid ?? Informer<HorizontalPodAutoscaler>.key(h)) }
+                self.periods.forget(prefix: (h.metadata.uid ?? h.namespace + "/" + h.name) + "/")
                 if let ref = h.spec?.scaleTargetRef { self.recorder?.forget(namespace: h.namespace, target: ref) }
             }
         }
@@ -206,7 +209,8 @@ public final class HPAController: Sendable {
         }
         do {
             let h = try await history.utilization(namespace: hpa.namespace, target: spec.scaleTargetRef, resource: resource, since: now.addingTimeInterval(-config.historyWindow))
-            switch UtilizationPredictor.forecast(h, resource: resource, now: now, lookahead: lookahead, config: config.predictor) {
+            let key = "\(hpa.metadata.uid ?? hpa.namespace + "/" + hpa.name)/\(resource)"
+            switch UtilizationPredictor.forecast(h, resource: resource, now: now, lookahead: lookahead, config: config.predictor, memo: periods, key: key) {
             case .success(let f): return .forecast(f)
             case .failure(let e): return .unavailable(reason: "InsufficientHistory", message: "\(e)")
             }

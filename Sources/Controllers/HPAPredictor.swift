@@ -133,10 +133,37 @@ public struct PredictorConfig: Sendable, Hashable {
     public init() {}
 }
 
+/// The period search (an autocorrelation over up to `maxPoints` lags) is most of a forecast's
+/// cost, and a series' period does not change from one sync to the next: each series' finding,
+/// period or none, is kept and searched again only once it is `every` seconds old.
+public final class PeriodMemo: Sendable {
+    public struct Finding: Sendable, Hashable {
+        public var period: Double?
+        public var correlation: Double?
+        public var at: Date
+    }
+    public let every: Double
+    private let found = Mutex<[String: Finding]>([:])
+    public init(every: Double = 300) { self.every = every }
+
+    /// The finding for `key` if it is younger than `every` at `now`.
+    public func fresh(_ key: String, now: Date) -> Finding? {
+        found.withLock { m in
+            guard let f = m[key], now >= f.at, now.timeIntervalSince(f.at) < every else { return nil }
+            return f
+        }
+    }
+    public func remember(_ key: String, _ f: Finding) { found.withLock { $0[key] = f } }
+    /// Drops every series whose key starts with `prefix` (an HPA that is gone).
+    public func forget(prefix: String) { found.withLock { m in m = m.filter { !$0.key.hasPrefix(prefix) } } }
+    public var count: Int { found.withLock { $0.count } }
+}
+
 public enum UtilizationPredictor {
-    /// Forecasts `resource` utilization `lookahead` seconds after `now` from `history`.
+    /// Forecasts `resource` utilization `lookahead` seconds after `now` from `history`. With a
+    /// `memo`, the period found for `key` within the memo's interval is used instead of a new search.
     public static func forecast(_ history: [UtilizationSample], resource: String, now: Date, lookahead: Double,
-                                config: PredictorConfig = PredictorConfig()) -> Result<HPAForecast, HPAError> {
+                                config: PredictorConfig = PredictorConfig(), memo: PeriodMemo? = nil, key: String = "") -> Result<HPAForecast, HPAError> {
         let samples = history.filter { $0.time <= now }.sorted { $0.time < $1.time }
         guard samples.count >= config.minSamples, let last = samples.last else {
             return .failure(HPAError("insufficient history: \(samples.count) samples, need \(config.minSamples)"))
@@ -160,11 +187,18 @@ public enum UtilizationPredictor {
         let grid = resample(times: times, values: values, maxPoints: config.maxPoints)
         var predicted = max(0, level + slope * lookahead)
         var period: Double?, correlation: Double?
-        if let (lag, r) = detectPeriod(detrend(grid.values), step: grid.step, minPeriod: config.minPeriod, maxPeriod: config.maxPeriod, minCorrelation: config.minCorrelation) {
-            let p = Double(lag) * grid.step
-            if let s = seasonal(grid, period: p, lookahead: lookahead, times: times, values: values, window: min(config.trendWindow, p / 4)) {
-                predicted = max(0, s); period = p; correlation = r
+        var finding: (period: Double, correlation: Double)?
+        if let memo, let known = memo.fresh(key, now: now) {
+            if let p = known.period, let r = known.correlation { finding = (p, r) }
+        } else {
+            if let (lag, r) = detectPeriod(detrend(grid.values), step: grid.step, minPeriod: config.minPeriod, maxPeriod: config.maxPeriod, minCorrelation: config.minCorrelation) {
+                finding = (Double(lag) * grid.step, r)
             }
+            memo?.remember(key, PeriodMemo.Finding(period: finding?.period, correlation: finding?.correlation, at: now))
+        }
+        if let (p, r) = finding,
+           let s = seasonal(grid, period: p, lookahead: lookahead, times: times, values: values, window: min(config.trendWindow, p / 4)) {
+            predicted = max(0, s); period = p; correlation = r
         }
         let pods = Double(max(last.pods ?? 1, 1))
         let lastMinute = times.indices.filter { times[$0] >= -min(60, config.trendWindow) }.map { values[$0] }

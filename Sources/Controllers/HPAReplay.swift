@@ -150,6 +150,7 @@ public enum HPAReplay {
         let template = templatePod()
 
         var state = HPAState()
+        let periods = PeriodMemo()
         var r = HPAReplayResult(mode: cfg.predictive ? "predictive" : "reactive")
         var lastDirection = 0
         var t = cfg.start
@@ -185,7 +186,7 @@ public enum HPAReplay {
                 var predictive: PredictiveInput?
                 if cfg.predictive {
                     let h = (try? await history.utilization(namespace: "default", target: ref, resource: "cpu", since: now.addingTimeInterval(-cfg.historyWindow))) ?? []
-                    switch UtilizationPredictor.forecast(h, resource: "cpu", now: now, lookahead: cfg.lookahead ?? cfg.podStartup, config: cfg.predictor) {
+                    switch UtilizationPredictor.forecast(h, resource: "cpu", now: now, lookahead: cfg.lookahead ?? cfg.podStartup, config: cfg.predictor, memo: periods, key: "replay/cpu") {
                     case .success(let f): predictive = .forecast(f)
                     case .failure(let e): predictive = .unavailable(reason: "InsufficientHistory", message: "\(e)")
                     }

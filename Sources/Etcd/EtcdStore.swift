@@ -45,7 +45,7 @@ public final class EtcdStore: CacheBackedStore {
     private let grpcs: [GRPCClient<Transport>]
     private let kvs: [Etcdserverpb_KV.Client<Transport>]
     private let watchClients: [Etcdserverpb_Watch.Client<Transport>]
-    private let activeEndpoint = Mutex(0)
+    let activeEndpoint = Mutex(0)
     /// Whether each member answered the last health probe (a serializable read within 800 ms).
     private let healthy = Mutex<[Bool]>([])
     private var kv: Etcdserverpb_KV.Client<Transport> { kvs[activeEndpoint.withLock { $0 }] }
@@ -266,6 +266,31 @@ public final class EtcdStore: CacheBackedStore {
         }
     }
 
+    /// A write transaction. Besides what `call` retries, an attempt whose outcome is unknown (no
+    /// answer in time, the connection lost after sending, etcd between leaders) is sent again
+    /// to the next member that answers health probes, for up to three request timeouts in all; `retried` says whether that
+    /// happened, so the caller can recognise its own earlier success in a failed compare. Every
+    /// write compares a revision (or that the key exists), so a repeat never applies twice.
+    func writeCall(_ txn: Etcdserverpb_TxnRequest) async throws -> (Etcdserverpb_TxnResponse, retried: Bool) {
+        let deadline = ContinuousClock.now + config.requestTimeout * 3
+        var retried = false
+        while true {
+            let index = activeEndpoint.withLock { $0 }
+            do {
+                return (try await call("write") { try await kv.txn(txn, options: callOptions) }, retried)
+            } catch let e as StoreError {
+                // Only when another member answers health probes: with one member, or none
+                // answering, the write fails at once as before.
+                let others = healthy.withLock { h in h.indices.contains { $0 != index && h[$0] } }
+                guard case .unavailable = e, others, ContinuousClock.now + .milliseconds(100) < deadline, !Task.isCancelled else { throw e }
+                logger.notice("etcd write: \(e); sending it again")
+                moveOn(from: index)
+                retried = true
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
     static func neverSent(_ e: RPCError) -> Bool {
         e.message.contains("establish a connection") || e.message.contains("transient failure")
     }
@@ -368,9 +393,21 @@ public final class EtcdStore: CacheBackedStore {
         if let g = guardCompare {
             txn.failure.append({ var r = Etcdserverpb_RequestOp(); r.requestRange = { var q = Etcdserverpb_RangeRequest(); q.key = g.key; return q }(); return r }())
         }
-        let resp = try await call("write") { try await kv.txn(txn, options: callOptions) }
-        guard resp.succeeded else {
-            let current = resp.responses.first?.responseRange.kvs.first
+        let (resp, retried) = try await writeCall(txn)
+        let current = resp.responses.first?.responseRange.kvs.first
+        // After an attempt whose outcome is unknown, a failed compare may be that attempt's own
+        // success: the key holds exactly what we wrote (or, for a delete, is gone).
+        var resolvedRevision: Int64? = nil
+        if !resp.succeeded, retried {
+            switch op {
+            case .create, .update:
+                if let current, let put = txn.success.first?.requestPut, current.value == put.value { resolvedRevision = current.modRevision }
+            case .delete:
+                if current == nil { resolvedRevision = resp.header.revision }
+            }
+            if let r = resolvedRevision { logger.notice("an etcd write whose answer was lost had been applied", metadata: ["key": "\(op.key)", "revision": "\(r)"]) }
+        }
+        guard resp.succeeded || resolvedRevision != nil else {
             switch op {
             case .create(_, let unchanged):
                 if current == nil, let (gk, _) = unchanged {
@@ -382,13 +419,13 @@ public final class EtcdStore: CacheBackedStore {
                 throw StoreError.conflict(op.key, current: current.modRevision)
             }
         }
-        let rev = resp.header.revision
+        let rev = resolvedRevision ?? resp.header.revision
         var result: StoredObject
         switch op {
         case .create(let o, _), .update(let o, _):
             result = o
         case .delete(let k, _, _):
-            let prev = resp.responses.first?.responseDeleteRange.prevKvs.first
+            let prev = resp.succeeded ? resp.responses.first?.responseDeleteRange.prevKvs.first : nil
             result = (try prev.flatMap { try decode($0) }) ?? StoredObject(key: k, data: data, labels: [:], fields: [:])
         }
         result.revision = rev

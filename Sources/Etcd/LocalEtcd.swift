@@ -1,4 +1,4 @@
-// A single etcd member run as a child process, with client and peer mutual TLS from EtcdPKI:
+// An etcd member (or a cluster of them on loopback) run as child processes, with client and peer mutual TLS from EtcdPKI:
 // for the integration tests and hack/bench-apiserver --store etcd. Needs Debian's etcd-server.
 import Foundation
 import Store
@@ -29,27 +29,53 @@ public final class LocalEtcd: @unchecked Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
+    /// This member's name and the whole cluster's `name=peerURL` list.
+    public let name: String
+    private var initialCluster: String
+    private let pkiDir: String
+
     /// Makes certificates in DIR/pki and starts etcd with its data in DIR/data.
-    public init(dir: String) throws {
-        self.dir = dir
+    public convenience init(dir: String) throws {
         try EtcdPKI.ensure(dir: "\(dir)/pki", addresses: ["127.0.0.1"])
+        try self.init(dir: dir, name: "local", pkiDir: "\(dir)/pki")
+        initialCluster = "local=\(peerURL)"
+        try start()
+    }
+
+    private init(dir: String, name: String, pkiDir: String) throws {
+        self.dir = dir; self.name = name; self.pkiDir = pkiDir
         clientURL = "https://127.0.0.1:\(Self.freePort())"
         peerURL = "https://127.0.0.1:\(Self.freePort())"
+        initialCluster = ""
         var c = EtcdConfig(endpoints: [clientURL])
-        c.caFile = "\(dir)/pki/ca.crt"; c.certFile = "\(dir)/pki/apiserver-etcd-client.crt"; c.keyFile = "\(dir)/pki/apiserver-etcd-client.key"
+        c.caFile = "\(pkiDir)/ca.crt"; c.certFile = "\(pkiDir)/apiserver-etcd-client.crt"; c.keyFile = "\(pkiDir)/apiserver-etcd-client.key"
         config = c
-        try start()
+    }
+
+    /// A cluster of `members` members on loopback sharing DIR/pki, each with its data in
+    /// DIR/NAME, started together. Each member's config names every client URL, its own first.
+    public static func cluster(dir: String, members: Int) throws -> [LocalEtcd] {
+        try EtcdPKI.ensure(dir: "\(dir)/pki", addresses: ["127.0.0.1"])
+        let all = try (0..<members).map { try LocalEtcd(dir: "\(dir)/m\($0)", name: "m\($0)", pkiDir: "\(dir)/pki") }
+        let list = all.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
+        for (i, m) in all.enumerated() {
+            try FileManager.default.createDirectory(atPath: m.dir, withIntermediateDirectories: true)
+            m.initialCluster = list
+            m.config.endpoints = [m.clientURL] + all.indices.filter { $0 != i }.map { all[$0].clientURL }
+        }
+        for m in all { try m.start() }
+        return all
     }
 
     public func start() throws {
         guard let bin = Self.binary else { throw StoreError.backend("etcd is not installed (apt-get install etcd-server)") }
-        let pki = "\(dir)/pki"
+        let pki = pkiDir
         let p = Process()
         p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = ["--name", "local", "--data-dir", "\(dir)/data",
+        p.arguments = ["--name", name, "--data-dir", "\(dir)/data",
                        "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
                        "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-                       "--initial-cluster", "local=\(peerURL)",
+                       "--initial-cluster", initialCluster,
                        "--cert-file", "\(pki)/server.crt", "--key-file", "\(pki)/server.key",
                        "--trusted-ca-file", "\(pki)/ca.crt", "--client-cert-auth",
                        "--peer-cert-file", "\(pki)/peer.crt", "--peer-key-file", "\(pki)/peer.key",
@@ -67,9 +93,14 @@ public final class LocalEtcd: @unchecked Sendable {
 
     public var pid: Int32? { lock.withLock { process?.isRunning == true ? process?.processIdentifier : nil } }
 
+    /// SIGSTOP: a member that hangs (its connections stay open and nothing answers); `resume` undoes it.
+    public func pause() { if let p = pid { Glibc.kill(p, SIGSTOP) } }
+    public func resume() { if let p = pid { Glibc.kill(p, SIGCONT) } }
+
     /// SIGKILL: a crash.
     public func kill() {
         guard let p = lock.withLock({ defer { process = nil }; return process }), p.isRunning else { return }
+        Glibc.kill(p.processIdentifier, SIGCONT)
         Glibc.kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
     }

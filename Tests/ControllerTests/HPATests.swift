@@ -403,6 +403,39 @@ private func cycle(now: Date, phase: Double, pods: (low: Int, high: Int)? = nil,
         #expect(d.desiredReplicas == 8 && d.predictiveDecided)   // wants 10; the default policies allow +4 per 15 s
     }
 
+    @Test func aForecastJustAboveTheTargetScalesUpAndJustBelowHolds() throws {
+        // Flat at 54 % of a 50 % target (8 % over: inside the reactive tolerance) and at 46 %.
+        let h = hpa(max: 20, annotations: predictive)
+        for (percent, reactiveWant, predictiveWant) in [(54, 4, 5), (46, 4, 4)] {
+            let history = (0...40).map { k in UtilizationSample(time: t0.addingTimeInterval(-Double(k) * 15), utilization: Double(percent)) }
+            let f = try UtilizationPredictor.forecast(history, resource: "cpu", now: t0, lookahead: 60).get()
+            var s1 = HPAState(), s2 = HPAState()
+            let reactive = evaluate(h, current: 4, load(4, percent: percent), state: &s1)
+            let d = evaluate(h, current: 4, load(4, percent: percent), state: &s2, predictive: .forecast(f))
+            #expect(reactive.desiredReplicas == reactiveWant, "reactive at \(percent)%")
+            #expect(d.desiredReplicas == predictiveWant, "predictive at \(percent)%")
+        }
+    }
+
+    @Test func thePeriodIsSearchedForAgainOnlyOnceTheMemoIsOld() throws {
+        let memo = PeriodMemo(every: 300)
+        let first = try UtilizationPredictor.forecast(cycle(now: t0, phase: 435), resource: "cpu", now: t0, lookahead: 60, memo: memo, key: "a").get()
+        #expect(abs((first.period ?? 0) - 600) <= 15 && memo.count == 1)
+        // What the memo holds is used while it is fresh: a planted "no period" is believed...
+        memo.remember("a", PeriodMemo.Finding(period: nil, correlation: nil, at: t0))
+        let t1 = t0.addingTimeInterval(60)
+        let held = try UtilizationPredictor.forecast(cycle(now: t1, phase: 495), resource: "cpu", now: t1, lookahead: 60, memo: memo, key: "a").get()
+        #expect(held.period == nil)
+        // ...until it is 5 minutes old, when the search runs again; other keys search for themselves.
+        let t2 = t0.addingTimeInterval(300)
+        let again = try UtilizationPredictor.forecast(cycle(now: t2, phase: 135), resource: "cpu", now: t2, lookahead: 60, memo: memo, key: "a").get()
+        #expect(abs((again.period ?? 0) - 600) <= 15)
+        let other = try UtilizationPredictor.forecast(cycle(now: t1, phase: 495), resource: "cpu", now: t1, lookahead: 60, memo: memo, key: "b").get()
+        #expect(abs((other.period ?? 0) - 600) <= 15 && memo.count == 2)
+        memo.forget(prefix: "a")
+        #expect(memo.count == 1 && memo.fresh("b", now: t1) != nil)
+    }
+
     @Test func withoutAPeriodTheTrendIsExtrapolated() throws {
         // 30% rising 3 points a minute over the last 10 minutes.
         let h = (0...40).map { k in UtilizationSample(time: t0.addingTimeInterval(-Double(k) * 15), utilization: 60 - Double(k) * 0.75) }

@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import Synchronization
 import API
 import APIServer
 @testable import Agent
@@ -102,6 +103,73 @@ import Scheduler
             do { _ = try await k.get(Pod.self, "slow"); return nil } catch let s as Status where s.code == 404 { return true }
         }
         #expect(await runtime.containers(podUID: uid).isEmpty)
+    }
+
+    /// A terminating pod behind a Service keeps running while a node that has not applied its
+    /// removal is still Ready, even when that node's Lease renewals come late (a loaded VM);
+    /// once the control plane marks the node NotReady, the pod is stopped, before the drain timeout.
+    @Test func aPodIsDrainedForASlowButReadyNodeAndLetGoWhenItIsNotReady() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let cm = try startControllerManager(c)   // CSRs, EndpointSlices, node lifecycle (5 s grace)
+        defer { cm.cancel() }
+        let k = try c.admin()
+        let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "d1", dataDir: c.dir + "/agent-d1")
+        let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        var config = AgentConfig(nodeName: "d1")
+        config.address = "198.18.0.13"
+        config.proxy.mode = "nftables"
+        config.drainTimeout = 30
+        let nft: ProxyApplier.Runner = { _, args, _ in args.contains("list") ? (1, "", "No such file or directory") : (0, "", "") }
+        let agent = NodeAgent(client: agentClient, config: config, runtime: FakeRuntime(), proxyRunner: nft)
+        let run = Task { try? await agent.run() }
+        defer { run.cancel() }
+
+        // Another node whose proxy never applies anything new, and whose renewals arrive with a
+        // renewTime 8 s old: the node lifecycle sees them (Ready), the drain sees them as late.
+        _ = try await k.create(Node(name: "late"))
+        var lease = Lease(name: "late", namespace: "kube-node-lease", spec: LeaseSpec())
+        lease.spec?.holderIdentity = "late"
+        lease.spec?.leaseDurationSeconds = 40
+        lease.metadata.annotations = [NodeAgent.proxySyncedAnnotation: "1"]
+        lease.spec?.renewTime = KubeTime.formatMicro(Date().addingTimeInterval(-8))
+        _ = try await k.create(lease)
+        let renewing = Mutex(true)
+        let renewer = Task {
+            while !Task.isCancelled && renewing.withLock({ $0 }) {
+                _ = try? await modify(k, Lease.self, "late", namespace: "kube-node-lease") { $0.spec?.renewTime = KubeTime.formatMicro(Date().addingTimeInterval(-8)) }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        defer { renewer.cancel() }
+        var late = try await k.get(Node.self, "late")
+        late.status = late.status ?? NodeStatus()
+        late.status?.conditions = [NodeCondition(type: "Ready", status: "True", reason: "KubeletReady")]
+        _ = try await k.updateStatus(late)
+        _ = try await eventually(10, "node late Ready") { try? await k.get(Node.self, "late").isReady == true ? true : nil }
+
+        _ = try await k.request(.POST, Resources.services.path(namespace: "default"), body: Data(#"""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"drained"},"spec":{"selector":{"app":"drained"},"ports":[{"port":80,"targetPort":8080}]}}
+            """#.utf8))
+        _ = try await k.create(pod("drained", node: "d1", labels: ["app": "drained"]))
+        _ = try await eventually(15, "drained Ready behind the Service") { () -> Bool? in
+            let slices = try await k.list(EndpointSlice.self, labelSelector: "kubernetes.io/service-name=drained").items
+            return slices.contains { $0.endpoints.contains { $0.conditions?.ready == true } } ? true : nil
+        }
+        try await k.delete(Pod.self, "drained", options: DeleteOptions(gracePeriodSeconds: 60))
+        let deleted = Date()
+        try await holds(for: 3, "the pod waits for the late but Ready node") {
+            let pod = try? await k.get(Pod.self, "drained")
+            let late = try? await k.get(Node.self, "late")
+            return pod != nil && late?.isReady == true
+        }
+        // The node stops renewing: marked NotReady after the grace, and the pod goes.
+        renewing.withLock { $0 = false }
+        _ = try await eventually(15, "the pod stopped once late is NotReady") { () -> Bool? in
+            do { _ = try await k.get(Pod.self, "drained"); return nil } catch let s as Status where s.code == 404 { return true }
+        }
+        #expect(try await k.get(Node.self, "late").isReady == false)
+        #expect(Date().timeIntervalSince(deleted) < 20, "let go when the node went NotReady, not at the 30 s drain timeout")
     }
 
     @Test func aNodeRenewsItsCertificateWithItsCurrentIdentity() async throws {
