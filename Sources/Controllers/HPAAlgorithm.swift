@@ -326,11 +326,18 @@ public enum HPAAlgorithm {
         // recommendation does not chase its own effect.
         let demand = f.demand(measuredUtilization: Double(measured.utilization), pods: measured.pods)
         let ratio = demand / (Double(target) * Double(max(current, 1)))
-        // Upward, a forecast above the target scales at once: the tolerance band keeps a noisy
-        // measurement from flapping, and the forecast is already smoothed over past cycles, while
-        // waiting for 10 % over target is what leaves a slow morning ramp running hot. Downward
-        // the tolerance holds as in the reactive rule.
-        let replicas = (ratio > 1 || !tolerances.isWithin(ratio)) ? Int((demand / Double(target)).rounded(.up)) : current
+        // Upward, a forecast above the target scales at once: waiting for 10 % over target is
+        // what leaves a slow morning ramp running hot. The band moves down instead: below the
+        // tolerance, it scales down only to a size that leaves the forecast that tolerance under
+        // the target, so a forecast wandering around the target (noise) does not go up and down.
+        let replicas: Int
+        if ratio > 1 {
+            replicas = Int((demand / Double(target)).rounded(.up))
+        } else if ratio < 1 - tolerances.scaleDown {
+            replicas = min(current, Int((demand / (Double(target) * (1 - tolerances.scaleDown))).rounded(.up)))
+        } else {
+            replicas = current
+        }
         let name = "predicted \(f.resource) resource utilization (percentage of request) \(f.summary)"
         let utilization = demand / Double(max(current, 1))
         return (replicas, name, "forecast \(f.resource) utilization \(Int(utilization.rounded()))% of request at \(current) replicas \(f.summary): \(replicas) replicas")

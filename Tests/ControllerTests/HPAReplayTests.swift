@@ -69,9 +69,10 @@ func shippedTrace(_ name: String) throws -> RateTrace {
         #expect(predictive.overloadedSeconds < reactive.overloadedSeconds, "\(figures)")
         #expect(predictive.podSeconds <= reactive.podSeconds * 1.1, "\(figures)")
         #expect(predictive.directionChanges <= reactive.directionChanges, "\(figures)")
-        // Recorded 2026-12-03: reactive 11,261 s over target and 138,590 pod-s, predictive 9,435 s
-        // and 143,389 pod-s, no direction changes. The replay is deterministic; 5 % is room for a
-        // deliberate change of the algorithm, not noise.
-        #expect(predictive.overloadedSeconds <= 9435 * 1.05, "overloaded time got worse than recorded: \(figures)")
+        // Recorded 2026-12-03 (predictive scaling up on any forecast above target): reactive
+        // 11,261 s over target and 138,590 pod-s, predictive 1,250 s and 152,148 pod-s, no
+        // direction changes. The replay is deterministic; 5 % is room for a deliberate change of
+        // the algorithm, not noise.
+        #expect(predictive.overloadedSeconds <= 1250 * 1.05, "overloaded time got worse than recorded: \(figures)")
     }
 }

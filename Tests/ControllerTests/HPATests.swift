@@ -403,17 +403,22 @@ private func cycle(now: Date, phase: Double, pods: (low: Int, high: Int)? = nil,
         #expect(d.desiredReplicas == 8 && d.predictiveDecided)   // wants 10; the default policies allow +4 per 15 s
     }
 
-    @Test func aForecastJustAboveTheTargetScalesUpAndJustBelowHolds() throws {
-        // Flat at 54 % of a 50 % target (8 % over: inside the reactive tolerance) and at 46 %.
+    @Test func aForecastJustAboveTheTargetScalesUpAndDownLeavesTheToleranceAsHeadroom() throws {
+        // A 50 % target. Flat at 54 % (8 % over: inside the reactive tolerance): predictive adds
+        // a pod. At 46 %: both hold. At 40 % on 10 pods: reactive goes to 8 (then at 50 %, where
+        // a little noise scales up again), predictive to 9 (44 %, the tolerance under the target).
         let h = hpa(max: 20, annotations: predictive)
-        for (percent, reactiveWant, predictiveWant) in [(54, 4, 5), (46, 4, 4)] {
+        for (current, percent, reactiveWant, predictiveWant) in [(4, 54, 4, 5), (4, 46, 4, 4), (10, 40, 8, 9)] {
             let history = (0...40).map { k in UtilizationSample(time: t0.addingTimeInterval(-Double(k) * 15), utilization: Double(percent)) }
             let f = try UtilizationPredictor.forecast(history, resource: "cpu", now: t0, lookahead: 60).get()
+            // The size has been the same for longer than the scale-down window.
             var s1 = HPAState(), s2 = HPAState()
-            let reactive = evaluate(h, current: 4, load(4, percent: percent), state: &s1)
-            let d = evaluate(h, current: 4, load(4, percent: percent), state: &s2, predictive: .forecast(f))
-            #expect(reactive.desiredReplicas == reactiveWant, "reactive at \(percent)%")
-            #expect(d.desiredReplicas == predictiveWant, "predictive at \(percent)%")
+            s1.recommendations = [HPAState.Recommendation(replicas: current, time: t0.addingTimeInterval(-600))]
+            s2.recommendations = s1.recommendations
+            let reactive = evaluate(h, current: current, load(current, percent: percent), state: &s1)
+            let d = evaluate(h, current: current, load(current, percent: percent), state: &s2, predictive: .forecast(f))
+            #expect(reactive.desiredReplicas == reactiveWant, "reactive at \(percent)% on \(current)")
+            #expect(d.desiredReplicas == predictiveWant, "predictive at \(percent)% on \(current)")
         }
     }
 

@@ -21,6 +21,29 @@ ensure_packages() {
   fi
 }
 
+# SwiftPM's build directory, for root, in a cache outside the clone: a fresh clone at the same
+# path (as CI makes) compiles its own sources again but not the dependencies (swift-nio, gRPC,
+# BoringSSL...). An existing .build (directory or link) is left as it is.
+BUILD_CACHE_ROOT="${BUILD_CACHE_ROOT:-/var/cache/orchestrator/swiftpm}"
+use_build_cache() {
+  [ "$(id -u)" = 0 ] && [ ! -e "$ROOT/.build" ] && [ ! -L "$ROOT/.build" ] || return 0
+  local dir; dir="$BUILD_CACHE_ROOT/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
+  mkdir -p "$dir" && ln -s "$dir" "$ROOT/.build" && log "build directory: .build -> $dir (kept for the next clone at $ROOT)"
+}
+
+# swift build with the given arguments; if it fails in a cached build directory (say, left
+# half-written by an interrupted build), once more in an emptied one.
+swift_build() {
+  if swift build "$@"; then return 0; fi
+  if [ -L "$ROOT/.build" ]; then
+    log "the build failed in the cached build directory $(readlink "$ROOT/.build"); building again from nothing"
+    find "$(readlink "$ROOT/.build")" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+    swift build "$@"
+  else
+    return 1
+  fi
+}
+
 # Polls a command until it succeeds or the deadline (seconds) passes.
 wait_for() {
   local deadline=$(( $(date +%s) + $1 )); shift
