@@ -100,6 +100,15 @@ final class APIHandler: Sendable {
         let started = ContinuousClock.now
         var verbLabel = request.method.rawValue
         var resourceLabel = ""
+        if request.method == .connect {
+            // NIO's HTTP parser takes CONNECT for a tunnel and parses nothing more on the
+            // connection, so HTTP would hold it open after the answer: refuse it and close.
+            let channel = context.channel
+            channel.eventLoop.scheduleTask(in: .milliseconds(200)) { channel.close(promise: nil) }
+            var r = Self.error(Status.methodNotAllowed("the CONNECT method is not served"))
+            r.headers[.connection] = "close"
+            return r
+        }
         let response: Response
         do {
             response = try await route(request, context, &verbLabel, &resourceLabel)

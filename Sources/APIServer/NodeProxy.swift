@@ -76,7 +76,8 @@ public final class NodeProxy: Sendable {
             throw Status.badRequest("pod \(name) is not scheduled to a node yet, so it has no logs")
         }
         guard let no = store.get(Objects.key(Resources.nodes, nil, nodeName)) else {
-            throw Status.serviceUnavailable("node \(nodeName) of pod \(name) is not registered")
+            // As Kubernetes answers: the pod names a node that does not exist (404, not a fault of ours).
+            throw Status.notFound(Resources.nodes, nodeName)
         }
         let base = try Self.endpoint(try KubeJSON.decode(Node.self, from: no.data))
         var comps = URLComponents(string: "\(base)/containerLogs/\(namespace)/\(name)")!

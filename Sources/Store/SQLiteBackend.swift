@@ -20,9 +20,11 @@ public final class SQLiteBackend: StoreBackend, @unchecked Sendable {
             let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             throw StoreError.backend("opening \(path): \(msg)")
         }
+        // The busy timeout first: switching to WAL takes a lock, and a store closing on another
+        // connection (a restart) may hold one for a moment.
+        try exec("PRAGMA busy_timeout=5000")
         try exec("PRAGMA journal_mode=WAL")
         try exec("PRAGMA synchronous=FULL")
-        try exec("PRAGMA busy_timeout=5000")
         try exec("""
             CREATE TABLE IF NOT EXISTS objects(resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
               rev INTEGER NOT NULL, data BLOB NOT NULL, labels TEXT NOT NULL, fields TEXT NOT NULL,

@@ -44,6 +44,14 @@ dump_state() {
   local f; for f in controller-manager scheduler; do
     [ -f "$RUN_DIR/$f.log" ] && { echo "  | -- $f.log"; tail -15 "$RUN_DIR/$f.log" | cut -c1-300 | sed 's/^/  | /'; }
   done
+  # What each terminating pod's agent said about it (a pod stuck terminating is the node's to finish).
+  local name node
+  while read -r name node; do
+    [ -n "$node" ] && [ -f "$RUN_DIR/agent-$node.log" ] || continue
+    echo "  | -- agent-$node.log on $name"
+    grep -a "$name" "$RUN_DIR/agent-$node.log" | tail -n 8 | cut -c1-300 | sed 's/^/  | /'
+    grep -aE "warning|error" "$RUN_DIR/agent-$node.log" | tail -n 5 | cut -c1-300 | sed 's/^/  | /'
+  done < <("$CTL" get pods -A -o wide 2>/dev/null | awk '$4 == "Terminating" {print $2, $8}')
   echo "  ---- end of state ----"
 }
 
