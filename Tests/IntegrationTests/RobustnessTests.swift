@@ -51,6 +51,36 @@ import Agent
         _ = try await k.create(ConfigMap(name: "after", namespace: "default"))
     }
 
+    /// Two answers the fuzzer (hack/fuzz) found wrong: CONNECT held its connection open after
+    /// the answer (NIO takes it for a tunnel), so a client waited until its own timeout; and the
+    /// logs of a pod bound to a node that does not exist were a 503 where Kubernetes says 404.
+    @Test func connectIsAnsweredAndClosedAndLogsOnAnUnknownNodeAreNotFound() async throws {
+        let c = try await TestCluster.start()
+        defer { Task { await c.cleanup() } }
+        let kp = try c.server.pki.ca.issue(commonName: "fuzz-admin", organizations: ["system:masters"], usage: .client)
+        let crt = c.dir + "/fuzz.crt", key = c.dir + "/fuzz.key"
+        try kp.certificatePEM.write(toFile: crt, atomically: true, encoding: .utf8)
+        try kp.keyPEM.write(toFile: key, atomically: true, encoding: .utf8)
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-sk", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "--cert", crt, "--key", key, "-X", "CONNECT", c.url + "/api/v1/namespaces"]
+        let out = Pipe()
+        curl.standardOutput = out
+        let started = Date()
+        try curl.run()
+        let code = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        #expect(code == "405")
+        #expect(curl.terminationStatus == 0, "curl ended with \(curl.terminationStatus) (28: it waited for the connection to end)")
+        #expect(Date().timeIntervalSince(started) < 5)
+
+        let k = try c.admin()
+        _ = try await k.create(pod("lost", node: "no-such-node"))
+        let r = try await k.request(.GET, Resources.pods.path(namespace: "default", name: "lost", subresource: "log"))
+        #expect(r.status == 404)
+        #expect(try KubeJSON.decode(Status.self, from: r.body).message == "nodes \"no-such-node\" not found")
+    }
+
     /// A deletecollection in which some deletes fail answers with the failure (as Kubernetes:
     /// the first error), not 200; the objects that could go are gone, the others are kept.
     @Test func deleteCollectionReportsAFailedDelete() async throws {
