@@ -210,7 +210,8 @@ public final class HPAController: Sendable {
         do {
             let h = try await history.utilization(namespace: hpa.namespace, target: spec.scaleTargetRef, resource: resource, since: now.addingTimeInterval(-config.historyWindow))
             let key = "\(hpa.metadata.uid ?? hpa.namespace + "/" + hpa.name)/\(resource)"
-            switch UtilizationPredictor.forecast(h, resource: resource, now: now, lookahead: lookahead, config: config.predictor, memo: periods, key: key) {
+            let predictor = config.predictor.compressed(by: HPAForecast.compression(for: hpa))
+            switch UtilizationPredictor.forecast(h, resource: resource, now: now, lookahead: lookahead, config: predictor, memo: periods, key: key) {
             case .success(let f): return .forecast(f)
             case .failure(let e): return .unavailable(reason: "InsufficientHistory", message: "\(e)")
             }

@@ -63,6 +63,10 @@ public final class RecordingMetricsHistory: MetricsHistory {
 public struct HPAForecast: Sendable, Hashable {
     public static let annotation = "autoscaling.orchestrator.io/predictive"
     public static let lookaheadAnnotation = "autoscaling.orchestrator.io/predictive-lookahead"
+    /// For replays of recorded traffic in compressed time (hack/e2e-hpa --trace): the factor C
+    /// by which the traffic's clock runs faster. The forecaster's own time constants (the periods
+    /// it looks for, its trend window) are divided by C, as the replay divides the HPA's windows.
+    public static let compressionAnnotation = "autoscaling.orchestrator.io/predictive-time-compression"
     public static let conditionType = "PredictiveScaling"
 
     public var resource: String
@@ -107,6 +111,14 @@ public struct HPAForecast: Sendable, Hashable {
         return "\(t)s"
     }
 
+    /// The replay compression of an HPA's annotation: 1 when absent; a value that is not a
+    /// number from 1 to 10,000 counts as absent.
+    public static func compression(for hpa: HorizontalPodAutoscaler) -> Double {
+        guard let raw = hpa.metadata.annotations?[compressionAnnotation], let v = Double(raw.trimmingCharacters(in: .whitespaces)),
+              v.isFinite, v >= 1, v <= 10_000 else { return 1 }
+        return v
+    }
+
     /// Predictive mode's settings from an HPA's annotations: nil when the HPA is not predictive.
     /// The lookahead takes seconds ("90") or a duration ("90s", "2m", "1h").
     public static func lookahead(for hpa: HorizontalPodAutoscaler, default def: Double) -> Double? {
@@ -131,6 +143,14 @@ public struct PredictorConfig: Sendable, Hashable {
     public var maxPoints: Int = 2048
     public var minSamples: Int = 8
     public init() {}
+
+    /// The same settings for traffic whose clock runs `factor` times faster.
+    public func compressed(by factor: Double) -> PredictorConfig {
+        guard factor > 1 else { return self }
+        var c = self
+        c.minPeriod /= factor; c.maxPeriod /= factor; c.trendWindow /= factor
+        return c
+    }
 }
 
 /// The period search (an autocorrelation over up to `maxPoints` lags) is most of a forecast's

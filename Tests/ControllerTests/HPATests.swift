@@ -459,6 +459,20 @@ private func cycle(now: Date, phase: Double, pods: (low: Int, high: Int)? = nil,
         #expect(condition(d, HPAForecast.conditionType)?.status == "False" && condition(d, HPAForecast.conditionType)?.reason == "InsufficientHistory")
     }
 
+    @Test func aCompressedReplayDividesTheForecastersTimeConstants() throws {
+        #expect(HPAForecast.compression(for: hpa()) == 1)
+        for (raw, want) in [("72", 72.0), (" 60 ", 60), ("0.5", 1), ("x", 1), ("1e9", 1), ("nan", 1)] {
+            #expect(HPAForecast.compression(for: hpa(annotations: [HPAForecast.compressionAnnotation: raw])) == want, "\(raw)")
+        }
+        let c = PredictorConfig().compressed(by: 60)
+        #expect(c.minPeriod == 1 && c.maxPeriod == 1440 && c.trendWindow == 5)
+        // The 10-minute cycle run 60 times faster (10 s, sampled every 0.25 s) is found as such.
+        let fast = cycle(now: t0, phase: 435).map { UtilizationSample(time: t0.addingTimeInterval($0.time.timeIntervalSince(t0) / 60), utilization: $0.utilization) }
+        let f = try UtilizationPredictor.forecast(fast, resource: "cpu", now: t0, lookahead: 1, config: c).get()
+        #expect(abs((f.period ?? 0) - 10) <= 0.5)
+        #expect(abs(f.predictedUtilization - 120) < 5)
+    }
+
     @Test func lookaheadComesFromTheAnnotation() {
         #expect(HPAForecast.lookahead(for: hpa(), default: 60) == nil)
         #expect(HPAForecast.lookahead(for: hpa(annotations: predictive), default: 60) == 60)

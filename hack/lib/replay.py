@@ -126,8 +126,9 @@ def manifests(name, predictive, lo=None, hi=None):
                                  "scaleDown": {"stabilizationWindowSeconds": down, "policies": [{"type": "Percent", "value": 100, "periodSeconds": per}]}}}}
     if predictive:
         hpa["metadata"]["annotations"] = {"autoscaling.orchestrator.io/predictive": "true",
-                                          "autoscaling.orchestrator.io/predictive-lookahead": a.lookahead}
-    return "\n---\n".join(json.dumps(d) for d in (dep, svc, hpa)) + "\n"
+                                          "autoscaling.orchestrator.io/predictive-lookahead": a.lookahead,
+                                          "autoscaling.orchestrator.io/predictive-time-compression": f"{C:g}"}
+    return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in (dep, svc, hpa))
 
 
 def status(name):
@@ -302,8 +303,8 @@ for m in modes:
                   "p50_ms": pct(0.5), "p99_ms": pct(0.99), "pod_seconds": pod_s, "scale_ups": ups, "scale_downs": downs,
                   "direction_changes": changes, "max_replicas": max(reps) if reps else 0}
     log(f"{name}: {results[m]}")
-    ctl("delete", "hpa", name, check=False)
-    ctl("scale", "deployment", name, f"--replicas=0", check=False)
+    for kind in ("hpa", "deployment", "service"):
+        ctl("delete", kind, name, check=False)
 
 # --- report ----------------------------------------------------------------------------------
 keys = ["overloaded_s", "overloaded_trace_s", "requests", "failed", "p50_ms", "p99_ms", "pod_seconds", "scale_ups", "scale_downs", "direction_changes", "max_replicas"]
