@@ -70,8 +70,7 @@ import Scheduler
         let cm = try startControllerManager(c)   // signs the node's certificate
         defer { cm.cancel() }
         let k = try c.admin()
-        let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "h2", dataDir: c.dir + "/agent-h2")
-        let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        let agentClient = try await joinedNodeClient(c, node: "h2")
         var config = AgentConfig(nodeName: "h2")
         config.address = "198.18.0.12"
         let runtime = FakeRuntime()   // the node's containers: they outlive an agent
@@ -114,8 +113,7 @@ import Scheduler
         let cm = try startControllerManager(c)   // CSRs, EndpointSlices, node lifecycle (5 s grace)
         defer { cm.cancel() }
         let k = try c.admin()
-        let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: "d1", dataDir: c.dir + "/agent-d1")
-        let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        let agentClient = try await joinedNodeClient(c, node: "d1")
         var config = AgentConfig(nodeName: "d1")
         config.address = "198.18.0.13"
         config.proxy.mode = "nftables"

@@ -140,6 +140,13 @@ struct HollowNodeSetup {
     func stop() { for t in tasks { t.cancel() } }
 }
 
+/// A client with the identity node `node` gets by joining with the cluster's token (its
+/// certificate is signed by the controller-manager's CSR signer, which must be running).
+func joinedNodeClient(_ c: TestCluster, node: String) async throws -> KubeClient {
+    let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: node, dataDir: c.dir + "/agent-\(node)")
+    return try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+}
+
 func startControlPlaneAndHollowNode(_ c: TestCluster, node: String, address: String,
                                     tweak: (inout AgentConfig) -> Void = { _ in }) async throws -> HollowNodeSetup {
     var cmConfig = ControllerManagerConfig()
@@ -147,8 +154,7 @@ func startControlPlaneAndHollowNode(_ c: TestCluster, node: String, address: Str
     let cm = ControllerManager(client: try c.client(user: "system:kube-controller-manager", groups: []), config: cmConfig)
     let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
     var tasks = [Task { await cm.run() }, Task { await sched.run() }]
-    let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: node, dataDir: c.dir + "/agent-\(node)")
-    let agentClient = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+    let agentClient = try await joinedNodeClient(c, node: node)
     var config = AgentConfig(nodeName: node)
     config.address = address
     tweak(&config)
