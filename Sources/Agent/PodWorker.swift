@@ -410,10 +410,10 @@ extension NodeAgent {
                     // A node silent for a few seconds is waited for only while the control plane
                     // still counts it Ready: a slow one (a loaded VM can miss renewals for 6 s)
                     // still routes, a dead one is let go once it is marked NotReady.
-                    let silent = behind.filter { l in KubeTime.parse(l.spec?.renewTime).map { now.timeIntervalSince($0) >= 5 } ?? true }
+                    let silent = Set(behind.filter { l in KubeTime.parse(l.spec?.renewTime).map { now.timeIntervalSince($0) >= 5 } ?? true }.map(\.name))
                     if !silent.isEmpty {
                         let ready = Set(((try? await client.list(Node.self))?.items ?? []).filter(\.isReady).map(\.name))
-                        behind.removeAll { l in silent.contains { $0.name == l.name } && !ready.contains(l.name) }
+                        behind.removeAll { silent.contains($0.name) && !ready.contains($0.name) }
                     }
                     if behind.isEmpty {
                         logger.debug("proxies drained", metadata: ["pod": "\(pod.namespace)/\(pod.name)", "seconds": "\(now.timeIntervalSince(started))"])

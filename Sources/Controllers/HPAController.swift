@@ -77,7 +77,7 @@ public final class HPAController: Sendable {
                 }
             case .deleted(let h):
                 _ = self.state.withLock { $0.removeValue(forKey: h.metadata.uid ?? Informer<HorizontalPodAutoscaler>.key(h)) }
-                self.periods.forget(prefix: (h.metadata.uid ?? h.namespace + "/" + h.name) + "/")
+                self.periods.forget(prefix: Self.periodKey(h, resource: ""))
                 if let ref = h.spec?.scaleTargetRef { self.recorder?.forget(namespace: h.namespace, target: ref) }
             }
         }
@@ -202,6 +202,11 @@ public final class HPAController: Sendable {
         return .done
     }
 
+    /// The period memo's key for one resource of an HPA; with an empty resource, the prefix of all of them.
+    static func periodKey(_ hpa: HorizontalPodAutoscaler, resource: String) -> String {
+        "\(hpa.metadata.uid ?? Informer<HorizontalPodAutoscaler>.key(hpa))/\(resource)"
+    }
+
     func predictiveInput(_ hpa: HorizontalPodAutoscaler, spec: HPASpec, now: Date) async -> PredictiveInput? {
         guard let lookahead = HPAForecast.lookahead(for: hpa, default: config.defaultLookahead) else { return nil }
         guard let resource = (spec.metrics ?? []).first(where: { $0.type == "Resource" && $0.resource?.target.averageUtilization != nil })?.resource?.name else {
@@ -209,7 +214,7 @@ public final class HPAController: Sendable {
         }
         do {
             let h = try await history.utilization(namespace: hpa.namespace, target: spec.scaleTargetRef, resource: resource, since: now.addingTimeInterval(-config.historyWindow))
-            let key = "\(hpa.metadata.uid ?? hpa.namespace + "/" + hpa.name)/\(resource)"
+            let key = Self.periodKey(hpa, resource: resource)
             let predictor = config.predictor.compressed(by: HPAForecast.compression(for: hpa))
             switch UtilizationPredictor.forecast(h, resource: resource, now: now, lookahead: lookahead, config: predictor, memo: periods, key: key) {
             case .success(let f): return .forecast(f)

@@ -318,7 +318,7 @@ ACCEPTS = ["application/json", "application/yaml", "application/vnd.kubernetes.p
 NAMES = ["", "..", ".", "%2e%2e", "a%2Fb", "%00", "x" * 300, "UPPER", "fuzz-" + "\u00e9", "a b", "-", "fuzz-%25", "~", "a:b", "a@b"]
 
 
-def one(rng, i):
+def one(rng):
     """A request: (method, path, body, headers, verb, what)."""
     r = rng.choice(tops) if rng.random() < 0.8 or not subs else rng.choice(subs)
     prefix, group, version, res, kind, namespaced, verbs = r
@@ -411,7 +411,7 @@ def worker(tid):
             i = next(counter, None)
         if i is None:
             return
-        method, path, body, headers, verb, what = one(rng, i)
+        method, path, body, headers, verb, what = one(rng)
         status = None
         for attempt in (1, 2):
             try:
