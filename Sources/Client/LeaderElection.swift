@@ -16,6 +16,31 @@ public struct LeaderElectionConfig: Sendable {
     public var renewInterval: Double = 1
     public var retryInterval: Double = 0.5
     public init(name: String, identity: String) { self.name = name; self.identity = identity }
+
+    /// The timings from Kubernetes' flags (--leader-elect-lease-duration, -renew-deadline and
+    /// -retry-period, Go durations), checked as client-go checks them: the lease longer than the
+    /// renew deadline, the deadline longer than 1.2 retry periods. The retry period is also the
+    /// interval between renewals. A flag not given (nil) keeps its default. Slow hosts (emulated
+    /// CPUs) need longer ones than the defaults.
+    public mutating func setTimings(leaseDuration ld: String?, renewDeadline rd: String?, retryPeriod rp: String?) throws {
+        func parse(_ v: String?, _ flag: String, _ current: Double) throws -> Double {
+            guard let v else { return current }
+            guard let d = parseGoDuration(v), d > 0 else { throw LeaderElectionFlagError(message: "--\(flag): \"\(v)\" must be a duration above 0, such as 15s or 500ms") }
+            return d
+        }
+        let lease = try parse(ld, "leader-elect-lease-duration", leaseDuration)
+        let renew = try parse(rd, "leader-elect-renew-deadline", renewDeadline)
+        let retry = try parse(rp, "leader-elect-retry-period", renewInterval)
+        guard lease > renew else { throw LeaderElectionFlagError(message: "the leader-election lease duration (\(lease) s) must be longer than its renew deadline (\(renew) s)") }
+        guard renew > retry * 1.2 else { throw LeaderElectionFlagError(message: "the leader-election renew deadline (\(renew) s) must be longer than 1.2 × its retry period (\(retry) s)") }
+        if rp != nil { retryInterval = retry }
+        leaseDuration = lease; renewDeadline = renew; renewInterval = retry
+    }
+}
+
+public struct LeaderElectionFlagError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
 
 public struct LostLeadership: Error, CustomStringConvertible {
@@ -121,11 +146,15 @@ public func bootstrapLogging(level: String) {
 
 /// How every control-plane executable starts: log to stderr at `level`, then run `body` while
 /// holding the named Lease in kube-system (or straight away without leader election).
+/// `timings` are the leader-election flags (lease duration, renew deadline, retry period), as given.
 public func runComponent(client: KubeClient, leaseName: String, leaderElect: Bool, identity: String?, logLevel: String,
+                         timings: (lease: String?, renew: String?, retry: String?) = (nil, nil, nil),
                          _ body: @escaping @Sendable () async -> Void) async throws {
     bootstrapLogging(level: logLevel)
     guard leaderElect else { await body(); return }
     let id = identity ?? "\(ProcessInfo.processInfo.hostName)_\(getpid())"
-    let elector = LeaderElector(client: client, config: LeaderElectionConfig(name: leaseName, identity: id))
+    var config = LeaderElectionConfig(name: leaseName, identity: id)
+    try config.setTimings(leaseDuration: timings.lease, renewDeadline: timings.renew, retryPeriod: timings.retry)
+    let elector = LeaderElector(client: client, config: config)
     try await elector.run { await body() }
 }

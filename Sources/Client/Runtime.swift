@@ -51,6 +51,9 @@ public final class ManualClock: ControlClock {
         }
     }
     public func sleeperCount() -> Int { state.withLock { $0.sleepers.count } }
+    /// When each sleeper wakes, in seconds from now: tells apart two sleeps of one task (a
+    /// wait between tries, and a timeout racing a try).
+    public func sleeperDelays() -> [Double] { state.withLock { s in s.sleepers.map { $0.at.timeIntervalSince(s.now) } } }
     public func advance(by seconds: Double) {
         let due = state.withLock { s -> [CheckedContinuation<Void, Error>] in
             s.now = s.now.addingTimeInterval(seconds)

@@ -15,6 +15,9 @@ struct ControllerManagerCommand: AsyncParsableCommand {
     @Option(help: "Kubeconfig with the system:kube-controller-manager identity.") var kubeconfig: String
     @Option(name: .customLong("leader-elect"), help: "Run only while holding the kube-system/kube-controller-manager Lease.") var leaderElect: Bool = true
     @Option(help: "Identity for leader election (default: hostname_pid).") var identity: String?
+    @Option(name: .customLong("leader-elect-lease-duration"), help: "How long a leader's Lease holds after its last renewal (others wait this long to take it; default 4s).") var leaseDuration: String?
+    @Option(name: .customLong("leader-elect-renew-deadline"), help: "How long the leader keeps trying to renew before it stops leading and exits; shorter than the lease duration (default 3s).") var renewDeadline: String?
+    @Option(name: .customLong("leader-elect-retry-period"), help: "Between renewals of the Lease (default 1s; tries to take it: 500ms).") var retryPeriod: String?
     @Option(name: .customLong("node-monitor-grace-period"), help: "Seconds without a Lease renewal before a node is Unknown.") var grace: Double = 5
     @Option(name: .customLong("pod-eviction-timeout"), help: "Seconds a node may be Unknown before its pods are evicted.") var eviction: Double = 5
     @Option(name: .customLong("node-eviction-rate"), help: "Pod evictions per second.") var evictionRate: Double = 20
@@ -47,7 +50,8 @@ struct ControllerManagerCommand: AsyncParsableCommand {
             config.ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: c, encoding: .utf8), keyPEM: String(contentsOfFile: k, encoding: .utf8))
         }
         let cm = ControllerManager(client: client, config: config)
-        try await runComponent(client: client, leaseName: "kube-controller-manager", leaderElect: leaderElect, identity: identity, logLevel: logLevel) {
+        try await runComponent(client: client, leaseName: "kube-controller-manager", leaderElect: leaderElect, identity: identity, logLevel: logLevel,
+                                 timings: (leaseDuration, renewDeadline, retryPeriod)) {
             await cm.run()
         }
     }

@@ -34,9 +34,9 @@ struct ClusterRender: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "render", abstract: "Print cluster.yaml as KEY=VALUE and NODE lines for scripts.",
         discussion: """
         Lines: CLUSTER_NAME, API_ADDRESS, API_PORT, BRIDGE, BRIDGE_CIDR, REGISTRY, NODE_GRACE, EVICTION_DELAY,
-        LEASE_INTERVAL, HPA_SYNC, CP_SSH (user@host:port or -), REGISTRIES_FILE, STORE (sqlite or etcd), then one line per
-        control-plane host (controlPlane.hosts): CP_HOST <name> <address> <ssh user@host:port|->, one per local VM node
-        (nodes[].vm): VM <name> <memory MiB> <cpus>, then one line per node:
+        LEASE_INTERVAL, HPA_SYNC, LEADER_ELECTION (lease,renew,retry as 15s,10s,2s, or -), CP_SSH (user@host:port or -), REGISTRIES_FILE, STORE (sqlite or etcd), then one line per
+        control-plane host (controlPlane.hosts): CP_HOST <name> <address> <ssh user@host:port|->, one per local VM
+        (controlPlane.hosts[].vm, then nodes[].vm): VM <name> <memory MiB> <cpus> <address>, then one line per node:
         NODE <name> <address> <podCIDR> <labels k=v,...|-> <taints k=v:Effect,...|-> <ssh user@host:port|->
         """)
     @Option(name: [.short, .customLong("file")]) var file: String = "cluster.yaml"
@@ -51,7 +51,9 @@ struct ClusterRender: AsyncParsableCommand {
 struct ClusterSpec {
     /// A control-plane host of an HA control plane: an etcd member, an apiserver, a scheduler
     /// and a controller-manager (a network namespace locally, a machine with hack/deploy).
-    struct Host { var name: String; var address: String; var ssh: String? }
+    struct Host { var name: String; var address: String; var ssh: String?
+        /// A local qemu VM (hack/vm): memory in MiB and vCPUs.
+        var vm: (memory: Int, cpus: Int)? = nil }
     struct Node { var name: String; var address: String; var podCIDR: String; var labels: [String: String]; var taints: [String]; var ssh: String?
         /// A local qemu VM (hack/vm): memory in MiB and vCPUs.
         var vm: (memory: Int, cpus: Int)? = nil }
@@ -70,6 +72,9 @@ struct ClusterSpec {
     var evictionDelay = 1.0
     var leaseInterval = 1.0
     var hpaSync = 1.0
+    /// The scheduler's and controller-manager's leader election (controlPlane.leaderElection):
+    /// lease duration, renew deadline and retry period in seconds; nil keeps their defaults.
+    var leaderElection: (lease: Double, renew: Double, retry: Double)?
     var controlPlaneSSH: String?
     /// Where the apiserver keeps objects: "sqlite" (DATA_DIR/state.db) or "etcd" (a member beside it).
     var store = "sqlite"
@@ -126,7 +131,7 @@ struct ClusterSpec {
         let top = try object(doc.object, "", allowed: ["apiVersion", "kind", "metadata", "controlPlane", "network", "registry", "nodes"])
         if let kind = top["kind"]?.stringValue, kind != "Cluster" { throw err("kind", "must be Cluster") }
         if let md = try object(top["metadata"], "metadata", allowed: ["name"])["name"] { c.name = try string(md, "metadata.name") ?? c.name }
-        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "ssh", "store", "hosts"])
+        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "leaderElection", "ssh", "store", "hosts"])
         if let st = try string(cp["store"], "controlPlane.store") {
             guard ["sqlite", "etcd"].contains(st) else { throw err("controlPlane.store", "\"\(st)\" must be sqlite (the default) or etcd") }
             c.store = st
@@ -141,6 +146,16 @@ struct ClusterSpec {
         c.evictionDelay = try seconds(cp["evictionDelay"], "controlPlane.evictionDelay") ?? c.evictionDelay
         c.leaseInterval = try seconds(cp["leaseInterval"], "controlPlane.leaseInterval") ?? c.leaseInterval
         c.hpaSync = try seconds(cp["hpaSyncPeriod"], "controlPlane.hpaSyncPeriod") ?? c.hpaSync
+        if let le = cp["leaderElection"], !le.isNull {
+            let f = "controlPlane.leaderElection"
+            let o = try object(le, f, allowed: ["leaseDuration", "renewDeadline", "retryPeriod"])
+            let lease = try seconds(o["leaseDuration"], "\(f).leaseDuration") ?? 4
+            let renew = try seconds(o["renewDeadline"], "\(f).renewDeadline") ?? 3
+            let retry = try seconds(o["retryPeriod"], "\(f).retryPeriod") ?? 1
+            guard lease > renew else { throw err("\(f).renewDeadline", "must be shorter than leaseDuration (\(c.fmt(lease))s)") }
+            guard renew > retry * 1.2 else { throw err("\(f).retryPeriod", "must be under renewDeadline / 1.2 (\(c.fmt(renew))s / 1.2)") }
+            c.leaderElection = (lease, renew, retry)
+        }
         if c.leaseInterval * 2 > c.nodeGrace { throw err("controlPlane.nodeGracePeriod", "must be at least twice leaseInterval (\(c.leaseInterval)s), or healthy nodes flap") }
         let net = try object(top["network"], "network", allowed: ["bridge", "nodeCIDR", "clusterCIDR", "serviceCIDR", "clusterDomain"])
         if let b = try string(net["bridge"], "network.bridge") {
@@ -196,6 +211,18 @@ struct ClusterSpec {
             guard addrs.insert(addr).inserted else { throw err("\(f).address", "\(addr) is used twice (controlPlane.address is \(c.apiAddress))") }
             return (name, addr)
         }
+        /// `vm: {memory, cpus}` of a node or control-plane host: a local qemu VM (hack/vm).
+        func vmSpec(_ v: JSONValue?, _ f: String) throws -> (memory: Int, cpus: Int)? {
+            guard let v, !v.isNull else { return nil }
+            let vo = try object(v, "\(f).vm", allowed: ["memory", "cpus"])
+            let mem = vo["memory"]?.intValue ?? 1024
+            guard vo["memory"] == nil || vo["memory"]?.intValue != nil, (256...65536).contains(mem) else {
+                throw err("\(f).vm.memory", "must be the VM's memory in MiB, 256 to 65536")
+            }
+            let cpus = vo["cpus"]?.intValue ?? 1
+            guard vo["cpus"] == nil || vo["cpus"]?.intValue != nil, (1...16).contains(cpus) else { throw err("\(f).vm.cpus", "must be 1 to 16") }
+            return (Int(mem), Int(cpus))
+        }
         if let h = cp["hosts"], !h.isNull {
             guard case .array(let list) = h, !list.isEmpty else { throw err("controlPlane.hosts", "must be a non-empty list of {name, address, ssh}") }
             guard list.count % 2 == 1, list.count <= 7 else {
@@ -206,11 +233,13 @@ struct ClusterSpec {
             }
             for (i, item) in list.enumerated() {
                 let f = "controlPlane.hosts[\(i)]"
-                let o = try object(item, f, allowed: ["name", "address", "ssh"])
+                let o = try object(item, f, allowed: ["name", "address", "ssh", "vm"])
                 let (name, addr) = try nameAndAddress(o, f)
                 var ssh: String? = nil
                 if let sv = o["ssh"], !sv.isNull { ssh = try sshSpec(sv, "\(f).ssh") }
-                c.hosts.append(Host(name: name, address: addr, ssh: ssh))
+                let vm = try vmSpec(o["vm"], f)
+                if vm != nil, ssh == nil { ssh = "root@\(addr):22" }
+                c.hosts.append(Host(name: name, address: addr, ssh: ssh, vm: vm))
             }
         }
         let base = c.clusterCIDR.split(separator: "/")[0].split(separator: ".").compactMap { Int($0) }
@@ -245,19 +274,9 @@ struct ClusterSpec {
             }
             var ssh: String? = nil
             if let s = o["ssh"], !s.isNull { ssh = try sshSpec(s, "\(f).ssh") }
-            var vm: (memory: Int, cpus: Int)? = nil
-            if let v = o["vm"], !v.isNull {
-                let vo = try object(v, "\(f).vm", allowed: ["memory", "cpus"])
-                let mem = vo["memory"]?.intValue ?? 1024
-                guard vo["memory"] == nil || vo["memory"]?.intValue != nil, (256...65536).contains(mem) else {
-                    throw err("\(f).vm.memory", "must be the VM's memory in MiB, 256 to 65536")
-                }
-                let cpus = vo["cpus"]?.intValue ?? 1
-                guard vo["cpus"] == nil || vo["cpus"]?.intValue != nil, (1...16).contains(cpus) else { throw err("\(f).vm.cpus", "must be 1 to 16") }
-                vm = (Int(mem), Int(cpus))
-                // hack/deploy reaches a local VM over SSH at its address unless told otherwise.
-                if ssh == nil { ssh = "root@\(addr):22" }
-            }
+            let vm = try vmSpec(o["vm"], f)
+            // hack/deploy reaches a local VM over SSH at its address unless told otherwise.
+            if vm != nil, ssh == nil { ssh = "root@\(addr):22" }
             c.nodes.append(Node(name: name, address: addr, podCIDR: cidr, labels: labels, taints: taints, ssh: ssh, vm: vm))
         }
         return c
@@ -267,9 +286,11 @@ struct ClusterSpec {
         var lines = ["CLUSTER_NAME=\(name)", "API_ADDRESS=\(apiAddress)", "API_PORT=\(apiPort)", "BRIDGE=\(bridge)",
                      "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "SERVICE_CIDR=\(serviceCIDR)", "CLUSTER_DOMAIN=\(clusterDomain)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
                      "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))",
+                     "LEADER_ELECTION=\(leaderElection.map { "\(fmt($0.lease))s,\(fmt($0.renew))s,\(fmt($0.retry))s" } ?? "-")",
                      "CP_SSH=\(controlPlaneSSH ?? "-")", "REGISTRIES_FILE=\(registriesFile ?? "-")", "STORE=\(store)"]
         for h in hosts { lines.append("CP_HOST \(h.name) \(h.address) \(h.ssh ?? "-")") }
-        for n in nodes { if let v = n.vm { lines.append("VM \(n.name) \(v.memory) \(v.cpus)") } }
+        for h in hosts { if let v = h.vm { lines.append("VM \(h.name) \(v.memory) \(v.cpus) \(h.address)") } }
+        for n in nodes { if let v = n.vm { lines.append("VM \(n.name) \(v.memory) \(v.cpus) \(n.address)") } }
         for n in nodes {
             let labels = n.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             lines.append("NODE \(n.name) \(n.address) \(n.podCIDR) \(labels.isEmpty ? "-" : labels) \(n.taints.isEmpty ? "-" : n.taints.joined(separator: ",")) \(n.ssh ?? "-")")

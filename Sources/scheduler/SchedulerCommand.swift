@@ -12,6 +12,9 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(help: "Kubeconfig with the system:kube-scheduler identity.") var kubeconfig: String
     @Option(name: .customLong("leader-elect"), help: "Run only while holding the kube-system/kube-scheduler Lease.") var leaderElect: Bool = true
     @Option(help: "Identity for leader election (default: hostname_pid).") var identity: String?
+    @Option(name: .customLong("leader-elect-lease-duration"), help: "How long a leader's Lease holds after its last renewal (others wait this long to take it; default 4s).") var leaseDuration: String?
+    @Option(name: .customLong("leader-elect-renew-deadline"), help: "How long the leader keeps trying to renew before it stops leading and exits; shorter than the lease duration (default 3s).") var renewDeadline: String?
+    @Option(name: .customLong("leader-elect-retry-period"), help: "Between renewals of the Lease (default 1s; tries to take it: 500ms).") var retryPeriod: String?
     @Option(help: "Parallel binding workers.") var workers: Int = 16
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
@@ -20,7 +23,8 @@ struct SchedulerCommand: AsyncParsableCommand {
         var config = SchedulerConfig()
         config.workers = workers
         let scheduler = Scheduler(client: client, config: config)
-        try await runComponent(client: client, leaseName: "kube-scheduler", leaderElect: leaderElect, identity: identity, logLevel: logLevel) {
+        try await runComponent(client: client, leaseName: "kube-scheduler", leaderElect: leaderElect, identity: identity, logLevel: logLevel,
+                                 timings: (leaseDuration, renewDeadline, retryPeriod)) {
             await scheduler.run()
         }
     }

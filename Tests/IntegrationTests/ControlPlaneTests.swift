@@ -246,7 +246,8 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         func renewTime() async throws -> String? { try await k.get(Lease.self, "deadline-test", namespace: "kube-system").spec?.renewTime }
         // Renewals that succeed: still leading well past leaseDuration.
         for i in 1...6 {
-            _ = try await eventually(10, "elector waits") { clock.sleeperCount() > 0 ? true : nil }
+            // Asleep until its next renewal (1 s), not racing a renewal still in flight (its timeout, 3 s).
+            _ = try await eventually(10, "elector waits for its next renewal") { clock.sleeperDelays().contains { abs($0 - 1) < 0.001 } ? true : nil }
             clock.advance(by: 1)
             let want = KubeTime.formatMicro(t0.addingTimeInterval(Double(i)))
             _ = try await eventually(10, "renewal \(i) stored") { try await renewTime() == want ? true : nil }
@@ -265,6 +266,26 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         let after = try #require(gaveUpAfter)
         #expect(after <= 3.0, "stopped leading \(after) s after the last renewal; the lease could be taken at 4 s")
         #expect(after >= 2.0, "stopped leading only \(after) s after the last renewal")
+    }
+
+    /// --leader-elect-lease-duration, -renew-deadline and -retry-period: Go durations, checked as
+    /// client-go checks them; flags not given keep the short defaults.
+    @Test func leaderElectionFlagsSetTheTimingsAndBadOnesAreRefused() throws {
+        var k8s = LeaderElectionConfig(name: "x", identity: "a")
+        try k8s.setTimings(leaseDuration: "15s", renewDeadline: "10s", retryPeriod: "2s")
+        #expect([k8s.leaseDuration, k8s.renewDeadline, k8s.renewInterval, k8s.retryInterval] == [15, 10, 2, 2])
+        var dflt = LeaderElectionConfig(name: "x", identity: "a")
+        try dflt.setTimings(leaseDuration: nil, renewDeadline: nil, retryPeriod: nil)
+        #expect([dflt.leaseDuration, dflt.renewDeadline, dflt.renewInterval, dflt.retryInterval] == [4, 3, 1, 0.5])
+        for (lease, renew, retry, says) in [("10s", "10s", nil, "must be longer than its renew deadline"),
+                                            (nil, "3s", "2600ms", "must be longer than 1.2 × its retry period"),
+                                            ("fifteen", nil, nil, "--leader-elect-lease-duration: \"fifteen\""),
+                                            (nil, "0s", nil, "--leader-elect-renew-deadline: \"0s\"")] as [(String?, String?, String?, String)] {
+            var c = LeaderElectionConfig(name: "x", identity: "a")
+            let e = #expect(throws: LeaderElectionFlagError.self) { try c.setTimings(leaseDuration: lease, renewDeadline: renew, retryPeriod: retry) }
+            #expect(e?.message.contains(says) == true, "\(e?.message ?? "no error")")
+            #expect(c.leaseDuration == 4 && c.renewDeadline == 3, "a refused flag changed nothing")
+        }
     }
 
     @Test func standbyControllerManagerTakesOver() async throws {

@@ -7,8 +7,8 @@ BIN="${BIN:-$ROOT/.build/${BUILD_CONFIG:-release}}"
 NODE_NAMES=(); declare -A NODE_ADDR NODE_CIDR NODE_LABELS NODE_TAINTS NODE_SSH
 # controlPlane.hosts (an HA control plane on etcd): names, addresses, ssh targets.
 CP_HOSTS=(); declare -A CP_ADDR CP_HOST_SSH
-# Nodes that are local qemu VMs (nodes[].vm, hack/vm): memory (MiB) and vCPUs.
-VM_NAMES=(); declare -A VM_MEMORY VM_CPUS
+# Local qemu VMs (controlPlane.hosts[].vm and nodes[].vm, hack/vm): memory (MiB), vCPUs, address.
+VM_NAMES=(); declare -A VM_MEMORY VM_CPUS VM_ADDR
 
 # load_cluster: reads cluster.yaml through `ctl cluster render` (which validates it).
 # ensure_ctl: a ctl to read cluster files with: BIN's, else any one already built (linked either
@@ -29,8 +29,8 @@ load_cluster() {
       NODE_NAMES+=("$name"); NODE_ADDR[$name]="$addr"; NODE_CIDR[$name]="$cidr"
       NODE_LABELS[$name]="$labels"; NODE_TAINTS[$name]="$taints"; NODE_SSH[$name]="$ssh"
     elif [ "$first" = VM ]; then
-      read -r name mem cpus <<<"$rest"
-      VM_NAMES+=("$name"); VM_MEMORY[$name]="$mem"; VM_CPUS[$name]="$cpus"
+      read -r name mem cpus addr <<<"$rest"
+      VM_NAMES+=("$name"); VM_MEMORY[$name]="$mem"; VM_CPUS[$name]="$cpus"; VM_ADDR[$name]="$addr"
     elif [ "$first" = CP_HOST ]; then
       read -r name addr ssh <<<"$rest"
       CP_HOSTS+=("$name"); CP_ADDR[$name]="$addr"; CP_HOST_SSH[$name]="$ssh"
@@ -39,6 +39,12 @@ load_cluster() {
     fi
   done <<<"$out"
   API_URL="https://$API_ADDRESS:$API_PORT"
+  # controlPlane.leaderElection: the scheduler's and controller-manager's flags, or none.
+  LE_FLAGS=""
+  if [ "${LEADER_ELECTION:--}" != - ]; then
+    local le=(); IFS=, read -r -a le <<<"$LEADER_ELECTION"
+    LE_FLAGS="--leader-elect-lease-duration ${le[0]} --leader-elect-renew-deadline ${le[1]} --leader-elect-retry-period ${le[2]}"
+  fi
   # With control-plane hosts, every apiserver (clients take the comma-separated list).
   if [ ${#CP_HOSTS[@]} -gt 0 ]; then
     API_URL="$(for h in "${CP_HOSTS[@]}"; do printf 'https://%s:%s,' "${CP_ADDR[$h]}" "$API_PORT"; done)"
@@ -234,12 +240,12 @@ start_controller_manager() {
   if [ -n "${2:-}" ]; then data="$(cp_data "$2")"; pre=(nsenter --net="/run/netns/$(netns_of "$2")"); fi
   start_bg "$1" "${pre[@]}" "$BIN/controller-manager" --kubeconfig "$data/controller-manager.kubeconfig" \
     --cluster-signing-cert-file "$data/pki/ca.crt" --cluster-signing-key-file "$data/pki/ca.key" \
-    --node-monitor-grace-period "$NODE_GRACE" --pod-eviction-timeout "$EVICTION_DELAY" --hpa-sync-period "$HPA_SYNC"
+    --node-monitor-grace-period "$NODE_GRACE" --pod-eviction-timeout "$EVICTION_DELAY" --hpa-sync-period "$HPA_SYNC" $LE_FLAGS
 }
 start_scheduler() {
   local data="$RUN_DIR/data" pre=()
   if [ -n "${2:-}" ]; then data="$(cp_data "$2")"; pre=(nsenter --net="/run/netns/$(netns_of "$2")"); fi
-  start_bg "$1" "${pre[@]}" "$BIN/scheduler" --kubeconfig "$data/scheduler.kubeconfig"
+  start_bg "$1" "${pre[@]}" "$BIN/scheduler" --kubeconfig "$data/scheduler.kubeconfig" $LE_FLAGS
 }
 
 # start_agent NAME: the node's agent inside its network namespace (mounts stay in the host's
