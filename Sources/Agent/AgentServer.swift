@@ -43,7 +43,7 @@ final class StatsSampler: Sendable {
     /// Whole-node CPU (from /proc/stat) in nanocores, and memory working set from /proc/meminfo.
     func node() -> (nanoCores: UInt64, workingSet: UInt64) {
         var nano: UInt64 = 0
-        if let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8), let line = stat.split(separator: "\n").first {
+        if let stat = HostFile.text("/proc/stat"), let line = stat.split(separator: "\n").first {
             let f = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
             if f.count >= 5 {
                 let idle = f[3] + f[4], total = f.reduce(0, +), busy = total - idle
@@ -57,7 +57,7 @@ final class StatsSampler: Sendable {
             }
         }
         var mem: [String: UInt64] = [:]
-        for line in ((try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? "").split(separator: "\n") {
+        for line in (HostFile.text("/proc/meminfo") ?? "").split(separator: "\n") {
             let p = line.split(separator: " ", omittingEmptySubsequences: true)
             if p.count >= 2 { mem[String(p[0].dropLast())] = (UInt64(p[1]) ?? 0) * 1024 }
         }

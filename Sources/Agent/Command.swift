@@ -71,8 +71,8 @@ public enum Command {
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         }
         let exit: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        let out = HostFile.text(outPath) ?? ""
+        let err = HostFile.text(errPath) ?? ""
         return CommandResult(status: exit, stdout: out, stderr: err, timedOut: timedOut)
     }
 }

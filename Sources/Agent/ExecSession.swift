@@ -128,7 +128,7 @@ final class ExecSession: Sendable {
 
     /// Kills the process in the container (by the pid the runtime wrote) and the runtime's own.
     func kill() {
-        if let f = pidFile, let s = try? String(contentsOfFile: f, encoding: .utf8),
+        if let f = pidFile, let s = HostFile.text(f),
            let pid = Int32(s.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 {
             _ = Glibc.kill(pid, SIGKILL)
         }

@@ -99,7 +99,7 @@ public final class ImageStore: Sendable {
     public func local(_ ref: String) -> PulledImage? {
         guard let r = try? ImageReference(parsing: ref) else { return nil }
         let tagFile = "\(root)/refs/\(Self.refKey(r))"
-        guard let digest = try? String(contentsOfFile: tagFile, encoding: .utf8),
+        guard let digest = HostFile.text(tagFile),
               let cfg = FileManager.default.contents(atPath: "\(root)/images/\(digest.dropFirst(7))/config.json"),
               let config = try? JSONValue.parse(cfg) else { return nil }
         return PulledImage(reference: r, digest: digest, rootfs: "\(root)/images/\(digest.dropFirst(7))/rootfs", config: config)

@@ -279,7 +279,7 @@ public final class RuncRuntime: ContainerRuntime {
             try? fm.removeItem(atPath: dir)
             throw RuncError("starting container \(c.name): \((r.stderr + r.stdout).trimmingCharacters(in: .whitespacesAndNewlines))")
         }
-        meta.pid = Int32((try? String(contentsOfFile: "\(bundle)/pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        meta.pid = Int32(HostFile.text("\(bundle)/pid")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
         try KubeJSON.encode(meta).write(to: URL(fileURLWithPath: "\(dir)/meta.json"))
         return info(meta, dir: dir)
     }
@@ -289,7 +289,7 @@ public final class RuncRuntime: ContainerRuntime {
 
     static func info(_ meta: ContainerMeta, dir: String) -> ContainerInfo {
         var state = ContainerInfo.State.running(startedAt: meta.startedAt)
-        if let text = try? String(contentsOfFile: "\(dir)/exit", encoding: .utf8) {
+        if let text = HostFile.text("\(dir)/exit") {
             let parts = text.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
             let code = Int32(parts.first ?? "") ?? 255
             let at = Double(parts.count > 1 ? parts[1] : "").map { Date(timeIntervalSince1970: $0) } ?? Date()
@@ -306,7 +306,7 @@ public final class RuncRuntime: ContainerRuntime {
     }
 
     /// This boot of the kernel.
-    static let bootID: String? = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+    static let bootID: String? = HostFile.text("/proc/sys/kernel/random/boot_id")?
         .trimmingCharacters(in: .whitespacesAndNewlines)
 
     /// Writes the exit record a container lost with its shim never got (code 137, now), so that
@@ -318,7 +318,7 @@ public final class RuncRuntime: ContainerRuntime {
     }
 
     static func alive(pidFile: String) -> Bool {
-        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return false }
+        guard let text = HostFile.text(pidFile), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return false }
         return kill(pid, 0) == 0 || errno == EPERM
     }
 
@@ -373,7 +373,7 @@ public final class RuncRuntime: ContainerRuntime {
         var st = stat(), parent = stat()
         guard stat(path, &st) == 0 else { return false }
         if stat(path + "/..", &parent) == 0, st.st_dev != parent.st_dev { return true }
-        guard let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        guard let mounts = HostFile.text("/proc/self/mountinfo") else { return false }
         let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         return mounts.split(separator: "\n").contains { line in
             let mp = line.split(separator: " ").dropFirst(4).first.map { String($0).replacingOccurrences(of: "\\040", with: " ") }
@@ -493,10 +493,10 @@ enum CgroupStats {
     static let v2 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
 
     static func number(_ path: String) -> UInt64? {
-        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        HostFile.text(path).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
     static func statField(_ path: String, _ key: String) -> UInt64? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        guard let text = HostFile.text(path) else { return nil }
         for line in text.split(separator: "\n") {
             let p = line.split(separator: " ")
             if p.count == 2, p[0] == key { return UInt64(p[1]) }
