@@ -1,6 +1,6 @@
 // Reading small host files (command output, pid and exit files, /proc, cgroup stats) with
 // open/read. Foundation's String(contentsOfFile:) kept about 4 KiB for every empty file it read
-// (measured with heaptrack: 15.5 MB over 18,366 reads of empty command output files in 200 s of
+// (measured with heaptrack: 15.5 MB over 3,785 reads of empty command output files in 200 s of
 // pod churn), and the agent reads such files for every command it runs and every stats pass.
 import Foundation
 
