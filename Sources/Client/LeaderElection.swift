@@ -31,10 +31,19 @@ public struct LeaderElectionConfig: Sendable {
         let lease = try parse(ld, "leader-elect-lease-duration", leaseDuration)
         let renew = try parse(rd, "leader-elect-renew-deadline", renewDeadline)
         let retry = try parse(rp, "leader-elect-retry-period", renewInterval)
-        guard lease > renew else { throw LeaderElectionFlagError(message: "the leader-election lease duration (\(lease) s) must be longer than its renew deadline (\(renew) s)") }
-        guard renew > retry * 1.2 else { throw LeaderElectionFlagError(message: "the leader-election renew deadline (\(renew) s) must be longer than 1.2 × its retry period (\(retry) s)") }
+        if let problem = Self.problem(lease: lease, renew: renew, retry: retry) { throw LeaderElectionFlagError(message: "leader election: \(problem)") }
         if rp != nil { retryInterval = retry }
         leaseDuration = lease; renewDeadline = renew; renewInterval = retry
+    }
+}
+
+extension LeaderElectionConfig {
+    /// What is wrong with a set of timings (client-go's checks), or nil: the lease must outlast
+    /// the renew deadline, and the deadline 1.2 retry periods.
+    public static func problem(lease: Double, renew: Double, retry: Double) -> String? {
+        if lease <= renew { return "the lease duration (\(lease) s) must be longer than the renew deadline (\(renew) s)" }
+        if renew <= retry * 1.2 { return "the renew deadline (\(renew) s) must be longer than 1.2 × the retry period (\(retry) s)" }
+        return nil
     }
 }
 

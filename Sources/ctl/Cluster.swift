@@ -149,11 +149,11 @@ struct ClusterSpec {
         if let le = cp["leaderElection"], !le.isNull {
             let f = "controlPlane.leaderElection"
             let o = try object(le, f, allowed: ["leaseDuration", "renewDeadline", "retryPeriod"])
-            let lease = try seconds(o["leaseDuration"], "\(f).leaseDuration") ?? 4
-            let renew = try seconds(o["renewDeadline"], "\(f).renewDeadline") ?? 3
-            let retry = try seconds(o["retryPeriod"], "\(f).retryPeriod") ?? 1
-            guard lease > renew else { throw err("\(f).renewDeadline", "must be shorter than leaseDuration (\(c.fmt(lease))s)") }
-            guard renew > retry * 1.2 else { throw err("\(f).retryPeriod", "must be under renewDeadline / 1.2 (\(c.fmt(renew))s / 1.2)") }
+            let d = LeaderElectionConfig(name: "", identity: "")   // the components' defaults
+            let lease = try seconds(o["leaseDuration"], "\(f).leaseDuration") ?? d.leaseDuration
+            let renew = try seconds(o["renewDeadline"], "\(f).renewDeadline") ?? d.renewDeadline
+            let retry = try seconds(o["retryPeriod"], "\(f).retryPeriod") ?? d.renewInterval
+            if let problem = LeaderElectionConfig.problem(lease: lease, renew: renew, retry: retry) { throw err(f, problem) }
             c.leaderElection = (lease, renew, retry)
         }
         if c.leaseInterval * 2 > c.nodeGrace { throw err("controlPlane.nodeGracePeriod", "must be at least twice leaseInterval (\(c.leaseInterval)s), or healthy nodes flap") }

@@ -277,8 +277,8 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         var dflt = LeaderElectionConfig(name: "x", identity: "a")
         try dflt.setTimings(leaseDuration: nil, renewDeadline: nil, retryPeriod: nil)
         #expect([dflt.leaseDuration, dflt.renewDeadline, dflt.renewInterval, dflt.retryInterval] == [4, 3, 1, 0.5])
-        for (lease, renew, retry, says) in [("10s", "10s", nil, "must be longer than its renew deadline"),
-                                            (nil, "3s", "2600ms", "must be longer than 1.2 × its retry period"),
+        for (lease, renew, retry, says) in [("10s", "10s", nil, "must be longer than the renew deadline"),
+                                            (nil, "3s", "2600ms", "must be longer than 1.2 × the retry period"),
                                             ("fifteen", nil, nil, "--leader-elect-lease-duration: \"fifteen\""),
                                             (nil, "0s", nil, "--leader-elect-renew-deadline: \"0s\"")] as [(String?, String?, String?, String)] {
             var c = LeaderElectionConfig(name: "x", identity: "a")
