@@ -60,6 +60,8 @@ public final class NodeAgent: Sendable {
     /// Pods being stopped, by uid: their termination tasks, which end with the agent (the next
     /// agent on the node takes termination over from what the pod and the runtime show).
     let terminating = Mutex<[String: Task<Void, Never>]>([:])
+    /// The node's Lease as this agent last wrote it (see renewLeaseOnce).
+    let lastLease = Mutex<Lease?>(nil)
     let events: EventRecorder
     let prober: Prober
     public let proxy: ServiceProxy
@@ -212,22 +214,41 @@ public final class NodeAgent: Sendable {
         spec.holderIdentity = config.nodeName
         spec.leaseDurationSeconds = 40
         spec.renewTime = now
-        do {
-            var l = try await client.get(Lease.self, config.nodeName, namespace: "kube-node-lease")
+        func renewed(_ lease: Lease) -> Lease {
+            var l = lease
             l.spec = spec
             if config.proxy.mode != "none" {
                 var ann = l.metadata.annotations ?? [:]
                 ann[Self.proxySyncedAnnotation] = "\(proxy.syncedRevision)"
                 l.metadata.annotations = ann
             }
-            _ = try await client.update(l)
+            return l
+        }
+        // The Lease as last written: updated straight away, one request per renewal (as the
+        // kubelet's lease controller does); read again only when that fails (a 409 when
+        // someone else changed it).
+        if let last = lastLease.withLock({ $0 }) {
+            do {
+                let written = try await client.update(renewed(last))
+                lastLease.withLock { $0 = written }
+                return true
+            } catch {
+                lastLease.withLock { $0 = nil }
+            }
+        }
+        do {
+            let l = try await client.get(Lease.self, config.nodeName, namespace: "kube-node-lease")
+            let written = try await client.update(renewed(l))
+            lastLease.withLock { $0 = written }
             return true
         } catch let s as Status where s.code == 404 {
             var l = Lease(name: config.nodeName, namespace: "kube-node-lease", spec: spec)
             if let uid = (try? await client.get(Node.self, config.nodeName))?.metadata.uid {
                 l.metadata.ownerReferences = [OwnerReference(apiVersion: "v1", kind: "Node", name: config.nodeName, uid: uid)]
             }
-            return (try? await client.create(l)) != nil
+            guard let written = try? await client.create(l) else { return false }
+            lastLease.withLock { $0 = written }
+            return true
         } catch {
             logger.debug("lease renewal failed", metadata: ["error": "\(error)"])
             return false

@@ -1,6 +1,7 @@
 // Leader election on a coordination.k8s.io/v1 Lease, so that two copies of a control-plane
 // component can run and only one acts. Short defaults make take-over fast.
 import Foundation
+import Synchronization
 import Logging
 import API
 
@@ -61,6 +62,11 @@ public final class LeaderElector: Sendable {
     let config: LeaderElectionConfig
     let clock: any ControlClock
     let logger: Logger
+    /// The Lease as this identity last wrote it while holding it: a renewal updates that copy
+    /// straight away (its resourceVersion makes a racing writer's change a 409), one request
+    /// instead of a read and a write, as client-go's leader election does. Any failure forgets
+    /// it and the next try reads the Lease first.
+    let held = Mutex<Lease?>(nil)
 
     public init(client: KubeClient, config: LeaderElectionConfig, clock: any ControlClock = SystemControlClock(), logger: Logger = Logger(label: "leader-election")) {
         self.client = client; self.config = config; self.clock = clock; self.logger = logger
@@ -72,6 +78,17 @@ public final class LeaderElector: Sendable {
     /// One try, stamped `now` (the renewTime written): the lease is ours until now + leaseDuration.
     func attempt(at now: Date) async -> Bool {
         let stamp = KubeTime.formatMicro(now)
+        if var lease = held.withLock({ $0 }), lease.spec?.holderIdentity == config.identity {
+            lease.spec?.renewTime = stamp
+            lease.spec?.leaseDurationSeconds = Int(config.leaseDuration.rounded(.up))
+            do {
+                let written = try await client.update(lease)
+                held.withLock { $0 = written }
+                return true
+            } catch {
+                held.withLock { $0 = nil }   // someone else wrote it, or the write failed: read it again
+            }
+        }
         do {
             var lease = try await client.get(Lease.self, config.name, namespace: config.namespace)
             var spec = lease.spec ?? LeaseSpec()
@@ -87,15 +104,19 @@ public final class LeaderElector: Sendable {
             spec.renewTime = stamp
             spec.leaseDurationSeconds = Int(config.leaseDuration.rounded(.up))
             lease.spec = spec
-            _ = try await client.update(lease)   // carries resourceVersion: a racing writer gets 409
+            let written = try await client.update(lease)   // carries resourceVersion: a racing writer gets 409
+            held.withLock { $0 = written }
             return true
         } catch let s as Status where s.code == 404 {
             var spec = LeaseSpec()
             spec.holderIdentity = config.identity
             spec.acquireTime = stamp; spec.renewTime = stamp
             spec.leaseDurationSeconds = Int(config.leaseDuration.rounded(.up)); spec.leaseTransitions = 0
-            do { _ = try await client.create(Lease(name: config.name, namespace: config.namespace, spec: spec)); return true }
-            catch { return false }
+            do {
+                let written = try await client.create(Lease(name: config.name, namespace: config.namespace, spec: spec))
+                held.withLock { $0 = written }
+                return true
+            } catch { return false }
         } catch {
             return false
         }

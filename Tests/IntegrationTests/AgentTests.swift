@@ -62,6 +62,38 @@ import Scheduler
         }
     }
 
+    /// The node's Lease is renewed with one write of the copy last written (as the kubelet does),
+    /// not a read and a write each time; a change by someone else makes the agent read it again,
+    /// and the change is kept.
+    @Test func theNodeLeaseIsRenewedWithOneRequest() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let cm = try startControllerManager(c)   // signs the node's certificate
+        defer { cm.cancel() }
+        let k = try c.admin()
+        let agentClient = try await joinedNodeClient(c, node: "h9")
+        var config = AgentConfig(nodeName: "h9")
+        config.proxy.mode = "none"
+        let agent = NodeAgent(client: agentClient, config: config, runtime: FakeRuntime())
+        #expect(await agent.renewLeaseOnce())   // creates it
+        let gets0 = try await requestCount(c, verb: "GET", resource: "leases")
+        let puts0 = try await requestCount(c, verb: "PUT", resource: "leases")
+        for _ in 1...5 { #expect(await agent.renewLeaseOnce()) }
+        #expect(try await requestCount(c, verb: "GET", resource: "leases") == gets0, "a renewal read the Lease")
+        #expect(try await requestCount(c, verb: "PUT", resource: "leases") == puts0 + 5)
+        var l = try await k.get(Lease.self, "h9", namespace: "kube-node-lease")
+        l.metadata.labels = ["touched": "yes"]
+        _ = try await k.update(l)
+        let gets1 = try await requestCount(c, verb: "GET", resource: "leases")
+        #expect(await agent.renewLeaseOnce())
+        #expect(try await requestCount(c, verb: "GET", resource: "leases") == gets1 + 1, "the agent reads the Lease once after the 409")
+        #expect(await agent.renewLeaseOnce())
+        #expect(try await requestCount(c, verb: "GET", resource: "leases") == gets1 + 1)
+        let after = try await k.get(Lease.self, "h9", namespace: "kube-node-lease")
+        #expect(after.metadata.labels?["touched"] == "yes")
+        #expect(after.spec?.holderIdentity == "h9")
+    }
+
     /// A pod's termination ends with the agent that started it (nothing of it runs on in the
     /// background), and the next agent on the node takes it over and finishes it.
     @Test func aPodsTerminationEndsWithItsAgentAndTheNextOneFinishesIt() async throws {

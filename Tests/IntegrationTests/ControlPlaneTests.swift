@@ -268,6 +268,45 @@ func webDeployment(_ name: String, replicas: Int, image: String = "busybox:1", c
         #expect(after >= 2.0, "stopped leading only \(after) s after the last renewal")
     }
 
+    /// The leader renews with one write of the Lease it last wrote, not a read and a write; when
+    /// someone else has changed the Lease since, the write is refused (409) and the next try
+    /// reads it again, and a lease taken over is not written back.
+    @Test func leaderRenewsWithOneRequestAndReadsAgainAfterAConflict() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let k = try c.admin()
+        let clock = ManualClock()
+        let e = LeaderElector(client: try c.client(user: "system:kube-controller-manager", groups: []),
+                              config: LeaderElectionConfig(name: "one-request", identity: "a"), clock: clock)
+        #expect(await e.tryAcquireOrRenew())
+        let gets0 = try await requestCount(c, verb: "GET", resource: "leases")
+        let puts0 = try await requestCount(c, verb: "PUT", resource: "leases")
+        for _ in 1...5 { clock.advance(by: 1); #expect(await e.tryAcquireOrRenew()) }
+        #expect(try await requestCount(c, verb: "GET", resource: "leases") == gets0, "a renewal read the Lease")
+        #expect(try await requestCount(c, verb: "PUT", resource: "leases") == puts0 + 5)
+        #expect(try await k.get(Lease.self, "one-request", namespace: "kube-system").spec?.renewTime == KubeTime.formatMicro(clock.now()))
+        // Someone else changes the Lease (a label): the next renewal's write is refused, the one
+        // after reads the Lease and renews it, keeping the label.
+        var l = try await k.get(Lease.self, "one-request", namespace: "kube-system")
+        l.metadata.labels = ["touched": "yes"]
+        _ = try await k.update(l)
+        clock.advance(by: 1)
+        var renewed = await e.tryAcquireOrRenew()
+        if !renewed { renewed = await e.tryAcquireOrRenew() }
+        #expect(renewed)
+        let after = try await k.get(Lease.self, "one-request", namespace: "kube-system")
+        #expect(after.metadata.labels?["touched"] == "yes")
+        #expect(after.spec?.renewTime == KubeTime.formatMicro(clock.now()) && after.spec?.holderIdentity == "a")
+        // Another identity takes the expired lease: "a" finds out and does not write over it.
+        clock.advance(by: 10)
+        let b = LeaderElector(client: try c.client(user: "system:kube-controller-manager", groups: []),
+                              config: LeaderElectionConfig(name: "one-request", identity: "b"), clock: clock)
+        #expect(await b.tryAcquireOrRenew())
+        #expect(await e.tryAcquireOrRenew() == false)
+        #expect(await e.tryAcquireOrRenew() == false)
+        #expect(try await k.get(Lease.self, "one-request", namespace: "kube-system").spec?.holderIdentity == "b")
+    }
+
     /// --leader-elect-lease-duration, -renew-deadline and -retry-period: Go durations, checked as
     /// client-go checks them; flags not given keep the short defaults.
     @Test func leaderElectionFlagsSetTheTimingsAndBadOnesAreRefused() throws {

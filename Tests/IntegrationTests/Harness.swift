@@ -165,3 +165,12 @@ func startControlPlaneAndHollowNode(_ c: TestCluster, node: String, address: Str
     _ = try await eventually(15, "node \(node) Ready") { try? await k.get(Node.self, node).isReady == true ? true : nil }
     return HollowNodeSetup(runtime: rt, agent: agent, tasks: tasks)
 }
+
+/// How many requests the test apiserver has answered with this verb, resource and code, from its
+/// /metrics (apiserver_request_total).
+func requestCount(_ c: TestCluster, verb: String, resource: String, code: Int = 200) async throws -> Int {
+    let page = String(decoding: try await c.admin().call(.GET, "/metrics").body, as: UTF8.self)
+    let key = "apiserver_request_total{verb=\"\(verb)\",resource=\"\(resource)\",code=\"\(code)\"} "
+    guard let line = page.split(separator: "\n").first(where: { $0.hasPrefix(key) }) else { return 0 }
+    return Int(line.dropFirst(key.count)) ?? 0
+}
