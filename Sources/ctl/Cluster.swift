@@ -34,7 +34,7 @@ struct ClusterRender: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "render", abstract: "Print cluster.yaml as KEY=VALUE and NODE lines for scripts.",
         discussion: """
         Lines: CLUSTER_NAME, API_ADDRESS, API_PORT, BRIDGE, BRIDGE_CIDR, REGISTRY, NODE_GRACE, EVICTION_DELAY,
-        LEASE_INTERVAL, HPA_SYNC, LEADER_ELECTION (lease,renew,retry as 15s,10s,2s, or -), CP_SSH (user@host:port or -), REGISTRIES_FILE, STORE (sqlite or etcd), then one line per
+        LEASE_INTERVAL, HPA_SYNC, EVENT_TTL (seconds), LEADER_ELECTION (lease,renew,retry as 15s,10s,2s, or -), CP_SSH (user@host:port or -), REGISTRIES_FILE, STORE (sqlite or etcd), then one line per
         control-plane host (controlPlane.hosts): CP_HOST <name> <address> <ssh user@host:port|->, one per local VM
         (controlPlane.hosts[].vm, then nodes[].vm): VM <name> <memory MiB> <cpus> <address>, then one line per node:
         NODE <name> <address> <podCIDR> <labels k=v,...|-> <taints k=v:Effect,...|-> <ssh user@host:port|->
@@ -72,6 +72,8 @@ struct ClusterSpec {
     var evictionDelay = 1.0
     var leaseInterval = 1.0
     var hpaSync = 1.0
+    /// How long the apiserver keeps an Event (controlPlane.eventTTL; --event-ttl), Kubernetes' 1 h.
+    var eventTTL = 3600.0
     /// The scheduler's and controller-manager's leader election (controlPlane.leaderElection):
     /// lease duration, renew deadline and retry period in seconds; nil keeps their defaults.
     var leaderElection: (lease: Double, renew: Double, retry: Double)?
@@ -131,7 +133,7 @@ struct ClusterSpec {
         let top = try object(doc.object, "", allowed: ["apiVersion", "kind", "metadata", "controlPlane", "network", "registry", "nodes"])
         if let kind = top["kind"]?.stringValue, kind != "Cluster" { throw err("kind", "must be Cluster") }
         if let md = try object(top["metadata"], "metadata", allowed: ["name"])["name"] { c.name = try string(md, "metadata.name") ?? c.name }
-        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "leaderElection", "ssh", "store", "hosts"])
+        let cp = try object(top["controlPlane"], "controlPlane", allowed: ["address", "port", "nodeGracePeriod", "evictionDelay", "leaseInterval", "hpaSyncPeriod", "eventTTL", "leaderElection", "ssh", "store", "hosts"])
         if let st = try string(cp["store"], "controlPlane.store") {
             guard ["sqlite", "etcd"].contains(st) else { throw err("controlPlane.store", "\"\(st)\" must be sqlite (the default) or etcd") }
             c.store = st
@@ -146,6 +148,12 @@ struct ClusterSpec {
         c.evictionDelay = try seconds(cp["evictionDelay"], "controlPlane.evictionDelay") ?? c.evictionDelay
         c.leaseInterval = try seconds(cp["leaseInterval"], "controlPlane.leaseInterval") ?? c.leaseInterval
         c.hpaSync = try seconds(cp["hpaSyncPeriod"], "controlPlane.hpaSyncPeriod") ?? c.hpaSync
+        if let t = cp["eventTTL"], !t.isNull {
+            // A Go duration as the flag takes it (1h, 10m, 90s), or a number of seconds.
+            let d: Double? = t.stringValue.flatMap { parseGoDuration($0) } ?? t.intValue.map(Double.init)
+            guard let d, d >= 1 else { throw err("controlPlane.eventTTL", "must be a duration of at least 1s, such as 1h, 10m or 90s") }
+            c.eventTTL = d
+        }
         if let le = cp["leaderElection"], !le.isNull {
             let f = "controlPlane.leaderElection"
             let o = try object(le, f, allowed: ["leaseDuration", "renewDeadline", "retryPeriod"])
@@ -285,7 +293,7 @@ struct ClusterSpec {
     func render() -> String {
         var lines = ["CLUSTER_NAME=\(name)", "API_ADDRESS=\(apiAddress)", "API_PORT=\(apiPort)", "BRIDGE=\(bridge)",
                      "BRIDGE_CIDR=\(bridgeCIDR)", "CLUSTER_CIDR=\(clusterCIDR)", "SERVICE_CIDR=\(serviceCIDR)", "CLUSTER_DOMAIN=\(clusterDomain)", "REGISTRY=\(registry)", "NODE_GRACE=\(fmt(nodeGrace))",
-                     "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))",
+                     "EVICTION_DELAY=\(fmt(evictionDelay))", "LEASE_INTERVAL=\(fmt(leaseInterval))", "HPA_SYNC=\(fmt(hpaSync))", "EVENT_TTL=\(fmt(eventTTL))",
                      "LEADER_ELECTION=\(leaderElection.map { "\(fmt($0.lease))s,\(fmt($0.renew))s,\(fmt($0.retry))s" } ?? "-")",
                      "CP_SSH=\(controlPlaneSSH ?? "-")", "REGISTRIES_FILE=\(registriesFile ?? "-")", "STORE=\(store)"]
         for h in hosts { lines.append("CP_HOST \(h.name) \(h.address) \(h.ssh ?? "-")") }

@@ -164,7 +164,7 @@ start_apiserver() {
     args+=($(etcd_client_flags "https://$API_ADDRESS:2379"))
   fi
   start_bg apiserver "$BIN/apiserver" --data-dir "$RUN_DIR/data" --advertise-address "$API_ADDRESS" --bind-address 0.0.0.0 \
-    --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR" "${args[@]}"
+    --secure-port "$API_PORT" --service-cluster-ip-range "$SERVICE_CIDR" --event-ttl "${EVENT_TTL:-3600}s" "${args[@]}"
 }
 # api_urls_from HOST: every apiserver URL, HOST's first.
 api_urls_from() {
@@ -207,7 +207,7 @@ start_cp_apiserver() {
   # The host's scheduler and controller-manager use their own apiserver first.
   start_bg "apiserver-$h" nsenter --net="/run/netns/$(netns_of "$h")" "$BIN/apiserver" --data-dir "$(cp_data "$h")" \
     --advertise-address "${CP_ADDR[$h]}" --bind-address "${CP_ADDR[$h]}" --secure-port "$API_PORT" \
-    --service-cluster-ip-range "$SERVICE_CIDR" --kubeconfig-server "$(api_urls_from "$h")" "${args[@]}"
+    --service-cluster-ip-range "$SERVICE_CIDR" --event-ttl "${EVENT_TTL:-3600}s" --kubeconfig-server "$(api_urls_from "$h")" "${args[@]}"
 }
 # start_cp_host HOST: everything of one control-plane host (again after cp_host_down).
 start_cp_host() {
