@@ -86,6 +86,8 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "Scheduler", dependencies: ["API", "Client", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Controllers", dependencies: ["API", "Client", "PKI", .product(name: "Logging", package: "swift-log")]),

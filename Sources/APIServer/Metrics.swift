@@ -3,6 +3,7 @@
 import Foundation
 import Synchronization
 import Store
+import Client
 
 public final class APIMetrics: Sendable {
     static let buckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -50,15 +51,8 @@ public final class APIMetrics: Sendable {
         for (i, b) in StoreMetrics.batchBounds.enumerated() { cum += m.batchBuckets[i]; out += "store_commit_batch_size_bucket{le=\"\(Int(b))\"} \(cum)\n" }
         out += "store_commit_batch_size_bucket{le=\"+Inf\"} \(m.commits)\nstore_commit_batch_size_sum \(m.committedOps)\nstore_commit_batch_size_count \(m.commits)\n"
         out += "# HELP store_revision Current cluster-wide revision.\n# TYPE store_revision gauge\nstore_revision \(store.currentRevision)\n"
-        out += "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes \(residentBytes())\n"
+        // The failures counted by the apiserver's own loops, and the process's memory and CPU.
+        out += ComponentMetrics.shared.render()
         return out
     }
-}
-
-/// RSS from /proc/self/statm.
-public func residentBytes() -> Int {
-    guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let parts = s.split(separator: " ")
-    guard parts.count > 1, let pages = Int(parts[1]) else { return 0 }
-    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }

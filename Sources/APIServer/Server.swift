@@ -13,6 +13,7 @@ import API
 import Store
 import Etcd
 import PKI
+import Client
 
 public struct APIServerConfig: Sendable {
     public var dataDir: String
@@ -348,6 +349,7 @@ public final class APIServer: Sendable {
                         logger.info("namespace deleted", metadata: ["namespace": "\(name)"])
                     } catch {
                         // Tried again on the next pass (every 500 ms); said once per namespace.
+                        ComponentMetrics.shared.failedWrite("namespace-finalizer")
                         if namespaceDeleteFailures.withLock({ $0.insert(name).inserted }) {
                             logger.error("could not delete namespace; retrying", metadata: ["namespace": "\(name)", "error": "\(error)"])
                         }

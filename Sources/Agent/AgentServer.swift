@@ -11,6 +11,7 @@ import NIOCore
 import NIOSSL
 import Logging
 import API
+import Client
 import PKI
 
 public struct AgentContext: RequestContext {
@@ -191,6 +192,10 @@ public final class AgentServer: Sendable {
         let parts = path.split(separator: "/").map(String.init)
         var q: [String: String] = [:]
         for item in request.uri.queryParameters { q[String(item.key)] = String(item.value) }
+        if parts == ["metrics"] {
+            // As the kubelet's /metrics: the agent's failure counters and its process figures.
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: ComponentMetrics.shared.render())))
+        }
         if parts == ["stats", "summary"] {
             let body = (try? summary.withLock { $0 }.encoded()) ?? Data("{}".utf8)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: body)))

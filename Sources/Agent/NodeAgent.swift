@@ -203,6 +203,7 @@ public final class NodeAgent: Sendable {
             g.addTask { try? await Task.sleep(for: .seconds(2)); return false }
             let ok = await g.next() ?? false
             g.cancelAll()
+            if !ok { ComponentMetrics.shared.failedWrite("node-lease") }
             return ok
         }
     }
@@ -298,6 +299,7 @@ public final class NodeAgent: Sendable {
                         _ = try await self.client.updateStatus(n)
                         if failing { self.logger.info("node status written again"); failing = false }
                     } catch {
+                        ComponentMetrics.shared.failedWrite("node-status")
                         if !failing { self.logger.warning("could not write the node's status; trying again", metadata: ["error": "\(error)"]); failing = true }
                     }
                 }

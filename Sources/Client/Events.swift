@@ -39,6 +39,7 @@ public final class EventRecorder: Sendable {
                         do { try await EventRecorder.send(e, client: client, component: component) }
                         catch {
                             let n = losses.failed.withLock { $0 += 1; return $0 }
+                            ComponentMetrics.shared.count("orchestrator_events_failed_total", ["component": component])
                             if n % 100 == 1 {
                                 EventRecorder.logger.warning("could not record an event", metadata: ["component": "\(component)", "reason": "\(e.reason)", "failed so far": "\(n)", "error": "\(error)"])
                             }
@@ -60,6 +61,7 @@ public final class EventRecorder: Sendable {
     public func record(_ ref: ObjectReference, namespace: String, type: String = "Normal", reason: String, message: String) {
         if case .dropped = continuation.yield(Pending(ref: ref, namespace: namespace, type: type, reason: reason, message: message, time: KubeTime.format(clock.now()))) {
             let n = losses.dropped.withLock { $0 += 1; return $0 }
+            ComponentMetrics.shared.count("orchestrator_events_dropped_total", ["component": component])
             if n % 100 == 1 { Self.logger.warning("event buffer full: dropping events", metadata: ["component": "\(component)", "dropped so far": "\(n)"]) }
         }
     }

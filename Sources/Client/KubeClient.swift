@@ -388,6 +388,7 @@ public final class KubeClient: Sendable {
     /// The error a watch ends with when its reader is `watchBuffer` events behind (counted).
     func fellBehind(_ path: String) -> ClientError {
         overflows.withLock { $0 += 1 }
+        ComponentMetrics.shared.count("orchestrator_client_watch_overflows_total")
         return ClientError("watch of \(path): the reader fell \(watchBuffer) events behind; watch again from the last resourceVersion read")
     }
 

@@ -177,14 +177,53 @@ public func bootstrapLogging(level: String) {
 /// How every control-plane executable starts: log to stderr at `level`, then run `body` while
 /// holding the named Lease in kube-system (or straight away without leader election).
 /// `timings` are the leader-election flags (lease duration, renew deadline, retry period), as given.
+/// `metricsAddress` is --metrics-bind-address (HOST:PORT, or 0 for none): GET /metrics and
+/// /healthz are served there while the component runs, from before it leads; a port that cannot
+/// be bound ends the component at once with a ListenError.
 public func runComponent(client: KubeClient, leaseName: String, leaderElect: Bool, identity: String?, logLevel: String,
                          timings: (lease: String?, renew: String?, retry: String?) = (nil, nil, nil),
+                         metricsAddress: String = "0",
                          _ body: @escaping @Sendable () async -> Void) async throws {
     bootstrapLogging(level: logLevel)
-    guard leaderElect else { await body(); return }
-    let id = identity ?? "\(ProcessInfo.processInfo.hostName)_\(getpid())"
-    var config = LeaderElectionConfig(name: leaseName, identity: id)
-    try config.setTimings(leaseDuration: timings.lease, renewDeadline: timings.renew, retryPeriod: timings.retry)
-    let elector = LeaderElector(client: client, config: config)
-    try await elector.run { await body() }
+    try await serveAndLead(client: client, leaseName: leaseName, leaderElect: leaderElect, identity: identity,
+                           timings: timings, metricsAddress: metricsAddress, body)
+}
+
+/// `runComponent` after logging is set up: the metrics endpoint, and `body` while leading.
+public func serveAndLead(client: KubeClient, leaseName: String, leaderElect: Bool, identity: String?,
+                         timings: (lease: String?, renew: String?, retry: String?) = (nil, nil, nil),
+                         metricsAddress: String = "0", clock: any ControlClock = SystemControlClock(),
+                         _ body: @escaping @Sendable () async -> Void) async throws {
+    let endpoint: MetricsEndpoint?
+    if let (host, port) = try MetricsEndpoint.parseAddress(metricsAddress) {
+        let e = try await MetricsEndpoint(host: host, port: port)
+        Logger(label: "metrics").info("serving /metrics and /healthz", metadata: ["address": "\(host.contains(":") ? "[\(host)]" : host):\(e.port)"])
+        endpoint = e
+    } else { endpoint = nil }
+    let metrics = ComponentMetrics.shared
+    let lead: @Sendable () async throws -> Void
+    if leaderElect {
+        let id = identity ?? "\(ProcessInfo.processInfo.hostName)_\(getpid())"
+        var config = LeaderElectionConfig(name: leaseName, identity: id)
+        try config.setTimings(leaseDuration: timings.lease, renewDeadline: timings.renew, retryPeriod: timings.retry)
+        let elector = LeaderElector(client: client, config: config, clock: clock)
+        metrics.set("leader_election_master_status", ["name": leaseName], to: 0)
+        lead = {
+            try await elector.run {
+                metrics.set("leader_election_master_status", ["name": leaseName], to: 1)
+                await body()
+                metrics.set("leader_election_master_status", ["name": leaseName], to: 0)
+            }
+        }
+    } else {
+        lead = { await body() }
+    }
+    guard let endpoint else { try await lead(); return }
+    try await withThrowingTaskGroup(of: Void.self) { g in
+        g.addTask { try await endpoint.run() }
+        g.addTask { try await lead() }
+        // Whichever ends first (the component's work, normally) ends the other.
+        defer { g.cancelAll() }
+        try await g.next()
+    }
 }

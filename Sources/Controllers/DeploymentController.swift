@@ -93,6 +93,7 @@ public final class DeploymentController: Sendable {
             } catch let s as Status where s.code == 404 {
                 return .done
             } catch {
+                ComponentMetrics.shared.failedWrite("deployment-revision")
                 logger.warning("could not write the Deployment's revision annotation; retrying", metadata: ["deployment": "\(d.namespace)/\(d.name)", "revision": "\(rev)", "error": "\(error)"])
                 return .requeue(after: 1)
             }
@@ -182,6 +183,7 @@ public final class DeploymentController: Sendable {
             catch let s as Status where s.code == 404 {}
             catch {
                 // Tried again on the Deployment's next pass (the ReplicaSet is still idle and old).
+                ComponentMetrics.shared.failedWrite("deployment-history")
                 logger.warning("could not delete an old ReplicaSet of the history", metadata: ["replicaset": "\(rs.namespace)/\(rs.name)", "error": "\(error)"])
             }
         }

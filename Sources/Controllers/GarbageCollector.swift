@@ -94,6 +94,7 @@ public final class GarbageCollector: Sendable {
             failing.withLock { _ = $0.remove(id) }
         } catch {
             failureCount.withLock { $0 += 1 }
+            ComponentMetrics.shared.failedWrite("garbage-collector")
             if failing.withLock({ $0.insert(id).inserted }) {
                 logger.warning("garbage collector: a write failed; trying again on the next sweep", metadata: ["write": "\(what)", "object": "\(object)", "error": "\(error)"])
             }

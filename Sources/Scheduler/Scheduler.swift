@@ -260,6 +260,7 @@ public final class Scheduler: Sendable {
                 return .requeue(after: 0)   // gone, or changed meanwhile: look again
             } catch {
                 // Said, and tried again soon; the pod stays in the unschedulable set meanwhile.
+                ComponentMetrics.shared.failedWrite("pod-scheduled-condition")
                 logger.warning("could not write the pod's Unschedulable condition; retrying", metadata: ["pod": "\(key)", "error": "\(error)"])
                 return .requeue(after: 1)
             }

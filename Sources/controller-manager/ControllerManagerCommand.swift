@@ -31,6 +31,7 @@ struct ControllerManagerCommand: AsyncParsableCommand {
     var hpaMetricsAPI: Bool = true
     @Option(name: .customLong("hpa-metrics-history"), help: "Predictive HPAs read the apiserver's persisted workload history (false: only what this process measured since it started).")
     var hpaMetricsHistory: Bool = true
+    @Option(name: .customLong("metrics-bind-address"), help: "Where GET /metrics and /healthz are served, plain HTTP (HOST:PORT; port 0 picks a free one; 0 turns it off).") var metricsBindAddress: String = "127.0.0.1:10252"
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -51,7 +52,7 @@ struct ControllerManagerCommand: AsyncParsableCommand {
         }
         let cm = ControllerManager(client: client, config: config)
         try await runComponent(client: client, leaseName: "kube-controller-manager", leaderElect: leaderElect, identity: identity, logLevel: logLevel,
-                                 timings: (leaseDuration, renewDeadline, retryPeriod)) {
+                                 timings: (leaseDuration, renewDeadline, retryPeriod), metricsAddress: metricsBindAddress) {
             await cm.run()
         }
     }

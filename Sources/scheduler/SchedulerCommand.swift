@@ -16,6 +16,7 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(name: .customLong("leader-elect-renew-deadline"), help: "How long the leader keeps trying to renew before it stops leading and exits; shorter than the lease duration (default 3s).") var renewDeadline: String?
     @Option(name: .customLong("leader-elect-retry-period"), help: "Between renewals of the Lease (default 1s; tries to take it: 500ms).") var retryPeriod: String?
     @Option(help: "Parallel binding workers.") var workers: Int = 16
+    @Option(name: .customLong("metrics-bind-address"), help: "Where GET /metrics and /healthz are served, plain HTTP (HOST:PORT; port 0 picks a free one; 0 turns it off).") var metricsBindAddress: String = "127.0.0.1:10251"
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -24,7 +25,7 @@ struct SchedulerCommand: AsyncParsableCommand {
         config.workers = workers
         let scheduler = Scheduler(client: client, config: config)
         try await runComponent(client: client, leaseName: "kube-scheduler", leaderElect: leaderElect, identity: identity, logLevel: logLevel,
-                                 timings: (leaseDuration, renewDeadline, retryPeriod)) {
+                                 timings: (leaseDuration, renewDeadline, retryPeriod), metricsAddress: metricsBindAddress) {
             await scheduler.run()
         }
     }

@@ -67,7 +67,10 @@ import PKI
         dependent.metadata.ownerReferences = [OwnerReference(apiVersion: "apps/v1", kind: "ReplicaSet", name: "fg-owner", uid: owner.metadata.uid ?? "", controller: true, blockOwnerDeletion: true)]
         _ = try await k.create(dependent)
         try await k.delete(ReplicaSet.self, "fg-owner", options: DeleteOptions(propagationPolicy: "Foreground"))
+        let before = ComponentMetrics.shared.value("orchestrator_failed_writes_total", ["writer": "garbage-collector"])
         _ = try await eventually(15, "a refused delete counted") { gc.writeFailures > 0 ? true : nil }
+        // and in the process's metrics, which the components serve on /metrics
+        #expect(ComponentMetrics.shared.value("orchestrator_failed_writes_total", ["writer": "garbage-collector"]) > before)
         #expect(try await k.get(ReplicaSet.self, "fg-dependent").metadata.deletionTimestamp == nil)
     }
 

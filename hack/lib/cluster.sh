@@ -234,18 +234,19 @@ cp_host_down() {
 cp_host_up() { node_link up "$1"; start_cp_host "$1"; }
 
 # start_controller_manager NAME [HOST] / start_scheduler NAME [HOST]: NAME lets a standby run
-# beside the leader; HOST runs it on that control-plane host.
+# beside the leader; HOST runs it on that control-plane host. Their /metrics endpoints take a free
+# loopback port (a standby, or another cluster's, may hold the default one); the log says which.
 start_controller_manager() {
   local data="$RUN_DIR/data" pre=()
   if [ -n "${2:-}" ]; then data="$(cp_data "$2")"; pre=(nsenter --net="/run/netns/$(netns_of "$2")"); fi
   start_bg "$1" "${pre[@]}" "$BIN/controller-manager" --kubeconfig "$data/controller-manager.kubeconfig" \
     --cluster-signing-cert-file "$data/pki/ca.crt" --cluster-signing-key-file "$data/pki/ca.key" \
-    --node-monitor-grace-period "$NODE_GRACE" --pod-eviction-timeout "$EVICTION_DELAY" --hpa-sync-period "$HPA_SYNC" $LE_FLAGS
+    --node-monitor-grace-period "$NODE_GRACE" --pod-eviction-timeout "$EVICTION_DELAY" --hpa-sync-period "$HPA_SYNC" --metrics-bind-address 127.0.0.1:0 $LE_FLAGS
 }
 start_scheduler() {
   local data="$RUN_DIR/data" pre=()
   if [ -n "${2:-}" ]; then data="$(cp_data "$2")"; pre=(nsenter --net="/run/netns/$(netns_of "$2")"); fi
-  start_bg "$1" "${pre[@]}" "$BIN/scheduler" --kubeconfig "$data/scheduler.kubeconfig" $LE_FLAGS
+  start_bg "$1" "${pre[@]}" "$BIN/scheduler" --kubeconfig "$data/scheduler.kubeconfig" --metrics-bind-address 127.0.0.1:0 $LE_FLAGS
 }
 
 # start_agent NAME: the node's agent inside its network namespace (mounts stay in the host's
