@@ -94,6 +94,39 @@ import Scheduler
         #expect(after.spec?.holderIdentity == "h9")
     }
 
+    /// The agent's stats pass keeps CPU samples only of the pods it runs now: after pods are
+    /// deleted, their samples are gone from the sampler (it used to keep every pod it ever ran).
+    @Test func theStatsPassForgetsPodsThatHaveGone() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let cm = try startControllerManager(c)   // signs the node's certificate
+        defer { cm.cancel() }
+        let k = try c.admin()
+        let agentClient = try await joinedNodeClient(c, node: "s1")
+        var config = AgentConfig(nodeName: "s1")
+        config.proxy.mode = "none"
+        let agent = NodeAgent(client: agentClient, config: config, runtime: FakeRuntime())
+        let kp = try c.server.pki.ca.issue(commonName: "system:node:s1", organizations: ["system:nodes"], ipAddresses: ["127.0.0.1"], usage: .both)
+        let server = try AgentServer(agent: agent, port: 0, certPEM: kp.certificatePEM, keyPEM: kp.keyPEM, caPEM: c.caPEM)
+        let run = Task { try? await agent.run() }
+        defer { run.cancel() }
+        func sampledPods() -> Set<String> {
+            server.sampler.last.withLock { Set($0.keys.map { String($0[..<($0.firstIndex(of: "/") ?? $0.endIndex)]) }) }
+        }
+        var uids: Set<String> = []
+        for i in 0..<3 { uids.insert(try #require(try await k.create(pod("sampled-\(i)", node: "s1")).metadata.uid)) }
+        _ = try await eventually(20, "3 pods sampled") { () -> Bool? in
+            await server.sample()
+            return sampledPods() == uids ? true : nil
+        }
+        for i in 0..<2 { try await k.delete(Pod.self, "sampled-\(i)", options: DeleteOptions(gracePeriodSeconds: 0)) }
+        let kept = try #require(try await k.get(Pod.self, "sampled-2").metadata.uid)
+        _ = try await eventually(20, "only the remaining pod sampled") { () -> Bool? in
+            await server.sample()
+            return sampledPods() == [kept] ? true : nil
+        }
+    }
+
     /// A pod's termination ends with the agent that started it (nothing of it runs on in the
     /// background), and the next agent on the node takes it over and finishes it.
     @Test func aPodsTerminationEndsWithItsAgentAndTheNextOneFinishesIt() async throws {
