@@ -22,6 +22,7 @@ public final class ComponentMetrics: Sendable {
         "orchestrator_events_dropped_total": ("Events dropped because the recorder's buffer was full, by component.", "counter"),
         "orchestrator_client_watch_overflows_total": ("Watches ended because their reader fell behind the bounded buffer (each resumed from its last resourceVersion).", "counter"),
         "leader_election_master_status": ("1 while this process holds the named leader-election Lease, 0 otherwise.", "gauge"),
+        "orchestrator_leader_lease_lost_total": ("Terms that ended because the Lease could not be renewed within the renew deadline (the component then stopped its work and campaigned again).", "counter"),
     ]
 
     struct Key: Hashable, Comparable {

@@ -123,9 +123,10 @@ public final class LeaderElector: Sendable {
     }
 
     /// Waits for the lease, runs `lead` while holding it, and throws LostLeadership (cancelling
-    /// `lead`) when no renewal has succeeded for renewDeadline since the time stamped by the last
-    /// one that did, whether the renewals fail or hang (the caller should exit, as Kubernetes
-    /// components do). Others may take the lease only at that stamp + leaseDuration, later.
+    /// `lead` and waiting for it to end) when no renewal has succeeded for renewDeadline since the
+    /// time stamped by the last one that did, whether the renewals fail or hang. The caller then
+    /// exits, as Kubernetes components do, or campaigns again with fresh state (`serveAndLead`).
+    /// Others may take the lease only at that stamp + leaseDuration, later.
     public func run(_ lead: @escaping @Sendable () async throws -> Void) async throws {
         var acquired = clock.now()
         while !Task.isCancelled {
@@ -208,11 +209,25 @@ public func serveAndLead(client: KubeClient, leaseName: String, leaderElect: Boo
         try config.setTimings(leaseDuration: timings.lease, renewDeadline: timings.renew, retryPeriod: timings.retry)
         let elector = LeaderElector(client: client, config: config, clock: clock)
         metrics.set("leader_election_master_status", ["name": leaseName], to: 0)
+        // A term that loses the lease has all its work cancelled and awaited by the elector;
+        // then the component campaigns again, and `body` starts afresh if it wins. (Kubernetes'
+        // components exit instead and rely on a supervisor to start them again; under hack/up
+        // there is none, and a cluster would be left without its controllers.)
         lead = {
-            try await elector.run {
-                metrics.set("leader_election_master_status", ["name": leaseName], to: 1)
-                await body()
-                metrics.set("leader_election_master_status", ["name": leaseName], to: 0)
+            while !Task.isCancelled {
+                do {
+                    try await elector.run {
+                        metrics.set("leader_election_master_status", ["name": leaseName], to: 1)
+                        await body()
+                    }
+                    metrics.set("leader_election_master_status", ["name": leaseName], to: 0)
+                    return
+                } catch is LostLeadership {
+                    metrics.set("leader_election_master_status", ["name": leaseName], to: 0)
+                    metrics.count("orchestrator_leader_lease_lost_total", ["name": leaseName])
+                    Logger(label: "leader-election").warning("lost the leader lease: all work stopped; campaigning again",
+                                                             metadata: ["lease": "kube-system/\(leaseName)"])
+                }
             }
         }
     } else {

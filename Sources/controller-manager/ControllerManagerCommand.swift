@@ -50,10 +50,11 @@ struct ControllerManagerCommand: AsyncParsableCommand {
         if let c = signingCert, let k = signingKey {
             config.ca = try CertificateAuthority(certificatePEM: String(contentsOfFile: c, encoding: .utf8), keyPEM: String(contentsOfFile: k, encoding: .utf8))
         }
-        let cm = ControllerManager(client: client, config: config)
+        let settings = config
         try await runComponent(client: client, leaseName: "kube-controller-manager", leaderElect: leaderElect, identity: identity, logLevel: logLevel,
                                  timings: (leaseDuration, renewDeadline, retryPeriod), metricsAddress: metricsBindAddress) {
-            await cm.run()
+            // A fresh controller manager for every term of leadership (informers, queues, expectations).
+            await ControllerManager(client: client, config: settings).run()
         }
     }
 }

@@ -23,10 +23,11 @@ struct SchedulerCommand: AsyncParsableCommand {
         let client = try KubeClient(kubeconfig: kubeconfig)
         var config = SchedulerConfig()
         config.workers = workers
-        let scheduler = Scheduler(client: client, config: config)
+        let settings = config
         try await runComponent(client: client, leaseName: "kube-scheduler", leaderElect: leaderElect, identity: identity, logLevel: logLevel,
                                  timings: (leaseDuration, renewDeadline, retryPeriod), metricsAddress: metricsBindAddress) {
-            await scheduler.run()
+            // A fresh scheduler for every term of leadership (informers, cache, queue).
+            await Scheduler(client: client, config: settings).run()
         }
     }
 }

@@ -127,4 +127,48 @@ func plainHTTP(_ method: String, port: Int, path: String) async throws -> (code:
         let api = try await c.admin().request(.GET, "/metrics")
         #expect(String(decoding: api.body, as: UTF8.self).contains("orchestrator_events_failed_total{component=\"metrics-test\"} 1"))
     }
+
+    /// A leader that cannot renew within the deadline (the apiserver is down) stops all its work,
+    /// and when the apiserver is back it campaigns again and starts its work afresh: the process
+    /// does not end. A manual clock drives the elector; the apiserver (SQLite) is real.
+    @Test func aLeaderThatLosesItsLeaseStopsItsWorkAndCampaignsAgain() async throws {
+        let port = try freePort()
+        let c = try await TestCluster.start { $0.securePort = port }
+        defer { Task { await c.cleanup() } }
+        let clock = ManualClock()
+        let terms = Lines()
+        let lost0 = ComponentMetrics.shared.value("orchestrator_leader_lease_lost_total", ["name": "campaign-again"])
+        let client = try c.client(user: "system:kube-controller-manager", groups: [])
+        let run = Task {
+            try await serveAndLead(client: client, leaseName: "campaign-again", leaderElect: true, identity: "a", clock: clock) {
+                terms.append("start")
+                while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
+                terms.append("stop")
+            }
+        }
+        defer { run.cancel() }
+        _ = try await eventually(10, "the first term") { terms.all == ["start"] ? true : nil }
+        #expect(ComponentMetrics.shared.value("leader_election_master_status", ["name": "campaign-again"]) == 1)
+        await c.stop()
+        // Renewals fail: the manual clock moves on a quarter second at a time until the term ends.
+        for _ in 0..<40 where terms.all.count < 2 {
+            _ = try await eventually(10, "the elector waits") { clock.sleeperCount() > 0 || terms.all.count >= 2 ? true : nil }
+            if terms.all.count < 2 { clock.advance(by: 0.25) }
+        }
+        #expect(terms.all == ["start", "stop"])
+        #expect(ComponentMetrics.shared.value("leader_election_master_status", ["name": "campaign-again"]) == 0)
+        #expect(ComponentMetrics.shared.value("orchestrator_leader_lease_lost_total", ["name": "campaign-again"]) == lost0 + 1)
+        // The apiserver comes back on the same port and data: a new term starts, in the same process.
+        let again = try await TestCluster.start(dir: c.dir) { $0.securePort = port }
+        defer { Task { await again.stop() } }
+        for _ in 0..<200 where terms.all.count < 3 {
+            _ = try await eventually(15, "the elector waits") { clock.sleeperCount() > 0 || terms.all.count >= 3 ? true : nil }
+            if terms.all.count < 3 { clock.advance(by: 0.25) }
+        }
+        #expect(terms.all == ["start", "stop", "start"])
+        let lease = try await again.admin().get(Lease.self, "campaign-again", namespace: "kube-system")
+        #expect(lease.spec?.holderIdentity == "a")
+        #expect(ComponentMetrics.shared.value("leader_election_master_status", ["name": "campaign-again"]) == 1)
+        run.cancel()
+    }
 }
