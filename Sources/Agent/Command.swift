@@ -2,6 +2,7 @@
 // waitUntilExit() can hang on Swift concurrency threads: posix_spawn, output to temp files,
 // and waitpid on a dispatch thread.
 import Foundation
+import Client
 import Dispatch
 
 public struct CommandResult: Sendable {

@@ -3,6 +3,7 @@
 // arrives as an AsyncStream of (channel, bytes); the exit code once the process is gone. Closing
 // the session kills what is still running.
 import Foundation
+import Client
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -3,6 +3,7 @@
 // verify every digest, keep blobs content-addressed, and unpack layers (gzip, whiteouts) into a
 // rootfs per image digest that containers of that image share.
 import Foundation
+import Client
 import Crypto
 import AsyncHTTPClient
 import NIOCore

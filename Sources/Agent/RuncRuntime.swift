@@ -12,6 +12,7 @@
 //   DATA/pods/<uid>/containers/<id>/  meta.json, exit, bundle/{config.json,rootfs}, upper, work
 //   DATA/pods/<uid>/logs/<name>/<attempt>.log
 import Foundation
+import Client
 import Crypto
 import Synchronization
 import Logging

@@ -85,7 +85,7 @@ public final class ComponentMetrics: Sendable {
 
 /// User plus system CPU seconds of this process, from /proc/self/stat.
 public func cpuSeconds() -> Double {
-    guard let s = HostText.read("/proc/self/stat"), let close = s.lastIndex(of: ")") else { return 0 }
+    guard let s = HostFile.text("/proc/self/stat"), let close = s.lastIndex(of: ")") else { return 0 }
     // Fields after the command's closing parenthesis: state is field 3; utime and stime are 14 and 15.
     let f = s[s.index(after: close)...].split(separator: " ")
     guard f.count > 12, let u = Double(f[11]), let st = Double(f[12]) else { return 0 }
@@ -94,27 +94,10 @@ public func cpuSeconds() -> Double {
 
 /// RSS from /proc/self/statm.
 public func residentBytes() -> Int {
-    guard let s = HostText.read("/proc/self/statm") else { return 0 }
+    guard let s = HostFile.text("/proc/self/statm") else { return 0 }
     let parts = s.split(separator: " ")
     guard parts.count > 1, let pages = Int(parts[1]) else { return 0 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
-
-/// A small /proc file read with open and read (Foundation's file reading keeps buffers around).
-enum HostText {
-    static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, 4096) }
-            if n <= 0 { break }
-            bytes.append(contentsOf: buf[0..<n])
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
 }
 
 /// The plain-HTTP endpoint of a control-plane component: GET /metrics and GET /healthz, nothing

@@ -1,4 +1,5 @@
 import Foundation
+import Client
 import XCTest
 @testable import Agent
 

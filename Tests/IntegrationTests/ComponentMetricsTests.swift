@@ -5,6 +5,8 @@ import Testing
 import Foundation
 import API
 import Client
+import Agent
+import PKI
 
 /// One plain HTTP/1.1 request to 127.0.0.1:port with Connection: close; the status code and body.
 func plainHTTP(_ method: String, port: Int, path: String) async throws -> (code: Int, body: String) {
@@ -170,5 +172,35 @@ func plainHTTP(_ method: String, port: Int, path: String) async throws -> (code:
         #expect(lease.spec?.holderIdentity == "a")
         #expect(ComponentMetrics.shared.value("leader_election_master_status", ["name": "campaign-again"]) == 1)
         run.cancel()
+    }
+
+    /// The agent serves the same page at /metrics on its HTTPS port, to system:masters (and the
+    /// apiserver's kubelet client), not to anyone else the CA signed.
+    @Test func theAgentServesMetricsOnItsPort() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let port = try freePort()
+        let kp = try c.server.pki.ca.issue(commonName: "system:node:m1", organizations: ["system:nodes"], ipAddresses: ["127.0.0.1"], usage: .both)
+        let client = try KubeClient(config: .init(server: c.url, caPEM: c.caPEM, certPEM: kp.certificatePEM, keyPEM: kp.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        var config = AgentConfig(nodeName: "m1")
+        config.address = "127.0.0.1"
+        config.serverPort = port
+        config.proxy.mode = "none"
+        let agent = NodeAgent(client: client, config: config, runtime: FakeRuntime())
+        let server = try AgentServer(agent: agent, port: port, certPEM: kp.certificatePEM, keyPEM: kp.keyPEM, caPEM: c.caPEM)
+        let run = Task { try? await agent.run(with: server) }
+        defer { run.cancel() }
+        ComponentMetrics.shared.failedWrite("agent-metrics-test")
+        let opsKey = try c.server.pki.ca.issue(commonName: "ops", organizations: ["system:masters"], usage: .client)
+        let ops = try KubeClient(config: .init(server: "https://127.0.0.1:\(port)", caPEM: c.caPEM, certPEM: opsKey.certificatePEM, keyPEM: opsKey.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        let page = try await eventually(15, "the agent's /metrics") { () -> String? in
+            guard let r = try? await ops.request(.GET, "/metrics"), r.status == 200 else { return nil }
+            return String(decoding: r.body, as: UTF8.self)
+        }
+        #expect(page.contains("orchestrator_failed_writes_total{writer=\"agent-metrics-test\"} 1"), "\(page.prefix(400))")
+        #expect(page.contains("process_resident_memory_bytes "))
+        let someone = try c.server.pki.ca.issue(commonName: "someone", organizations: [], usage: .client)
+        let other = try KubeClient(config: .init(server: "https://127.0.0.1:\(port)", caPEM: c.caPEM, certPEM: someone.certificatePEM, keyPEM: someone.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
+        #expect(try await other.request(.GET, "/metrics").status == 403)
     }
 }
