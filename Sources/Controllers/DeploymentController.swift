@@ -119,20 +119,26 @@ public final class DeploymentController: Sendable {
         min(rs.status?.availableReplicas ?? 0, rs.spec?.replicas ?? 0)
     }
 
+    /// The new ReplicaSet's size after a scale-up within maxSurge. Pods that count against the
+    /// surge: the new ReplicaSet's spec, and for each old one its spec or the pods it still has,
+    /// whichever is more. An old ReplicaSet just scaled down keeps its pods until its controller
+    /// deletes them; counting only its spec (as Kubernetes' controller does) lets the new one
+    /// grow into that window and the Deployment briefly run more than replicas + maxSurge pods.
+    static func scaledUp(_ newRS: ReplicaSet, old oldRSs: [ReplicaSet], replicas: Int, maxSurge: Int) -> Int {
+        let current = newRS.spec?.replicas ?? 0
+        guard current < replicas else { return replicas }
+        let total = current + oldRSs.reduce(0) { $0 + max($1.spec?.replicas ?? 0, $1.status?.replicas ?? 0) }
+        let room = replicas + maxSurge - total
+        return room > 0 ? min(replicas, current + room) : current
+    }
+
     func rollingUpdate(_ d: Deployment, spec: DeploymentSpec, newRS: ReplicaSet, oldRSs: inout [ReplicaSet]) async throws {
         let replicas = spec.replicas ?? 1
         var maxSurge = spec.strategy?.rollingUpdate?.maxSurge?.scaled(total: replicas, roundUp: true) ?? 1
         var maxUnavailable = spec.strategy?.rollingUpdate?.maxUnavailable?.scaled(total: replicas, roundUp: false) ?? 0
         if maxSurge == 0 && maxUnavailable == 0 { maxUnavailable = 1 }
         maxSurge = max(0, maxSurge); maxUnavailable = max(0, min(maxUnavailable, replicas))
-        let all = [newRS] + oldRSs
-        let total = all.reduce(0) { $0 + ($1.spec?.replicas ?? 0) }
-        // Scale up the new ReplicaSet within maxSurge.
-        var newReplicas = newRS.spec?.replicas ?? 0
-        if newReplicas < replicas {
-            let room = replicas + maxSurge - total
-            if room > 0 { newReplicas = min(replicas, newReplicas + room) }
-        } else if newReplicas > replicas { newReplicas = replicas }
+        let newReplicas = Self.scaledUp(newRS, old: oldRSs, replicas: replicas, maxSurge: maxSurge)
         if newReplicas != (newRS.spec?.replicas ?? 0) { _ = try await scale(newRS, to: newReplicas, d) }
         // Scale down old ReplicaSets, keeping at least replicas - maxUnavailable available.
         let oldCount = oldRSs.reduce(0) { $0 + ($1.spec?.replicas ?? 0) }

@@ -44,14 +44,17 @@ dump_state() {
   local f; for f in controller-manager scheduler; do
     [ -f "$RUN_DIR/$f.log" ] && { echo "  | -- $f.log"; tail -15 "$RUN_DIR/$f.log" | cut -c1-300 | sed 's/^/  | /'; }
   done
-  # What each terminating pod's agent said about it (a pod stuck terminating is the node's to finish).
+  # What each pod's agent said about it, for pods stuck terminating (the node's to finish) and
+  # for pods not ready (probes, restarts); at most 6 pods.
   local name node
   while read -r name node; do
     [ -n "$node" ] && [ -f "$RUN_DIR/agent-$node.log" ] || continue
     echo "  | -- agent-$node.log on $name"
     grep -a "$name" "$RUN_DIR/agent-$node.log" | tail -n 8 | cut -c1-300 | sed 's/^/  | /'
     grep -aE "warning|error" "$RUN_DIR/agent-$node.log" | tail -n 5 | cut -c1-300 | sed 's/^/  | /'
-  done < <("$CTL" get pods -A -o wide 2>/dev/null | awk '$4 == "Terminating" {print $2, $8}')
+  done < <("$CTL" get pods -A -o wide 2>/dev/null | awk 'NR > 1 { split($3, r, "/"); if ($4 == "Terminating" || $4 == "CrashLoopBackOff" || ($4 == "Running" && r[1] != r[2])) print $2, $8 }' | head -6)
+  # The newest warnings (probe failures, back-off), which the table above may have cut.
+  "$CTL" get events -A 2>&1 | grep -a ' Warning ' | tail -12 | cut -c1-300 | sed 's/^/  | /'
   echo "  ---- end of state ----"
 }
 
