@@ -19,6 +19,15 @@ public final class EventRecorder: Sendable {
     /// of each kind is logged, then every 100th; the counts are kept.
     final class Losses: Sendable { let failed = Mutex(0), dropped = Mutex(0) }
     private let losses: Losses
+    /// The count each Event this recorder wrote was last given, by namespace/name, so that a
+    /// repeat is one merge patch of count and lastTimestamp (as client-go's correlator patches
+    /// from its cache) and needs no read: a node may create and patch Events but not get them.
+    /// -1: the Event was made by someone before this recorder (another process, or this one
+    /// before a restart) and its count is unknown; repeats patch lastTimestamp only.
+    /// Forgotten whole past `maxKnown` entries (a repeat after that starts from a fresh read).
+    final class Known: Sendable { let counts = Mutex<[String: Int]>([:]) }
+    private let known: Known
+    static let maxKnown = 4096
     public var failedEvents: Int { losses.failed.withLock { $0 } }
     public var droppedEvents: Int { losses.dropped.withLock { $0 } }
     static let logger = Logger(label: "events")
@@ -27,6 +36,8 @@ public final class EventRecorder: Sendable {
         self.client = client; self.component = component; self.clock = clock
         let losses = Losses()
         self.losses = losses
+        let known = Known()
+        self.known = known
         let (stream, cont) = AsyncStream<Pending>.makeStream(bufferingPolicy: .bufferingOldest(buffer))
         continuation = cont
         drainer = Task {
@@ -36,7 +47,7 @@ public final class EventRecorder: Sendable {
                 for await e in stream {
                     if inFlight >= workers { await g.next(); inFlight -= 1 }
                     g.addTask {
-                        do { try await EventRecorder.send(e, client: client, component: component) }
+                        do { try await EventRecorder.send(e, client: client, component: component, known: known) }
                         catch {
                             let n = losses.failed.withLock { $0 += 1; return $0 }
                             ComponentMetrics.shared.count("orchestrator_events_failed_total", ["component": component])
@@ -66,21 +77,49 @@ public final class EventRecorder: Sendable {
         }
     }
 
-    static func send(_ p: Pending, client: KubeClient, component: String) async throws {
+    static func send(_ p: Pending, client: KubeClient, component: String, known: Known) async throws {
         // Same object, reason and message: one Event whose count grows (name is a stable hash).
         let h = FNV1a.hash64("\(p.ref.uid ?? p.ref.name ?? "")|\(p.reason)|\(p.message)".utf8)
         let name = "\(p.ref.name ?? "object").\(String(h, radix: 16))"
+        let key = "\(p.namespace)/\(name)"
+        func remember(_ count: Int) {
+            known.counts.withLock { m in
+                if m.count >= maxKnown && m[key] == nil { m.removeAll(keepingCapacity: true) }
+                m[key] = count
+            }
+        }
+        func bump(to count: Int?) async throws {
+            var fields: [String: JSONValue] = ["lastTimestamp": .string(p.time)]
+            if let count { fields["count"] = .int(Int64(count)) }
+            _ = try await client.patch(Event.self, name, namespace: p.namespace, mergePatch: .object(fields))
+            remember(count ?? -1)
+        }
+        if let last = known.counts.withLock({ $0[key] }) {
+            do { try await bump(to: last >= 1 ? last + 1 : nil); return }
+            catch let s as Status where s.code == 404 {
+                known.counts.withLock { _ = $0.removeValue(forKey: key) }   // expired (event TTL): a new one
+            }
+        }
         var ev = Event(metadata: ObjectMeta(name: name, namespace: p.namespace), involvedObject: p.ref, reason: p.reason, message: p.message,
                        type: p.type, source: EventSource(component: component))
         ev.firstTimestamp = p.time; ev.lastTimestamp = p.time; ev.count = 1
         ev.reportingComponent = component
-        do { _ = try await client.create(ev) } catch let s as Status where s.code == 409 {
-            // Seen before: its count grows (a concurrent bump of the same Event may win; then
-            // this one is not counted, as client-go's correlator also gives up after a conflict).
-            var existing = try await client.get(Event.self, name, namespace: p.namespace)
-            existing.count = (existing.count ?? 1) + 1
-            existing.lastTimestamp = p.time
-            do { _ = try await client.update(existing) } catch let s as Status where s.code == 409 {}
+        do {
+            _ = try await client.create(ev)
+            remember(1)
+        } catch let s as Status where s.code == 409 {
+            // Made before this recorder knew of it: read its count where allowed; a node may not
+            // read Events, so it bumps lastTimestamp only. (A concurrent bump of the same Event
+            // may win the update; then this one is not counted, as client-go's correlator also
+            // gives up after a conflict.)
+            do {
+                var existing = try await client.get(Event.self, name, namespace: p.namespace)
+                existing.count = (existing.count ?? 1) + 1
+                existing.lastTimestamp = p.time
+                do { _ = try await client.update(existing); remember(existing.count ?? 1) } catch let s as Status where s.code == 409 {}
+            } catch let s as Status where s.code == 403 {
+                try await bump(to: nil)
+            }
         } catch let s as Status where s.code == 403 && (s.message ?? "").contains("being terminated") {
             // The namespace is going: so is everything about it.
         }

@@ -85,6 +85,34 @@ import PKI
         #expect(recorder.droppedEvents == 0)
     }
 
+    /// A node may create and patch Events but not read them: an agent's repeated event (a probe
+    /// failing again) grows the count with one patch, and one from an agent started again after
+    /// the Event was made moves its lastTimestamp; nothing is refused.
+    @Test func aNodeCountsRepeatedEventsWithoutReadingThem() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let admin = try c.admin()
+        let target = try await admin.create(ConfigMap(name: "probed", namespace: "default"))
+        let node = try c.client(user: "system:node:n1", groups: ["system:nodes"])
+        let recorder = EventRecorder(client: node, component: "kubelet", workers: 1)
+        for _ in 0..<3 { recorder.record(target, type: "Warning", reason: "Unhealthy", message: "Readiness probe failed") }
+        let counted = try await eventually(10, "one Event counted 3 times") { () -> Event? in
+            let e = try await admin.list(Event.self, namespace: "default").items.filter { $0.reason == "Unhealthy" }
+            return e.count == 1 && e[0].count == 3 ? e[0] : nil
+        }
+        #expect(recorder.failedEvents == 0)
+
+        // An agent started again: it does not know the Event, may not read it, and moves it on.
+        let again = EventRecorder(client: node, component: "kubelet", clock: ManualClock(start: Date(timeIntervalSinceNow: 60)), workers: 1)
+        again.record(target, type: "Warning", reason: "Unhealthy", message: "Readiness probe failed")
+        _ = try await eventually(10, "lastTimestamp moved") { () -> Bool? in
+            let e = try await admin.get(Event.self, counted.name, namespace: "default")
+            return e.lastTimestamp != counted.lastTimestamp ? true : nil
+        }
+        #expect(again.failedEvents == 0)
+        #expect(try await admin.list(Event.self, namespace: "default").items.filter { $0.reason == "Unhealthy" }.count == 1)
+    }
+
     @Test func nodeJoinsWithTheTokenThroughACertificateSigningRequest() async throws {
         let c = try await TestCluster.start(inMemory: true)
         defer { Task { await c.cleanup() } }
