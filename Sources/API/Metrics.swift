@@ -156,3 +156,68 @@ public func parseGoDuration(_ s: String) -> Double? {
     }
     return total
 }
+
+/// custom.metrics.k8s.io: per-object metrics, here the Service proxy's request rate per pod.
+/// v1beta2 (what the HPA asks for) and v1beta1 answer the same paths in their own shapes.
+public enum CustomMetricsGroup {
+    public static let name = "custom.metrics.k8s.io"
+    public static let versions = ["v1beta2", "v1beta1"]
+    /// Connections per second that Services sent to the pod, summed over every node's proxy.
+    public static let requestsPerSecond = "requests_per_second"
+    public static let metricNames = [requestsPerSecond]
+    /// For authorization: reading a pod's metric is `get` on `pods` in this group.
+    public static func pods(_ version: String) -> ResourceInfo {
+        ResourceInfo(group: name, version: version, kind: "MetricValueList", plural: "pods")
+    }
+    public static func path(version: String = "v1beta2", namespace: String, pod: String = "*", metric: String) -> String {
+        "/apis/\(name)/\(version)/namespaces/\(namespace)/pods/\(pod)/\(metric)"
+    }
+}
+
+/// One value of a MetricValueList (either version: `metric` is v1beta2's, `metricName` v1beta1's).
+public struct MetricValue: Codable, Hashable, Sendable {
+    public struct Identifier: Codable, Hashable, Sendable {
+        public var name: String
+        public var selector: JSONValue?
+        public init(name: String, selector: JSONValue? = nil) { self.name = name; self.selector = selector }
+    }
+    public var describedObject: ObjectReference
+    public var metric: Identifier?
+    public var metricName: String?
+    public var timestamp: String
+    public var windowSeconds: Int64?
+    public var value: Quantity
+    public init(describedObject: ObjectReference, metric: Identifier? = nil, metricName: String? = nil, timestamp: String, windowSeconds: Int64?, value: Quantity) {
+        self.describedObject = describedObject; self.metric = metric; self.metricName = metricName
+        self.timestamp = timestamp; self.windowSeconds = windowSeconds; self.value = value
+    }
+    /// The metric's name in either version.
+    public var name: String { metric?.name ?? metricName ?? "" }
+}
+
+public struct MetricValueList: Codable, Hashable, Sendable {
+    public var kind: String = "MetricValueList"
+    public var apiVersion: String
+    public var metadata: ListMeta = ListMeta()
+    public var items: [MetricValue]
+    public init(apiVersion: String, items: [MetricValue]) { self.apiVersion = apiVersion; self.items = items }
+}
+
+/// An HPA's `type: Pods` source: the average of a per-pod metric against `target.averageValue`.
+public struct PodsMetricSource: Codable, Hashable, Sendable {
+    public struct Identifier: Codable, Hashable, Sendable {
+        public var name: String
+        public var selector: LabelSelector?
+        public init(name: String, selector: LabelSelector? = nil) { self.name = name; self.selector = selector }
+    }
+    public var metric: Identifier
+    public var target: MetricTarget
+    public init(metric: Identifier, target: MetricTarget) { self.metric = metric; self.target = target }
+}
+
+/// An HPA status's `type: Pods` entry.
+public struct PodsMetricStatus: Codable, Hashable, Sendable {
+    public var metric: PodsMetricSource.Identifier
+    public var current: MetricValueStatus
+    public init(metric: PodsMetricSource.Identifier, current: MetricValueStatus) { self.metric = metric; self.current = current }
+}

@@ -665,6 +665,23 @@ extension HorizontalPodAutoscaler: ServedKind {
                 default: errs.append(.init(.notSupported, "\(p).resource.target.type", "\"\(r.target.type)\": supported values: \"AverageValue\", \"Utilization\""))
                 }
             }
+            if m.type == "Pods" {
+                guard let raw = m.pods else { errs.append(.init(.required, "\(p).pods", "must populate information for the given metric source")); continue }
+                let src: PodsMetricSource
+                do { src = try raw.decode(PodsMetricSource.self) } catch {
+                    errs.append(.init(.invalid, "\(p).pods", "\(error)")); continue
+                }
+                if src.metric.name.isEmpty { errs.append(.init(.required, "\(p).pods.metric.name", "must specify a metric name")) }
+                if !["Utilization", "Value", "AverageValue"].contains(src.target.type) {
+                    errs.append(.init(src.target.type.isEmpty ? .required : .notSupported, "\(p).pods.target.type",
+                                      src.target.type.isEmpty ? "must specify a metric target type" : "\"\(src.target.type)\": supported values: \"AverageValue\", \"Utilization\", \"Value\""))
+                }
+                if let v = src.target.averageValue, v.milli <= 0 {
+                    errs.append(.init(.invalid, "\(p).pods.target.averageValue", "\(v): must be positive"))
+                } else if src.target.averageValue == nil {
+                    errs.append(.init(.required, "\(p).pods.target.averageValue", "must specify a positive target averageValue"))
+                }
+            }
         }
         for (name, rules) in [("scaleUp", spec.behavior?.scaleUp), ("scaleDown", spec.behavior?.scaleDown)] {
             guard let rules else { continue }

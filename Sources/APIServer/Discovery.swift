@@ -29,6 +29,7 @@ enum Discovery {
     static func group(_ name: String, metrics: Bool = false) -> JSONValue? {
         var versions = groupVersions.filter { $0.group == name }
         if metrics && name == metricsGroupVersion.group { versions = [metricsGroupVersion] }
+        if metrics && name == CustomMetricsGroup.name { versions = CustomMetricsGroup.versions.map { (group: name, version: $0) } }
         guard let first = versions.first else { return nil }
         let vs: [JSONValue] = versions.map { .object(["groupVersion": .string("\(name)/\($0.version)"), "version": .string($0.version)]) }
         return .object(["name": .string(name), "versions": .array(vs),
@@ -38,7 +39,7 @@ enum Discovery {
     static func apiGroupList(metrics: Bool = false) -> Data {
         var names: [String] = []
         for gv in groupVersions where !gv.group.isEmpty && !names.contains(gv.group) { names.append(gv.group) }
-        if metrics { names.append(metricsGroupVersion.group) }
+        if metrics { names += [metricsGroupVersion.group, CustomMetricsGroup.name] }
         return json(.object(["kind": .string("APIGroupList"), "apiVersion": .string("v1"), "groups": .array(names.compactMap { group($0, metrics: metrics) })]))
     }
 
@@ -56,6 +57,15 @@ enum Discovery {
                          "verbs": .array([.string("get"), .string("list")])])
             }
             return json(.object(["kind": .string("APIResourceList"), "apiVersion": .string("v1"), "groupVersion": .string(MetricsGroup.apiVersion),
+                                 "resources": .array(items)]))
+        }
+        if metrics && group == CustomMetricsGroup.name && CustomMetricsGroup.versions.contains(version) {
+            // As custom-metrics adapters list them: one "pods/METRIC" per metric, get only.
+            let items: [JSONValue] = CustomMetricsGroup.metricNames.map { m in
+                .object(["name": .string("pods/\(m)"), "singularName": .string(""), "namespaced": .bool(true), "kind": .string("MetricValueList"),
+                         "verbs": .array([.string("get")])])
+            }
+            return json(.object(["kind": .string("APIResourceList"), "apiVersion": .string("v1"), "groupVersion": .string("\(group)/\(version)"),
                                  "resources": .array(items)]))
         }
         var rs = Resources.all.filter { $0.group == group && $0.version == version }

@@ -257,7 +257,7 @@ final class APIHandler: Sendable {
             guard request.method == .post else { throw Status.methodNotAllowed() }
             return try await batchBind(request, identity: identity)
         }
-        if group == MetricsGroup.name || group == WorkloadMetricsGroup.name {
+        if group == MetricsGroup.name || group == WorkloadMetricsGroup.name || group == CustomMetricsGroup.name {
             return try await routeMetrics(request, identity: identity, group: group, version: version, rest: Array(rest), &verbLabel, &resourceLabel)
         }
         guard let rp = parseResourcePath(group: group, version: version, Array(rest)) ?? viewPath(group: group, version: version, Array(rest)) else {

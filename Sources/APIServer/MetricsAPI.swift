@@ -71,6 +71,11 @@ extension APIHandler {
             return Self.json(200, try KubeJSON.encode(MetricsList(kind: "PodMetricsList", items: items.map { $0.object(now: now) })))
         }
 
+        if group == CustomMetricsGroup.name && CustomMetricsGroup.versions.contains(version) {
+            return try customMetrics(identity: identity, version: version, rest: rest, selector: param("labelSelector"),
+                                     metricSelector: param("metricLabelSelector"), collector: collector, &verbLabel, &resourceLabel)
+        }
+
         if group == WorkloadMetricsGroup.name && version == WorkloadMetricsGroup.version {
             let info = WorkloadMetricsGroup.resource
             guard rest.count == 5, rest[0] == "namespaces", rest[2] == info.plural else {
@@ -98,6 +103,46 @@ extension APIHandler {
             return Self.json(200, try KubeJSON.encode(WorkloadMetricsList(workload: ref, items: samples)))
         }
         throw Status.notFoundPath()
+    }
+
+    /// GET /apis/custom.metrics.k8s.io/VERSION/namespaces/NS/pods/(NAME|*)/METRIC: the
+    /// requests_per_second of the pods, as a MetricValueList (what a custom-metrics adapter
+    /// serves the HPA). `*` with a labelSelector is the HPA's query; a named pod without a
+    /// figure yet is 404.
+    func customMetrics(identity: CertIdentity, version: String, rest: [String], selector: String?, metricSelector: String?,
+                       collector: MetricsCollector, _ verbLabel: inout String, _ resourceLabel: inout String) throws -> Response {
+        let info = CustomMetricsGroup.pods(version)
+        guard rest.count == 5, rest[0] == "namespaces", rest[2] == "pods" else {
+            throw Status.notFoundPath("the custom metrics are at /apis/\(CustomMetricsGroup.name)/\(version)/namespaces/NAMESPACE/pods/(NAME|*)/METRIC; this server has \(CustomMetricsGroup.metricNames.joined(separator: ", "))")
+        }
+        let namespace = rest[1], pod = rest[3], metric = rest[4]
+        resourceLabel = "pods.\(CustomMetricsGroup.name)"
+        verbLabel = pod == "*" ? "LIST" : "GET"
+        try authorizeMetrics(identity, info, verb: "get", namespace: namespace, name: pod == "*" ? nil : pod)
+        guard CustomMetricsGroup.metricNames.contains(metric) else {
+            throw Status(status: "Failure", message: "the server could not find the metric \(metric) for pods (this server has \(CustomMetricsGroup.metricNames.joined(separator: ", ")))",
+                         reason: "NotFound", code: 404, details: StatusDetails(name: metric, group: CustomMetricsGroup.name, kind: "pods"))
+        }
+        if let metricSelector, !metricSelector.isEmpty {
+            throw Status.badRequest("metricLabelSelector: \(metric) has no labels to select on")
+        }
+        let labelSel: Selector
+        do { labelSel = try Selector.parse(selector ?? "") } catch { throw Status.badRequest("labelSelector: \(error)") }
+        var rates = collector.requestRates(namespace: namespace).filter { labelSel.matches($0.facts.labels) }
+        if pod != "*" {
+            rates = rates.filter { $0.facts.name == pod }
+            if rates.isEmpty {
+                throw Status(status: "Failure", message: "the server could not find the metric \(metric) for pods \(pod) (no Service has sent it traffic that this server measured yet)",
+                             reason: "NotFound", code: 404, details: StatusDetails(name: pod, group: CustomMetricsGroup.name, kind: "pods"))
+            }
+        }
+        let items = rates.map { r in
+            MetricValue(describedObject: ObjectReference(kind: "Pod", namespace: r.facts.namespace, name: r.facts.name, apiVersion: "/v1"),
+                        metric: version == "v1beta2" ? .init(name: metric) : nil, metricName: version == "v1beta1" ? metric : nil,
+                        timestamp: KubeTime.format(r.timestamp), windowSeconds: Int64(max(1, r.window.rounded())),
+                        value: Quantity(milli: Int64((r.perSecond * 1000).rounded()), format: .decimalSI))
+        }
+        return Self.json(200, try KubeJSON.encode(MetricValueList(apiVersion: "\(CustomMetricsGroup.name)/\(version)", items: items)))
     }
 
     /// POST of a CSV history ("back data"): parsed and checked whole (WorkloadMetricsImport),

@@ -81,6 +81,11 @@ public final class MetricsCollector: Sendable {
         state.withLock { $0.pods[MetricsState.podKey(namespace, name)] }
     }
 
+    /// Pods' rates of connections through Services (the requests_per_second custom metric).
+    func requestRates(namespace: String) -> [PodRequestRate] {
+        state.withLock { $0.requestRates }.filter { $0.facts.namespace == namespace }.sorted { $0.facts.name < $1.facts.name }
+    }
+
     func nodeUsages() -> [NodeUsage] { state.withLock { Array($0.nodes.values) }.sorted { $0.name < $1.name } }
 
     func nodeUsage(_ name: String) -> NodeUsage? { state.withLock { $0.nodes[name] } }
@@ -151,11 +156,11 @@ public final class MetricsCollector: Sendable {
     func pruneState(liveNodes: Set<String>, now t: Date) {
         nodeCache.withLock { c in c = c.filter { liveNodes.contains($0.key) } }
         // Facts are looked up before taking the state lock (decoding may be needed).
-        let current = state.withLock { Array($0.pods.values) }
+        let current = state.withLock { $0.pods.values.map(\.facts) + Array($0.connectionPods.values) }
         var valid: [String: PodFacts] = [:]
         for u in current {
-            if let f = facts.facts(namespace: u.facts.namespace, name: u.facts.name, uid: u.facts.uid) {
-                valid[MetricsState.podKey(u.facts.namespace, u.facts.name)] = f
+            if let f = facts.facts(namespace: u.namespace, name: u.name, uid: u.uid) {
+                valid[MetricsState.podKey(u.namespace, u.name)] = f
             }
         }
         state.withLock { s in
@@ -173,8 +178,8 @@ public final class MetricsCollector: Sendable {
             do { summary = try JSONDecoder().decode(StatsSummary.self, from: body) }
             catch { throw MetricsHistoryError("node \(target.name) returned a stats summary that does not decode: \(error)") }
             var podFacts: [String: PodFacts] = [:]
-            for p in summary.pods ?? [] {
-                if let f = facts.facts(namespace: p.podRef.namespace, name: p.podRef.name, uid: p.podRef.uid) {
+            for ref in (summary.pods ?? []).map(\.podRef) + (summary.serviceConnections?.pods ?? []).map(\.podRef) {
+                if let f = facts.facts(namespace: ref.namespace, name: ref.name, uid: ref.uid) {
                     podFacts[MetricsState.podKey(f.namespace, f.name)] = f
                 }
             }

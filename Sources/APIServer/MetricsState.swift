@@ -13,8 +13,20 @@ struct StatsSummary: Decodable, Sendable {
     struct PodRef: Decodable, Sendable { var name: String; var namespace: String; var uid: String }
     struct ContainerStats: Decodable, Sendable { var name: String; var cpu: CPU?; var memory: Memory? }
     struct PodStats: Decodable, Sendable { var podRef: PodRef; var containers: [ContainerStats]?; var cpu: CPU?; var memory: Memory? }
+    /// Our extension: connections the node's Service rules sent to each pod, cumulative.
+    struct PodConnections: Decodable, Sendable { var podRef: PodRef; var connections: UInt64 }
+    struct ServiceConnections: Decodable, Sendable { var time: String?; var pods: [PodConnections]? }
     var node: NodeStats
     var pods: [PodStats]?
+    var serviceConnections: ServiceConnections?
+}
+
+/// A pod's rate of connections through Services, summed over the nodes that sent them.
+struct PodRequestRate: Sendable {
+    var facts: PodFacts
+    var perSecond: Double
+    var timestamp: Date
+    var window: Double
 }
 
 struct ContainerUsage: Sendable, Hashable {
@@ -55,6 +67,12 @@ struct MetricsState: Sendable {
     var rateSpan: Double = 5
     /// Time of the last node sample seen, per node (the node window).
     var nodeSampleTimes: [String: Date] = [:]
+    /// Recent cumulative Service connection counts per "node|pod uid", oldest first.
+    var connectionCounters: [String: [(time: Date, count: UInt64)]] = [:]
+    /// The latest connection rate per pod uid, per node that sends it traffic.
+    var connectionRates: [String: [String: (perSecond: Double, time: Date, window: Double)]] = [:]
+    /// The pods those rates belong to, by uid.
+    var connectionPods: [String: PodFacts] = [:]
 
     static func podKey(_ ns: String, _ name: String) -> String { "\(ns)/\(name)" }
 
@@ -109,6 +127,45 @@ struct MetricsState: Sendable {
         }
         // Pods this node no longer reports have stopped (or moved): no stale figures for them.
         for (key, u) in pods where u.node == node && !seen.contains(key) { pods.removeValue(forKey: key) }
+        if let sc = s.serviceConnections { applyConnections(sc, node: node, facts: facts, now: now) }
+    }
+
+    /// One node's connection counters: a rate per pod over `rateSpan`, as for CPU. A counter
+    /// that went back (the node's table was made again) starts over.
+    mutating func applyConnections(_ sc: StatsSummary.ServiceConnections, node: String, facts: [String: PodFacts], now: Date) {
+        let t = KubeTime.parse(sc.time) ?? now
+        var seen = Set<String>()
+        for c in sc.pods ?? [] {
+            guard let f = facts[Self.podKey(c.podRef.namespace, c.podRef.name)], f.uid == c.podRef.uid else { continue }
+            let uid = f.uid, key = "\(node)|\(uid)"
+            seen.insert(uid)
+            connectionPods[uid] = f
+            if var hist = connectionCounters[key], let prev = hist.last, t > prev.time, c.connections >= prev.count {
+                hist.append((t, c.connections))
+                while hist.count > 2, hist[1].time <= t.addingTimeInterval(-rateSpan) { hist.removeFirst() }
+                let first = hist[0], dt = t.timeIntervalSince(first.time)
+                connectionRates[uid, default: [:]][node] = (Double(c.connections - first.count) / dt, t, dt)
+                connectionCounters[key] = hist
+            } else if let prev = connectionCounters[key]?.last, t == prev.time {
+                continue
+            } else {
+                connectionCounters[key] = [(t, c.connections)]
+            }
+        }
+        for (uid, var byNode) in connectionRates where byNode[node] != nil && !seen.contains(uid) {
+            byNode.removeValue(forKey: node)
+            connectionRates[uid] = byNode.isEmpty ? nil : byNode
+            connectionCounters.removeValue(forKey: "\(node)|\(uid)")
+        }
+    }
+
+    /// Pods with a connection rate from at least one node: the sum over nodes.
+    var requestRates: [PodRequestRate] {
+        connectionRates.compactMap { uid, byNode -> PodRequestRate? in
+            guard let f = connectionPods[uid], !byNode.isEmpty else { return nil }
+            return PodRequestRate(facts: f, perSecond: byNode.values.reduce(0) { $0 + $1.perSecond },
+                                  timestamp: byNode.values.map(\.time).max()!, window: byNode.values.map(\.window).max()!)
+        }
     }
 
     /// Drops what no longer exists or has gone stale: nodes not in `liveNodes`, pods `stillThere`
@@ -126,6 +183,18 @@ struct MetricsState: Sendable {
         }
         pods = kept
         counters = counters.filter { ($0.value.last?.time ?? .distantPast) >= staleBefore }
+        var rates: [String: [String: (perSecond: Double, time: Date, window: Double)]] = [:]
+        var podsByUID: [String: PodFacts] = [:]
+        for (uid, byNode) in connectionRates {
+            guard let old = connectionPods[uid], let f = stillThere(PodUsage(facts: old, node: "", timestamp: .distantPast, window: 0, containers: [])) else { continue }
+            let fresh = byNode.filter { liveNodes.contains($0.key) && $0.value.time >= staleBefore }
+            if fresh.isEmpty { continue }
+            rates[uid] = fresh
+            podsByUID[uid] = f
+        }
+        connectionRates = rates
+        connectionPods = podsByUID
+        connectionCounters = connectionCounters.filter { ($0.value.last?.time ?? .distantPast) >= staleBefore }
     }
 
     /// Latest figures per pod, ready for workload aggregation.

@@ -83,6 +83,8 @@ public final class AgentServer: Sendable {
     let identities = Mutex<[ObjectIdentifier: CertIdentity?]>([:])
     let summary = Mutex<JSONValue>(.object([:]))
     let sampler = StatsSampler()
+    /// Failed reads of the connection counters (the first is logged).
+    let connectionsFailed = Mutex(0)
     let boundPort = Mutex<Int>(0)
 
     /// `certPEM`/`keyPEM`: the node certificate (issued for client and server auth).
@@ -128,6 +130,9 @@ public final class AgentServer: Sendable {
         }
     }
 
+    /// The summary's extension field with the proxy's per-pod connection counters.
+    public static let serviceConnectionsField = "serviceConnections"
+
     /// Builds the Summary API document (a subset of the kubelet's /stats/summary).
     func sample() async {
         let now = KubeTime.formatMicro(agent.clock.now())
@@ -154,12 +159,32 @@ public final class AgentServer: Sendable {
             ]))
         }
         let node = sampler.node()
-        let doc: JSONValue = .object([
+        var fields: [String: JSONValue] = [
             "node": .object(["nodeName": .string(agent.config.nodeName),
                              "cpu": .object(["time": .string(now), "usageNanoCores": .int(Int64(node.nanoCores))]),
                              "memory": .object(["time": .string(now), "workingSetBytes": .int(Int64(node.workingSet))])]),
             "pods": .array(podsOut),
-        ])
+        ]
+        // Not in the kubelet's summary: connections this node's Service rules sent to each pod
+        // (wherever it runs). The apiserver sums them over nodes into requests_per_second.
+        do {
+            if let conns = try await agent.proxy.podConnections() {
+                fields[Self.serviceConnectionsField] = .object([
+                    "time": .string(KubeTime.formatMicro(agent.clock.now())),
+                    "pods": .array(conns.map { c in
+                        .object(["podRef": .object(["name": .string(c.name), "namespace": .string(c.namespace), "uid": .string(c.uid)]),
+                                 "ip": .string(c.ip), "connections": .int(Int64(clamping: c.connections))])
+                    }),
+                ])
+            }
+            connectionsFailed.withLock { $0 = 0 }
+        } catch {
+            connectionsFailed.withLock { n in
+                if n == 0 { logger.warning("reading the Service connection counters failed", metadata: ["error": "\(error)"]) }
+                n += 1
+            }
+        }
+        let doc: JSONValue = .object(fields)
         summary.withLock { $0 = doc }
     }
 

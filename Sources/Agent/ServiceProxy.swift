@@ -186,6 +186,32 @@ public final class ServiceProxy: Sendable {
 
     public func removeRules() async { await applier?.remove() }
 
+    /// One pod's connections through this node's Service rules (its address's counter).
+    public struct PodConnections: Sendable, Hashable {
+        public var namespace: String
+        public var name: String
+        public var uid: String
+        public var ip: String
+        public var connections: UInt64
+    }
+
+    /// The connections this node's rules have sent to each pod behind a Service, the pods named
+    /// by the EndpointSlices' targetRefs. Nil without nftables (nothing is counted).
+    public func podConnections() async throws -> [PodConnections]? {
+        guard let applier else { return nil }
+        let counts = try await applier.connectionCounts()
+        guard !counts.isEmpty else { return [] }
+        var out: [String: PodConnections] = [:]
+        for sl in slices.list() where sl.addressType == "IPv4" {
+            for e in sl.endpoints {
+                guard let ip = e.addresses.first, let n = counts[ip], let ref = e.targetRef, (ref.kind ?? "Pod") == "Pod",
+                      let name = ref.name, let uid = ref.uid else { continue }
+                out[ip] = PodConnections(namespace: ref.namespace ?? sl.namespace, name: name, uid: uid, ip: ip, connections: n)
+            }
+        }
+        return out.values.sorted { $0.ip < $1.ip }
+    }
+
     /// The DNS address this process added to the node, and where (removed on a clean stop).
     public static let localDNSAddress = Mutex<(address: String, link: String)?>(nil)
 

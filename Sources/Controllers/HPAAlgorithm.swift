@@ -130,14 +130,17 @@ public enum HPAAlgorithm {
         public var pods: [Pod]
         /// The pods' samples, or why there are none.
         public var metrics: Result<[PodMetricSample], HPAError>
+        /// Values of each `type: Pods` metric, by `podsMetricKey`.
+        public var podsMetrics: [String: Result<[PodValueSample], HPAError>]
         /// Why the scale's selector cannot be used, if it cannot (checked by the controller).
         public var selectorProblem: SelectorProblem?
         /// Predictive mode: the forecast, or why there is none; nil when the HPA is not predictive.
         public var predictive: PredictiveInput?
         public init(hpa: HorizontalPodAutoscaler, specReplicas: Int, statusReplicas: Int? = nil, pods: [Pod],
-                    metrics: Result<[PodMetricSample], HPAError>, selectorProblem: SelectorProblem? = nil, predictive: PredictiveInput? = nil) {
+                    metrics: Result<[PodMetricSample], HPAError>, podsMetrics: [String: Result<[PodValueSample], HPAError>] = [:],
+                    selectorProblem: SelectorProblem? = nil, predictive: PredictiveInput? = nil) {
             self.hpa = hpa; self.specReplicas = specReplicas; self.statusReplicas = statusReplicas ?? specReplicas
-            self.pods = pods; self.metrics = metrics; self.selectorProblem = selectorProblem; self.predictive = predictive
+            self.pods = pods; self.metrics = metrics; self.podsMetrics = podsMetrics; self.selectorProblem = selectorProblem; self.predictive = predictive
         }
     }
 
@@ -275,7 +278,43 @@ public enum HPAAlgorithm {
     /// error wrapped once more as the aggregate message quotes it.
     struct MetricFailure: Error { var reason: String; var inner: String; var outer: String }
 
+    /// The key of a Pods metric's values in Input.podsMetrics: its name and metric selector.
+    public static func podsMetricKey(_ src: PodsMetricSource) -> String {
+        let sel = src.metric.selector.flatMap { try? KubeJSON.encode($0) }.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return "\(src.metric.name)|\(sel)"
+    }
+
+    /// Kubernetes' computeStatusForPodsMetric: the pods' average against target.averageValue.
+    static func podsMetric(_ input: Input, _ spec: MetricSpec, current: Int, now: Date, config: HPAConfig) -> Result<MetricOK, MetricFailure> {
+        func fail(_ inner: String) -> Result<MetricOK, MetricFailure> {
+            .failure(MetricFailure(reason: "FailedGetPodsMetric", inner: inner, outer: "failed to get pods metric value: \(inner)"))
+        }
+        let src: PodsMetricSource
+        do {
+            guard let v = spec.pods else { return fail("invalid pods metric source: pods is not set") }
+            src = try v.decode(PodsMetricSource.self)
+        } catch { return fail("invalid pods metric source: \(error)") }
+        guard let target = src.target.averageValue, target.milli > 0 else {
+            return fail("invalid pods metric source: target.averageValue must be set to a positive value")
+        }
+        let values: [PodValueSample]
+        switch input.podsMetrics[podsMetricKey(src)] {
+        case .success(let v)?: values = v
+        case .failure(let e)?: return fail("unable to get metric \(src.metric.name): \(e)")
+        case nil: return fail("unable to get metric \(src.metric.name): no values were fetched")
+        }
+        do {
+            let p = try HPAReplicaCalculator.podsMetricReplicas(currentReplicas: current, targetAverage: target.milli, tolerances: tolerances(input.hpa, config: config),
+                                                                pods: input.pods, values: values, now: now, config: config)
+            let status = PodsMetricStatus(metric: src.metric, current: MetricValueStatus(averageValue: Quantity(milli: p.rawAverage, format: .decimalSI)))
+            var ms = MetricStatus(type: "Pods")
+            ms.pods = try? JSONValue.from(status)
+            return .success(MetricOK(proposal: p, name: "pods metric \(src.metric.name)", status: ms))
+        } catch { return fail("unable to get metric \(src.metric.name): \(error)") }
+    }
+
     static func replicasForMetric(_ input: Input, _ spec: MetricSpec, current: Int, now: Date, config: HPAConfig) -> Result<MetricOK, MetricFailure> {
+        if spec.type == "Pods" { return podsMetric(input, spec, current: current, now: now, config: config) }
         guard spec.type == "Resource", let res = spec.resource else {
             let reason = ["Pods": "FailedGetPodsMetric", "Object": "FailedGetObjectMetric", "External": "FailedGetExternalMetric",
                           "ContainerResource": "FailedGetContainerResourceMetric"][spec.type] ?? "InvalidMetricSourceType"

@@ -12,6 +12,15 @@ import Client
 /// Where the HPA gets pod usage (the metrics.k8s.io role): one sample per pod the selector picks.
 public protocol PodMetricsSource: Sendable {
     func podMetrics(namespace: String, selector: Selector) async throws -> [PodMetricSample]
+    /// A per-pod custom metric (custom.metrics.k8s.io) of the pods `selector` picks: the HPA's
+    /// `type: Pods` source.
+    func podValues(namespace: String, metric: String, selector: Selector, metricSelector: LabelSelector?) async throws -> [PodValueSample]
+}
+
+extension PodMetricsSource {
+    public func podValues(namespace: String, metric: String, selector: Selector, metricSelector: LabelSelector?) async throws -> [PodValueSample] {
+        throw HPAError("unable to fetch metrics from custom metrics API: no custom metrics API is configured")
+    }
 }
 
 public struct HPAControllerConfig: Sendable {
@@ -165,10 +174,22 @@ public final class HPAController: Sendable {
         } else {
             samples = .failure(HPAError("the metrics API is not available (no pod metrics source is configured)"))
         }
+        // Each Pods metric once per sync, whatever number of specs name it.
+        var podsMetrics: [String: Result<[PodValueSample], HPAError>] = [:]
+        for m in spec.metrics ?? [] where m.type == "Pods" {
+            guard problem == nil, let src = try? m.pods?.decode(PodsMetricSource.self), podsMetrics[HPAAlgorithm.podsMetricKey(src)] == nil else { continue }
+            let key = HPAAlgorithm.podsMetricKey(src)
+            guard let metrics, let sel = entry.selector else {
+                podsMetrics[key] = .failure(HPAError("unable to fetch metrics from custom metrics API: no custom metrics API is configured"))
+                continue
+            }
+            do { podsMetrics[key] = .success(try await metrics.podValues(namespace: hpa.namespace, metric: src.metric.name, selector: sel, metricSelector: src.metric.selector)) }
+            catch { podsMetrics[key] = .failure(HPAError("\(error)")) }
+        }
         let predictive = await predictiveInput(hpa, spec: spec, now: now)
 
         let input = HPAAlgorithm.Input(hpa: hpa, specReplicas: current, statusReplicas: scale.status?.replicas, pods: pods,
-                                       metrics: samples, selectorProblem: problem, predictive: predictive)
+                                       metrics: samples, podsMetrics: podsMetrics, selectorProblem: problem, predictive: predictive)
         let d = HPAAlgorithm.evaluate(input, state: &entry.algo, now: now, config: config.algorithm)
         for e in d.events {
             if e.type == "Warning" { warn(&entry, hpa, e.reason, e.message, now: now) } else { events.record(hpa, type: e.type, reason: e.reason, message: e.message) }

@@ -30,6 +30,17 @@ public struct PodMetricSample: Sendable, Hashable {
     }
 }
 
+/// One pod's value of a per-pod custom metric (custom.metrics.k8s.io), in milli-units.
+public struct PodValueSample: Sendable, Hashable {
+    public var pod: String
+    public var milliValue: Int64
+    public var timestamp: Date
+    public var window: Double
+    public init(pod: String, milliValue: Int64, timestamp: Date, window: Double) {
+        self.pod = pod; self.milliValue = milliValue; self.timestamp = timestamp; self.window = window
+    }
+}
+
 /// A failure computing a replica count; the text is what lands in conditions and events.
 public struct HPAError: Error, CustomStringConvertible, Sendable {
     public var description: String
@@ -112,7 +123,24 @@ public enum HPAReplicaCalculator {
     /// AverageValue target: desired replicas for `targetAverage` milli-units per pod.
     public static func rawResourceReplicas(currentReplicas: Int, targetAverage: Int64, resource: String, tolerances: HPATolerances,
                                            pods: [Pod], samples: [PodMetricSample], now: Date, config: HPAConfig) throws -> ReplicaProposal {
-        var metrics = sampleMap(samples, resource)
+        try plainReplicas(currentReplicas: currentReplicas, targetAverage: targetAverage, resource: resource, tolerances: tolerances,
+                          pods: pods, metrics: sampleMap(samples, resource), now: now, config: config)
+    }
+
+    /// A Pods metric (custom.metrics.k8s.io): desired replicas for `targetAverage` milli-units per pod.
+    public static func podsMetricReplicas(currentReplicas: Int, targetAverage: Int64, tolerances: HPATolerances,
+                                          pods: [Pod], values: [PodValueSample], now: Date, config: HPAConfig) throws -> ReplicaProposal {
+        var metrics: [String: Sample] = [:]
+        for v in values { metrics[v.pod] = Sample(value: v.milliValue, timestamp: v.timestamp, window: v.window) }
+        return try plainReplicas(currentReplicas: currentReplicas, targetAverage: targetAverage, resource: "", tolerances: tolerances,
+                                 pods: pods, metrics: metrics, now: now, config: config)
+    }
+
+    /// Kubernetes' calcPlainMetricReplicas: an average per pod against a target average; only
+    /// cpu has the start-up (unready) rules, so other metrics count every running pod.
+    static func plainReplicas(currentReplicas: Int, targetAverage: Int64, resource: String, tolerances: HPATolerances,
+                              pods: [Pod], metrics: [String: Sample], now: Date, config: HPAConfig) throws -> ReplicaProposal {
+        var metrics = metrics
         guard !pods.isEmpty else { throw HPAError("no pods returned by selector while calculating replica count") }
         let g = groupPods(pods, metrics, resource: resource, now: now, config: config)
         for n in g.ignored.union(g.unready) { metrics.removeValue(forKey: n) }
@@ -135,7 +163,10 @@ public enum HPAReplicaCalculator {
         if tolerances.isWithin(second.ratio) || (first.ratio < 1 && second.ratio > 1) || (first.ratio > 1 && second.ratio < 1) {
             return result(currentReplicas)
         }
-        return result(Int((second.ratio * Double(metrics.count)).rounded(.up)))
+        let n = Int((second.ratio * Double(metrics.count)).rounded(.up))
+        // The filled-in pods must not turn the direction around.
+        if (second.ratio < 1 && n > currentReplicas) || (second.ratio > 1 && n < currentReplicas) { return result(currentReplicas) }
+        return result(n)
     }
 
     static func sampleMap(_ samples: [PodMetricSample], _ resource: String) -> [String: Sample] {

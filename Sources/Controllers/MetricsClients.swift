@@ -22,6 +22,30 @@ public final class MetricsAPIPodSource: PodMetricsSource {
         return try list.items.map { try Self.sample($0) }
     }
 
+    /// custom.metrics.k8s.io/v1beta2 for the pods the selector picks, as the HPA's custom
+    /// metrics client asks (`pods/*/METRIC?labelSelector=...`).
+    public func podValues(namespace: String, metric: String, selector: Selector, metricSelector: LabelSelector?) async throws -> [PodValueSample] {
+        let path = CustomMetricsGroup.path(namespace: namespace, metric: metric)
+        var query: [String: String] = selector.isEmpty ? [:] : ["labelSelector": selector.description]
+        if let metricSelector {
+            do { query["metricLabelSelector"] = try metricSelector.toSelector().description }
+            catch { throw HPAError("invalid metric selector: \(error)") }
+        }
+        let r: RawResponse
+        do { r = try await client.call(.GET, path, query: query) }
+        catch { throw HPAError("unable to fetch metrics from custom metrics API: \(error)") }
+        let list: MetricValueList
+        do { list = try KubeJSON.decode(MetricValueList.self, from: r.body) }
+        catch { throw HPAError("unable to fetch metrics from custom metrics API: the MetricValueList from \(path) does not decode: \(error)") }
+        guard !list.items.isEmpty else { throw HPAError("no metrics returned from custom metrics API") }
+        return try list.items.map { v in
+            guard let ts = KubeTime.parse(v.timestamp) else {
+                throw HPAError("custom metric \(metric) of pod \(v.describedObject.name ?? ""): timestamp \"\(v.timestamp)\" is not RFC 3339")
+            }
+            return PodValueSample(pod: v.describedObject.name ?? "", milliValue: v.value.milli, timestamp: ts, window: Double(v.windowSeconds ?? 0))
+        }
+    }
+
     /// One pod's sample: usage summed over its containers (cpu rounded up to millicores, as
     /// Kubernetes' MilliValue does), timestamp and window as reported.
     static func sample(_ m: PodMetrics) throws -> PodMetricSample {

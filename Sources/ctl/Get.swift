@@ -15,9 +15,28 @@ struct Get: AsyncParsableCommand {
     @Option(name: .customLong("field-selector"), help: "Field selector, e.g. spec.nodeName=n1.") var fieldSelector: String?
     @Option(name: [.short, .customLong("output")], help: "wide, yaml, json or name.") var output: String?
     @Flag(name: [.short, .customLong("watch")], help: "After listing, watch for changes.") var watch = false
+    @Option(name: .customLong("raw"), help: "GET this path (with its query) and print the body, as kubectl get --raw.") var raw: String?
     @Argument(help: "TYPE [NAME...] or TYPE/NAME...") var args: [String] = []
 
     func run() async throws {
+        if let raw {
+            guard args.isEmpty, selector == nil, fieldSelector == nil, output == nil, !watch else { fail("arguments may not be passed when --raw is specified") }
+            guard raw.hasPrefix("/") else { fail("--raw must be a path beginning with /: \"\(raw)\"") }
+            let client = try global.client()
+            do {
+                let parts = raw.split(separator: "?", maxSplits: 1)
+                var q: [String: String] = [:]
+                for pair in (parts.count > 1 ? parts[1] : "").split(separator: "&") {
+                    let kv = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0) }
+                    q[kv[0]] = kv.count > 1 ? kv[1] : ""
+                }
+                let r = try await client.call(.GET, String(parts[0]).removingPercentEncoding ?? String(parts[0]), query: q)
+                FileHandle.standardOutput.write(r.body)
+                if r.body.last != UInt8(ascii: "\n") { print("") }
+            } catch { fail(describeError(error)) }
+            await client.shutdown()
+            return
+        }
         if let o = output, !["wide", "yaml", "json", "name"].contains(o) { fail("unable to match a printer suitable for the output format \"\(o)\", allowed formats are: json,name,wide,yaml") }
         let client = try global.client()
         do {

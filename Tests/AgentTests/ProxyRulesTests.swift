@@ -81,6 +81,12 @@ enum ProxyFixture {
         add map ip orchestrator no-endpoint-nodeports { type inet_proto . inet_service : verdict; }
         add set ip orchestrator affinity-UHLOLKGK-default/sticky/tcp/443__10.244.1.7/8443 { type ipv4_addr; flags dynamic,timeout; timeout 10800s; }
         add set ip orchestrator affinity-JUJVC75H-default/sticky/tcp/443__10.244.2.8/8443 { type ipv4_addr; flags dynamic,timeout; timeout 10800s; }
+        add counter ip orchestrator ep-10.244.4.4
+        add counter ip orchestrator ep-10.244.1.6
+        add counter ip orchestrator ep-10.244.1.7
+        add counter ip orchestrator ep-10.244.2.8
+        add counter ip orchestrator ep-10.244.1.5
+        add counter ip orchestrator ep-10.244.2.7
         flush map ip orchestrator service-ips
         flush map ip orchestrator service-nodeports
         flush map ip orchestrator no-endpoint-services
@@ -130,29 +136,29 @@ enum ProxyFixture {
         add rule ip orchestrator service-BRJBIOEJ-default/draining/tcp/8080 ip daddr 10.96.0.60 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
         add rule ip orchestrator service-BRJBIOEJ-default/draining/tcp/8080 numgen random mod 1 vmap { 0 : goto endpoint-O2NQGIGC-default/draining/tcp/8080__10.244.4.4/8080 }
         add rule ip orchestrator endpoint-O2NQGIGC-default/draining/tcp/8080__10.244.4.4/8080 ip saddr 10.244.4.4 jump mark-for-masquerade
-        add rule ip orchestrator endpoint-O2NQGIGC-default/draining/tcp/8080__10.244.4.4/8080 meta l4proto tcp dnat to 10.244.4.4:8080
+        add rule ip orchestrator endpoint-O2NQGIGC-default/draining/tcp/8080__10.244.4.4/8080 meta l4proto tcp counter name "ep-10.244.4.4" dnat to 10.244.4.4:8080
         add rule ip orchestrator service-HK5HGYFB-default/nodeport/tcp/80 ip daddr 10.96.0.30 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
         add rule ip orchestrator service-HK5HGYFB-default/nodeport/tcp/80 numgen random mod 1 vmap { 0 : goto endpoint-4R5E6QVB-default/nodeport/tcp/80__10.244.1.6/80 }
         add rule ip orchestrator external-HK5HGYFB-default/nodeport/tcp/80 jump mark-for-masquerade
         add rule ip orchestrator external-HK5HGYFB-default/nodeport/tcp/80 goto service-HK5HGYFB-default/nodeport/tcp/80
         add rule ip orchestrator endpoint-4R5E6QVB-default/nodeport/tcp/80__10.244.1.6/80 ip saddr 10.244.1.6 jump mark-for-masquerade
-        add rule ip orchestrator endpoint-4R5E6QVB-default/nodeport/tcp/80__10.244.1.6/80 meta l4proto tcp dnat to 10.244.1.6:80
+        add rule ip orchestrator endpoint-4R5E6QVB-default/nodeport/tcp/80__10.244.1.6/80 meta l4proto tcp counter name "ep-10.244.1.6" dnat to 10.244.1.6:80
         add rule ip orchestrator service-TOVRJSZM-default/sticky/tcp/443 ip daddr 10.96.0.40 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
         add rule ip orchestrator service-TOVRJSZM-default/sticky/tcp/443 ip saddr @affinity-UHLOLKGK-default/sticky/tcp/443__10.244.1.7/8443 goto endpoint-5DKOXAAN-default/sticky/tcp/443__10.244.1.7/8443
         add rule ip orchestrator service-TOVRJSZM-default/sticky/tcp/443 ip saddr @affinity-JUJVC75H-default/sticky/tcp/443__10.244.2.8/8443 goto endpoint-QOKFVBE3-default/sticky/tcp/443__10.244.2.8/8443
         add rule ip orchestrator service-TOVRJSZM-default/sticky/tcp/443 numgen random mod 2 vmap { 0 : goto endpoint-5DKOXAAN-default/sticky/tcp/443__10.244.1.7/8443, 1 : goto endpoint-QOKFVBE3-default/sticky/tcp/443__10.244.2.8/8443 }
         add rule ip orchestrator endpoint-5DKOXAAN-default/sticky/tcp/443__10.244.1.7/8443 ip saddr 10.244.1.7 jump mark-for-masquerade
         add rule ip orchestrator endpoint-5DKOXAAN-default/sticky/tcp/443__10.244.1.7/8443 update @affinity-UHLOLKGK-default/sticky/tcp/443__10.244.1.7/8443 { ip saddr }
-        add rule ip orchestrator endpoint-5DKOXAAN-default/sticky/tcp/443__10.244.1.7/8443 meta l4proto tcp dnat to 10.244.1.7:8443
+        add rule ip orchestrator endpoint-5DKOXAAN-default/sticky/tcp/443__10.244.1.7/8443 meta l4proto tcp counter name "ep-10.244.1.7" dnat to 10.244.1.7:8443
         add rule ip orchestrator endpoint-QOKFVBE3-default/sticky/tcp/443__10.244.2.8/8443 ip saddr 10.244.2.8 jump mark-for-masquerade
         add rule ip orchestrator endpoint-QOKFVBE3-default/sticky/tcp/443__10.244.2.8/8443 update @affinity-JUJVC75H-default/sticky/tcp/443__10.244.2.8/8443 { ip saddr }
-        add rule ip orchestrator endpoint-QOKFVBE3-default/sticky/tcp/443__10.244.2.8/8443 meta l4proto tcp dnat to 10.244.2.8:8443
+        add rule ip orchestrator endpoint-QOKFVBE3-default/sticky/tcp/443__10.244.2.8/8443 meta l4proto tcp counter name "ep-10.244.2.8" dnat to 10.244.2.8:8443
         add rule ip orchestrator service-XAX2RYRN-default/web/tcp/80 ip daddr 10.96.0.20 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
         add rule ip orchestrator service-XAX2RYRN-default/web/tcp/80 numgen random mod 2 vmap { 0 : goto endpoint-CNWZW4PS-default/web/tcp/80__10.244.1.5/8080, 1 : goto endpoint-XLIBBMYI-default/web/tcp/80__10.244.2.7/8080 }
         add rule ip orchestrator endpoint-CNWZW4PS-default/web/tcp/80__10.244.1.5/8080 ip saddr 10.244.1.5 jump mark-for-masquerade
-        add rule ip orchestrator endpoint-CNWZW4PS-default/web/tcp/80__10.244.1.5/8080 meta l4proto tcp dnat to 10.244.1.5:8080
+        add rule ip orchestrator endpoint-CNWZW4PS-default/web/tcp/80__10.244.1.5/8080 meta l4proto tcp counter name "ep-10.244.1.5" dnat to 10.244.1.5:8080
         add rule ip orchestrator endpoint-XLIBBMYI-default/web/tcp/80__10.244.2.7/8080 ip saddr 10.244.2.7 jump mark-for-masquerade
-        add rule ip orchestrator endpoint-XLIBBMYI-default/web/tcp/80__10.244.2.7/8080 meta l4proto tcp dnat to 10.244.2.7:8080
+        add rule ip orchestrator endpoint-XLIBBMYI-default/web/tcp/80__10.244.2.7/8080 meta l4proto tcp counter name "ep-10.244.2.7" dnat to 10.244.2.7:8080
         add element ip orchestrator service-ips { 10.96.0.60 . tcp . 8080 : goto service-BRJBIOEJ-default/draining/tcp/8080 }
         add element ip orchestrator service-ips { 10.96.0.30 . tcp . 80 : goto service-HK5HGYFB-default/nodeport/tcp/80 }
         add element ip orchestrator service-ips { 192.0.2.10 . tcp . 80 : goto external-HK5HGYFB-default/nodeport/tcp/80 }
@@ -298,6 +304,38 @@ enum ProxyFixture {
         #expect(state.sets == ["affinity-CCCC-default/sticky/tcp/443__10.244.1.7/8443"])
         #expect(state.chains == ["nat-prerouting", "service-AAAA-default/web/tcp/80"])
         #expect(ProxyRules.parseState("") == .empty)
+    }
+}
+
+@Suite struct ProxyCounterTests {
+    @Test func countersAreReadFromNftJSONByEndpointAddress() throws {
+        let json = #"""
+        {"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+          {"counter": {"family": "ip", "name": "ep-198.19.1.5", "table": "orchestrator", "handle": 1, "packets": 42, "bytes": 2520}},
+          {"counter": {"family": "ip", "name": "ep-198.19.1.6", "table": "orchestrator", "handle": 4, "packets": 0, "bytes": 0}},
+          {"counter": {"family": "ip", "name": "someone-else", "table": "orchestrator", "handle": 5, "packets": 7, "bytes": 0}},
+          {"counter": {"family": "ip", "name": "ep-not-an-ip", "table": "orchestrator", "handle": 6, "packets": 7, "bytes": 0}}]}
+        """#
+        #expect(try ProxyRules.parseCounters(json) == ["198.19.1.5": 42, "198.19.1.6": 0])
+        #expect(throws: (any Error).self) { try ProxyRules.parseCounters("{\"other\": []}") }
+        #expect(throws: (any Error).self) { try ProxyRules.parseCounters("not json") }
+    }
+
+    @Test func anAddressServingTwoServicesHasOneCounterAndStaleOnesAreDeleted() {
+        let two = [
+            ProxyService(namespace: "a", name: "x", clusterIP: "10.96.0.1", ports: [ProxyServicePort(port: 80, endpoints: [ProxyEndpoint(ip: "10.244.1.1", port: 8080)])]),
+            ProxyService(namespace: "a", name: "y", clusterIP: "10.96.0.2", ports: [ProxyServicePort(port: 81, endpoints: [ProxyEndpoint(ip: "10.244.1.1", port: 8081)])]),
+        ]
+        let script = ProxyRules.render(two, config: ProxyFixture.config, existing: ProxyTableState(counters: ["ep-10.244.1.1", "ep-10.244.9.9"]))
+        let lines = script.split(separator: "\n").map(String.init)
+        #expect(lines.filter { $0 == "add counter ip orchestrator ep-10.244.1.1" }.count == 1)
+        #expect(lines.filter { $0.contains("counter name \"ep-10.244.1.1\" dnat to 10.244.1.1:") }.count == 2)
+        // The stale one goes after the chains that might use it are flushed; the live one is kept.
+        let del = lines.firstIndex(of: "delete counter ip orchestrator ep-10.244.9.9")
+        let lastFlush = lines.lastIndex { $0.hasPrefix("flush chain ") }
+        #expect(del != nil && lastFlush != nil && del! > lastFlush!)
+        #expect(!lines.contains("delete counter ip orchestrator ep-10.244.1.1"))
+        #expect(ProxyRules.parseState("table ip orchestrator {\n\tcounter ep-10.244.1.1 {\n\t\tpackets 3 bytes 180\n\t}\n}\n").counters == ["ep-10.244.1.1"])
     }
 }
 
@@ -559,6 +597,58 @@ final class ProxyFakeRunner: Sendable {
     }
 }
 
+extension ProxyRealNftTests {
+    /// Connections to a ClusterIP are counted on the endpoint they were sent to, and the count
+    /// survives a full rewrite of the table.
+    @Test func connectionsThroughAServiceAreCountedPerEndpoint() async throws {
+        let fm = FileManager.default
+        guard getuid() == 0, fm.isExecutableFile(atPath: "/usr/sbin/nft"), fm.isExecutableFile(atPath: "/usr/sbin/ip"),
+              fm.isExecutableFile(atPath: "/usr/bin/python3") else {
+            print("skipping: needs root, nft, ip and python3"); return
+        }
+        let ns = "proxycount-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        guard try Command.runSync("/usr/sbin/ip", ["netns", "add", ns]).status == 0 else { throw ProxyApplyError("ip netns add failed") }
+        defer { _ = try? Command.runSync("/usr/sbin/ip", ["netns", "delete", ns]) }
+        let runner: ProxyApplier.Runner = { exe, args, stdin in
+            let r = try await Command.run("/usr/sbin/ip", ["netns", "exec", ns, exe] + args, stdin: stdin, timeout: 60)
+            return (r.status, r.stdout, r.stderr)
+        }
+        func inNS(_ exe: String, _ args: [String], _ stdin: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await runner(exe, args, stdin)
+        }
+        // The endpoints are local addresses: a connection to a port nobody listens on is
+        // refused, but its first packet went through the DNAT (and the counter) all the same.
+        // The cluster IP is local too, only so that the packet has a route to leave by.
+        for args in [["link", "set", "lo", "up"], ["addr", "add", "198.19.9.9/32", "dev", "lo"], ["addr", "add", "198.19.9.10/32", "dev", "lo"],
+                     ["addr", "add", "198.18.200.1/32", "dev", "lo"]] {
+            let r = try await inNS("/usr/sbin/ip", args)
+            #expect(r.status == 0, "ip \(args): \(r.stderr)")
+        }
+        let applier = ProxyApplier(config: ProxyConfig(clusterCIDR: "198.19.0.0/16"), runner: runner)
+        let one = [ProxyService(namespace: "ns", name: "web", clusterIP: "198.18.200.1", ports: [
+            ProxyServicePort(port: 80, endpoints: [ProxyEndpoint(ip: "198.19.9.9", port: 8080)])])]
+        try await applier.sync(one)
+        #expect(try await applier.connectionCounts() == ["198.19.9.9": 0])
+        func connect(_ n: Int) async throws {
+            let r = try await inNS("/usr/bin/python3", ["-c", "import socket\nfor _ in range(\(n)):\n s = socket.socket(); s.settimeout(2); s.connect_ex(('198.18.200.1', 80)); s.close()"])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        try await connect(5)
+        #expect(try await applier.connectionCounts() == ["198.19.9.9": 5])
+        // A second endpoint: new connections split between them, the first keeps its count.
+        var two = one
+        two[0].ports[0].endpoints.append(ProxyEndpoint(ip: "198.19.9.10", port: 8080))
+        try await applier.sync(two, full: true)
+        try await connect(20)
+        let counts = try await applier.connectionCounts()
+        #expect(counts.keys.sorted() == ["198.19.9.10", "198.19.9.9"])
+        #expect(counts.values.reduce(0, +) == 25 && counts["198.19.9.9"]! >= 5)
+        // The endpoint leaves: its counter goes with it.
+        try await applier.sync(one)
+        #expect(try await applier.connectionCounts().keys.sorted() == ["198.19.9.9"])
+    }
+}
+
 /// Partial updates must leave the kernel exactly where a full rewrite would.
 @Suite struct ProxyPartialSyncTests {
     static func table(_ variant: Int) -> [ProxyService] {
@@ -580,6 +670,10 @@ final class ProxyFakeRunner: Sendable {
         #expect(script.contains("delete element ip orchestrator service-ips { 198.18.128.4 . tcp . 80 }"))
         #expect(script.contains("add element ip orchestrator no-endpoint-services { 198.18.128.7 . tcp . 80 : goto reject-chain }"))
         #expect(ProxyRules.renderPartial(old: Self.table(1), new: Self.table(1), config: cfg) == "")
+        // Counters: those of addresses no port uses any more go, new ones come, the rest stay.
+        for ip in ["198.19.3.2", "198.19.3.4", "198.19.5.3", "198.19.6.2"] { #expect(script.contains("delete counter ip orchestrator ep-\(ip)\n"), "\(ip)") }
+        #expect(script.contains("add counter ip orchestrator ep-198.19.50.2\n") && script.contains("add counter ip orchestrator ep-198.19.7.9\n"))
+        #expect(!script.contains("delete counter ip orchestrator ep-198.19.0.") && !script.contains("delete counter ip orchestrator ep-198.19.5.2\n"))
     }
 
     @Test func partialUpdateEqualsAFullRewriteInTheKernel() async throws {

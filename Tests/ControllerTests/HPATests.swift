@@ -489,3 +489,88 @@ private func cycle(now: Date, phase: Double, pods: (low: Int, high: Int)? = nil,
         #expect(got.count == 7 && got.first?.time == t0 + 210 && got.last?.time == t0 + 300)
     }
 }
+
+// MARK: - Pods metrics (custom.metrics.k8s.io)
+
+private func rps(_ value: String) -> MetricSpec {
+    var m = MetricSpec(type: "Pods")
+    m.pods = try! JSONValue.from(PodsMetricSource(metric: .init(name: "requests_per_second"), target: MetricTarget(type: "AverageValue", averageValue: q(value))))
+    return m
+}
+
+@Suite struct HPAPodsMetricTests {
+    func values(_ pods: [Pod], _ perPod: String) -> [PodValueSample] {
+        pods.map { PodValueSample(pod: $0.name, milliValue: q(perPod).milli, timestamp: t0, window: 5) }
+    }
+    func decide(_ h: HorizontalPodAutoscaler, current: Int, pods: [Pod], values: Result<[PodValueSample], HPAError>, cpuPercent: Int = 10) -> HPADecision {
+        var state = HPAState()
+        let key = HPAAlgorithm.podsMetricKey(try! h.spec!.metrics!.first { $0.type == "Pods" }!.pods!.decode(PodsMetricSource.self))
+        return HPAAlgorithm.evaluate(.init(hpa: h, specReplicas: current, pods: pods, metrics: .success(pods.map { cpu($0.name, Int64(cpuPercent * 10)) }),
+                                           podsMetrics: [key: values]), state: &state, now: t0)
+    }
+
+    @Test func theAverageAgainstTheTargetSetsTheSize() throws {
+        let pods = (0..<2).map { hpaPod("p\($0)") }
+        // 30/s each against 10/s: 6 pods, capped by the legacy rate limit at 4.
+        var d = decide(hpa(max: 20, metrics: [rps("10")]), current: 2, pods: pods, values: .success(values(pods, "30")))
+        #expect(d.reason == "pods metric requests_per_second above target" && d.desiredReplicas == 4)
+        let status = try #require(d.metricStatuses?.first)
+        #expect(status.type == "Pods")
+        let ps = try #require(try status.pods?.decode(PodsMetricStatus.self))
+        #expect(ps.metric.name == "requests_per_second" && ps.current.averageValue?.description == "30")
+        // Within the tolerance: no change; well below: down (after stabilization, so only the proposal here).
+        d = decide(hpa(metrics: [rps("10")]), current: 2, pods: pods, values: .success(values(pods, "10500m")))
+        #expect(!d.rescale && d.desiredReplicas == 2)
+        let p = try HPAReplicaCalculator.podsMetricReplicas(currentReplicas: 4, targetAverage: q("10").milli, tolerances: HPATolerances(scaleDown: 0.1, scaleUp: 0.1),
+                                                            pods: (0..<4).map { hpaPod("p\($0)") }, values: values((0..<4).map { hpaPod("p\($0)") }, "2500m"), now: t0, config: HPAConfig())
+        #expect(p.replicas == 1 && p.rawAverage == 2500)
+        // The larger of cpu and requests wins: cpu at 10 % of 50 % proposes 1, requests 4.
+        d = decide(hpa(max: 20, metrics: [cpu50, rps("10")]), current: 2, pods: pods, values: .success(values(pods, "20")))
+        #expect(d.desiredReplicas == 4 && d.metricStatuses?.count == 2)
+    }
+
+    @Test func podsWithoutAFigureAreFilledInAgainstTheDirection() throws {
+        // Kubernetes' rules for a plain metric: a just-started pod with no figure counts as 0 when
+        // scaling up and as the target when scaling down; the cpu start-up rules do not apply.
+        let old = (0..<2).map { hpaPod("p\($0)") }
+        let fresh = hpaPod("new", started: t0.addingTimeInterval(-2), readySince: t0.addingTimeInterval(-1))
+        let tol = HPATolerances(scaleDown: 0.1, scaleUp: 0.1)
+        let up = try HPAReplicaCalculator.podsMetricReplicas(currentReplicas: 3, targetAverage: 10_000, tolerances: tol, pods: old + [fresh],
+                                                             values: values(old, "30"), now: t0, config: HPAConfig())
+        #expect(up.replicas == 6)        // (30 + 30 + 0) / 3 = 20 per pod of 10 → 2 × 3
+        let down = try HPAReplicaCalculator.podsMetricReplicas(currentReplicas: 3, targetAverage: 10_000, tolerances: tol, pods: old + [fresh],
+                                                               values: values(old, "1"), now: t0, config: HPAConfig())
+        #expect(down.replicas == 2)      // (1 + 1 + 10) / 3 = 4 per pod → ceil(0.4 × 3)
+        let young = try HPAReplicaCalculator.podsMetricReplicas(currentReplicas: 3, targetAverage: 10_000, tolerances: tol, pods: old + [fresh],
+                                                                values: values(old + [fresh], "30"), now: t0, config: HPAConfig())
+        #expect(young.replicas == 9)     // a young pod's figure counts at once (not cpu)
+    }
+
+    @Test func aMissingMetricSaysWhyInKubernetesWords() {
+        let pods = (0..<2).map { hpaPod("p\($0)") }
+        var h = hpa(metrics: [rps("10")])
+        h.status = HPAStatus(currentReplicas: 2, desiredReplicas: 2)
+        let d = decide(h, current: 2, pods: pods, values: .failure(HPAError("no metrics returned from custom metrics API")))
+        #expect(!d.rescale && d.desiredReplicas == 2)
+        let active = condition(d, "ScalingActive")
+        #expect(active?.status == "False" && active?.reason == "FailedGetPodsMetric")
+        #expect(active?.message == "the HPA was unable to compute the replica count: unable to get metric requests_per_second: no metrics returned from custom metrics API")
+        #expect(d.error == "invalid metrics (1 invalid out of 1), first error is: failed to get pods metric value: unable to get metric requests_per_second: no metrics returned from custom metrics API")
+    }
+
+    @Test func validationNamesTheField() {
+        func errors(_ pods: JSONValue?) -> [String] {
+            var m = MetricSpec(type: "Pods"); m.pods = pods
+            return hpa(metrics: [m]).validate().map { "\($0.field): \($0.message)" }
+        }
+        #expect(errors(try! JSONValue.from(PodsMetricSource(metric: .init(name: "requests_per_second"), target: MetricTarget(type: "AverageValue", averageValue: q("10")))))
+                .isEmpty)
+        #expect(errors(nil) == ["spec.metrics[0].pods: must populate information for the given metric source"])
+        #expect(errors(try! JSONValue.from(PodsMetricSource(metric: .init(name: ""), target: MetricTarget(type: "AverageValue")))) == [
+            "spec.metrics[0].pods.metric.name: must specify a metric name",
+            "spec.metrics[0].pods.target.averageValue: must specify a positive target averageValue"])
+        #expect(errors(try! JSONValue.from(PodsMetricSource(metric: .init(name: "r"), target: MetricTarget(type: "Bogus", averageValue: q("-1"))))) == [
+            "spec.metrics[0].pods.target.type: \"Bogus\": supported values: \"AverageValue\", \"Utilization\", \"Value\"",
+            "spec.metrics[0].pods.target.averageValue: -1: must be positive"])
+    }
+}

@@ -33,7 +33,7 @@ struct HollowNode {
     let name: String
     let task: Task<Void, Never>
 
-    static func start(_ c: TestCluster, name: String, statsInterval: Double = 0.2) async throws -> HollowNode {
+    static func start(_ c: TestCluster, name: String, statsInterval: Double = 0.2, proxyRunner: ProxyApplier.Runner? = nil) async throws -> HollowNode {
         let dir = c.dir + "/agent-\(name)"
         let creds = try await Join.credentials(server: c.url, token: c.server.pki.token.description, nodeName: name, dataDir: dir)
         let client = try KubeClient(config: .init(server: c.url, caPEM: creds.caPEM, certPEM: creds.certPEM, keyPEM: creds.keyPEM, token: nil, namespace: "default", tlsServerName: nil))
@@ -43,7 +43,8 @@ struct HollowNode {
         config.capacity = ["cpu": try Quantity(parsing: "8"), "memory": try Quantity(parsing: "16Gi"), "pods": try Quantity(parsing: "110")]
         let port = try freePort()
         config.serverPort = port
-        let agent = NodeAgent(client: client, config: config, runtime: FakeRuntime())
+        if proxyRunner != nil { config.proxy.mode = "nftables" }
+        let agent = NodeAgent(client: client, config: config, runtime: FakeRuntime(), proxyRunner: proxyRunner)
         let server = try AgentServer(agent: agent, port: port, certPEM: creds.certPEM, keyPEM: creds.keyPEM, caPEM: creds.caPEM)
         let task = Task { _ = try? await agent.run(with: server) }
         return HollowNode(name: name, task: task)
@@ -297,6 +298,75 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
         #expect(rows.map(\.1).max() == 6)
     }
 
+    /// requests_per_second end to end on a hollow node: the proxy's counters (a stand-in nft
+    /// whose counters grow at a set rate per endpoint) → the agent's summary → the collector →
+    /// custom.metrics.k8s.io → an HPA with a `type: Pods` metric.
+    @Test func hpaScalesOnRequestsPerSecondThroughServices() async throws {
+        let c = try await TestCluster.start(inMemory: true) { $0.metrics.interval = 0.25 }
+        let admin = try c.admin()
+        let cmClient = try c.client(user: "system:kube-controller-manager", groups: [])
+        var cfg = ControllerManagerConfig()
+        cfg.ca = c.server.pki.ca
+        cfg.hpa.syncPeriod = 0.5
+        cfg.podMetrics = MetricsAPIPodSource(client: cmClient)
+        let cm = ControllerManager(client: cmClient, config: cfg)
+        let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
+        let tasks = [Task { await cm.run() }, Task { await sched.run() }]
+        let nft = CountingNft()
+        let node = try await HollowNode.start(c, name: "hollow-rps", statsInterval: 0.25, proxyRunner: nft.run)
+        defer { Task { await node.stop(); for t in tasks { t.cancel() }; await c.cleanup() } }
+
+        _ = try await admin.create(try loadDeployment("rps", replicas: 2, load: 0))
+        let svc = #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"rps","namespace":"default"},"spec":{"selector":{"app":"rps"},"ports":[{"port":80,"targetPort":8080}]}}"#
+        _ = try await admin.create(try KubeJSON.decode(Service.self, from: Data(svc.utf8)))
+        // 30 connections a second to each endpoint.
+        nft.perSecond.withLock { $0 = 30 }
+        func values(_ version: String = "v1beta2") async throws -> MetricValueList {
+            let r = try await admin.call(.GET, CustomMetricsGroup.path(version: version, namespace: "default", metric: "requests_per_second"), query: ["labelSelector": "app=rps"])
+            return try KubeJSON.decode(MetricValueList.self, from: r.body)
+        }
+        let list = try await eventually(30, "requests_per_second for both pods") { () -> MetricValueList? in
+            let l = try await values()
+            return l.items.count == 2 && l.items.allSatisfy({ $0.value.milli > 20_000 }) ? l : nil
+        }
+        #expect(list.apiVersion == "custom.metrics.k8s.io/v1beta2" && list.kind == "MetricValueList")
+        for v in list.items {
+            #expect(v.describedObject.kind == "Pod" && v.describedObject.apiVersion == "/v1" && v.metric?.name == "requests_per_second")
+            #expect(abs(Double(v.value.milli) / 1000 - 30) < 6, "\(v.value)")
+        }
+        // v1beta1 names the metric its own way; a named pod, an unknown metric, and discovery.
+        let old = try await values("v1beta1")
+        #expect(old.items.first?.metricName == "requests_per_second" && old.items.first?.metric == nil)
+        let one = try #require(list.items.first?.describedObject.name)
+        let single = try await admin.call(.GET, CustomMetricsGroup.path(namespace: "default", pod: one, metric: "requests_per_second"))
+        #expect(try KubeJSON.decode(MetricValueList.self, from: single.body).items.map(\.describedObject.name) == [one])
+        await #expect(throws: Status.self) { try await admin.call(.GET, CustomMetricsGroup.path(namespace: "default", metric: "queue_depth")) }
+        let disc = try JSONValue.parse(try await admin.call(.GET, "/apis/custom.metrics.k8s.io/v1beta2").body)
+        #expect(disc["resources"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["pods/requests_per_second"])
+        // Someone who may not read pods may not read their metrics either.
+        let nobody = try c.client(user: "nobody", groups: [])
+        await #expect(throws: Status.self) { try await nobody.call(.GET, CustomMetricsGroup.path(namespace: "default", metric: "requests_per_second")) }
+
+        // 30/s per pod against a target of 10/s: the HPA scales 2 → 6.
+        var rps = MetricSpec(type: "Pods")
+        rps.pods = try JSONValue.from(PodsMetricSource(metric: .init(name: "requests_per_second"), target: MetricTarget(type: "AverageValue", averageValue: try Quantity(parsing: "10"))))
+        let fast = HPAScalingRules(stabilizationWindowSeconds: 0, selectPolicy: "Max", policies: [HPAScalingPolicy(type: "Percent", value: 500, periodSeconds: 1)])
+        _ = try await admin.create(HorizontalPodAutoscaler(metadata: ObjectMeta(name: "rps", namespace: "default"), spec: HPASpec(
+            scaleTargetRef: CrossVersionObjectReference(kind: "Deployment", name: "rps", apiVersion: "apps/v1"), minReplicas: 1, maxReplicas: 6,
+            metrics: [rps], behavior: HPABehavior(scaleUp: fast, scaleDown: HPAScalingRules(stabilizationWindowSeconds: 2)))))
+        _ = try await eventually(40, "6 replicas from requests_per_second") { () -> Bool? in
+            (try await admin.get(Deployment.self, "rps", namespace: "default").spec?.replicas ?? 0) == 6 ? true : nil
+        }
+        let status = try await admin.get(HorizontalPodAutoscaler.self, "rps", namespace: "default").status
+        let pm = try #require(try status?.currentMetrics?.first?.pods?.decode(PodsMetricStatus.self))
+        #expect(pm.metric.name == "requests_per_second")
+        // The traffic stops: back to one replica.
+        nft.perSecond.withLock { $0 = 0 }
+        _ = try await eventually(60, "1 replica once the traffic stops") { () -> Bool? in
+            (try await admin.get(Deployment.self, "rps", namespace: "default").spec?.replicas ?? 0) == 1 ? true : nil
+        }
+    }
+
     /// Back data: two days of a daily pattern imported as CSV become the workload's history at
     /// once, and the HPA's forecaster finds the day in it; bad files and unknown workloads are
     /// refused with nothing kept.
@@ -349,5 +419,46 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
         // Importing is writing: a node may not.
         let node = try c.client(user: "system:node:n1", groups: ["system:nodes"])
         await #expect { try await node.call(.POST, path, body: Data(csv.utf8), contentType: "text/csv") } throws: { status($0)?.code == 403 }
+    }
+}
+
+/// A stand-in for nft: accepts every script, remembers which endpoint counters exist, and
+/// answers `list counters` with counts that grow at `perSecond` for each of them.
+final class CountingNft: Sendable {
+    let perSecond = Mutex<Double>(0)
+    private let state = Mutex<(counters: [String: Double], last: Date)>(([:], Date()))
+
+    var run: ProxyApplier.Runner {
+        { [self] exe, args, stdin in
+            guard exe.hasSuffix("nft") else { return (0, "", "") }
+            self.advance()
+            if args.first == "-f", let script = stdin {
+                state.withLock { s in
+                    for line in script.split(separator: "\n") {
+                        let words = line.split(separator: " ")
+                        guard words.count == 5, words[1] == "counter" else { continue }
+                        if words[0] == "add", s.counters[String(words[4])] == nil { s.counters[String(words[4])] = 0 }
+                        if words[0] == "delete" { s.counters.removeValue(forKey: String(words[4])) }
+                    }
+                }
+                return (0, "", "")
+            }
+            if args.contains("counters") {
+                let items = state.withLock { s in s.counters.map { #"{"counter": {"family": "ip", "name": "\#($0.key)", "table": "orchestrator", "handle": 1, "packets": \#(Int($0.value)), "bytes": 0}}"# } }
+                return (0, #"{"nftables": [\#(items.joined(separator: ", "))]}"#, "")
+            }
+            if args.contains("list") { return (1, "", "Error: No such file or directory") }
+            return (0, "", "")
+        }
+    }
+
+    private func advance() {
+        let rate = perSecond.withLock { $0 }
+        state.withLock { s in
+            let now = Date()
+            let dt = now.timeIntervalSince(s.last)
+            s.last = now
+            for k in s.counters.keys { s.counters[k]! += rate * dt }
+        }
     }
 }

@@ -146,4 +146,48 @@ func podWith(_ name: String, uid: String = UUID().uuidString, owner: OwnerRefere
         s.prune(liveNodes: [], stillThere: { $0.facts }, staleBefore: t0)
         #expect(s.nodes.isEmpty)
     }
+
+    func connections(_ t: Date, node: String, _ pods: [(String, String, UInt64)]) -> StatsSummary {
+        let ts = KubeTime.formatMicro(t)
+        let items = pods.map { name, uid, n in #"{"podRef":{"name":"\#(name)","namespace":"default","uid":"\#(uid)"},"ip":"198.19.1.1","connections":\#(n)}"# }
+        let json = #"{"node":{"nodeName":"\#(node)"},"pods":[],"serviceConnections":{"time":"\#(ts)","pods":[\#(items.joined(separator: ","))]}}"#
+        return try! JSONDecoder().decode(StatsSummary.self, from: Data(json.utf8))
+    }
+
+    /// requests_per_second: each node's counter gives a rate over the span, and a pod's figure is
+    /// the sum over the nodes that send it traffic.
+    @Test func requestRatesAreSummedOverNodes() throws {
+        var s = MetricsState()
+        let f = ["default/a": facts("a", uid: "ua"), "default/b": facts("b", uid: "ub")]
+        func rate(_ name: String) -> Double? { s.requestRates.first { $0.facts.name == name }?.perSecond }
+        s.apply(connections(t0, node: "n1", [("a", "ua", 100), ("b", "ub", 0), ("ghost", "ug", 5)]), node: "n1", labels: [:], facts: f, fallbackWindow: 1, now: t0)
+        s.apply(connections(t0, node: "n2", [("a", "ua", 1000)]), node: "n2", labels: [:], facts: f, fallbackWindow: 1, now: t0)
+        // One sample per node is no rate yet.
+        #expect(s.requestRates.isEmpty)
+        s.apply(connections(t0 + 2, node: "n1", [("a", "ua", 140), ("b", "ub", 6), ("ghost", "ug", 9)]), node: "n1", labels: [:], facts: f, fallbackWindow: 1, now: t0 + 2)
+        #expect(rate("a") == 20 && rate("b") == 3)
+        s.apply(connections(t0 + 2, node: "n2", [("a", "ua", 1010)]), node: "n2", labels: [:], facts: f, fallbackWindow: 1, now: t0 + 2)
+        #expect(rate("a") == 25)
+        // A pod the store does not have is never listed.
+        #expect(Set(s.requestRates.map(\.facts.name)) == ["a", "b"])
+        let a = try #require(s.requestRates.first { $0.facts.name == "a" })
+        #expect(a.timestamp == t0 + 2 && a.window == 2)
+        // The same sample again changes nothing; a counter that went back starts over on that node.
+        s.apply(connections(t0 + 2, node: "n1", [("a", "ua", 140), ("b", "ub", 6)]), node: "n1", labels: [:], facts: f, fallbackWindow: 1, now: t0 + 3)
+        #expect(rate("a") == 25)
+        s.apply(connections(t0 + 3, node: "n2", [("a", "ua", 3)]), node: "n2", labels: [:], facts: f, fallbackWindow: 1, now: t0 + 3)
+        s.apply(connections(t0 + 4, node: "n2", [("a", "ua", 13)]), node: "n2", labels: [:], facts: f, fallbackWindow: 1, now: t0 + 4)
+        #expect(rate("a") == 30)     // 20 from n1 (its last rate) + 10 from n2
+        // n1 stops listing b (its endpoint left): b's rate from n1 goes.
+        s.apply(connections(t0 + 4, node: "n1", [("a", "ua", 180)]), node: "n1", labels: [:], facts: f, fallbackWindow: 1, now: t0 + 4)
+        #expect(rate("b") == nil)
+        // The rate spans `rateSpan` seconds of samples.
+        for i in 5...12 { s.apply(connections(t0 + Double(i), node: "n1", [("a", "ua", 180 + UInt64(i - 4) * 50)]), node: "n1", labels: [:], facts: f, fallbackWindow: 1, now: t0 + Double(i)) }
+        #expect(rate("a")! - 10 == 50)
+        // Stale figures, pods gone from the store and nodes that left are dropped.
+        s.prune(liveNodes: ["n1"], stillThere: { $0.facts }, staleBefore: t0 + 5)
+        #expect(rate("a") == 50)
+        s.prune(liveNodes: ["n1"], stillThere: { _ in nil }, staleBefore: t0 + 5)
+        #expect(s.requestRates.isEmpty && s.connectionPods.isEmpty)
+    }
 }

@@ -9,7 +9,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Installs the Debian packages the cluster and its tests need, only those missing.
 ensure_packages() {
-  local want=(libsqlite3-dev zlib1g-dev runc containernetworking-plugins docker-registry umoci skopeo busybox-static iproute2 curl etcd-server etcd-client)
+  local want=(libsqlite3-dev zlib1g-dev runc containernetworking-plugins docker-registry umoci skopeo busybox-static iproute2 nftables conntrack curl etcd-server etcd-client)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

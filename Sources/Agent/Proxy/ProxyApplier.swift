@@ -98,6 +98,16 @@ public final class ProxyApplier: Sendable {
         state.withLock { $0.last = []; $0.exact = false; $0.lastUnits = nil }
     }
 
+    /// Connections the node's rules have sent to each endpoint address since its counter was
+    /// made (a full rewrite keeps counters; one is dropped once no Service uses its address).
+    /// Empty before the first sync.
+    public func connectionCounts() async throws -> [String: UInt64] {
+        let r = try await runner(nftPath, ["-j", "list", "counters", "table", "ip", config.table], nil)
+        if r.status == 0 { return try ProxyRules.parseCounters(r.stdout) }
+        if r.stderr.contains("No such file or directory") { return [:] }
+        throw ProxyApplyError("nft -j list counters table ip \(config.table) failed (status \(r.status)): \(r.stderr)")
+    }
+
     private func currentState() async throws -> ProxyTableState {
         // -t leaves out set and map elements, which can be large and are not needed for names.
         let r = try await runner(nftPath, ["-t", "list", "table", "ip", config.table], nil)

@@ -1,5 +1,6 @@
 // The per-node Service proxy's nftables ruleset (kube-proxy nftables-mode design), as pure code:
 // services in, one atomic `nft -f` script out, plus the conntrack clean-up an update needs.
+import Foundation
 import API
 
 public struct ProxyEndpoint: Hashable, Sendable {
@@ -60,9 +61,10 @@ public struct ProxyTableState: Hashable, Sendable {
     public var chains: Set<String>
     public var sets: Set<String>
     public var maps: Set<String>
+    public var counters: Set<String>
 
-    public init(chains: Set<String> = [], sets: Set<String> = [], maps: Set<String> = []) {
-        self.chains = chains; self.sets = sets; self.maps = maps
+    public init(chains: Set<String> = [], sets: Set<String> = [], maps: Set<String> = [], counters: Set<String> = []) {
+        self.chains = chains; self.sets = sets; self.maps = maps; self.counters = counters
     }
     public static let empty = ProxyTableState()
 }
@@ -99,6 +101,7 @@ public enum ProxyRules {
 
         var chains = baseChains.map(\.name) + fixedChains
         var sets: [(name: String, timeout: Int)] = []
+        var counters: [String] = []
         var rules: [String] = []
         func rule(_ chain: String, _ text: String) { rules.append("add rule \(t) \(chain) \(text)") }
         // A key claimed twice (two Services on one externalIP:port) would make nft refuse the whole
@@ -134,6 +137,7 @@ public enum ProxyRules {
             let u = unit(p, t: t, cidr: cidr)
             chains += u.chains
             sets += u.sets
+            counters += u.counters
             rules += u.rules
             for e in u.elements { element(e.map, e.key, e.verdict) }
         }
@@ -142,6 +146,8 @@ public enum ProxyRules {
         let staleChains = existing.chains.subtracting(wantedChains).sorted()
         let staleMaps = existing.maps.subtracting(wantedMaps).sorted()
         let staleSets = existing.sets.subtracting(wantedSets).sorted()
+        counters = unique(counters)
+        let staleCounters = existing.counters.subtracting(counters).sorted()
 
         var out = ["add table \(t)"]
         for (name, spec) in baseChains { out.append("add chain \(t) \(name) { \(spec) }") }
@@ -151,6 +157,8 @@ public enum ProxyRules {
         for (name, timeout) in sets {
             out.append("add set \(t) \(name) { type ipv4_addr; flags dynamic,timeout; timeout \(timeout)s; }")
         }
+        // `add` keeps an existing counter's value: the rate readers take differences of it.
+        for name in counters { out.append("add counter \(t) \(name)") }
         // Everything that may reference a stale object is emptied before the deletes.
         for (name, _) in maps { out.append("flush map \(t) \(name)") }
         for name in chains + staleChains { out.append("flush chain \(t) \(name)") }
@@ -158,6 +166,7 @@ public enum ProxyRules {
         for name in staleChains { out.append("delete chain \(t) \(name)") }
         for name in staleMaps { out.append("delete map \(t) \(name)") }
         for name in staleSets { out.append("delete set \(t) \(name)") }
+        for name in staleCounters { out.append("delete counter \(t) \(name)") }
         out += rules
         for (name, _) in maps { out += elements[name] ?? [] }
         return out.joined(separator: "\n") + "\n"
@@ -167,6 +176,8 @@ public enum ProxyRules {
     struct Unit: Equatable, Sendable {
         var chains: [String] = []
         var sets: [(name: String, timeout: Int)] = []
+        /// The endpoints' connection counters (shared by every Service port an address serves).
+        var counters: [String] = []
         var rules: [String] = []
         var elements: [(map: String, key: String, verdict: String)] = []
         static func == (a: Unit, b: Unit) -> Bool {
@@ -211,7 +222,10 @@ public enum ProxyRules {
                 u.sets.append((ep.affinitySet, timeout))
                 rule(ep.chain, "update @\(ep.affinitySet) { ip saddr }")
             }
-            rule(ep.chain, "meta l4proto \(p.proto) dnat to \(ep.ip):\(ep.port)")
+            // A nat chain sees only a connection's first packet: the counter counts connections.
+            let counter = counterName(ep.ip)
+            if !u.counters.contains(counter) { u.counters.append(counter) }
+            rule(ep.chain, "meta l4proto \(p.proto) counter name \"\(counter)\" dnat to \(ep.ip):\(ep.port)")
         }
         element("service-ips", "\(p.clusterIP) . \(p.proto) . \(p.port)", "goto \(p.serviceChain)")
         if let ext = p.externalChain {
@@ -264,10 +278,17 @@ public enum ProxyRules {
             let had = Set(a.byID[id]?.chains ?? [])
             for c in u.chains where !had.contains(c) { adds.append("add chain \(t) \(c)") }
             for st in u.sets { adds.append("add set \(t) \(st.name) { type ipv4_addr; flags dynamic,timeout; timeout \(st.timeout)s; }") }
+            for c in u.counters { adds.append("add counter \(t) \(c)") }
             rules += u.rules
             for e in u.elements { elements.append("add element \(t) \(e.map) { \(e.key) : \(e.verdict) }") }
         }
-        let out = deletes + flushes + chainDeletes + setDeletes + adds + rules + elements
+        // A counter no port uses any more: every rule naming it was in a flushed chain above.
+        var counterDeletes: [String] = []
+        if !changed.isEmpty || !gone.isEmpty {
+            let before = Set(a.byID.values.flatMap(\.counters)), after = Set(b.byID.values.flatMap(\.counters))
+            counterDeletes = before.subtracting(after).sorted().map { "delete counter \(t) \($0)" }
+        }
+        let out = deletes + flushes + chainDeletes + setDeletes + counterDeletes + adds + rules + elements
         return out.isEmpty ? "" : out.joined(separator: "\n") + "\n"
     }
 
@@ -285,6 +306,7 @@ public enum ProxyRules {
                     case "chain": state.chains.insert(name)
                     case "set": state.sets.insert(name)
                     case "map": state.maps.insert(name)
+                    case "counter": state.counters.insert(name)
                     default: break
                     }
                 }
@@ -401,6 +423,25 @@ public enum ProxyRules {
     }
 
     // MARK: - Names and addresses
+
+    /// The named counter of connections DNATed to an endpoint address.
+    public static let counterPrefix = "ep-"
+    static func counterName(_ ip: String) -> String { counterPrefix + ip }
+
+    /// Packets per endpoint address from `nft -j list counters table ip NAME`: for a counter in
+    /// a nat chain, the connections sent there. Counters of other names are ignored.
+    public static func parseCounters(_ json: String) throws -> [String: UInt64] {
+        let doc = try JSONValue.parse(Data(json.utf8))
+        guard let items = doc["nftables"]?.arrayValue else { throw ProxyApplyError("nft -j list counters: no \"nftables\" array") }
+        var out: [String: UInt64] = [:]
+        for item in items {
+            guard let name = item["counter"]?["name"]?.stringValue, name.hasPrefix(counterPrefix) else { continue }
+            let ip = String(name.dropFirst(counterPrefix.count))
+            guard IPv4(ip) != nil, let packets = item["counter"]?["packets"]?.intValue, packets >= 0 else { continue }
+            out[ip] = UInt64(packets)
+        }
+        return out
+    }
 
     /// `kind-HASH-readable`: the hash (over the unsanitised id) keeps names unique when the
     /// readable part is sanitised or shortened; nft allows at most 256 bytes.
