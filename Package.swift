@@ -139,6 +139,6 @@ let package = Package(
         .testTarget(name: "ControllerTests", dependencies: ["Controllers", "Client", "API"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "API", "Client",
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "MetricsTests", dependencies: ["API", "APIServer", "Controllers", "Store"]),
+        .testTarget(name: "MetricsTests", dependencies: ["API", "APIServer", "Controllers", "Store", "CSQLite"]),
     ]
 )

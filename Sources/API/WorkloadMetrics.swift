@@ -41,16 +41,19 @@ public struct WorkloadMetricsSample: Codable, Hashable, Sendable {
     public var cpuUtilization: Double?
     /// The same for memory.
     public var memoryUtilization: Double?
+    /// Requests per second to the whole workload through Services (the sum of its pods'
+    /// requests_per_second); nil when none of its pods had a figure.
+    public var requestsPerSecond: Double?
 
     public init(time: Date, windowSeconds: Double, pods: Double, cpuTotalMillicores: Double, cpuAverageMillicores: Double,
-                memoryAverageBytes: Double, cpuUtilization: Double?, memoryUtilization: Double?) {
+                memoryAverageBytes: Double, cpuUtilization: Double?, memoryUtilization: Double?, requestsPerSecond: Double? = nil) {
         self.time = time; self.windowSeconds = windowSeconds; self.pods = pods; self.cpuTotalMillicores = cpuTotalMillicores
         self.cpuAverageMillicores = cpuAverageMillicores; self.memoryAverageBytes = memoryAverageBytes
-        self.cpuUtilization = cpuUtilization; self.memoryUtilization = memoryUtilization
+        self.cpuUtilization = cpuUtilization; self.memoryUtilization = memoryUtilization; self.requestsPerSecond = requestsPerSecond
     }
 
     enum CodingKeys: String, CodingKey {
-        case time = "timestamp", windowSeconds, pods, cpuTotalMillicores, cpuAverageMillicores, memoryAverageBytes, cpuUtilization, memoryUtilization
+        case time = "timestamp", windowSeconds, pods, cpuTotalMillicores, cpuAverageMillicores, memoryAverageBytes, cpuUtilization, memoryUtilization, requestsPerSecond
     }
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -64,6 +67,7 @@ public struct WorkloadMetricsSample: Codable, Hashable, Sendable {
         memoryAverageBytes = try c.decode(Double.self, forKey: .memoryAverageBytes)
         cpuUtilization = try c.decodeIfPresent(Double.self, forKey: .cpuUtilization)
         memoryUtilization = try c.decodeIfPresent(Double.self, forKey: .memoryUtilization)
+        requestsPerSecond = try c.decodeIfPresent(Double.self, forKey: .requestsPerSecond)
     }
     /// Figures are written with at most three decimals (a thousandth of a millicore, of a byte,
     /// of a percentage point): more is float noise, and it keeps the JSON as short as the CSV.
@@ -78,15 +82,17 @@ public struct WorkloadMetricsSample: Codable, Hashable, Sendable {
         try c.encode(r(memoryAverageBytes), forKey: .memoryAverageBytes)
         try c.encodeIfPresent(cpuUtilization.map(r), forKey: .cpuUtilization)
         try c.encodeIfPresent(memoryUtilization.map(r), forKey: .memoryUtilization)
+        try c.encodeIfPresent(requestsPerSecond.map(r), forKey: .requestsPerSecond)
     }
 
-    public static let csvHeader = "timestamp,window_seconds,pods,cpu_total_millicores,cpu_average_millicores,memory_average_bytes,cpu_utilization_percent,memory_utilization_percent"
+    public static let csvHeader = "timestamp,window_seconds,pods,cpu_total_millicores,cpu_average_millicores,memory_average_bytes,cpu_utilization_percent,memory_utilization_percent,requests_per_second"
 
-    /// One CSV line (no newline); an unknown utilization is an empty cell.
+    /// One CSV line (no newline); an unknown utilization or request rate is an empty cell.
     public var csvLine: String {
         [KubeTime.formatMicro(time), compactNumber(windowSeconds), compactNumber(pods), compactNumber(cpuTotalMillicores),
          compactNumber(cpuAverageMillicores), compactNumber(memoryAverageBytes),
-         cpuUtilization.map(compactNumber) ?? "", memoryUtilization.map(compactNumber) ?? ""].joined(separator: ",")
+         cpuUtilization.map(compactNumber) ?? "", memoryUtilization.map(compactNumber) ?? "",
+         requestsPerSecond.map(compactNumber) ?? ""].joined(separator: ",")
     }
 
     /// Header plus one line per sample, each ending in a newline.

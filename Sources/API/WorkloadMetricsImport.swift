@@ -34,13 +34,14 @@ public enum WorkloadMetricsImport {
     /// The columns a file may have; each name carries its unit. The header of
     /// `ctl top --history … --csv` is a valid header, so an export imports back unchanged.
     public static let columns = ["timestamp", "window_seconds", "pods", "cpu_total_millicores", "cpu_average_millicores",
-                                 "memory_average_bytes", "cpu_utilization_percent", "memory_utilization_percent"]
-    public static let utilizationColumns = ["cpu_utilization_percent", "memory_utilization_percent"]
+                                 "memory_average_bytes", "cpu_utilization_percent", "memory_utilization_percent", "requests_per_second"]
+    /// A sample needs one of these: what the HPA can scale on.
+    public static let utilizationColumns = ["cpu_utilization_percent", "memory_utilization_percent", "requests_per_second"]
     /// A year of one-minute samples, with room.
     public static let maxRows = 1_000_000
 
     /// Parses a CSV history: a header line naming the columns (any order; `timestamp`, `pods`
-    /// and at least one utilization column required), then one sample per line with times
+    /// and at least one utilization or request-rate column required), then one sample per line with times
     /// strictly increasing, none in the future. Times are RFC 3339 or Unix seconds. Empty
     /// lines and lines starting with `#` are skipped. An empty utilization cell is "not
     /// measured"; every other cell must be a finite, non-negative number.
@@ -73,7 +74,7 @@ public enum WorkloadMetricsImport {
                     throw .init(line: lineNo, "missing column \"\(required)\"\(required == "pods" ? " (how many pods each utilization is the average of)" : "")")
                 }
                 guard utilizationColumns.contains(where: { index[$0] != nil }) else {
-                    throw .init(line: lineNo, "no utilization column: the header needs \(utilizationColumns.joined(separator: " or "))")
+                    throw .init(line: lineNo, "no utilization or request-rate column: the header needs \(utilizationColumns.dropLast().joined(separator: ", ")) or \(utilizationColumns.last!)")
                 }
                 header = names
                 continue
@@ -115,8 +116,9 @@ public enum WorkloadMetricsImport {
             guard pods > 0 else { throw .init(line: row.line, "pods: 0; a sample is the average over at least one pod") }
             let cpu = try number(row, "cpu_utilization_percent", optional: true)
             let mem = try number(row, "memory_utilization_percent", optional: true)
-            guard cpu != nil || mem != nil else {
-                throw .init(line: row.line, "no utilization: \(utilizationColumns.filter { index[$0] != nil }.joined(separator: " and ")) empty")
+            let rps = try number(row, "requests_per_second", optional: true)
+            guard cpu != nil || mem != nil || rps != nil else {
+                throw .init(line: row.line, "no utilization or request rate: \(utilizationColumns.filter { index[$0] != nil }.joined(separator: " and ")) empty")
             }
             // Unstated, a sample covers the time since the one before (the first: until the next).
             let gap = k > 0 ? row.time.timeIntervalSince(rows[k - 1].time) : rows.count > 1 ? rows[1].time.timeIntervalSince(row.time) : 60
@@ -128,7 +130,7 @@ public enum WorkloadMetricsImport {
                                              cpuTotalMillicores: cpuTotal ?? (cpuAvg.map { $0 * pods } ?? 0),
                                              cpuAverageMillicores: cpuAvg ?? (cpuTotal.map { $0 / pods } ?? 0),
                                              memoryAverageBytes: try number(row, "memory_average_bytes", optional: true) ?? 0,
-                                             cpuUtilization: cpu, memoryUtilization: mem))
+                                             cpuUtilization: cpu, memoryUtilization: mem, requestsPerSecond: rps))
         }
         return out
     }

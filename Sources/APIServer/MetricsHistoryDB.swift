@@ -24,11 +24,14 @@ public final class MetricsHistoryDB: @unchecked Sendable {
         var count: Int
         var cpuUtilizationCount: Int
         var memoryUtilizationCount: Int
+        var requestsCount: Int
         init(_ s: WorkloadMetricsSample) {
             sample = s; count = 1; cpuUtilizationCount = s.cpuUtilization == nil ? 0 : 1; memoryUtilizationCount = s.memoryUtilization == nil ? 0 : 1
+            requestsCount = s.requestsPerSecond == nil ? 0 : 1
         }
-        init(sample: WorkloadMetricsSample, count: Int, cpuUtilizationCount: Int, memoryUtilizationCount: Int) {
+        init(sample: WorkloadMetricsSample, count: Int, cpuUtilizationCount: Int, memoryUtilizationCount: Int, requestsCount: Int = 0) {
             self.sample = sample; self.count = count; self.cpuUtilizationCount = cpuUtilizationCount; self.memoryUtilizationCount = memoryUtilizationCount
+            self.requestsCount = requestsCount
         }
     }
 
@@ -60,9 +63,22 @@ public final class MetricsHistoryDB: @unchecked Sendable {
               minute INTEGER NOT NULL, ts REAL NOT NULL, window REAL NOT NULL, n INTEGER NOT NULL,
               pods REAL NOT NULL, cpu_total REAL NOT NULL, cpu_avg REAL NOT NULL, mem_avg REAL NOT NULL,
               cpu_util REAL, cpu_util_n INTEGER NOT NULL, mem_util REAL, mem_util_n INTEGER NOT NULL,
+              rps REAL, rps_n INTEGER NOT NULL DEFAULT 0,
               PRIMARY KEY(namespace, kind, name, minute, ts)) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS samples_age ON samples(minute, ts);
             """)
+        // A file from before request rates were recorded gains their columns (empty for old rows).
+        if try !columnNames().contains("rps") {
+            try exec("ALTER TABLE samples ADD COLUMN rps REAL; ALTER TABLE samples ADD COLUMN rps_n INTEGER NOT NULL DEFAULT 0")
+        }
+    }
+
+    private func columnNames() throws -> Set<String> {
+        let q = try prepare("PRAGMA table_info(samples)")
+        defer { sqlite3_finalize(q) }
+        var names = Set<String>()
+        while sqlite3_step(q) == SQLITE_ROW { if let c = sqlite3_column_text(q, 1) { names.insert(String(cString: c)) } }
+        return names
     }
 
     deinit { sqlite3_close_v2(db) }
@@ -98,7 +114,7 @@ public final class MetricsHistoryDB: @unchecked Sendable {
             try transaction {
                 let stmt = try prepare("""
                     INSERT OR REPLACE INTO samples(namespace, kind, name, minute, ts, window, n, pods, cpu_total, cpu_avg, mem_avg,
-                      cpu_util, cpu_util_n, mem_util, mem_util_n) VALUES(?,?,?,0,?,?,1,?,?,?,?,?,?,?,?)
+                      cpu_util, cpu_util_n, mem_util, mem_util_n, rps, rps_n) VALUES(?,?,?,0,?,?,1,?,?,?,?,?,?,?,?,?,?)
                     """)
                 defer { sqlite3_finalize(stmt) }
                 for (w, s) in rows {
@@ -108,6 +124,7 @@ public final class MetricsHistoryDB: @unchecked Sendable {
                     sqlite3_bind_double(stmt, 8, s.cpuAverageMillicores); sqlite3_bind_double(stmt, 9, s.memoryAverageBytes)
                     bind(stmt, 10, s.cpuUtilization); sqlite3_bind_int(stmt, 11, s.cpuUtilization == nil ? 0 : 1)
                     bind(stmt, 12, s.memoryUtilization); sqlite3_bind_int(stmt, 13, s.memoryUtilization == nil ? 0 : 1)
+                    bind(stmt, 14, s.requestsPerSecond); sqlite3_bind_int(stmt, 15, s.requestsPerSecond == nil ? 0 : 1)
                     try step(stmt)
                 }
             }
@@ -129,18 +146,20 @@ public final class MetricsHistoryDB: @unchecked Sendable {
         try transaction {
             // WHERE true: SQLite needs it to tell the upsert's ON from a join's.
             let fold = try prepare("""
-                INSERT INTO samples(namespace, kind, name, minute, ts, window, n, pods, cpu_total, cpu_avg, mem_avg, cpu_util, cpu_util_n, mem_util, mem_util_n)
+                INSERT INTO samples(namespace, kind, name, minute, ts, window, n, pods, cpu_total, cpu_avg, mem_avg, cpu_util, cpu_util_n, mem_util, mem_util_n, rps, rps_n)
                 SELECT * FROM (
                   SELECT namespace, kind, name, 1, (CAST(ts / 60 AS INTEGER) + 1) * 60.0, 60.0, SUM(n),
                          SUM(pods * n) / SUM(n), SUM(cpu_total * n) / SUM(n), SUM(cpu_avg * n) / SUM(n), SUM(mem_avg * n) / SUM(n),
                          SUM(cpu_util * cpu_util_n) / NULLIF(SUM(cpu_util_n), 0), SUM(cpu_util_n),
-                         SUM(mem_util * mem_util_n) / NULLIF(SUM(mem_util_n), 0), SUM(mem_util_n)
+                         SUM(mem_util * mem_util_n) / NULLIF(SUM(mem_util_n), 0), SUM(mem_util_n),
+                         SUM(rps * rps_n) / NULLIF(SUM(rps_n), 0), SUM(rps_n)
                   FROM samples WHERE minute = 0 AND ts < ?1
                   GROUP BY namespace, kind, name, CAST(ts / 60 AS INTEGER)) WHERE true
                 ON CONFLICT(namespace, kind, name, minute, ts) DO UPDATE SET
                   \(["pods", "cpu_total", "cpu_avg", "mem_avg"].map(weighted).joined(separator: ", ")),
-                  \(weightedUtil("cpu_util")), \(weightedUtil("mem_util")),
+                  \(weightedUtil("cpu_util")), \(weightedUtil("mem_util")), \(weightedUtil("rps")),
                   cpu_util_n = samples.cpu_util_n + excluded.cpu_util_n, mem_util_n = samples.mem_util_n + excluded.mem_util_n,
+                  rps_n = samples.rps_n + excluded.rps_n,
                   n = samples.n + excluded.n
                 """)
             defer { sqlite3_finalize(fold) }
@@ -198,7 +217,7 @@ public final class MetricsHistoryDB: @unchecked Sendable {
 
     func rows(_ w: WorkloadRef, since: Date) throws -> [Row] {
         let q = try prepare("""
-            SELECT ts, window, n, pods, cpu_total, cpu_avg, mem_avg, cpu_util, cpu_util_n, mem_util, mem_util_n FROM samples
+            SELECT ts, window, n, pods, cpu_total, cpu_avg, mem_avg, cpu_util, cpu_util_n, mem_util, mem_util_n, rps, rps_n FROM samples
             WHERE namespace = ? AND kind = ? AND name = ? AND ts >= ? ORDER BY ts
             """)
         defer { sqlite3_finalize(q) }
@@ -209,9 +228,9 @@ public final class MetricsHistoryDB: @unchecked Sendable {
             let s = WorkloadMetricsSample(time: Date(timeIntervalSince1970: sqlite3_column_double(q, 0)), windowSeconds: sqlite3_column_double(q, 1),
                                           pods: sqlite3_column_double(q, 3), cpuTotalMillicores: sqlite3_column_double(q, 4),
                                           cpuAverageMillicores: sqlite3_column_double(q, 5), memoryAverageBytes: sqlite3_column_double(q, 6),
-                                          cpuUtilization: opt(7), memoryUtilization: opt(9))
+                                          cpuUtilization: opt(7), memoryUtilization: opt(9), requestsPerSecond: opt(11))
             out.append(Row(sample: s, count: Int(sqlite3_column_int64(q, 2)), cpuUtilizationCount: Int(sqlite3_column_int64(q, 8)),
-                           memoryUtilizationCount: Int(sqlite3_column_int64(q, 10))))
+                           memoryUtilizationCount: Int(sqlite3_column_int64(q, 10)), requestsCount: Int(sqlite3_column_int64(q, 12))))
         }
         return out
     }
@@ -237,7 +256,8 @@ public final class MetricsHistoryDB: @unchecked Sendable {
             return WorkloadMetricsSample(time: Date(timeIntervalSince1970: Double(b + 1) * step), windowSeconds: step, pods: mean(\.pods),
                                          cpuTotalMillicores: mean(\.cpuTotalMillicores), cpuAverageMillicores: mean(\.cpuAverageMillicores),
                                          memoryAverageBytes: mean(\.memoryAverageBytes), cpuUtilization: util(\.cpuUtilization, \.cpuUtilizationCount),
-                                         memoryUtilization: util(\.memoryUtilization, \.memoryUtilizationCount))
+                                         memoryUtilization: util(\.memoryUtilization, \.memoryUtilizationCount),
+                                         requestsPerSecond: util(\.requestsPerSecond, \.requestsCount))
         }
     }
 

@@ -199,7 +199,9 @@ struct MetricsState: Sendable {
 
     /// Latest figures per pod, ready for workload aggregation.
     var podSamples: [WorkloadAggregation.PodSample] {
-        pods.values.map { WorkloadAggregation.PodSample(facts: $0.facts, cpuNanoCores: $0.cpuNanoCores, memoryBytes: $0.memoryBytes) }
+        let rates = Dictionary(requestRates.map { ($0.facts.uid, $0.perSecond) }, uniquingKeysWith: { a, _ in a })
+        return pods.values.map { WorkloadAggregation.PodSample(facts: $0.facts, cpuNanoCores: $0.cpuNanoCores, memoryBytes: $0.memoryBytes,
+                                                               requestsPerSecond: rates[$0.facts.uid]) }
     }
 }
 

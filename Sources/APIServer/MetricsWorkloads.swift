@@ -109,6 +109,8 @@ enum WorkloadAggregation {
         var facts: PodFacts
         var cpuNanoCores: UInt64
         var memoryBytes: UInt64
+        /// The pod's requests_per_second, when Services send it traffic.
+        var requestsPerSecond: Double? = nil
     }
 
     static func aggregate(_ pods: [PodSample], at time: Date, window: Double) -> [WorkloadRef: WorkloadMetricsSample] {
@@ -117,6 +119,7 @@ enum WorkloadAggregation {
             let n = Double(group.count)
             let cpu = group.reduce(0.0) { $0 + Double($1.cpuNanoCores) / 1e6 }
             let mem = group.reduce(0.0) { $0 + Double($1.memoryBytes) }
+            let rates = group.compactMap(\.requestsPerSecond)
             func utilization(_ used: Double, _ request: (PodFacts) -> Int64?) -> Double? {
                 var total: Int64 = 0
                 for p in group { guard let r = request(p.facts), r > 0 else { return nil }; total += r }
@@ -124,7 +127,8 @@ enum WorkloadAggregation {
             }
             out[ref] = WorkloadMetricsSample(time: time, windowSeconds: window, pods: n, cpuTotalMillicores: cpu, cpuAverageMillicores: cpu / n,
                                              memoryAverageBytes: mem / n, cpuUtilization: utilization(cpu, \.cpuRequestMillis),
-                                             memoryUtilization: utilization(mem, \.memoryRequestBytes))
+                                             memoryUtilization: utilization(mem, \.memoryRequestBytes),
+                                             requestsPerSecond: rates.isEmpty ? nil : rates.reduce(0, +))
         }
         return out
     }

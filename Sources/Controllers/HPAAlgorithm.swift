@@ -67,7 +67,9 @@ public struct HPADecision: Sendable {
     public var error: String?
     /// Per-resource utilization measured this sync (resource → percent, pods counted): what the
     /// predictive mode's history records.
-    public var observedUtilization: [String: (utilization: Int, pods: Int)] = [:]
+    /// What each metric measured, by resource (cpu, memory) or Pods metric name: percent of
+    /// request, or for a Pods metric its average per pod; and over how many pods.
+    public var observedUtilization: [String: (utilization: Double, pods: Int)] = [:]
     /// The predictive recommendation raised the size above the reactive one.
     public var predictiveDecided = false
 }
@@ -228,7 +230,7 @@ public enum HPAAlgorithm {
         return d
     }
 
-    struct MetricsResult { var replicas: Int?; var name = ""; var statuses: [MetricStatus]?; var error: String?; var observed: [String: (utilization: Int, pods: Int)] = [:] }
+    struct MetricsResult { var replicas: Int?; var name = ""; var statuses: [MetricStatus]?; var error: String?; var observed: [String: (utilization: Double, pods: Int)] = [:] }
 
     /// computeReplicasForMetrics: the largest proposal wins. Broken metrics are tolerated
     /// while another works and the result is not a scale-down (which they might veto).
@@ -251,7 +253,10 @@ public enum HPAAlgorithm {
             switch replicasForMetric(input, spec, current: current, now: now, config: config) {
             case .success(let p):
                 statuses[i] = p.status
-                if let u = p.proposal.utilization, let res = spec.resource?.name { r.observed[res] = (u, p.proposal.podsCounted) }
+                if let u = p.proposal.utilization, let res = spec.resource?.name { r.observed[res] = (Double(u), p.proposal.podsCounted) }
+                if spec.type == "Pods", let name = (try? spec.pods?.decode(PodsMetricSource.self))?.metric.name {
+                    r.observed[name] = (Double(p.proposal.rawAverage) / 1000, p.proposal.podsCounted)
+                }
                 if replicas == 0 || p.proposal.replicas > replicas { replicas = p.proposal.replicas; r.name = p.name }
             case .failure(let f):
                 events.append(HPAEvent(type: "Warning", reason: f.reason, message: f.inner))
@@ -355,30 +360,44 @@ public enum HPAAlgorithm {
     }
 
     /// The predictive proposal: enough replicas that the forecast load sits at the target.
-    static func predictive(_ f: HPAForecast, spec: HPASpec, current: Int, measured: (utilization: Int, pods: Int)?,
+    /// The target a forecast of `series` is compared with: a Resource metric's Utilization
+    /// (percent), or a Pods metric's AverageValue (per pod); and how the metric is named.
+    static func forecastTarget(_ spec: HPASpec, series: String) -> (value: Double, isPods: Bool)? {
+        for m in spec.metrics ?? [] {
+            if m.type == "Resource", m.resource?.name == series, let t = m.resource?.target.averageUtilization, t > 0 { return (Double(t), false) }
+            if m.type == "Pods", let src = try? m.pods?.decode(PodsMetricSource.self), src.metric.name == series,
+               let v = src.target.averageValue, v.milli > 0 { return (Double(v.milli) / 1000, true) }
+        }
+        return nil
+    }
+
+    static func predictive(_ f: HPAForecast, spec: HPASpec, current: Int, measured: (utilization: Double, pods: Int)?,
                            tolerances: HPATolerances) -> (replicas: Int?, name: String, message: String) {
-        guard let target = (spec.metrics ?? []).first(where: { $0.type == "Resource" && $0.resource?.name == f.resource })?.resource?.target.averageUtilization,
-              target > 0, let measured else {
-            return (nil, "", "no Utilization target for \(f.resource) to forecast against")
+        guard let (target, isPods) = forecastTarget(spec, series: f.resource), let measured else {
+            return (nil, "", "no Utilization or AverageValue target for \(f.resource) to forecast against")
         }
         // Demand (utilization × pods) does not shrink when the HPA adds pods, so the
         // recommendation does not chase its own effect.
-        let demand = f.demand(measuredUtilization: Double(measured.utilization), pods: measured.pods)
-        let ratio = demand / (Double(target) * Double(max(current, 1)))
+        let demand = f.demand(measuredUtilization: measured.utilization, pods: measured.pods)
+        let ratio = demand / (target * Double(max(current, 1)))
         // Upward, a forecast above the target scales at once: waiting for 10 % over target is
         // what leaves a slow morning ramp running hot. The band moves down instead: below the
         // tolerance, it scales down only to a size that leaves the forecast that tolerance under
         // the target, so a forecast wandering around the target (noise) does not go up and down.
         let replicas: Int
         if ratio > 1 {
-            replicas = Int((demand / Double(target)).rounded(.up))
+            replicas = Int((demand / target).rounded(.up))
         } else if ratio < 1 - tolerances.scaleDown {
-            replicas = min(current, Int((demand / (Double(target) * (1 - tolerances.scaleDown))).rounded(.up)))
+            replicas = min(current, Int((demand / (target * (1 - tolerances.scaleDown))).rounded(.up)))
         } else {
             replicas = current
         }
-        let name = "predicted \(f.resource) resource utilization (percentage of request) \(f.summary)"
         let utilization = demand / Double(max(current, 1))
+        if isPods {
+            let name = "predicted pods metric \(f.resource) \(f.summary)"
+            return (replicas, name, "forecast \(f.resource) \(String(format: "%.1f", utilization)) per pod at \(current) replicas \(f.summary): \(replicas) replicas")
+        }
+        let name = "predicted \(f.resource) resource utilization (percentage of request) \(f.summary)"
         return (replicas, name, "forecast \(f.resource) utilization \(Int(utilization.rounded()))% of request at \(current) replicas \(f.summary): \(replicas) replicas")
     }
 

@@ -196,7 +196,7 @@ public final class HPAController: Sendable {
         }
         if predictive != nil, let recorder {
             for (resource, u) in d.observedUtilization {
-                recorder.record(namespace: hpa.namespace, target: ref, resource: resource, UtilizationSample(time: now, utilization: Double(u.utilization), pods: u.pods))
+                recorder.record(namespace: hpa.namespace, target: ref, resource: resource, UtilizationSample(time: now, utilization: u.utilization, pods: u.pods))
             }
         }
 
@@ -230,8 +230,14 @@ public final class HPAController: Sendable {
 
     func predictiveInput(_ hpa: HorizontalPodAutoscaler, spec: HPASpec, now: Date) async -> PredictiveInput? {
         guard let lookahead = HPAForecast.lookahead(for: hpa, default: config.defaultLookahead) else { return nil }
-        guard let resource = (spec.metrics ?? []).first(where: { $0.type == "Resource" && $0.resource?.target.averageUtilization != nil })?.resource?.name else {
-            return .unavailable(reason: "NoUtilizationTarget", message: "predictive scaling needs a Resource metric with a Utilization target")
+        // The series to forecast: the first Resource metric with a Utilization target, else the
+        // first Pods metric with an AverageValue target (requests_per_second has a history).
+        let metrics = spec.metrics ?? []
+        let resource = metrics.first(where: { $0.type == "Resource" && $0.resource?.target.averageUtilization != nil })?.resource?.name
+            ?? metrics.lazy.filter { $0.type == "Pods" }.compactMap { try? $0.pods?.decode(PodsMetricSource.self) }
+                .first(where: { $0.target.averageValue != nil })?.metric.name
+        guard let resource else {
+            return .unavailable(reason: "NoUtilizationTarget", message: "predictive scaling needs a Resource metric with a Utilization target or a Pods metric with an AverageValue target")
         }
         do {
             let h = try await history.utilization(namespace: hpa.namespace, target: spec.scaleTargetRef, resource: resource, since: now.addingTimeInterval(-config.historyWindow))

@@ -196,7 +196,7 @@ public enum HPAReplay {
                 let d = HPAAlgorithm.evaluate(input, state: &state, now: now, config: cfg.algorithm)
                 if cfg.predictive {
                     for (resource, u) in d.observedUtilization {
-                        history.record(namespace: "default", target: ref, resource: resource, UtilizationSample(time: now, utilization: Double(u.utilization), pods: u.pods))
+                        history.record(namespace: "default", target: ref, resource: resource, UtilizationSample(time: now, utilization: u.utilization, pods: u.pods))
                     }
                 }
                 if d.error == nil && d.rescale && d.desiredReplicas != pods.count {

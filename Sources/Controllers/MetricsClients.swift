@@ -75,12 +75,20 @@ public final class WorkloadMetricsHistory: MetricsHistory {
     }
 
     public func utilization(namespace: String, target: CrossVersionObjectReference, resource: String, since: Date) async throws -> [UtilizationSample] {
-        guard resource == "cpu" || resource == "memory" else {
-            throw HPAError("the workload history records cpu and memory utilization, not \(resource)")
+        guard resource == "cpu" || resource == "memory" || resource == CustomMetricsGroup.requestsPerSecond else {
+            throw HPAError("the workload history records cpu and memory utilization and \(CustomMetricsGroup.requestsPerSecond), not \(resource)")
         }
         let samples = try await workloadSamples(namespace: namespace, kind: target.kind, name: target.name, since: since)
         return samples.compactMap { s in
-            guard let u = resource == "cpu" ? s.cpuUtilization : s.memoryUtilization else { return nil }
+            // Request rates are the workload's total; the forecaster's series is per pod, as the
+            // HPA's Pods metric is.
+            let u: Double?
+            switch resource {
+            case "cpu": u = s.cpuUtilization
+            case "memory": u = s.memoryUtilization
+            default: u = s.requestsPerSecond.map { $0 / max(s.pods, 1) }
+            }
+            guard let u else { return nil }
             return UtilizationSample(time: s.time, utilization: u, pods: Int(s.pods.rounded()))
         }
     }

@@ -32,6 +32,18 @@ import API
         #expect(s.map(\.windowSeconds) == [300, 300])
     }
 
+    @Test func requestRatesAloneAreAHistory() throws {
+        let t0 = Int(now.timeIntervalSince1970) - 600
+        let s = try WorkloadMetricsImport.parse("timestamp,pods,requests_per_second\n\(t0),3,120\n\(t0 + 60),4,160.5\n", now: now)
+        #expect(s.map(\.requestsPerSecond) == [120, 160.5] && s.map(\.cpuUtilization) == [nil, nil])
+        #expect(refused("timestamp,pods,requests_per_second\n\(t0),3,-1\n") == "line 2: requests_per_second: -1 is negative")
+        #expect(refused("timestamp,pods,requests_per_second\n\(t0),3,\n").hasPrefix("line 2: no utilization or request rate"))
+        // An export with request rates imports back unchanged.
+        let rows = [WorkloadMetricsSample(time: now.addingTimeInterval(-120), windowSeconds: 60, pods: 2, cpuTotalMillicores: 10, cpuAverageMillicores: 5,
+                                          memoryAverageBytes: 0, cpuUtilization: nil, memoryUtilization: nil, requestsPerSecond: 33.5)]
+        #expect(try WorkloadMetricsImport.parse(WorkloadMetricsSample.csv(rows), now: now) == rows)
+    }
+
     @Test func badFilesAreRefusedNamingTheLine() {
         let t = { (m: Int) in KubeTime.format(self.now.addingTimeInterval(Double(-m) * 60)) }
         #expect(refused("timestamp,pods,cpu_utilization_percent\n\(t(10)),2,50\n\(t(12)),2,50\n") .hasPrefix("line 3: timestamp \(t(12)) is not after line 2's"))
@@ -39,7 +51,7 @@ import API
         #expect(refused("timestamp,pods,cpu_utilization_percent\n\(t(10)),2,-5\n") == "line 2: cpu_utilization_percent: -5 is negative")
         #expect(refused("timestamp,pods,cpu_utilization_percent\n\(t(10)),-2,5\n") == "line 2: pods: -2 is negative")
         #expect(refused("timestamp,cpu_utilization_percent\n\(t(10)),50\n").hasPrefix("line 1: missing column \"pods\""))
-        #expect(refused("timestamp,pods\n\(t(10)),2\n") == "line 1: no utilization column: the header needs cpu_utilization_percent or memory_utilization_percent")
+        #expect(refused("timestamp,pods\n\(t(10)),2\n") == "line 1: no utilization or request-rate column: the header needs cpu_utilization_percent, memory_utilization_percent or requests_per_second")
         #expect(refused("timestamp,pods,cpu_utilization_percent\n\(t(10)),2,50\n\(t(9)),2\n") == "line 3: 2 fields, the header has 3")
         #expect(refused("timestamp,pods,cpu_utilization_percent,rps\n").hasPrefix("line 1: unknown column \"rps\""))
         #expect(refused("timestamp,pods,pods,cpu_utilization_percent\n") == "line 1: column \"pods\" appears twice")

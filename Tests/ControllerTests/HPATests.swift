@@ -574,3 +574,28 @@ private func rps(_ value: String) -> MetricSpec {
             "spec.metrics[0].pods.target.averageValue: -1: must be positive"])
     }
 }
+
+extension HPAPodsMetricTests {
+    /// Predictive mode on request rates: the history's series is requests per second per pod,
+    /// and the forecast is compared with the Pods metric's AverageValue target.
+    @Test func aRequestRateForecastPreScalesAgainstThePodsTarget() throws {
+        // A 10-minute cycle of total traffic: 20/s, then 120/s for its last 2 minutes, on 2 pods
+        // then 12 (so 10/s per pod at either end); it is 45 s before the next peak.
+        let history = cycle(now: t0, phase: 435, pods: (2, 12), highUtil: 10, lowUtil: 10)
+        let f = try UtilizationPredictor.forecast(history, resource: "requests_per_second", now: t0, lookahead: 60).get()
+        #expect(f.isDemand && abs(f.predicted - 120) < 10, "forecast \(f.predicted)")
+        let pods = (0..<2).map { hpaPod("p\($0)") }
+        var h = hpa(max: 20, metrics: [rps("10")], annotations: [HPAForecast.annotation: "true"])
+        h.spec?.behavior = HPABehavior(scaleUp: HPAScalingRules(stabilizationWindowSeconds: 0, selectPolicy: "Max",
+                                                                 policies: [HPAScalingPolicy(type: "Percent", value: 1000, periodSeconds: 1)]))
+        let key = HPAAlgorithm.podsMetricKey(try h.spec!.metrics![0].pods!.decode(PodsMetricSource.self))
+        var state = HPAState()
+        let d = HPAAlgorithm.evaluate(.init(hpa: h, specReplicas: 2, pods: pods, metrics: .success([]), podsMetrics: [key: .success(values(pods, "10"))],
+                                            predictive: .forecast(f)), state: &state, now: t0)
+        // Reactive holds at 2 (10/s per pod, on target); the forecast wants 120 / 10 = 12.
+        #expect(d.predictiveDecided && d.desiredReplicas == 12, "\(d.desiredReplicas): \(d.reason)")
+        #expect(d.reason.hasPrefix("predicted pods metric requests_per_second in 60s"))
+        #expect(condition(d, HPAForecast.conditionType)?.message?.hasPrefix("forecast requests_per_second 60.0 per pod at 2 replicas") == true)
+        #expect(d.observedUtilization["requests_per_second"]?.utilization == 10 && d.observedUtilization["requests_per_second"]?.pods == 2)
+    }
+}

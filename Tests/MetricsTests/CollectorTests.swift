@@ -75,6 +75,13 @@ func podWith(_ name: String, uid: String = UUID().uuidString, owner: OwnerRefere
         #expect(w.time == t && w.windowSeconds == 1)
         let o = try #require(out[other])
         #expect(o.pods == 1 && o.cpuUtilization == nil && o.memoryUtilization == 12.5)
+        #expect(w.requestsPerSecond == nil)
+        // Request rates add up over the pods that have one.
+        var a = sample(web, cpuReq: 200, cpuMilli: 100, mem: 1), b = sample(web, cpuReq: 200, cpuMilli: 100, mem: 1)
+        a.requestsPerSecond = 12.5; b.requestsPerSecond = nil
+        let c = sample(web, cpuReq: 200, cpuMilli: 100, mem: 1)
+        var d = c; d.requestsPerSecond = 7.5
+        #expect(WorkloadAggregation.aggregate([a, b, d], at: t, window: 1)[web]?.requestsPerSecond == 20)
     }
 }
 

@@ -3,6 +3,7 @@
 import Testing
 import Foundation
 import API
+import CSQLite
 @testable import APIServer
 
 @Suite struct HistoryDBTests {
@@ -90,5 +91,46 @@ import API
                     MetricsHistoryDB.Row(self.sample(t0.addingTimeInterval(61), cpu: 80))]
         #expect(MetricsHistoryDB.bucket(rows, step: 120)[0].cpuTotalMillicores == 20)
         #expect(try await db.query(web, since: t0.addingTimeInterval(10)).count == 1)
+    }
+
+    /// Request rates are kept, folded and bucketed like utilization; a file written before they
+    /// existed gains the column and keeps its rows.
+    @Test func requestRatesAreKeptFoldedAndOldFilesGainTheColumn() async throws {
+        let path = tempPath()
+        defer { for s in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + s) } }
+        // The previous schema, with one row in it.
+        var raw: OpaquePointer?
+        #expect(sqlite3_open(path, &raw) == SQLITE_OK)
+        #expect(sqlite3_exec(raw, """
+            CREATE TABLE samples(namespace TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+              minute INTEGER NOT NULL, ts REAL NOT NULL, window REAL NOT NULL, n INTEGER NOT NULL,
+              pods REAL NOT NULL, cpu_total REAL NOT NULL, cpu_avg REAL NOT NULL, mem_avg REAL NOT NULL,
+              cpu_util REAL, cpu_util_n INTEGER NOT NULL, mem_util REAL, mem_util_n INTEGER NOT NULL,
+              PRIMARY KEY(namespace, kind, name, minute, ts)) WITHOUT ROWID;
+            INSERT INTO samples VALUES('default', 'Deployment', 'web', 0, \(t0.timeIntervalSince1970), 10, 1, 2, 100, 50, 1000, 40, 1, NULL, 0);
+            """, nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(raw)
+
+        let db = try MetricsHistoryDB(path: path)
+        var old = try await db.query(web, since: t0)
+        #expect(old.count == 1 && old[0].cpuUtilization == 40 && old[0].requestsPerSecond == nil)
+        // Six rows in the next minute, four with a rate.
+        var rows: [(WorkloadRef, WorkloadMetricsSample)] = []
+        for i in 0..<6 {
+            var s = sample(t0.addingTimeInterval(60 + Double(i) * 10), cpu: 10)
+            s.requestsPerSecond = i < 4 ? Double(10 * (i + 1)) : nil
+            rows.append((web, s))
+        }
+        db.append(rows)
+        try await db.flush()
+        old = try await db.query(web, since: t0)
+        #expect(old.compactMap(\.requestsPerSecond) == [10, 20, 30, 40])
+        #expect(try await db.query(web, since: t0, step: 60).last?.requestsPerSecond == 25)
+        try await db.maintain(now: t0.addingTimeInterval(3600 + 180))
+        let folded = try await db.query(web, since: t0)
+        #expect(folded.count == 2 && folded[0].requestsPerSecond == nil && folded[1].requestsPerSecond == 25)
+        // Reopened: the migration is not run twice.
+        let again = try MetricsHistoryDB(path: path)
+        #expect(try await again.query(web, since: t0).last?.requestsPerSecond == 25)
     }
 }

@@ -78,24 +78,24 @@ import API
         let t = try #require(KubeTime.parse("2026-01-02T03:04:05.5Z"))
         let rows = [
             WorkloadMetricsSample(time: t, windowSeconds: 1, pods: 3, cpuTotalMillicores: 1200, cpuAverageMillicores: 400,
-                                  memoryAverageBytes: 4_194_304, cpuUtilization: 200, memoryUtilization: 25),
+                                  memoryAverageBytes: 4_194_304, cpuUtilization: 200, memoryUtilization: 25, requestsPerSecond: 42.5),
             WorkloadMetricsSample(time: t.addingTimeInterval(60), windowSeconds: 60, pods: 2.5, cpuTotalMillicores: 100.0 / 3,
                                   cpuAverageMillicores: 13.3333, memoryAverageBytes: 1000, cpuUtilization: nil, memoryUtilization: nil),
         ]
         let lines = WorkloadMetricsSample.csv(rows).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         #expect(lines == [
-            "timestamp,window_seconds,pods,cpu_total_millicores,cpu_average_millicores,memory_average_bytes,cpu_utilization_percent,memory_utilization_percent",
-            "2026-01-02T03:04:05.500Z,1,3,1200,400,4194304,200,25",
-            "2026-01-02T03:05:05.500Z,60,2.5,33.333,13.333,1000,,",
+            "timestamp,window_seconds,pods,cpu_total_millicores,cpu_average_millicores,memory_average_bytes,cpu_utilization_percent,memory_utilization_percent,requests_per_second",
+            "2026-01-02T03:04:05.500Z,1,3,1200,400,4194304,200,25,42.5",
+            "2026-01-02T03:05:05.500Z,60,2.5,33.333,13.333,1000,,,",
             "",
         ])
         // Every line has as many cells as the header.
-        for l in lines.dropLast() { #expect(l.split(separator: ",", omittingEmptySubsequences: false).count == 8) }
+        for l in lines.dropLast() { #expect(l.split(separator: ",", omittingEmptySubsequences: false).count == 9) }
         // JSON round trip keeps the figures (to three decimals) and the absent utilization.
         let list = WorkloadMetricsList(workload: WorkloadRef(namespace: "default", kind: "Deployment", name: "web"), items: rows)
         let back = try KubeJSON.decode(WorkloadMetricsList.self, from: try KubeJSON.encode(list))
         #expect(back.items[0] == rows[0])
-        #expect(back.items[1].cpuUtilization == nil && back.items[1].cpuTotalMillicores == 33.333)
+        #expect(back.items[1].cpuUtilization == nil && back.items[1].cpuTotalMillicores == 33.333 && back.items[1].requestsPerSecond == nil)
     }
 
     @Test func workloadKindsAreNormalised() {
