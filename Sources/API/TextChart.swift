@@ -102,7 +102,8 @@ public struct TextChart: Sendable {
 }
 
 /// What `ctl top --history` prints: a summary of the latest sample, then charts of total cpu,
-/// pods and (when requests make it defined) cpu utilization over the same time axis.
+/// pods, (when requests make it defined) cpu utilization and (when Services sent the pods
+/// traffic) requests per second over the same time axis.
 public enum HistoryReport {
     public static func render(_ list: WorkloadMetricsList, since: Double, now: Date, width: Int) -> [String] {
         let w = list.workload
@@ -116,6 +117,7 @@ public enum HistoryReport {
         latest += " (\(Int(last.cpuAverageMillicores.rounded()))m per pod"
         if let u = last.cpuUtilization { latest += ", \(Int(u.rounded()))% of requests" }
         latest += "), memory \(Int(last.memoryAverageBytes / 1_048_576))Mi per pod"
+        if let r = last.requestsPerSecond { latest += ", \(compactNumber((r * 10).rounded() / 10)) requests/s" }
         out.append(latest)
         let from = now.addingTimeInterval(-since)
         let millicores: @Sendable (Double) -> String = { "\(Int($0.rounded()))m" }
@@ -130,6 +132,12 @@ public enum HistoryReport {
             out.append("")
             out += TextChart(title: "CPU utilization (% of requests)", width: width, height: 6, reduce: .mean, label: { "\(Int($0.rounded()))%" })
                 .render(util, from: from, to: now)
+        }
+        let rates = items.compactMap { s in s.requestsPerSecond.map { TextChart.Point(time: s.time, value: $0, window: s.windowSeconds) } }
+        if rates.contains(where: { $0.value > 0 }) {
+            out.append("")
+            out += TextChart(title: "Requests per second, all pods (through Services)", width: width, height: 6, reduce: .mean, label: { compactNumber(($0 * 10).rounded() / 10) })
+                .render(rates, from: from, to: now)
         }
         return out
     }

@@ -169,6 +169,13 @@ import API
         #expect(out[chart + 1] == topRow)
         #expect(out[chart + 2] == row7)
         #expect(out[chart + 8] == row1)
+        #expect(!out.contains("Requests per second, all pods (through Services)"))
+        // Request rates, when Services sent the pods traffic: in the summary and their own chart.
+        let withRates = items.map { s -> WorkloadMetricsSample in var s = s; s.requestsPerSecond = s.pods * 10.04; return s }
+        let rated = HistoryReport.render(WorkloadMetricsList(workload: WorkloadRef(namespace: "default", kind: "Deployment", name: "web"), items: withRates),
+                                         since: 600, now: now, width: 40)
+        #expect(rated[1].hasSuffix("memory 4Mi per pod, 30.1 requests/s"))
+        #expect(rated.contains("Requests per second, all pods (through Services)"))
         let empty = HistoryReport.render(WorkloadMetricsList(workload: WorkloadRef(namespace: "default", kind: "Pod", name: "p"), items: []),
                                          since: 60, now: now, width: 40)
         #expect(empty.count == 2 && empty[1].hasPrefix("no samples"))
