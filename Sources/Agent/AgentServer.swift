@@ -85,6 +85,8 @@ public final class AgentServer: Sendable {
     let sampler = StatsSampler()
     /// Failed reads of the connection counters (the first is logged).
     let connectionsFailed = Mutex(0)
+    /// The last read of the connection counters: the summary's field, when, and how long it took.
+    let connections = Mutex<(doc: JSONValue, at: Date, cost: Double)?>(nil)
     let boundPort = Mutex<Int>(0)
 
     /// `certPEM`/`keyPEM`: the node certificate (issued for client and server auth).
@@ -167,26 +169,48 @@ public final class AgentServer: Sendable {
         ]
         // Not in the kubelet's summary: connections this node's Service rules sent to each pod
         // (wherever it runs). The apiserver sums them over nodes into requests_per_second.
+        if let c = await serviceConnections() { fields[Self.serviceConnectionsField] = c }
+        let doc: JSONValue = .object(fields)
+        summary.withLock { $0 = doc }
+    }
+
+    /// The proxy's per-pod connection counters for the summary, read again only once
+    /// `connectionsReadFactor` times the last read's duration has passed: nft loads the whole
+    /// table to list them (about 1 s at 10,000 endpoints, `bench proxy`), so a large cluster
+    /// reads them less often instead of spending a core on it. The figures carry the time they
+    /// were read, so rates stay exact. Nil without nftables.
+    func serviceConnections() async -> JSONValue? {
+        let now = agent.clock.now()
+        if let last = connections.withLock({ $0 }),
+           now.timeIntervalSince(last.at) < max(agent.config.statsInterval, Self.connectionsReadFactor * last.cost) - 0.05 {
+            return last.doc
+        }
+        let started = ContinuousClock.now
         do {
-            if let conns = try await agent.proxy.podConnections() {
-                fields[Self.serviceConnectionsField] = .object([
-                    "time": .string(KubeTime.formatMicro(agent.clock.now())),
-                    "pods": .array(conns.map { c in
-                        .object(["podRef": .object(["name": .string(c.name), "namespace": .string(c.namespace), "uid": .string(c.uid)]),
-                                 "ip": .string(c.ip), "connections": .int(Int64(clamping: c.connections))])
-                    }),
-                ])
-            }
+            guard let conns = try await agent.proxy.podConnections() else { return nil }
+            let d = ContinuousClock.now - started
+            let cost = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            let at = agent.clock.now()
+            let doc: JSONValue = .object([
+                "time": .string(KubeTime.formatMicro(at)),
+                "pods": .array(conns.map { c in
+                    .object(["podRef": .object(["name": .string(c.name), "namespace": .string(c.namespace), "uid": .string(c.uid)]),
+                             "ip": .string(c.ip), "connections": .int(Int64(clamping: c.connections))])
+                }),
+            ])
+            connections.withLock { $0 = (doc, at, cost) }
             connectionsFailed.withLock { $0 = 0 }
+            return doc
         } catch {
             connectionsFailed.withLock { n in
                 if n == 0 { logger.warning("reading the Service connection counters failed", metadata: ["error": "\(error)"]) }
                 n += 1
             }
+            return nil
         }
-        let doc: JSONValue = .object(fields)
-        summary.withLock { $0 = doc }
     }
+    /// The counters are read at most once per this many times the last read took.
+    static let connectionsReadFactor = 10.0
 
     /// The latest stats summary (what GET /stats/summary returns).
     public func summaryDocument() async -> JSONValue { summary.withLock { $0 } }

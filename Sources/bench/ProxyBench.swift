@@ -52,7 +52,9 @@ struct ProxyBench: AsyncParsableCommand {
         }
         let applier = ProxyApplier(config: ProxyConfig(clusterCIDR: "198.19.0.0/16"), runner: runner)
         let a = table(seed: 0), b = table(seed: 1)
-        var render: [Double] = [], first: [Double] = [], same: [Double] = [], oneChanged: [Double] = [], ipt: [Double] = []
+        var render: [Double] = [], first: [Double] = [], same: [Double] = [], oneChanged: [Double] = [], ipt: [Double] = [], counters: [Double] = []
+        var countersRead = 0
+        var nftOnly: [Double] = [], parseOnly: [Double] = []
         var rulesCount = 0
         for r in 0..<rounds {
             let t0 = ContinuousClock.now
@@ -62,6 +64,16 @@ struct ProxyBench: AsyncParsableCommand {
             await applier.remove()
             let f = try await applier.sync(r % 2 == 0 ? a : b); first.append(f.seconds); rulesCount = f.rules
             let s = try await applier.sync(r % 2 == 0 ? a : b); same.append(s.seconds)
+            // What an agent does every stats interval for requests_per_second.
+            let k0 = ContinuousClock.now
+            countersRead = try await applier.connectionCounts().count
+            counters.append(seconds(ContinuousClock.now - k0))
+            let n0 = ContinuousClock.now
+            let raw = try await runner("/usr/sbin/nft", ["-j", "list", "counters", "table", "ip", "orchestrator"], nil)
+            nftOnly.append(seconds(ContinuousClock.now - n0))
+            let p0 = ContinuousClock.now
+            _ = try ProxyRules.parseCounters(raw.stdout)
+            parseOnly.append(seconds(ContinuousClock.now - p0))
             var changed = r % 2 == 0 ? a : b
             changed[services / 2].ports[0].endpoints[0].ready = false
             let c = try await applier.sync(changed); oneChanged.append(c.seconds)
@@ -80,6 +92,8 @@ struct ProxyBench: AsyncParsableCommand {
         print(String(format: "  full sync into an empty table:       %7.1f ms", med(first) * 1000))
         print(String(format: "  resync, nothing changed:             %7.1f ms", med(same) * 1000))
         print(String(format: "  resync, one endpoint not ready:      %7.1f ms", med(oneChanged) * 1000))
+        print(String(format: "  read the connection counters (%d):   %7.1f ms (nft %.1f ms, parsing %.1f ms)", countersRead, med(counters) * 1000,
+                     med(nftOnly) * 1000, med(parseOnly) * 1000))
         print(String(format: "  peer: iptables-restore, same table:  %7.1f ms  (ours/peer, full sync: %.2f)", med(ipt) * 1000, med(first) / med(ipt)))
     }
 }
