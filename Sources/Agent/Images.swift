@@ -69,6 +69,8 @@ public final class ImageStore: Sendable {
     let http: HTTPClient
     /// Clients for endpoints with their own TLS settings (registries file), made once each.
     let tlsClients = Mutex<[RegistryTLS: HTTPClient]>([:])
+    /// Unpacks under way, by image directory.
+    let unpacks = Mutex<[String: Task<Void, Error>]>([:])
 
     static let manifestTypes = [
         "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
@@ -101,6 +103,7 @@ public final class ImageStore: Sendable {
         guard let r = try? ImageReference(parsing: ref) else { return nil }
         let tagFile = "\(root)/refs/\(Self.refKey(r))"
         guard let digest = HostFile.text(tagFile),
+              FileManager.default.fileExists(atPath: "\(root)/images/\(digest.dropFirst(7))/complete"),
               let cfg = FileManager.default.contents(atPath: "\(root)/images/\(digest.dropFirst(7))/config.json"),
               let config = try? JSONValue.parse(cfg) else { return nil }
         return PulledImage(reference: r, digest: digest, rootfs: "\(root)/images/\(digest.dropFirst(7))/rootfs", config: config)
@@ -233,23 +236,45 @@ public final class ImageStore: Sendable {
         let dir = "\(root)/images/\(digest.dropFirst(7))"
         let rootfs = "\(dir)/rootfs"
         if !FileManager.default.fileExists(atPath: "\(dir)/complete") {
-            try? FileManager.default.removeItem(atPath: dir)
-            try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
+            var layers: [(path: String, gzip: Bool)] = []
             for layer in manifest["layers"]?.arrayValue ?? [] {
                 guard let ld = layer["digest"]?.stringValue else { continue }
                 _ = try await blob(&src, r, ld)
-                let path = "\(root)/blobs/sha256/\(ld.dropFirst(7))", gzip = (layer["mediaType"]?.stringValue ?? "").contains("gzip")
-                // tar runs for a while: keep it off the cooperative thread pool.
-                try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
-                    DispatchQueue.global().async { c.resume(with: Result { try Self.unpack(layer: path, into: rootfs, gzip: gzip) }) }
-                }
+                layers.append(("\(root)/blobs/sha256/\(ld.dropFirst(7))", (layer["mediaType"]?.stringValue ?? "").contains("gzip")))
             }
-            try imageConfig.encoded().write(to: URL(fileURLWithPath: "\(dir)/config.json"))
-            FileManager.default.createFile(atPath: "\(dir)/complete", contents: nil)
+            try await unpackOnce(dir: dir, layers: layers, config: imageConfig)
         }
         try FileManager.default.createDirectory(atPath: "\(root)/refs", withIntermediateDirectories: true)
         try digest.write(toFile: "\(root)/refs/\(Self.refKey(r))", atomically: true, encoding: .utf8)
         return PulledImage(reference: r, digest: digest, rootfs: rootfs, config: imageConfig)
+    }
+
+    /// Unpacks an image's layers into DIR/rootfs once, however many pulls reach it at the same
+    /// time: two references to one image (a tag and a mirror's name for it) share the directory,
+    /// and a second unpack would empty the rootfs under the first, or under a container already
+    /// running on it.
+    func unpackOnce(dir: String, layers: [(path: String, gzip: Bool)], config: JSONValue) async throws {
+        let task = unpacks.withLock { m -> Task<Void, Error> in
+            if let t = m[dir] { return t }
+            let t = Task {
+                let fm = FileManager.default, rootfs = "\(dir)/rootfs"
+                if fm.fileExists(atPath: "\(dir)/complete") { return }
+                try? fm.removeItem(atPath: dir)
+                try fm.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
+                for l in layers {
+                    // tar runs for a while: keep it off the cooperative thread pool.
+                    try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+                        DispatchQueue.global().async { c.resume(with: Result { try Self.unpack(layer: l.path, into: rootfs, gzip: l.gzip) }) }
+                    }
+                }
+                try config.encoded().write(to: URL(fileURLWithPath: "\(dir)/config.json"))
+                fm.createFile(atPath: "\(dir)/complete", contents: nil)
+            }
+            m[dir] = t
+            return t
+        }
+        defer { unpacks.withLock { m in _ = m.removeValue(forKey: dir) } }
+        try await task.value
     }
 
     /// Applies one layer: whiteouts first (".wh.NAME" deletes NAME, ".wh..wh..opq" empties the

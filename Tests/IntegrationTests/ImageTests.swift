@@ -52,6 +52,20 @@ func shell(_ script: String) throws -> String {
         #expect(FileManager.default.isExecutableFile(atPath: "\(fromHub.rootfs)/bin/busybox"))
         #expect(mirrored.local("docker.io/library/busybox:latest")?.digest == image.digest)
 
+        // Two names of one image pulled at the same time (here 8 pulls, alternating) share one
+        // unpack: a second one would empty the directory while the first is writing it.
+        let both = ImageStore(root: "\(dir)/agent4", registries: registries)
+        let pulled = try await withThrowingTaskGroup(of: PulledImage.self) { g in
+            for i in 0..<8 { g.addTask { try await both.pull(i % 2 == 0 ? ref : "busybox") } }
+            return try await g.reduce(into: [PulledImage]()) { $0.append($1) }
+        }
+        #expect(Set(pulled.map(\.rootfs)).count == 1)
+        for f in ["bin/busybox", "bin/sh", "bin/httpd", "bin/hostname", "etc/passwd", "lib64/ld-linux-x86-64.so.2"] {
+            #expect(FileManager.default.fileExists(atPath: "\(pulled[0].rootfs)/\(f)"), "missing \(f)")
+        }
+        #expect(both.local(ref) != nil && both.local("busybox") != nil)
+        await both.shutdown()
+
         // A corrupted blob in the registry is refused, naming the digest.
         let layer = try shell("ls -S \(dir)/reg/storage/docker/registry/v2/blobs/sha256/*/*/data | head -1")
         let size = (try FileManager.default.attributesOfItem(atPath: layer)[.size] as? Int) ?? 0
