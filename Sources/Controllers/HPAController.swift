@@ -28,7 +28,8 @@ public struct HPAControllerConfig: Sendable {
     public var syncPeriod: Double = 1
     public var algorithm = HPAConfig()
     public var predictor = PredictorConfig()
-    /// Predictive lookahead when the HPA does not set one: about a pod's start-up time.
+    /// Predictive lookahead when the HPA sets none and none of its pods was seen start yet (after
+    /// that: the median time its pods took from creation to Ready).
     public var defaultLookahead: Double = 60
     /// How far back predictive mode reads history (two cycles of a daily pattern).
     public var historyWindow: Double = 2 * 86400
@@ -60,6 +61,8 @@ public final class HPAController: Sendable {
         var algo = HPAState()
         var selector: Selector?
         var warned: [String: Date] = [:]
+        /// The selected pods' creation-to-Ready times: predictive mode's default lookahead.
+        var startup = PodStartupTracker()
     }
     let state = Mutex<[String: Entry]>([:])
 
@@ -186,7 +189,8 @@ public final class HPAController: Sendable {
             do { podsMetrics[key] = .success(try await metrics.podValues(namespace: hpa.namespace, metric: src.metric.name, selector: sel, metricSelector: src.metric.selector)) }
             catch { podsMetrics[key] = .failure(HPAError("\(error)")) }
         }
-        let predictive = await predictiveInput(hpa, spec: spec, now: now)
+        entry.startup.observe(pods)
+        let predictive = await predictiveInput(hpa, spec: spec, now: now, measuredStartup: entry.startup.estimate)
 
         let input = HPAAlgorithm.Input(hpa: hpa, specReplicas: current, statusReplicas: scale.status?.replicas, pods: pods,
                                        metrics: samples, podsMetrics: podsMetrics, selectorProblem: problem, predictive: predictive)
@@ -228,8 +232,11 @@ public final class HPAController: Sendable {
         "\(hpa.metadata.uid ?? Informer<HorizontalPodAutoscaler>.key(hpa))/\(resource)"
     }
 
-    func predictiveInput(_ hpa: HorizontalPodAutoscaler, spec: HPASpec, now: Date) async -> PredictiveInput? {
-        guard let lookahead = HPAForecast.lookahead(for: hpa, default: config.defaultLookahead) else { return nil }
+    /// `measuredStartup`: how long the target's pods take to become Ready, the lookahead when
+    /// the HPA does not set one (the configured default before any pod was measured).
+    func predictiveInput(_ hpa: HorizontalPodAutoscaler, spec: HPASpec, now: Date, measuredStartup: Double? = nil) async -> PredictiveInput? {
+        guard let lookahead = HPAForecast.lookahead(for: hpa, default: measuredStartup ?? config.defaultLookahead) else { return nil }
+        let basis = HPAForecast.annotatedLookahead(hpa) != nil ? "" : measuredStartup != nil ? ", the pods' start-up" : ", default"
         // The series to forecast: the first Resource metric with a Utilization target, else the
         // first Pods metric with an AverageValue target (requests_per_second has a history).
         let metrics = spec.metrics ?? []
@@ -244,7 +251,7 @@ public final class HPAController: Sendable {
             let key = Self.periodKey(hpa, resource: resource)
             let predictor = config.predictor.compressed(by: HPAForecast.compression(for: hpa))
             switch UtilizationPredictor.forecast(h, resource: resource, now: now, lookahead: lookahead, config: predictor, memo: periods, key: key) {
-            case .success(let f): return .forecast(f)
+            case .success(var f): f.lookaheadBasis = basis; return .forecast(f)
             case .failure(let e): return .unavailable(reason: "InsufficientHistory", message: "\(e)")
             }
         } catch {

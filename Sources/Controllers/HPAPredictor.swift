@@ -102,7 +102,10 @@ public struct HPAForecast: Sendable, Hashable {
         if let p = period { return "seasonal, period \(HPAForecast.duration(p)), r=\(String(format: "%.2f", correlation ?? 0))" }
         return "trend \(trendPerMinute >= 0 ? "+" : "")\(String(format: "%.1f", trendPerMinute))/min"
     }
-    public var summary: String { "in \(Int(lookahead))s (\(describeMethod))" }
+    /// Where the lookahead came from, for the status message: empty when the HPA's annotation
+    /// set it, else ", the pods' start-up" (measured) or ", default" (nothing measured yet).
+    public var lookaheadBasis: String = ""
+    public var summary: String { "in \(Int(lookahead.rounded()))s\(lookaheadBasis) (\(describeMethod))" }
 
     static func duration(_ s: Double) -> String {
         let t = Int(s.rounded())
@@ -123,11 +126,16 @@ public struct HPAForecast: Sendable, Hashable {
     /// The lookahead takes seconds ("90") or a duration ("90s", "2m", "1h").
     public static func lookahead(for hpa: HorizontalPodAutoscaler, default def: Double) -> Double? {
         guard hpa.metadata.annotations?[annotation]?.lowercased() == "true" else { return nil }
-        guard let raw = hpa.metadata.annotations?[lookaheadAnnotation]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return def }
+        return annotatedLookahead(hpa) ?? def
+    }
+
+    /// The lookahead the HPA's annotation sets, if it sets a usable one.
+    public static func annotatedLookahead(_ hpa: HorizontalPodAutoscaler) -> Double? {
+        guard let raw = hpa.metadata.annotations?[lookaheadAnnotation]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
-        if let u = raw.last.flatMap({ units[$0] }), let v = Double(raw.dropLast()), v >= 0 { return v * u }
-        if let v = Double(raw), v >= 0 { return v }
-        return def
+        if let u = raw.last.flatMap({ units[$0] }), let v = Double(raw.dropLast()), v.isFinite, v >= 0 { return v * u }
+        if let v = Double(raw), v.isFinite, v >= 0 { return v }
+        return nil
     }
 }
 

@@ -108,7 +108,9 @@ struct PeakComingHistory: MetricsHistory {
         #expect(s?.condition("ScalingLimited")?.status != nil && s?.condition("AbleToScale")?.status == "True")
     }
 
-    @Test func predictiveHPAScalesAheadOfTheForecastPeak() async throws {
+    /// A control plane with fake nodes, the fake metrics at 80m over 2 pods (40 % of request
+    /// against a 50 % target) and the peak-coming history, and a predictive HPA on "web".
+    func predictiveCluster(annotations: [String: String], _ body: (KubeClient) async throws -> Void) async throws {
         let c = try await TestCluster.start(inMemory: true)
         let admin = try c.admin()
         let nodes = try await FakeNodes(client: admin, names: ["n1", "n2"], cpu: "8")
@@ -123,23 +125,42 @@ struct PeakComingHistory: MetricsHistory {
         defer { Task { for t in tasks { t.cancel() }; await c.cleanup() } }
 
         _ = try await admin.create(try webDeployment("web", replicas: 2))
-        // 80m over 2 pods is 40% of request against a 50% target: reactive alone keeps 2.
         metrics.set(cpu: 80)
-        _ = try await admin.create(HorizontalPodAutoscaler(metadata: ObjectMeta(name: "web", namespace: "default", annotations: [HPAForecast.annotation: "true"]),
+        _ = try await admin.create(HorizontalPodAutoscaler(metadata: ObjectMeta(name: "web", namespace: "default", annotations: [HPAForecast.annotation: "true"].merging(annotations) { $1 }),
             spec: HPASpec(scaleTargetRef: CrossVersionObjectReference(kind: "Deployment", name: "web", apiVersion: "apps/v1"), minReplicas: 2, maxReplicas: 6,
                           metrics: [.resource("cpu", MetricTarget(type: "Utilization", averageUtilization: 50))])))
+        try await body(admin)
+    }
 
-        // The forecast triples the load: 240 % of a pod's request wants 5 pods, before the peak.
-        let predicted = try await eventually(30, "predictive condition") { () -> WorkloadCondition? in
-            let p = try await hpa(admin).status?.condition(HPAForecast.conditionType); return p?.status == "True" ? p : nil
+    @Test func predictiveHPAScalesAheadOfTheForecastPeak() async throws {
+        // Reactive alone keeps 2 pods. The peak is 45 s away: a 60 s lookahead sees it.
+        try await predictiveCluster(annotations: [HPAForecast.lookaheadAnnotation: "60s"]) { admin in
+            // The forecast triples the load: 240 % of a pod's request wants 5 pods, before the peak.
+            let predicted = try await eventually(30, "predictive condition") { () -> WorkloadCondition? in
+                let p = try await hpa(admin).status?.condition(HPAForecast.conditionType); return p?.status == "True" ? p : nil
+            }
+            #expect(predicted.reason == "ForecastAboveReactive" && predicted.message?.contains("in 60s (seasonal, period 10m") == true, "\(predicted.message ?? "")")
+            _ = try await eventually(30, "scaled to 5") { () -> Bool? in try await admin.get(Deployment.self, "web").spec?.replicas == 5 ? true : nil }
+            let reasons = try await eventually(10, "predictive rescale event") { () -> [String]? in
+                let r = try await rescaleEvents(admin); return r.contains { $0.contains("reason: predicted cpu resource utilization") } ? r : nil
+            }
+            #expect(reasons.allSatisfy { $0.contains("predicted") }, "\(reasons)")
+            // Once the new pods share the load the forecast still asks for 5, not more.
+            try await holds(for: 1.5, "size stays at 5") { try await admin.get(Deployment.self, "web").spec?.replicas == 5 }
         }
-        #expect(predicted.reason == "ForecastAboveReactive" && predicted.message?.contains("seasonal, period 10m") == true)
-        _ = try await eventually(30, "scaled to 5") { () -> Bool? in try await admin.get(Deployment.self, "web").spec?.replicas == 5 ? true : nil }
-        let reasons = try await eventually(10, "predictive rescale event") { () -> [String]? in
-            let r = try await rescaleEvents(admin); return r.contains { $0.contains("reason: predicted cpu resource utilization") } ? r : nil
+    }
+
+    /// Without a lookahead annotation the forecast looks as far ahead as the pods took to become
+    /// Ready. The fake nodes make them Ready within a second: the peak 45 s away is not seen, and
+    /// the HPA stays at 2.
+    @Test func predictiveLookaheadDefaultsToThePodsMeasuredStartup() async throws {
+        try await predictiveCluster(annotations: [:]) { admin in
+            let message = try await eventually(30, "a forecast from the measured start-up") { () -> String? in
+                let m = try await hpa(admin).status?.condition(HPAForecast.conditionType)?.message ?? ""
+                return m.contains("in 1s, the pods' start-up (seasonal") ? m : nil
+            }
+            #expect(!message.contains("predicted"), "\(message)")
+            try await holds(for: 1.5, "size stays at 2") { try await admin.get(Deployment.self, "web").spec?.replicas == 2 }
         }
-        #expect(reasons.allSatisfy { $0.contains("predicted") }, "\(reasons)")
-        // Once the new pods share the load the forecast still asks for 5, not more.
-        try await holds(for: 1.5, "size stays at 5") { try await admin.get(Deployment.self, "web").spec?.replicas == 5 }
     }
 }

@@ -26,7 +26,7 @@ p.add_argument("--history-days", type=float, default=2)
 p.add_argument("--min", type=int, default=1)
 p.add_argument("--max", type=int, default=10)
 p.add_argument("--target", type=int, default=50)
-p.add_argument("--lookahead", default="8s", help="the predictive HPA's lookahead (real time: about a pod's start)")
+p.add_argument("--lookahead", default="", help="the predictive HPA's lookahead annotation (real time); default none: the controller measures its pods' start-up")
 p.add_argument("--peak-fraction", type=float, default=0.7)
 p.add_argument("--image", required=True)
 p.add_argument("--out", required=True)
@@ -126,8 +126,9 @@ def manifests(name, predictive, lo=None, hi=None):
                                  "scaleDown": {"stabilizationWindowSeconds": down, "policies": [{"type": "Percent", "value": 100, "periodSeconds": per}]}}}}
     if predictive:
         hpa["metadata"]["annotations"] = {"autoscaling.orchestrator.io/predictive": "true",
-                                          "autoscaling.orchestrator.io/predictive-lookahead": a.lookahead,
                                           "autoscaling.orchestrator.io/predictive-time-compression": f"{C:g}"}
+        if a.lookahead:
+            hpa["metadata"]["annotations"]["autoscaling.orchestrator.io/predictive-lookahead"] = a.lookahead
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in (dep, svc, hpa))
 
 
@@ -303,6 +304,10 @@ for m in modes:
                   "p50_ms": pct(0.5), "p99_ms": pct(0.99), "pod_seconds": pod_s, "scale_ups": ups, "scale_downs": downs,
                   "direction_changes": changes, "max_replicas": max(reps) if reps else 0}
     log(f"{name}: {results[m]}")
+    if m == "predictive":
+        # What the forecast last said, with the lookahead it used and where that came from.
+        conds = get_json("hpa", name).get("status", {}).get("conditions") or []
+        log(f"{name}: PredictiveScaling: " + next((c.get("message", "") for c in conds if c.get("type") == "PredictiveScaling"), "(none)"))
     for kind in ("hpa", "deployment", "service"):
         ctl("delete", kind, name, check=False)
 
