@@ -150,6 +150,11 @@ public struct PredictorConfig: Sendable, Hashable {
     /// The series is resampled to at most this many points (bounds the autocorrelation's cost).
     public var maxPoints: Int = 2048
     public var minSamples: Int = 8
+    /// How a seasonal forecast is moved to the present's level: `offset` (default) adds how far
+    /// the present is from past cycles at the same phase; `ratio` scales past cycles by it
+    /// (`bench hpa-replay --seasonal-adjustment ratio`; docs/benchmarks.md compares them).
+    public enum SeasonalAdjustment: String, Sendable, Hashable, CaseIterable { case ratio, offset }
+    public var seasonalAdjustment = SeasonalAdjustment.offset
     public init() {}
 
     /// The same settings for traffic whose clock runs `factor` times faster.
@@ -225,7 +230,11 @@ public enum UtilizationPredictor {
             memo?.remember(key, PeriodMemo.Finding(period: finding?.period, correlation: finding?.correlation, at: now))
         }
         if let (p, r) = finding,
-           let s = seasonal(grid, period: p, lookahead: lookahead, times: times, values: values, window: min(config.trendWindow, p / 4)) {
+           // The present's window holds at least three of the series' steps: a history read in
+           // 15 s buckets under a 72-fold compressed trend window (4 s) would otherwise have no
+           // present at all, and the forecast would be past cycles unadjusted.
+           let s = seasonal(grid, period: p, lookahead: lookahead, times: times, values: values, window: max(min(config.trendWindow, p / 4), 3 * grid.step),
+                            adjustment: config.seasonalAdjustment) {
             predicted = max(0, s); period = p; correlation = r
         }
         let pods = Double(max(last.pods ?? 1, 1))
@@ -315,7 +324,8 @@ public enum UtilizationPredictor {
 
     /// The value at now + lookahead from the same phase of past cycles, plus how far the
     /// recent samples ran above (or below) their own phase in past cycles.
-    static func seasonal(_ g: Grid, period p: Double, lookahead: Double, times: [Double], values: [Double], window: Double) -> Double? {
+    static func seasonal(_ g: Grid, period p: Double, lookahead: Double, times: [Double], values: [Double], window: Double,
+                         adjustment: PredictorConfig.SeasonalAdjustment = .ratio) -> Double? {
         // Every past cycle's value at the forecast's phase (a lookahead longer than the period
         // starts a cycle further back).
         var past: [Double] = []
@@ -325,14 +335,23 @@ public enum UtilizationPredictor {
             k += 1
         }
         guard !past.isEmpty else { return nil }
-        var residuals: [Double] = []
+        // How the present compares with the same phase of past cycles, over the window: a ratio,
+        // so that history recorded at another scale (back data from another system, a week with
+        // more traffic, a request that now costs less) is corrected as much at the peak as at the
+        // trough. An additive offset fixed at a trough would be left unscaled up the whole ramp.
+        var now = 0.0, before = 0.0, n = 0
         for (t, y) in zip(times, values) where t >= -window {
             var base: [Double] = []
             var k = 1.0
             while let v = g.at(t - k * p) { base.append(v); k += 1 }
-            if !base.isEmpty { residuals.append(y - base.reduce(0, +) / Double(base.count)) }
+            if !base.isEmpty { now += y; before += base.reduce(0, +) / Double(base.count); n += 1 }
         }
-        let offset = residuals.isEmpty ? 0 : residuals.reduce(0, +) / Double(residuals.count)
-        return past.reduce(0, +) / Double(past.count) + offset
+        let seasonal = past.reduce(0, +) / Double(past.count)
+        guard n > 0 else { return seasonal }
+        if adjustment == .offset { return seasonal + (now - before) / Double(n) }
+        // Near zero a ratio means nothing: the series' mean level steadies it, and it is bounded.
+        let floor = 0.01 * max(values.reduce(0, +) / Double(max(values.count, 1)), 1e-9) * Double(n)
+        let ratio = min(4, max(0.25, (now + floor) / (before + floor)))
+        return seasonal * ratio
     }
 }

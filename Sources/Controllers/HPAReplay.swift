@@ -76,6 +76,9 @@ public struct HPAReplayConfig: Sendable {
     public var start: Double = 0
     public var end: Double?
     public var historyWindow: Double = 2 * 86400
+    /// The imported history's utilization is this many times what the trace implies: back data
+    /// recorded at another scale (another system's load balancer, a request that cost more then).
+    public var historyScale: Double = 1
     public var predictor = PredictorConfig()
     public var algorithm = HPAConfig()
     public init() {}
@@ -135,7 +138,7 @@ public enum HPAReplay {
             while t < cfg.start {
                 let d = trace.rate(at: t), n = podsFor(d)
                 history.record(namespace: "default", target: ref, resource: "cpu",
-                               UtilizationSample(time: date(t), utilization: d / (Double(n) * cfg.podCapacity) * 100, pods: n))
+                               UtilizationSample(time: date(t), utilization: cfg.historyScale * d / (Double(n) * cfg.podCapacity) * 100, pods: n))
                 t += 60
             }
         }

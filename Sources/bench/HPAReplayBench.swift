@@ -20,6 +20,8 @@ struct HPAReplayBench: AsyncParsableCommand {
     @Option(name: .customLong("pod-startup"), help: "Seconds from a scale-up to the new pod serving.") var podStartup: Double = 60
     @Option(help: "Seconds between HPA syncs.") var sync: Double = 15
     @Option(help: "Predictive lookahead, seconds (default: --pod-startup).") var lookahead: Double?
+    @Option(name: .customLong("history-scale"), help: "The imported history's utilization is this many times what the trace implies (back data at another scale).") var historyScale: Double = 1
+    @Option(name: .customLong("seasonal-adjustment"), help: "How a seasonal forecast meets the present: ratio (default) or offset.") var seasonalAdjustment: String = "ratio"
     @Option(help: "Directory for NAME-compare.csv, NAME-curve.csv and NAME-compare.svg (NAME: the trace's file name).") var out: String = "out/hpa"
 
     func run() async throws {
@@ -29,12 +31,17 @@ struct HPAReplayBench: AsyncParsableCommand {
         var cfg = HPAReplayConfig()
         cfg.podCapacity = capacity; cfg.targetUtilization = target; cfg.minReplicas = min; cfg.maxReplicas = max
         cfg.podStartup = podStartup; cfg.syncPeriod = sync; cfg.lookahead = lookahead
+        guard historyScale > 0, historyScale.isFinite else { throw ValidationError("--history-scale must be a positive number, not \(historyScale)") }
+        guard let adj = PredictorConfig.SeasonalAdjustment(rawValue: seasonalAdjustment) else {
+            throw ValidationError("--seasonal-adjustment must be ratio or offset, not \(seasonalAdjustment)")
+        }
+        cfg.historyScale = historyScale; cfg.predictor.seasonalAdjustment = adj
         let last = t.seconds.last ?? 0
         cfg.start = start ?? Swift.max(t.seconds.first ?? 0, last - 86400)
         cfg.end = end
         let name = URL(fileURLWithPath: trace).deletingPathExtension().lastPathComponent
         print("trace \(trace): \(t.seconds.count) rows over \(compactNumber(t.duration / 3600)) h; replay \(compactNumber(cfg.start))..\(compactNumber(cfg.end ?? last)) s, " +
-              "history before it imported; pods serve \(compactNumber(capacity)) req/s at 100 % of request, start in \(compactNumber(podStartup)) s; target \(target) %, sync \(compactNumber(sync)) s")
+              "history before it imported\(historyScale == 1 ? "" : " at \(compactNumber(historyScale))x")\(adj == .ratio ? "" : ", seasonal adjustment \(adj.rawValue)"); pods serve \(compactNumber(capacity)) req/s at 100 % of request, start in \(compactNumber(podStartup)) s; target \(target) %, sync \(compactNumber(sync)) s")
         var results: [HPAReplayResult] = []
         for predictive in [false, true] {
             var c = cfg

@@ -51,6 +51,60 @@ func shippedTrace(_ name: String) throws -> RateTrace {
         #expect(mape < 2, "MAPE \(mape) %")
     }
 
+    /// History recorded at another scale (here 1.25 times the present's load: back data from a
+    /// system where a request cost more, or a busier week): both ways of meeting the present
+    /// (adding the difference, or scaling by the ratio) keep the forecast error small.
+    @Test func historyAtAnotherScaleIsCorrected() throws {
+        let trace = try shippedTrace("diurnal")
+        let origin = Date(timeIntervalSince1970: 1_800_000_000)
+        var history: [UtilizationSample] = []
+        for t in stride(from: 0.0, to: 3 * 86400, by: 60) {
+            let demand = trace.rate(at: t) * 10 * (t < 2 * 86400 ? 1.25 : 1)
+            let pods = max(1, Int((demand / 70).rounded(.up)))
+            history.append(UtilizationSample(time: origin.addingTimeInterval(t), utilization: demand / Double(pods), pods: pods))
+        }
+        var unadjusted: [Double] = []
+        for adjustment in PredictorConfig.SeasonalAdjustment.allCases {
+            var config = PredictorConfig()
+            config.seasonalAdjustment = adjustment
+            var errors: [Double] = []
+            // Every hour of the third day after the first (the present needs a window of its own).
+            for hour in 1..<24 {
+                let now = 2 * 86400 + Double(hour) * 3600
+                let f = try UtilizationPredictor.forecast(history.filter { $0.time.timeIntervalSince(origin) <= now && $0.time.timeIntervalSince(origin) > now - 2 * 86400 },
+                                                          resource: "cpu", now: origin.addingTimeInterval(now), lookahead: 1800, config: config).get()
+                let actual = trace.rate(at: now + 1800) * 10
+                errors.append(abs(f.predicted - actual) / actual)
+                if adjustment == .offset { unadjusted.append(abs(1.25 * actual - actual) / actual) }
+            }
+            let mape = errors.reduce(0, +) / Double(errors.count) * 100
+            #expect(mape < 3, "\(adjustment): MAPE \(mape) %")
+        }
+        #expect(unadjusted.allSatisfy { abs($0 - 0.25) < 1e-9 })
+    }
+
+    /// A replay compressed 72 times, with the history read in 15-second buckets (as the
+    /// controller reads metrics.db): the compressed trend window (about 4 s) holds no sample,
+    /// yet the forecast still meets the present rather than repeating past cycles as they were.
+    @Test func aCompressedReplayStillMeetsThePresent() throws {
+        let trace = try shippedTrace("diurnal")
+        let c = 72.0, origin = Date(timeIntervalSince1970: 1_800_000_000)
+        let now = (2 * 86400 + 7 * 3600) / c                          // 07:00 on day 3, compressed
+        var history: [UtilizationSample] = []
+        // Buckets every 15 real seconds; the newest is 10 s old. The days before ran 1.3 times higher.
+        for t in stride(from: now - 2 * 86400 / c, through: now - 10, by: 15) {
+            let demand = trace.rate(at: t * c) * 10 * (t < 2 * 86400 / c ? 1.3 : 1)
+            history.append(UtilizationSample(time: origin.addingTimeInterval(t), utilization: demand / 10, pods: 10))
+        }
+        let f = try UtilizationPredictor.forecast(history, resource: "cpu", now: origin.addingTimeInterval(now), lookahead: 2,
+                                                  config: PredictorConfig().compressed(by: c)).get()
+        let actual = trace.rate(at: (now + 2) * c) * 10
+        #expect(f.period.map { abs($0 - 86400 / c) < 60 } == true, "\(f.describeMethod)")
+        // Past cycles as they were would be 30 % high; what is left is the ramp's growth over
+        // the present's window (three buckets, 54 trace minutes of a steep morning).
+        #expect(abs(f.predicted - actual) / actual < 0.12, "predicted \(f.predicted), actual \(actual)")
+    }
+
     /// The morning ramp of the diurnal trace's third day (05:00 to 10:00), the two days before
     /// imported as history: the forecast must buy less time over the target than reactive
     /// scaling alone, for at most 10 % more pod-seconds and no more direction changes.
