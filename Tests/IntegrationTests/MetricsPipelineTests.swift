@@ -216,7 +216,9 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
         #expect(try await admin.call(.GET, "/apis/metrics.k8s.io/v1beta1/nodes/hollow-ok").status == 200)
     }
 
-    @Test func hpaFollowsMeasuredCPUOnHollowNodes() async throws {
+    /// A cluster collecting metrics every 0.25 s, with a controller-manager (HPA sync 0.5 s, pod
+    /// metrics from the metrics API, and with `history` the workload history) and a scheduler.
+    func hpaStack(history: Bool) async throws -> (TestCluster, KubeClient, [Task<Void, Never>]) {
         let c = try await TestCluster.start(inMemory: true) { $0.metrics.interval = 0.25 }
         let admin = try c.admin()
         let cmClient = try c.client(user: "system:kube-controller-manager", groups: [])
@@ -224,10 +226,14 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
         cfg.ca = c.server.pki.ca
         cfg.hpa.syncPeriod = 0.5
         cfg.podMetrics = MetricsAPIPodSource(client: cmClient)
-        cfg.metricsHistory = WorkloadMetricsHistory(client: cmClient)
+        if history { cfg.metricsHistory = WorkloadMetricsHistory(client: cmClient) }
         let cm = ControllerManager(client: cmClient, config: cfg)
         let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
-        let tasks = [Task { await cm.run() }, Task { await sched.run() }]
+        return (c, admin, [Task { await cm.run() }, Task { await sched.run() }])
+    }
+
+    @Test func hpaFollowsMeasuredCPUOnHollowNodes() async throws {
+        let (c, admin, tasks) = try await hpaStack(history: true)
         let node = try await HollowNode.start(c, name: "hollow-hpa", statsInterval: 0.25)
         defer { Task { await node.stop(); for t in tasks { t.cancel() }; await c.cleanup() } }
 
@@ -272,7 +278,7 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
         }
         let atMax = Date().timeIntervalSince(loadSet)
         // The history the controller-manager reads for predictive HPAs has the same story.
-        let h = try await WorkloadMetricsHistory(client: cmClient, step: 1).utilization(namespace: "default",
+        let h = try await WorkloadMetricsHistory(client: try c.client(user: "system:kube-controller-manager", groups: []), step: 1).utilization(namespace: "default",
             target: CrossVersionObjectReference(kind: "Deployment", name: "load", apiVersion: "apps/v1"), resource: "cpu", since: start)
         #expect(h.contains { $0.utilization > 150 })
 
@@ -302,16 +308,7 @@ func millicores(_ m: PodMetrics) -> Int64 { m.containers.reduce(0) { $0 + ((try?
     /// whose counters grow at a set rate per endpoint) → the agent's summary → the collector →
     /// custom.metrics.k8s.io → an HPA with a `type: Pods` metric.
     @Test func hpaScalesOnRequestsPerSecondThroughServices() async throws {
-        let c = try await TestCluster.start(inMemory: true) { $0.metrics.interval = 0.25 }
-        let admin = try c.admin()
-        let cmClient = try c.client(user: "system:kube-controller-manager", groups: [])
-        var cfg = ControllerManagerConfig()
-        cfg.ca = c.server.pki.ca
-        cfg.hpa.syncPeriod = 0.5
-        cfg.podMetrics = MetricsAPIPodSource(client: cmClient)
-        let cm = ControllerManager(client: cmClient, config: cfg)
-        let sched = Scheduler(client: try c.client(user: "system:kube-scheduler", groups: []))
-        let tasks = [Task { await cm.run() }, Task { await sched.run() }]
+        let (c, admin, tasks) = try await hpaStack(history: false)
         let nft = CountingNft()
         let node = try await HollowNode.start(c, name: "hollow-rps", statsInterval: 0.25, proxyRunner: nft.run)
         defer { Task { await node.stop(); for t in tasks { t.cancel() }; await c.cleanup() } }
