@@ -325,7 +325,7 @@ public enum UtilizationPredictor {
     /// The value at now + lookahead from the same phase of past cycles, plus how far the
     /// recent samples ran above (or below) their own phase in past cycles.
     static func seasonal(_ g: Grid, period p: Double, lookahead: Double, times: [Double], values: [Double], window: Double,
-                         adjustment: PredictorConfig.SeasonalAdjustment = .ratio) -> Double? {
+                         adjustment: PredictorConfig.SeasonalAdjustment) -> Double? {
         // Every past cycle's value at the forecast's phase (a lookahead longer than the period
         // starts a cycle further back).
         var past: [Double] = []
@@ -335,10 +335,8 @@ public enum UtilizationPredictor {
             k += 1
         }
         guard !past.isEmpty else { return nil }
-        // How the present compares with the same phase of past cycles, over the window: a ratio,
-        // so that history recorded at another scale (back data from another system, a week with
-        // more traffic, a request that now costs less) is corrected as much at the peak as at the
-        // trough. An additive offset fixed at a trough would be left unscaled up the whole ramp.
+        // How the present compares with the same phase of past cycles, over the window: added as
+        // a difference (`offset`), or as a ratio that scales the past cycles (`ratio`).
         var now = 0.0, before = 0.0, n = 0
         for (t, y) in zip(times, values) where t >= -window {
             var base: [Double] = []
