@@ -241,6 +241,16 @@ public struct Lease: KubeObject, Hashable {
     public init(name: String, namespace: String, spec: LeaseSpec) {
         apiVersion = "coordination.k8s.io/v1"; kind = "Lease"; metadata = ObjectMeta(name: name, namespace: namespace); self.spec = spec
     }
+
+    /// On a node's Lease: how often its agent renews it, in milliseconds. The node-lifecycle
+    /// controller reads it to tell a few missed renewals from ordinary jitter.
+    public static let renewIntervalAnnotation = "node.orchestrator.io/renew-interval-ms"
+    /// The renew interval a node's agent announces, in seconds (nil when absent or not a
+    /// positive whole number of milliseconds).
+    public var renewInterval: Double? {
+        guard let v = metadata.annotations?[Self.renewIntervalAnnotation], let ms = Int(v), ms > 0 else { return nil }
+        return Double(ms) / 1000
+    }
 }
 
 public struct CSRSpec: Codable, Hashable, Sendable {

@@ -218,11 +218,10 @@ public final class NodeAgent: Sendable {
         func renewed(_ lease: Lease) -> Lease {
             var l = lease
             l.spec = spec
-            if config.proxy.mode != "none" {
-                var ann = l.metadata.annotations ?? [:]
-                ann[Self.proxySyncedAnnotation] = "\(proxy.syncedRevision)"
-                l.metadata.annotations = ann
-            }
+            var ann = l.metadata.annotations ?? [:]
+            ann[Lease.renewIntervalAnnotation] = "\(max(1, Int((config.leaseInterval * 1000).rounded())))"
+            if config.proxy.mode != "none" { ann[Self.proxySyncedAnnotation] = "\(proxy.syncedRevision)" }
+            l.metadata.annotations = ann
             return l
         }
         // The Lease as last written: updated straight away, one request per renewal (as the
@@ -243,7 +242,7 @@ public final class NodeAgent: Sendable {
             lastLease.withLock { $0 = written }
             return true
         } catch let s as Status where s.code == 404 {
-            var l = Lease(name: config.nodeName, namespace: "kube-node-lease", spec: spec)
+            var l = renewed(Lease(name: config.nodeName, namespace: "kube-node-lease", spec: spec))
             if let uid = (try? await client.get(Node.self, config.nodeName))?.metadata.uid {
                 l.metadata.ownerReferences = [OwnerReference(apiVersion: "v1", kind: "Node", name: config.nodeName, uid: uid)]
             }

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import API
+import Client
 
 enum ProbeKind: String, Sendable { case startup, liveness, readiness }
 
@@ -79,43 +80,10 @@ struct Prober: Sendable {
         if let t = probe.tcpSocket {
             guard let port = Self.port(t.port, container) else { return (false, "tcpSocket: port \(t.port) is not a port of the container") }
             let host = t.host ?? podIP ?? "127.0.0.1"
-            // Off the cooperative pool: the connect blocks for up to the timeout.
-            let failure = await withCheckedContinuation { c in
-                DispatchQueue.global().async { c.resume(returning: Self.tcpConnect(host: host, port: port, timeout: timeout)) }
-            }
+            let failure = await TCPDial.dial(host: host, port: port, timeout: timeout).failure
             // Worded as the kubelet's: "dial tcp HOST:PORT: connect: connection refused".
             return failure.map { (false, "dial tcp \(host):\(port): \($0)") } ?? (true, "")
         }
         return (false, "probe has no handler (exec, httpGet or tcpSocket)")
-    }
-
-    /// A non-blocking connect bounded by `timeout`: nil when it opens, else why not
-    /// ("connect: connection refused", "i/o timeout").
-    static func tcpConnect(host: String, port: Int, timeout: Double) -> String? {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { return "not an IPv4 address" }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return "socket: \(String(cString: strerror(errno)))" }
-        defer { close(fd) }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc == 0 { return nil }
-        guard errno == EINPROGRESS else { return "connect: \(String(cString: strerror(errno)).lowercased())" }
-        var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
-        while true {
-            let left = Int64(deadline) - Int64(DispatchTime.now().uptimeNanoseconds)
-            guard left > 0 else { return "i/o timeout" }
-            let n = poll(&p, 1, Int32(max(1, left / 1_000_000)))
-            if n == 1 { break }
-            if n == 0 { return "i/o timeout" }
-            if errno != EINTR { return "poll: \(String(cString: strerror(errno)).lowercased())" }
-        }
-        var err: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-        return err == 0 ? nil : "connect: \(String(cString: strerror(err)).lowercased())"
     }
 }

@@ -2,6 +2,13 @@
 // Ready=Unknown with the unreachable taint; after the eviction delay (or the pod's
 // tolerationSeconds) its pods are deleted so their owners replace them elsewhere. Evictions
 // are rate limited and stop when most nodes look dead at once (our own partition).
+//
+// Sooner when two independent signals agree: a node whose Lease has missed a few of the
+// renewals its agent announces, and whose host does not answer a TCP connect to its agent's
+// port at all (no reset, no route, or nothing in time), is certainly gone. It is marked at once
+// and its pods are evicted without the delay. A host that answers (the agent alive but slow,
+// or restarting: a reset) gets the whole grace period as before, so neither load nor a
+// restarting agent makes a node NotReady sooner.
 import Foundation
 import Synchronization
 import Logging
@@ -16,8 +23,27 @@ public struct NodeLifecycleConfig: Sendable {
     /// clusters larger than `largeClusterSize` when more than this share does.
     public var partitionThreshold: Double = 0.55
     public var largeClusterSize: Int = 10
-    public var monitorPeriod: Double = 0.5
+    public var monitorPeriod: Double = 0.25
+    /// The fast path above; off, only the grace period and the eviction delay count.
+    public var fastDetection = true
+    /// How many of its announced renewals a node must miss before its host is dialled...
+    public var missedRenewals: Double = 3
+    /// ...and at least this many seconds of silence.
+    public var minimumSilence: Double = 0.5
+    /// How long a dial of a silent node's agent may take before the host counts as not answering.
+    public var dialTimeout: Double = 0.3
     public init() {}
+}
+
+/// Dials a node's agent: the second signal of the fast path. Tests inject their own.
+public protocol NodeDialer: Sendable {
+    func dial(host: String, port: Int, timeout: Double) async -> TCPDial.Outcome
+}
+public struct TCPNodeDialer: NodeDialer {
+    public init() {}
+    public func dial(host: String, port: Int, timeout: Double) async -> TCPDial.Outcome {
+        await TCPDial.dial(host: host, port: port, timeout: timeout)
+    }
 }
 
 public final class NodeLifecycleController: Sendable {
@@ -28,16 +54,20 @@ public final class NodeLifecycleController: Sendable {
     let config: NodeLifecycleConfig
     let clock: any ControlClock
     let events: EventRecorder
+    let dialer: any NodeDialer
     let logger = Logger(label: "node-lifecycle-controller")
     struct State {
         var unreachableSince: [String: Date] = [:]; var tokens: Double = 0; var lastRefill: Date?
         /// Per node, the last heartbeat seen and when this controller first saw it.
         var observed: [String: (heartbeat: String, at: Date)] = [:]
+        /// Nodes found certainly gone (both signals), with why; forgotten at their next heartbeat.
+        var gone: [String: String] = [:]
     }
     let state = Mutex(State())
 
-    public init(client: KubeClient, informers: SharedInformers, config: NodeLifecycleConfig = NodeLifecycleConfig(), clock: any ControlClock = SystemControlClock()) {
-        self.client = client; self.informers = informers; self.config = config; self.clock = clock
+    public init(client: KubeClient, informers: SharedInformers, config: NodeLifecycleConfig = NodeLifecycleConfig(), clock: any ControlClock = SystemControlClock(),
+                dialer: any NodeDialer = TCPNodeDialer()) {
+        self.client = client; self.informers = informers; self.config = config; self.clock = clock; self.dialer = dialer
         events = EventRecorder(client: client, component: "node-controller", clock: clock)
     }
 
@@ -64,7 +94,52 @@ public final class NodeLifecycleController: Sendable {
         return state.withLock { s in
             if let o = s.observed[n.name], o.heartbeat == hb { return now.timeIntervalSince(o.at) }
             s.observed[n.name] = (hb, now)
+            s.gone.removeValue(forKey: n.name)
             return 0
+        }
+    }
+
+    /// How long a node may be silent before its host is dialled: `missedRenewals` of the
+    /// interval its agent announces on its Lease (nil: it announces none, or the window would
+    /// not end before the grace period does).
+    func fastWindow(_ n: Node) -> Double? {
+        guard config.fastDetection, let interval = informers.leases.get(namespace: "kube-node-lease", name: n.name)?.renewInterval else { return nil }
+        let w = max(config.minimumSilence, config.missedRenewals * interval)
+        return w < config.gracePeriod ? w : nil
+    }
+
+    /// Where a node's agent listens, from its status: an IPv4 InternalIP (else the first
+    /// address) and the daemon endpoint's port.
+    static func agentAddress(_ n: Node) -> (host: String, port: Int)? {
+        guard let port = n.status?.daemonEndpoints?.kubeletEndpoint?.Port, port > 0 else { return nil }
+        let addrs = n.status?.addresses ?? []
+        guard let a = (addrs.first { $0.type == "InternalIP" } ?? addrs.first)?.address, Validation.isIPAddress(a), !a.contains(":") else { return nil }
+        return (a, port)
+    }
+
+    /// Dials the agents of the nodes that are silent past their fast window (all at once: each
+    /// dial takes up to the timeout), and remembers those whose host did not answer.
+    func dialSilent(_ nodes: [Node], ages: [String: Double]) async {
+        var targets: [(name: String, host: String, port: Int, age: Double)] = []
+        for n in nodes {
+            guard let age = ages[n.name], age <= config.gracePeriod, let w = fastWindow(n), age > w,
+                  state.withLock({ $0.gone[n.name] == nil }), let a = Self.agentAddress(n) else { continue }
+            targets.append((n.name, a.host, a.port, age))
+        }
+        guard !targets.isEmpty else { return }
+        let timeout = config.dialTimeout
+        await withTaskGroup(of: Void.self) { g in
+            for t in targets {
+                g.addTask {
+                    let outcome = await self.dialer.dial(host: t.host, port: t.port, timeout: timeout)
+                    guard case .silent(let why) = outcome else {
+                        self.logger.debug("silent node's agent answers; waiting for the grace period", metadata: ["node": "\(t.name)", "dial": "\(outcome)"])
+                        return
+                    }
+                    let reason = "its Lease missed its renewals for \(String(format: "%.1f", t.age))s and its agent at \(t.host):\(t.port) does not answer (\(why))"
+                    self.state.withLock { $0.gone[t.name] = reason }
+                }
+            }
         }
     }
 
@@ -73,14 +148,18 @@ public final class NodeLifecycleController: Sendable {
         let nodes = informers.nodes.list()
         var dead: [Node] = []
         let names = Set(nodes.map(\.name))
-        state.withLock { s in s.observed = s.observed.filter { names.contains($0.key) } }
+        state.withLock { s in s.observed = s.observed.filter { names.contains($0.key) }; s.gone = s.gone.filter { names.contains($0.key) } }
+        var ages: [String: Double] = [:]
+        for n in nodes { ages[n.name] = silence(n, now: now) }
+        await dialSilent(nodes, ages: ages)
         for n in nodes {
-            let age = silence(n, now: now)
-            if age > config.gracePeriod {
+            let age = ages[n.name] ?? 0
+            let gone = state.withLock { $0.gone[n.name] }
+            if age > config.gracePeriod || gone != nil {
                 dead.append(n)
                 state.withLock { s in if s.unreachableSince[n.name] == nil { s.unreachableSince[n.name] = now } }
                 if n.status?.condition("Ready")?.status != "Unknown" || !(n.spec?.taints ?? []).contains(where: { $0.key == Self.unreachable }) {
-                    await markUnknown(n, age: age)
+                    await markUnknown(n, age: age, certain: gone)
                 }
             } else {
                 let was = state.withLock { $0.unreachableSince.removeValue(forKey: n.name) }
@@ -99,12 +178,14 @@ public final class NodeLifecycleController: Sendable {
         for n in dead { await evictPods(n, now: now) }
     }
 
-    func markUnknown(_ n: Node, age: Double) async {
+    /// `certain`: why the node is known gone before its grace period ended (the fast path).
+    func markUnknown(_ n: Node, age: Double, certain: String? = nil) async {
         let now = KubeTime.format(clock.now())
         var node = n
         var st = node.status ?? NodeStatus()
         var conds = st.conditions ?? []
-        var ready = NodeCondition(type: "Ready", status: "Unknown", reason: Self.ourReason, message: "Kubelet stopped posting node status.")
+        var ready = NodeCondition(type: "Ready", status: "Unknown", reason: Self.ourReason,
+                                  message: certain.map { "Kubelet stopped posting node status: \($0)." } ?? "Kubelet stopped posting node status.")
         ready.lastHeartbeatTime = conds.first { $0.type == "Ready" }?.lastHeartbeatTime
         ready.lastTransitionTime = now
         if let i = conds.firstIndex(where: { $0.type == "Ready" }) {
@@ -126,7 +207,7 @@ public final class NodeLifecycleController: Sendable {
             }
             await markPodsNotReady(on: n.name, now: now)
             if n.status?.condition("Ready")?.status != "Unknown" {
-                logger.info("node unreachable", metadata: ["node": "\(n.name)", "silentFor": "\(String(format: "%.1f", age))s"])
+                logger.info("node unreachable", metadata: ["node": "\(n.name)", "silentFor": "\(String(format: "%.1f", age))s", "certain": "\(certain ?? "no: grace period over")"])
                 events.record(n, reason: "NodeNotReady", message: "Node \(n.name) status is now: NodeNotReady")
             }
         } catch { logger.debug("marking node unknown failed", metadata: ["node": "\(n.name)", "error": "\(error)"]) }
@@ -181,12 +262,14 @@ public final class NodeLifecycleController: Sendable {
     func evictPods(_ n: Node, now: Date) async {
         guard let since = state.withLock({ $0.unreachableSince[n.name] }) else { return }
         let silent = now.timeIntervalSince(since)
+        // A node certainly gone has its pods evicted at once; else after the eviction delay.
+        let evictionDelay = state.withLock { $0.gone[n.name] } != nil ? 0 : config.evictionDelay
         for p in informers.pods.byIndex("node", n.name) where p.isActive || (p.metadata.deletionTimestamp != nil && !p.isTerminal) {
             // A StatefulSet pod that a local volume pins to this node can only come back here, so
             // its object goes at once and its replacement waits, Pending, for the node: no second
             // copy can run elsewhere, and the agent removes the old one before starting the new.
             if pinnedHere(p, node: n.name) {
-                guard silent >= config.evictionDelay else { continue }
+                guard silent >= evictionDelay else { continue }
                 do {
                     try await client.delete(Pod.self, p.name, namespace: p.namespace, options: DeleteOptions(gracePeriodSeconds: 0))
                     events.record(p, reason: "TaintManagerEviction", message: "Deleting Pod \(p.namespace)/\(p.name): its node is unreachable and its volume is on that node; the replacement waits for the node")
@@ -195,7 +278,7 @@ public final class NodeLifecycleController: Sendable {
             }
             guard p.isActive else { continue }
             // A pod tolerating the unreachable taint for N seconds stays that long; forever without N.
-            var delay = config.evictionDelay
+            var delay = evictionDelay
             if let t = (p.spec?.tolerations ?? []).first(where: { $0.tolerates(Taint(key: Self.unreachable, effect: "NoExecute")) }) {
                 guard let secs = t.tolerationSeconds else { continue }
                 delay = Double(secs)

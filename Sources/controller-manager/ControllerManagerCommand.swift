@@ -20,6 +20,8 @@ struct ControllerManagerCommand: AsyncParsableCommand {
     @Option(name: .customLong("leader-elect-retry-period"), help: "Between renewals of the Lease (default 1s; tries to take it: 500ms).") var retryPeriod: String?
     @Option(name: .customLong("node-monitor-grace-period"), help: "Seconds without a Lease renewal before a node is Unknown.") var grace: Double = 5
     @Option(name: .customLong("pod-eviction-timeout"), help: "Seconds a node may be Unknown before its pods are evicted.") var eviction: Double = 5
+    @Option(name: .customLong("node-monitor-period"), help: "Seconds between checks of the nodes' Leases.") var monitorPeriod: Double = 0.25
+    @Option(name: .customLong("node-fast-detection"), help: "Mark a node gone, and evict its pods at once, when its Lease misses 3 of the renewals its agent announces and its host does not answer a TCP connect to the agent (false: only the grace period and the eviction timeout).") var fastDetection: Bool = true
     @Option(name: .customLong("node-eviction-rate"), help: "Pod evictions per second.") var evictionRate: Double = 20
     @Option(name: .customLong("cluster-signing-cert-file"), help: "CA certificate for signing node CSRs (the apiserver's DATA_DIR/pki/ca.crt).") var signingCert: String?
     @Option(name: .customLong("cluster-signing-key-file"), help: "CA key for signing node CSRs.") var signingKey: String?
@@ -40,6 +42,8 @@ struct ControllerManagerCommand: AsyncParsableCommand {
         config.nodeLifecycle.gracePeriod = grace
         config.nodeLifecycle.evictionDelay = eviction
         config.nodeLifecycle.evictionsPerSecond = evictionRate
+        config.nodeLifecycle.monitorPeriod = monitorPeriod
+        config.nodeLifecycle.fastDetection = fastDetection
         config.workers = workers
         config.hpa.syncPeriod = hpaSyncPeriod
         config.hpa.algorithm.tolerance = hpaTolerance
