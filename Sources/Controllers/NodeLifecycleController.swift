@@ -62,6 +62,8 @@ public final class NodeLifecycleController: Sendable {
         var observed: [String: (heartbeat: String, at: Date)] = [:]
         /// Nodes found certainly gone (both signals), with why; forgotten at their next heartbeat.
         var gone: [String: String] = [:]
+        /// Nodes silent past their fast window whose agent answered: logged once per silence.
+        var answered: Set<String> = []
     }
     let state = Mutex(State())
 
@@ -95,6 +97,7 @@ public final class NodeLifecycleController: Sendable {
             if let o = s.observed[n.name], o.heartbeat == hb { return now.timeIntervalSince(o.at) }
             s.observed[n.name] = (hb, now)
             s.gone.removeValue(forKey: n.name)
+            s.answered.remove(n.name)
             return 0
         }
     }
@@ -133,7 +136,9 @@ public final class NodeLifecycleController: Sendable {
                 g.addTask {
                     let outcome = await self.dialer.dial(host: t.host, port: t.port, timeout: timeout)
                     guard case .silent(let why) = outcome else {
-                        self.logger.debug("silent node's agent answers; waiting for the grace period", metadata: ["node": "\(t.name)", "dial": "\(outcome)"])
+                        if self.state.withLock({ $0.answered.insert(t.name).inserted }) {
+                            self.logger.info("node's Lease is late but its agent answers; waiting for the grace period", metadata: ["node": "\(t.name)", "silentFor": "\(String(format: "%.1f", t.age))s", "dial": "\(outcome.failure ?? "open")"])
+                        }
                         return
                     }
                     let reason = "its Lease missed its renewals for \(String(format: "%.1f", t.age))s and its agent at \(t.host):\(t.port) does not answer (\(why))"
