@@ -20,8 +20,11 @@ public final class NodeProxy: Sendable {
         // Agents are addressed by IP; their certificates name the node, not the address.
         tls.certificateVerification = .noHostnameVerification
         self.tls = tls
-        http = HTTPClient(eventLoopGroupProvider: .singleton,
-                          configuration: .init(tlsConfiguration: tls, timeout: .init(connect: .seconds(5))))
+        var c = HTTPClient.Configuration(tlsConfiguration: tls, timeout: .init(connect: .seconds(5)))
+        // A dead node's refusals fail at once rather than growing a backoff that delays the
+        // node's requests after it is back.
+        c.connectionPool.retryConnectionEstablishment = false
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
     }
 
     // Not syncShutdown: the last reference may go on an event loop (a connection that outlived the

@@ -39,9 +39,13 @@ struct Prober: Sendable {
     static let sharedHTTP: HTTPClient = {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
-        return HTTPClient(eventLoopGroupProvider: .singleton,
-                          configuration: .init(tlsConfiguration: tls, redirectConfiguration: .follow(max: 10, allowCycles: false),
-                                               timeout: .init(connect: .seconds(1))))
+        var c = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .follow(max: 10, allowCycles: false),
+                                         timeout: .init(connect: .seconds(1)))
+        // One try per probe, as the kubelet's: a refused connection fails it at once. (The pool's
+        // retries back off across failures, so a slow starter's probes would keep waiting on
+        // that backoff after it listens.)
+        c.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
     }()
     let runtime: any ContainerRuntime
 

@@ -76,10 +76,15 @@ public final class KubeClient: Sendable {
         if config.tlsServerName != nil { tls.certificateVerification = .fullVerification }
         self.tls = tls
         var c = HTTPClient.Configuration(tlsConfiguration: tls)
-        // The HTTP client keeps trying to connect until this passes (a refused connection
-        // included): with other apiservers to go to, give up on one within a second.
+        // With other apiservers to go to, a connection not made within a second moves on.
         c.timeout = .init(connect: servers.count > 1 ? .seconds(1) : .seconds(5), read: .seconds(600))
         c.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        // The pool's own retries of a failed connection back off exponentially, counting every
+        // failure of every request since the last success: a burst of refusals while an apiserver
+        // restarts (a second) left later requests waiting up to a minute for the next try, and a
+        // controller-manager without its leader Lease for 5 to 25 s. A failed connection fails
+        // its requests at once instead, and `execute` tries again every 200 ms.
+        c.connectionPool.retryConnectionEstablishment = false
         c.decompression = .disabled
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
     }
@@ -135,6 +140,25 @@ public final class KubeClient: Sendable {
         }
     }
 
+    /// How long a request to the only apiserver goes on trying to connect (it may be restarting).
+    static let connectBudget: TimeAmount = .seconds(5)
+
+    /// `http.execute`, and with one apiserver a refused or failed connection (the request never
+    /// left) tried again every 200 ms for up to `connectBudget` within `timeout`. With several,
+    /// the caller moves on to the next instead.
+    func execute(_ req: HTTPClientRequest, timeout: TimeAmount) async throws -> HTTPClientResponse {
+        let start = NIODeadline.now()
+        let deadline = start + timeout
+        let connectUntil = start + min(timeout, Self.connectBudget)
+        while true {
+            do { return try await http.execute(req, deadline: deadline) }
+            catch where servers.count == 1 && Self.isConnectFailure(error) && !Self.isTimeout(error)
+                        && NIODeadline.now() + .milliseconds(200) < connectUntil && !Task.isCancelled {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
     // MARK: raw
 
     public func request(_ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: Data? = nil,
@@ -158,7 +182,7 @@ public final class KubeClient: Sendable {
                 req.body = .bytes(ByteBuffer(data: body))
             }
             do {
-                let resp = try await http.execute(req, timeout: attemptTimeout)
+                let resp = try await execute(req, timeout: attemptTimeout)
                 let buf = try await resp.body.collect(upTo: 512 << 20)
                 return RawResponse(status: Int(resp.status.code), body: Data(buffer: buf), warnings: resp.headers["Warning"])
             } catch {
@@ -316,7 +340,7 @@ public final class KubeClient: Sendable {
         return AsyncThrowingStream { cont in
             let task = Task {
                 do {
-                    let resp = try await http.execute(req, timeout: .seconds(30))
+                    let resp = try await execute(req, timeout: .seconds(30))
                     if resp.status.code >= 300 {
                         let b = try await resp.body.collect(upTo: 1 << 20)
                         if let s = try? KubeJSON.decode(Status.self, from: Data(buffer: b)) { throw s }
@@ -347,7 +371,7 @@ public final class KubeClient: Sendable {
             let task = Task {
                 do {
                     let resp: HTTPClientResponse
-                    do { resp = try await http.execute(req, timeout: servers.count > 1 ? attemptTimeout : .seconds(30)) } catch {
+                    do { resp = try await execute(req, timeout: servers.count > 1 ? attemptTimeout : .seconds(30)) } catch {
                         // The next watch goes to another apiserver, from the same revision.
                         if servers.count > 1 { moveOn(from: index) }
                         throw ClientError("cannot reach the apiserver at \(base): \(Self.describe(error))")
