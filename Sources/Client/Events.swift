@@ -8,6 +8,16 @@ import API
 /// Events go through a bounded buffer drained by a few workers, so a burst of them never
 /// crowds out the component's real work on the shared connection pool; when the buffer is full
 /// the newest are dropped (as client-go's broadcaster does).
+/// A rate for one reason's Events from one recorder: above it they are not written one by one
+/// but counted, and each namespace gets one combined Event per window (see EventRecorder).
+public struct EventRateLimit: Sendable {
+    public var perSecond: Double
+    public var burst: Double
+    /// How long skipped Events are gathered before their combined Event is written.
+    public var window: Double
+    public init(perSecond: Double, burst: Double, window: Double = 1) { self.perSecond = perSecond; self.burst = burst; self.window = window }
+}
+
 public final class EventRecorder: Sendable {
     let client: KubeClient
     let component: String
@@ -28,12 +38,32 @@ public final class EventRecorder: Sendable {
     final class Known: Sendable { let counts = Mutex<[String: Int]>([:]) }
     private let known: Known
     static let maxKnown = 4096
+    /// Per reason: a token bucket, and the Events skipped over it (per namespace: how many, and
+    /// the last one) waiting for their combined Event.
+    struct Limited {
+        var tokens: Double
+        var last: Date?
+        var skipped: [String: (count: Int, last: Pending)] = [:]
+        var flushing = false
+    }
+    private let limits: [String: EventRateLimit]
+    private let limited = Mutex<[String: Limited]>([:])
+    private let skippedTotal = Mutex(0)
     public var failedEvents: Int { losses.failed.withLock { $0 } }
+    /// Events not written one by one because their reason was over its rate (each counted in a
+    /// combined Event instead).
+    public var skippedEvents: Int { skippedTotal.withLock { $0 } }
     public var droppedEvents: Int { losses.dropped.withLock { $0 } }
     static let logger = Logger(label: "events")
 
-    public init(client: KubeClient, component: String, clock: any ControlClock = SystemControlClock(), buffer: Int = 1000, workers: Int = 4) {
+    /// `limits`: rates per reason (the scheduler's Scheduled, one per pod): Events over the rate
+    /// are counted, and once per window each namespace gets one Event on the last of them,
+    /// "(combined from similar events): MESSAGE (and N more REASON events in T s)", as
+    /// client-go's correlator combines similar Events. Reasons not named are never limited.
+    public init(client: KubeClient, component: String, clock: any ControlClock = SystemControlClock(), buffer: Int = 1000, workers: Int = 4,
+                limits: [String: EventRateLimit] = [:]) {
         self.client = client; self.component = component; self.clock = clock
+        self.limits = limits
         let losses = Losses()
         self.losses = losses
         let known = Known()
@@ -70,7 +100,54 @@ public final class EventRecorder: Sendable {
     }
 
     public func record(_ ref: ObjectReference, namespace: String, type: String = "Normal", reason: String, message: String) {
-        if case .dropped = continuation.yield(Pending(ref: ref, namespace: namespace, type: type, reason: reason, message: message, time: KubeTime.format(clock.now()))) {
+        let now = clock.now()
+        let pending = Pending(ref: ref, namespace: namespace, type: type, reason: reason, message: message, time: KubeTime.format(now))
+        if let limit = limits[reason] {
+            let (admitted, startFlush) = limited.withLock { m -> (Bool, Bool) in
+                var l = m[reason] ?? Limited(tokens: limit.burst)
+                if let last = l.last { l.tokens = min(limit.burst, l.tokens + max(0, now.timeIntervalSince(last)) * limit.perSecond) }
+                l.last = now
+                defer { m[reason] = l }
+                if l.tokens >= 1 { l.tokens -= 1; return (true, false) }
+                let n = (l.skipped[namespace]?.count ?? 0) + 1
+                l.skipped[namespace] = (n, pending)
+                let start = !l.flushing
+                l.flushing = true
+                return (false, start)
+            }
+            if !admitted {
+                skippedTotal.withLock { $0 += 1 }
+                ComponentMetrics.shared.count("orchestrator_events_skipped_total", ["component": component, "reason": reason])
+                if startFlush {
+                    Task { [weak self] in
+                        try? await self?.clock.sleep(for: limit.window)
+                        self?.flush(reason, window: limit.window)
+                    }
+                }
+                return
+            }
+        }
+        enqueue(pending)
+    }
+
+    /// Writes one combined Event per namespace for the Events of `reason` skipped in the window.
+    func flush(_ reason: String, window: Double) {
+        let skipped = limited.withLock { m -> [String: (count: Int, last: Pending)] in
+            let s = m[reason]?.skipped ?? [:]
+            m[reason]?.skipped = [:]
+            m[reason]?.flushing = false
+            return s
+        }
+        for (_, (count, last)) in skipped.sorted(by: { $0.key < $1.key }) {
+            var combined = last
+            combined.message = "(combined from similar events): \(last.message)" + (count > 1 ? " (and \(count - 1) more \(reason) events in \(String(format: "%g", window)) s)" : "")
+            combined.time = KubeTime.format(clock.now())
+            enqueue(combined)
+        }
+    }
+
+    private func enqueue(_ p: Pending) {
+        if case .dropped = continuation.yield(p) {
             let n = losses.dropped.withLock { $0 += 1; return $0 }
             ComponentMetrics.shared.count("orchestrator_events_dropped_total", ["component": component])
             if n % 100 == 1 { Self.logger.warning("event buffer full: dropping events", metadata: ["component": "\(component)", "dropped so far": "\(n)"]) }

@@ -80,11 +80,14 @@ public final class NodeLifecycleController: Sendable {
         }
     }
 
-    /// The last heartbeat: the Lease's renewTime, else the Ready condition's heartbeat, else creation.
+    /// The last heartbeat: the Lease's renewTime and the Ready condition's heartbeat (a change
+    /// of either is a sign of life, as Kubernetes' probe timestamps: an agent that starts again
+    /// posts its status before it renews its Lease), else creation.
     func lastHeartbeat(_ n: Node) -> String {
-        if let l = informers.leases.get(namespace: "kube-node-lease", name: n.name), let t = l.spec?.renewTime { return "lease " + t }
-        if let t = n.status?.condition("Ready")?.lastHeartbeatTime { return "status " + t }
-        return "created " + (n.metadata.creationTimestamp ?? "")
+        let lease = informers.leases.get(namespace: "kube-node-lease", name: n.name)?.spec?.renewTime
+        let status = n.status?.condition("Ready")?.lastHeartbeatTime
+        if lease == nil && status == nil { return "created " + (n.metadata.creationTimestamp ?? "") }
+        return "lease \(lease ?? "-") status \(status ?? "-")"
     }
 
     /// How long the node has been silent, by this controller's clock: since it first saw the

@@ -99,6 +99,10 @@ public final class SchedulerCache: Sendable {
 public struct SchedulerConfig: Sendable {
     public var name = "default-scheduler"
     public var workers = 16
+    /// Scheduled Events (one per pod bound) above this rate are combined, one per namespace
+    /// per second (EventRecorder's limits); nil writes every one. A backlog of thousands of pods
+    /// otherwise costs as many Event writes as bindings.
+    public var scheduledEvents: EventRateLimit? = EventRateLimit(perSecond: 50, burst: 100)
     public init() {}
 }
 
@@ -134,7 +138,8 @@ public final class Scheduler: Sendable {
         volumes = Informer<PersistentVolume>(client: client)
         storageClasses = Informer<StorageClass>(client: client)
         queue = WorkQueue(clock: clock, baseDelay: 0.05, maxDelay: 10)
-        events = EventRecorder(client: client, component: "default-scheduler", clock: clock)
+        events = EventRecorder(client: client, component: "default-scheduler", clock: clock,
+                               limits: config.scheduledEvents.map { ["Scheduled": $0] } ?? [:])
         binder = Binder(client: client)
         wire()
     }

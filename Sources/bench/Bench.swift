@@ -259,6 +259,7 @@ struct ScheduleBench: AsyncParsableCommand {
     @Option var pods: Int = 10_000
     @Option(help: "Pods for the latency phase.") var latencyPods: Int = 2000
     @Option var workers: Int = 16
+    @Option(help: "The scheduler's --scheduled-events-qps (0: an Event for every pod).") var scheduledEventsQps: Double = 50
 
     func run() async throws {
         let client = try KubeClient(kubeconfig: kubeconfig)
@@ -293,6 +294,7 @@ struct ScheduleBench: AsyncParsableCommand {
         let schedClient = try KubeClient(kubeconfig: schedulerKubeconfig)
         var config = SchedulerConfig()
         config.workers = workers
+        config.scheduledEvents = scheduledEventsQps > 0 ? EventRateLimit(perSecond: scheduledEventsQps, burst: 2 * scheduledEventsQps) : nil
         let scheduler = Scheduler(client: schedClient, config: config)
         let start = ContinuousClock.now
         let task = Task { await scheduler.run() }

@@ -16,6 +16,7 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(name: .customLong("leader-elect-renew-deadline"), help: "How long the leader keeps trying to renew before it stops leading and exits; shorter than the lease duration (default 3s).") var renewDeadline: String?
     @Option(name: .customLong("leader-elect-retry-period"), help: "Between renewals of the Lease (default 1s; tries to take it: 500ms).") var retryPeriod: String?
     @Option(help: "Parallel binding workers.") var workers: Int = 16
+    @Option(name: .customLong("scheduled-events-qps"), help: "Scheduled Events written one by one per second (burst twice that); above it they are combined, one per namespace per second. 0 writes every one.") var scheduledEventsQPS: Double = 50
     @Option(name: .customLong("metrics-bind-address"), help: "Where GET /metrics and /healthz are served, plain HTTP (HOST:PORT; port 0 picks a free one; 0 turns it off).") var metricsBindAddress: String = "127.0.0.1:10251"
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
@@ -23,6 +24,8 @@ struct SchedulerCommand: AsyncParsableCommand {
         let client = try KubeClient(kubeconfig: kubeconfig)
         var config = SchedulerConfig()
         config.workers = workers
+        guard scheduledEventsQPS >= 0, scheduledEventsQPS.isFinite else { throw ValidationError("--scheduled-events-qps: \(scheduledEventsQPS) must be 0 or more") }
+        config.scheduledEvents = scheduledEventsQPS == 0 ? nil : EventRateLimit(perSecond: scheduledEventsQPS, burst: max(1, 2 * scheduledEventsQPS))
         let settings = config
         try await runComponent(client: client, leaseName: "kube-scheduler", leaderElect: leaderElect, identity: identity, logLevel: logLevel,
                                  timings: (leaseDuration, renewDeadline, retryPeriod), metricsAddress: metricsBindAddress) {

@@ -85,6 +85,44 @@ import PKI
         #expect(recorder.droppedEvents == 0)
     }
 
+    /// A reason with a rate (the scheduler's Scheduled) writes its burst one by one, counts the
+    /// rest, and after the window writes one combined Event per namespace on the last of them;
+    /// other reasons are never limited.
+    @Test func eventsOverTheirRateAreCombined() async throws {
+        let c = try await TestCluster.start(inMemory: true)
+        defer { Task { await c.cleanup() } }
+        let admin = try c.admin()
+        let clock = ManualClock()
+        let recorder = EventRecorder(client: admin, component: "limits-test", clock: clock,
+                                     limits: ["Scheduled": EventRateLimit(perSecond: 1, burst: 3)])
+        for i in 0..<10 {
+            let ref = ObjectReference(kind: "Pod", namespace: "default", name: "p\(i)", uid: "uid-\(i)", apiVersion: "v1")
+            recorder.record(ref, namespace: "default", reason: "Scheduled", message: "Successfully assigned default/p\(i) to n1")
+        }
+        let target = try await admin.create(ConfigMap(name: "unlimited", namespace: "default"))
+        for i in 0..<5 { recorder.record(target, type: "Warning", reason: "FailedScheduling", message: "attempt \(i)") }
+        #expect(recorder.skippedEvents == 7)
+        func events(_ reason: String) async throws -> [Event] {
+            try await admin.list(Event.self, namespace: "default").items.filter { $0.reason == reason && $0.source?.component == "limits-test" }
+        }
+        _ = try await eventually(10, "3 Scheduled and 5 FailedScheduling events") {
+            let scheduled = try await events("Scheduled").count, failed = try await events("FailedScheduling").count
+            return scheduled == 3 && failed == 5 ? true : nil
+        }
+        #expect(try await events("Scheduled").map { $0.involvedObject.name ?? "" }.sorted() == ["p0", "p1", "p2"])
+        // The window ends: one combined Event on the last skipped pod.
+        _ = try await eventually(10, "the combining waits") { clock.sleeperCount() > 0 ? true : nil }
+        clock.advance(by: 1)
+        let combined = try await eventually(10, "the combined event") { try await events("Scheduled").first { $0.involvedObject.name == "p9" } }
+        #expect(combined.message == "(combined from similar events): Successfully assigned default/p9 to n1 (and 6 more Scheduled events in 1 s)")
+        #expect(try await events("Scheduled").count == 4)
+        // A second later a token is back: the next one is written by itself.
+        let ref = ObjectReference(kind: "Pod", namespace: "default", name: "p10", uid: "uid-10", apiVersion: "v1")
+        recorder.record(ref, namespace: "default", reason: "Scheduled", message: "Successfully assigned default/p10 to n1")
+        #expect(recorder.skippedEvents == 7)
+        _ = try await eventually(10, "p10's own event") { try await events("Scheduled").first { $0.involvedObject.name == "p10" } }
+    }
+
     /// A node may create and patch Events but not read them: an agent's repeated event (a probe
     /// failing again) grows the count with one patch, and one from an agent started again after
     /// the Event was made moves its lastTimestamp; nothing is refused.

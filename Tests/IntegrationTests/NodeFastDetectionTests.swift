@@ -111,6 +111,33 @@ final class ScriptedDialer: NodeDialer {
         #expect(try await env.ready("n1")?.status == "True")
     }
 
+    /// An agent that starts again posts its status (a new heartbeat) before it renews its
+    /// Lease: that is a sign of life, and the node found gone is not marked again.
+    @Test func aNodeBackWithItsStatusBeforeItsLeaseIsNotMarkedAgain() async throws {
+        let env = try await start()
+        defer { Task { await env.stop() } }
+        env.dialer.set("198.18.1.11", .silent("i/o timeout"))
+        await env.controller.monitor()
+        env.clock.advance(by: 0.8)
+        try await env.renew(["n2", "n3"])
+        await env.controller.monitor()
+        #expect(try await env.ready("n1")?.status == "Unknown")
+        // The agent is back: it posts Ready with a fresh heartbeat; its Lease is still old.
+        env.dialer.set("198.18.1.11", .open)
+        env.clock.advance(by: 10)
+        let beat = KubeTime.format(env.clock.now())
+        var node = try await env.admin.get(Node.self, "n1")
+        var ready = NodeCondition(type: "Ready", status: "True", reason: "KubeletReady", message: "agent is posting ready status")
+        ready.lastHeartbeatTime = beat; ready.lastTransitionTime = beat
+        node.status?.conditions = [ready]
+        _ = try await env.admin.updateStatus(node)
+        _ = try await eventually(10, "the posted status seen") { env.informers.nodes.get("n1")?.status?.condition("Ready")?.lastHeartbeatTime == beat ? true : nil }
+        try await env.renew(["n2", "n3"])
+        await env.controller.monitor()
+        #expect(try await env.ready("n1")?.status == "True")
+        #expect(try await env.ready("n1")?.lastHeartbeatTime == beat)
+    }
+
     /// A host that answers, refusing (the agent restarting) or accepting (the agent slow to
     /// renew under load), is not gone: the grace period and the eviction delay hold.
     @Test(arguments: [TCPDial.Outcome.refused, .open])
