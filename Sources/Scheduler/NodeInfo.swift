@@ -32,18 +32,35 @@ public struct PodRequest: Sendable, Hashable {
 }
 
 public struct NodeInfo: Sendable {
-    public var node: Node
+    /// The Node; what the filters and scores read of it on every decision (allocatable, Ready,
+    /// unschedulable) is read out once here, when it changes, not per pod per node.
+    public var node: Node { didSet { summarize() } }
     public var requestedCPU: Int64 = 0
     public var requestedMemory: Int64 = 0
     public var podCount = 0
     public var usedPorts: [String: Int] = [:]
     public var ownerCounts: [String: Int] = [:]
+    public private(set) var name = ""
+    public private(set) var allocatableCPU: Int64 = 0
+    public private(set) var allocatableMemory: Int64 = 0
+    public private(set) var allocatablePods = 110
+    public private(set) var isReady = false
+    public private(set) var isUnschedulable = false
+    /// Its NoSchedule and NoExecute taints, the ones a pod must tolerate.
+    public private(set) var schedulingTaints: [Taint] = []
 
-    public init(node: Node) { self.node = node }
-    public var name: String { node.name }
-    public var allocatableCPU: Int64 { (node.status?.allocatable ?? node.status?.capacity)?["cpu"]?.milli ?? 0 }
-    public var allocatableMemory: Int64 { (node.status?.allocatable ?? node.status?.capacity)?["memory"]?.value ?? 0 }
-    public var allocatablePods: Int { Int((node.status?.allocatable ?? node.status?.capacity)?["pods"]?.value ?? 110) }
+    public init(node: Node) { self.node = node; summarize() }
+
+    private mutating func summarize() {
+        let resources = node.status?.allocatable ?? node.status?.capacity
+        name = node.name
+        allocatableCPU = resources?["cpu"]?.milli ?? 0
+        allocatableMemory = resources?["memory"]?.value ?? 0
+        allocatablePods = Int(resources?["pods"]?.value ?? 110)
+        isReady = node.isReady
+        isUnschedulable = node.spec?.unschedulable == true
+        schedulingTaints = (node.spec?.taints ?? []).filter { $0.effect == "NoSchedule" || $0.effect == "NoExecute" }
+    }
 
     public mutating func add(_ r: PodRequest, sign: Int = 1) {
         requestedCPU += Int64(sign) * r.cpuMilli

@@ -258,7 +258,7 @@ struct ScheduleBench: AsyncParsableCommand {
     @Option var nodes: Int = 1000
     @Option var pods: Int = 10_000
     @Option(help: "Pods for the latency phase.") var latencyPods: Int = 2000
-    @Option var workers: Int = 16
+    @Option var workers: Int = 1
     @Option(help: "The scheduler's --scheduled-events-qps (0: an Event for every pod).") var scheduledEventsQps: Double = 50
 
     func run() async throws {

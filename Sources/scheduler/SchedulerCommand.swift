@@ -15,7 +15,7 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(name: .customLong("leader-elect-lease-duration"), help: "How long a leader's Lease holds after its last renewal (others wait this long to take it; default 4s).") var leaseDuration: String?
     @Option(name: .customLong("leader-elect-renew-deadline"), help: "How long the leader keeps trying to renew before it stops leading and exits; shorter than the lease duration (default 3s).") var renewDeadline: String?
     @Option(name: .customLong("leader-elect-retry-period"), help: "Between renewals of the Lease (default 1s; tries to take it: 500ms).") var retryPeriod: String?
-    @Option(help: "Parallel binding workers.") var workers: Int = 16
+    @Option(help: "Workers deciding where pods go (1: one after another, as kube-scheduler; bindings and status writes are done apart either way).") var workers: Int = 1
     @Option(name: .customLong("scheduled-events-qps"), help: "Scheduled Events written one by one per second (burst twice that); above it they are combined, one per namespace per second. 0 writes every one.") var scheduledEventsQPS: Double = 50
     @Option(name: .customLong("metrics-bind-address"), help: "Where GET /metrics and /healthz are served, plain HTTP (HOST:PORT; port 0 picks a free one; 0 turns it off).") var metricsBindAddress: String = "127.0.0.1:10251"
     @Option(name: .customLong("log-level")) var logLevel: String = "info"

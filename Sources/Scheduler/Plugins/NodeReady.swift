@@ -5,6 +5,6 @@ public struct NodeReady: FilterPlugin {
     public init() {}
     public let name = "NodeReady"
     public func filter(_ pod: Pod, _ request: PodRequest, _ node: NodeInfo) -> FilterResult {
-        node.node.isReady ? .fit : .unfit("node(s) were not ready")
+        node.isReady ? .fit : .unfit("node(s) were not ready")
     }
 }

@@ -5,7 +5,7 @@ public struct NodeUnschedulable: FilterPlugin {
     public init() {}
     public let name = "NodeUnschedulable"
     public func filter(_ pod: Pod, _ request: PodRequest, _ node: NodeInfo) -> FilterResult {
-        guard node.node.spec?.unschedulable == true else { return .fit }
+        guard node.isUnschedulable else { return .fit }
         let taint = Taint(key: "node.kubernetes.io/unschedulable", effect: "NoSchedule")
         if (pod.spec?.tolerations ?? []).contains(where: { $0.tolerates(taint) }) { return .fit }
         return .unfit("node(s) were unschedulable")
