@@ -22,6 +22,11 @@ public struct Quantity: Codable, Hashable, Sendable, CustomStringConvertible, Co
     static let decimal: [(String, Int64)] = [("k", 1_000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000), ("P", 1_000_000_000_000_000)]
 
     public init(parsing s: String) throws {
+        (milli, format) = try Quantity.plainMilli(s) ?? Quantity.exactMilli(s)
+    }
+
+    /// Any quantity, through Decimal.
+    static func exactMilli(_ s: String) throws -> (Int64, Format) {
         let str = s.trimmingCharacters(in: .whitespaces)
         guard !str.isEmpty else { throw QuantityError(s, "empty") }
         var numberPart = str
@@ -49,8 +54,72 @@ public struct Quantity: Codable, Hashable, Sendable, CustomStringConvertible, Co
         var rounded = Decimal()
         NSDecimalRound(&rounded, &total, 0, .up)
         guard rounded <= Decimal(Int64.max / 2) else { throw QuantityError(s, "value too large") }
-        milli = NSDecimalNumber(decimal: rounded).int64Value
-        format = fmt
+        return (NSDecimalNumber(decimal: rounded).int64Value, fmt)
+    }
+
+    /// The common case in integer arithmetic: a non-negative number with at most one point and
+    /// no exponent, then nothing, a binary suffix, a decimal one or "m". Anything else (a sign,
+    /// an exponent, spaces, a value near the limit, a malformed string) is nil and goes the exact
+    /// Decimal way above, which also words the errors. (Decimal's parse was 12 % of the
+    /// scheduler's CPU in a backlog: every pod's requests, every Node's capacity.)
+    static func plainMilli(_ s: String) -> (Int64, Format)? {
+        var u = Array(s.utf8)[...]
+        guard let last = u.last else { return nil }
+        var multiplier: Int64 = 1, divisor: Int64 = 1, format = Format.decimalSI
+        if last == UInt8(ascii: "i"), u.count >= 2 {
+            switch u[u.index(before: u.endIndex - 1)] {
+            case UInt8(ascii: "K"): multiplier = 1 << 10
+            case UInt8(ascii: "M"): multiplier = 1 << 20
+            case UInt8(ascii: "G"): multiplier = 1 << 30
+            case UInt8(ascii: "T"): multiplier = 1 << 40
+            case UInt8(ascii: "P"): multiplier = 1 << 50
+            case UInt8(ascii: "E"): multiplier = 1 << 60
+            default: return nil
+            }
+            u = u.dropLast(2); format = .binarySI
+        } else {
+            switch last {
+            case UInt8(ascii: "k"): multiplier = 1_000
+            case UInt8(ascii: "M"): multiplier = 1_000_000
+            case UInt8(ascii: "G"): multiplier = 1_000_000_000
+            case UInt8(ascii: "T"): multiplier = 1_000_000_000_000
+            case UInt8(ascii: "P"): multiplier = 1_000_000_000_000_000
+            case UInt8(ascii: "m"): divisor = 1000
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."): break
+            default: return nil
+            }
+            if divisor != 1 || multiplier != 1 { u = u.dropLast() }
+        }
+        // digits, at most one point, at least one digit
+        var whole: Int64 = 0, fraction: Int64 = 0, fractionDigits = 0, sawPoint = false, sawDigit = false
+        for b in u {
+            if b == UInt8(ascii: ".") { if sawPoint { return nil }; sawPoint = true; continue }
+            guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9") else { return nil }
+            sawDigit = true
+            let d = Int64(b - UInt8(ascii: "0"))
+            if sawPoint {
+                fractionDigits += 1
+                guard fractionDigits <= 15 else { return nil }
+                fraction = fraction * 10 + d
+            } else {
+                guard whole < 100_000_000_000_000 else { return nil }
+                whole = whole * 10 + d
+            }
+        }
+        guard sawDigit else { return nil }
+        // milli = ceil((whole + fraction / 10^k) × multiplier × 1000 / divisor)
+        var scale: Int64 = 1
+        for _ in 0..<fractionDigits { scale *= 10 }
+        let (n0, o0) = whole.multipliedReportingOverflow(by: scale)
+        let (n1, o1) = n0.addingReportingOverflow(fraction)
+        let (n2, o2) = n1.multipliedReportingOverflow(by: multiplier)
+        let (n3, o3) = n2.multipliedReportingOverflow(by: 1000)
+        guard !(o0 || o1 || o2 || o3) else { return nil }
+        let (d0, o4) = scale.multipliedReportingOverflow(by: divisor)
+        guard !o4 else { return nil }
+        let m = n3 / d0 + (n3 % d0 == 0 ? 0 : 1)
+        guard m <= Int64.max / 2 else { return nil }
+        return (m, format)
     }
 
     public init(from decoder: Decoder) throws {

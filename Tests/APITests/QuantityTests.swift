@@ -25,6 +25,24 @@ import Testing
         #expect(r["x"]?.description == "250m")
     }
 
+    /// The integer path gives what the Decimal path gives, or leaves the string to it.
+    @Test func theIntegerPathAgreesWithDecimal() throws {
+        let inputs = ["0", "1", "7", "500m", "1500m", "0.5", "0.001", "0.0001", "1.0005", "123.456m", "2.5Gi", "0.5Ki", "1Ei",
+                      "3Pi", "9Ti", "100k", "1.5M", "64Mi", "999999999", "12345678901234", "1.123456789012345", "100P", "7.5P",
+                      "110", "4096Mi", "0.1m", "1m", ".5", "5.", "0000012", "8E", "+1", "-1", "1e3", " 1", "1 ", "1.2.3", ".", "m", "Ki",
+                      "1.5Xi", "9223372036854775807", "5000000P"]
+        var fast = 0
+        for s in inputs {
+            let exact = try? Quantity.exactMilli(s)
+            guard let plain = Quantity.plainMilli(s) else { continue }
+            fast += 1
+            #expect(exact?.0 == plain.0, "\(s): \(String(describing: exact)) against \(plain)")
+            #expect(exact?.1 == plain.1, "\(s)")
+        }
+        #expect(fast >= 25)
+        #expect(Quantity.plainMilli("-1") == nil && Quantity.plainMilli("1e3") == nil && Quantity.plainMilli(" 1") == nil)
+    }
+
     @Test func comparesByValue() throws {
         #expect(try Quantity(parsing: "500m") < Quantity(parsing: "1"))
         #expect(try Quantity(parsing: "1Ki") == Quantity(parsing: "1024"))
