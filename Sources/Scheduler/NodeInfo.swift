@@ -31,10 +31,21 @@ public struct PodRequest: Sendable, Hashable {
     }
 }
 
+/// The Node behind one reference, so that a NodeInfo copies in a few retains, not the Node's
+/// every field.
+final class NodeBox: Sendable {
+    let node: Node
+    init(_ node: Node) { self.node = node }
+}
+
 public struct NodeInfo: Sendable {
+    private var box: NodeBox
     /// The Node; what the filters and scores read of it on every decision (allocatable, Ready,
     /// unschedulable) is read out once here, when it changes, not per pod per node.
-    public var node: Node { didSet { summarize() } }
+    public var node: Node {
+        get { box.node }
+        set { box = NodeBox(newValue); summarize() }
+    }
     public var requestedCPU: Int64 = 0
     public var requestedMemory: Int64 = 0
     public var podCount = 0
@@ -49,7 +60,7 @@ public struct NodeInfo: Sendable {
     /// Its NoSchedule and NoExecute taints, the ones a pod must tolerate.
     public private(set) var schedulingTaints: [Taint] = []
 
-    public init(node: Node) { self.node = node; summarize() }
+    public init(node: Node) { box = NodeBox(node); summarize() }
 
     private mutating func summarize() {
         let resources = node.status?.allocatable ?? node.status?.capacity

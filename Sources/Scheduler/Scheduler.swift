@@ -9,26 +9,37 @@ import Client
 
 public final class SchedulerCache: Sendable {
     struct State {
-        var nodes: [String: NodeInfo] = [:]
+        /// Sorted by name: the order decisions walk the nodes in, round-robin.
+        var infos: [NodeInfo] = []
+        var index: [String: Int] = [:]   // name → position in `infos`
         var placed: [String: (node: String, request: PodRequest)] = [:]   // pod key → where it is accounted
         var nextStart = 0
-        var names: [String] = []   // sorted node names, kept in step with `nodes`
+
+        mutating func reindex(from i: Int) {
+            for j in i..<infos.count { index[infos[j].name] = j }
+        }
+        mutating func account(_ r: PodRequest, on node: String, sign: Int = 1) {
+            if let i = index[node] { infos[i].add(r, sign: sign) }
+        }
     }
     private let state = Mutex(State())
     public init() {}
 
     public func setNode(_ n: Node) {
         state.withLock { s in
-            if var info = s.nodes[n.name] { info.node = n; s.nodes[n.name] = info } else {
-                s.nodes[n.name] = NodeInfo(node: n)
-                let i = s.names.firstIndex { $0 > n.name } ?? s.names.count
-                s.names.insert(n.name, at: i)
-            }
+            if let i = s.index[n.name] { s.infos[i].node = n; return }
+            // Lists come sorted by name, so this is nearly always the end.
+            var lo = 0, hi = s.infos.count
+            while lo < hi { let mid = (lo + hi) / 2; if s.infos[mid].name < n.name { lo = mid + 1 } else { hi = mid } }
+            s.infos.insert(NodeInfo(node: n), at: lo)
+            s.reindex(from: lo)
         }
     }
     public func removeNode(_ name: String) {
         state.withLock { s in
-            if s.nodes.removeValue(forKey: name) != nil { s.names.removeAll { $0 == name } }
+            guard let i = s.index.removeValue(forKey: name) else { return }
+            s.infos.remove(at: i)
+            s.reindex(from: i)
         }
     }
 
@@ -37,45 +48,46 @@ public final class SchedulerCache: Sendable {
         state.withLock { s in
             if let prev = s.placed[podKey] {
                 if prev.node == node { return }
-                s.nodes[prev.node]?.add(prev.request, sign: -1)
+                s.account(prev.request, on: prev.node, sign: -1)
             }
             s.placed[podKey] = (node, request)
-            s.nodes[node]?.add(request)
+            s.account(request, on: node)
         }
     }
     public func forget(podKey: String) {
         state.withLock { s in
-            if let prev = s.placed.removeValue(forKey: podKey) { s.nodes[prev.node]?.add(prev.request, sign: -1) }
+            if let prev = s.placed.removeValue(forKey: podKey) { s.account(prev.request, on: prev.node, sign: -1) }
         }
     }
-    public var nodeCount: Int { state.withLock { $0.nodes.count } }
-    public func info(_ node: String) -> NodeInfo? { state.withLock { $0.nodes[node] } }
+    public var nodeCount: Int { state.withLock { $0.infos.count } }
+    public func info(_ node: String) -> NodeInfo? { state.withLock { s in s.index[node].map { s.infos[$0] } } }
 
     public enum Decision: Sendable { case bind(String), unschedulable(String) }
 
     /// Runs filters and scores over (a sample of) the nodes and assumes the pod on the winner,
-    /// all under one lock so that concurrent decisions see each other.
+    /// all under one lock so that a decision sees every one before it. Nodes are visited in
+    /// place, by position, not copied out.
     public func decide(_ pod: Pod, key: String, filters: [any FilterPlugin], scores: [any ScorePlugin]) -> Decision {
         let req = PodRequest(pod)
         return state.withLock { s in
-            let names = s.names
-            let total = names.count
+            let total = s.infos.count
             if total == 0 { return .unschedulable("0/0 nodes are available: no nodes registered.") }
             // As kube-scheduler: stop after enough feasible nodes in large clusters.
             let pct = max(5, 50 - total / 125)
             let wanted = total <= 100 ? total : max(100, total * pct / 100)
-            var feasible: [NodeInfo] = []
+            var feasible: [Int] = []
+            feasible.reserveCapacity(wanted)
             var reasons: [String: Int] = [:]
             let start = s.nextStart % total
             var visited = 0
             while visited < total && feasible.count < wanted {
-                let info = s.nodes[names[(start + visited) % total]]!
+                let i = (start + visited) % total
                 visited += 1
                 var ok = true
                 for f in filters {
-                    if case .unfit(let why) = f.filter(pod, req, info) { reasons[why, default: 0] += 1; ok = false; break }
+                    if case .unfit(let why) = f.filter(pod, req, s.infos[i]) { reasons[why, default: 0] += 1; ok = false; break }
                 }
-                if ok { feasible.append(info) }
+                if ok { feasible.append(i) }
             }
             s.nextStart = start + visited
             guard !feasible.isEmpty else {
@@ -84,14 +96,16 @@ public final class SchedulerCache: Sendable {
             }
             var best = feasible[0]
             var bestScore = Int.min
-            for info in feasible {
-                let sc = scores.reduce(0) { $0 + $1.weight * $1.score(pod, req, info) }
-                if sc > bestScore || (sc == bestScore && info.name < best.name) { best = info; bestScore = sc }
+            for i in feasible {
+                var sc = 0
+                for p in scores { sc += p.weight * p.score(pod, req, s.infos[i]) }
+                if sc > bestScore || (sc == bestScore && s.infos[i].name < s.infos[best].name) { best = i; bestScore = sc }
             }
-            if let prev = s.placed[key] { s.nodes[prev.node]?.add(prev.request, sign: -1) }
-            s.placed[key] = (best.name, req)
-            s.nodes[best.name]?.add(req)
-            return .bind(best.name)
+            if let prev = s.placed[key] { s.account(prev.request, on: prev.node, sign: -1) }
+            let name = s.infos[best].name
+            s.placed[key] = (name, req)
+            s.infos[best].add(req)
+            return .bind(name)
         }
     }
 }
