@@ -38,6 +38,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("streaming-connection-idle-timeout"), help: "How long an exec, attach or port-forward session may be idle before it is closed, e.g. 4h, 30m, 90s.")
     var streamingIdleTimeout: String = "4h"
     @Option(name: .customLong("local-path-root"), help: "Where the built-in local-path provisioner makes this node's volumes (default: DATA_DIR/storage).") var localPathRoot: String?
+    @Option(name: .customLong("memory-trim-period"), help: "Seconds between giving freed heap back to the kernel and unmapping code pages not run since (mapped again from the page cache when run); 0 turns it off.") var memoryTrimPeriod: Double = 30
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -46,6 +47,18 @@ struct AgentCommand: AsyncParsableCommand {
         // arena's freed pages stay resident; the agent is mostly idle, so few arenas cost little.
         if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil { _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 2) }
         bootstrapLogging(level: logLevel)
+        guard memoryTrimPeriod >= 0, memoryTrimPeriod.isFinite else { throw ValidationError("--memory-trim-period: \(memoryTrimPeriod) must be 0 or more seconds") }
+        if memoryTrimPeriod > 0 {
+            let period = memoryTrimPeriod
+            Task.detached(priority: .background) {
+                let logger = Logger(label: "memory-trim")
+                while true {
+                    try? await Task.sleep(for: .milliseconds(Int64(period * 1000)))
+                    let r = MemoryTrim.trim()
+                    logger.debug("trimmed", metadata: ["codeMappings": "\(r.mappings)", "codeResidentKB": "\(r.codeResidentKB)", "failed": "\(r.failed)"])
+                }
+            }
+        }
         let name = nodeName ?? ProcessInfo.processInfo.hostName
         let rt: any ContainerRuntime
         switch runtime {

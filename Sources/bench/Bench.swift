@@ -370,6 +370,7 @@ struct PodStartup: AsyncParsableCommand {
     @Option var pods: Int = 100
     @Option(help: "Pods left running when the agent's RSS is read.") var keep: Int = 50
     @Option(help: "The agent's PID, for its RSS.") var agentPid: Int32?
+    @Option(help: "Seconds to wait after the pods are gone before reading the RSS (at least the agent's --memory-trim-period, to see a trim).") var settle: Double = 3
 
     func pod(_ name: String) -> Pod {
         var c = Container(name: "app", image: image)
@@ -421,7 +422,7 @@ struct PodStartup: AsyncParsableCommand {
             for i in keep..<pods { try? await client.delete(Pod.self, "p-\(i)", namespace: "bench-startup") }
             try? await client.delete(Pod.self, "warmup", namespace: "bench-startup")
             while try await client.list(Pod.self, namespace: "bench-startup").items.count > keep { try await Task.sleep(for: .milliseconds(200)) }
-            try await Task.sleep(for: .seconds(3))
+            try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
             print(String(format: "agent RSS with %d running pods: %.1f MB", keep, Double(rss(pid: pid)) / 1e6))
             print("agent RSS by mapping with \(keep) running pods: \(smapsSummary(pid: pid))")
         }
@@ -429,7 +430,7 @@ struct PodStartup: AsyncParsableCommand {
         for p in try await client.list(Pod.self, namespace: "bench-startup").items { try? await client.delete(Pod.self, p.name, namespace: "bench-startup") }
         while try await client.list(Pod.self, namespace: "bench-startup").items.count > 0 { try await Task.sleep(for: .milliseconds(200)) }
         if let pid = agentPid {
-            try await Task.sleep(for: .seconds(3))
+            try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
             print(String(format: "agent RSS with no pods: %.1f MB", Double(rss(pid: pid)) / 1e6))
         }
         await client.shutdown()
