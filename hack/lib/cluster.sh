@@ -256,6 +256,8 @@ start_agent() {
   [ "${NODE_LABELS[$n]}" != - ] && args+=(--node-labels "${NODE_LABELS[$n]}")
   [ "${NODE_TAINTS[$n]}" != - ] && args+=(--register-with-taints "${NODE_TAINTS[$n]}")
   [ "${REGISTRIES_FILE:--}" != - ] && args+=(--registries-file "$REGISTRIES_FILE")
+  # AGENT_MEMORY_TRIM_PERIOD (seconds, 0 off): for hack/bench-idle's comparison.
+  [ -n "${AGENT_MEMORY_TRIM_PERIOD:-}" ] && args+=(--memory-trim-period "$AGENT_MEMORY_TRIM_PERIOD")
   # With several apiservers, node i starts at apiserver i (mod their count): the load is spread.
   local server="$API_URL" i
   if [ ${#CP_HOSTS[@]} -gt 0 ]; then
