@@ -118,7 +118,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "apiserver", dependencies: [
-            "APIServer", "API", "Client", "Etcd", "PKI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "APIServer", "API", "Etcd", "PKI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "ctl", dependencies: [

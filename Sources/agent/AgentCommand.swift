@@ -47,7 +47,18 @@ struct AgentCommand: AsyncParsableCommand {
         // arena's freed pages stay resident; the agent is mostly idle, so few arenas cost little.
         if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil { _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 2) }
         bootstrapLogging(level: logLevel)
-        do { try MemoryTrim.start(period: memoryTrimPeriod) } catch { throw ValidationError("\(error)") }
+        guard memoryTrimPeriod >= 0, memoryTrimPeriod.isFinite else { throw ValidationError("--memory-trim-period: \(memoryTrimPeriod) must be 0 or more seconds") }
+        if memoryTrimPeriod > 0 {
+            let period = memoryTrimPeriod
+            Task.detached(priority: .background) {
+                let logger = Logger(label: "memory-trim")
+                while true {
+                    try? await Task.sleep(for: .milliseconds(Int64(period * 1000)))
+                    let r = MemoryTrim.trim()
+                    logger.debug("trimmed", metadata: ["codeMappings": "\(r.mappings)", "codeResidentKB": "\(r.codeResidentKB)", "failed": "\(r.failed)"])
+                }
+            }
+        }
         let name = nodeName ?? ProcessInfo.processInfo.hostName
         let rt: any ContainerRuntime
         switch runtime {

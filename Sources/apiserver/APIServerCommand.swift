@@ -8,7 +8,6 @@ import APIServer
 import Etcd
 import PKI
 import API
-import Client
 import Logging
 
 @main
@@ -70,13 +69,10 @@ struct APIServerCommand: AsyncParsableCommand {
     var kubeconfigServer: String?
     @Option(name: .customLong("event-ttl"), help: "How long Events are kept after their last update (a duration: 1h, 30m, 90s).")
     var eventTTL: String = "1h"
-    @Option(name: .customLong("memory-trim-period"), help: "Seconds between giving freed heap back to the kernel and unmapping code pages not run since (mapped again from the page cache when run); 0 turns it off.")
-    var memoryTrimPeriod: Double = 30
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
     func run() async throws {
-        do { try MemoryTrim.start(period: memoryTrimPeriod) } catch { throw ValidationError("\(error)") }
         var config = APIServerConfig(dataDir: dataDir)
         config.advertiseAddress = advertiseAddress
         config.securePort = securePort

@@ -34,11 +34,9 @@ struct ControllerManagerCommand: AsyncParsableCommand {
     @Option(name: .customLong("hpa-metrics-history"), help: "Predictive HPAs read the apiserver's persisted workload history (false: only what this process measured since it started).")
     var hpaMetricsHistory: Bool = true
     @Option(name: .customLong("metrics-bind-address"), help: "Where GET /metrics and /healthz are served, plain HTTP (HOST:PORT; port 0 picks a free one; 0 turns it off).") var metricsBindAddress: String = "127.0.0.1:10252"
-    @Option(name: .customLong("memory-trim-period"), help: "Seconds between giving freed heap back to the kernel and unmapping code pages not run since (mapped again from the page cache when run); 0 turns it off.") var memoryTrimPeriod: Double = 30
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
-        do { try MemoryTrim.start(period: memoryTrimPeriod) } catch { throw ValidationError("\(error)") }
         let client = try KubeClient(kubeconfig: kubeconfig)
         var config = ControllerManagerConfig()
         config.nodeLifecycle.gracePeriod = grace

@@ -18,11 +18,9 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(help: "Workers deciding where pods go (1: one after another, as kube-scheduler; bindings and status writes are done apart either way).") var workers: Int = 1
     @Option(name: .customLong("scheduled-events-qps"), help: "Scheduled Events written one by one per second (burst twice that); above it they are combined, one per namespace per second. 0 writes every one.") var scheduledEventsQPS: Double = 50
     @Option(name: .customLong("metrics-bind-address"), help: "Where GET /metrics and /healthz are served, plain HTTP (HOST:PORT; port 0 picks a free one; 0 turns it off).") var metricsBindAddress: String = "127.0.0.1:10251"
-    @Option(name: .customLong("memory-trim-period"), help: "Seconds between giving freed heap back to the kernel and unmapping code pages not run since (mapped again from the page cache when run); 0 turns it off.") var memoryTrimPeriod: Double = 30
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
-        do { try MemoryTrim.start(period: memoryTrimPeriod) } catch { throw ValidationError("\(error)") }
         let client = try KubeClient(kubeconfig: kubeconfig)
         var config = SchedulerConfig()
         config.workers = workers

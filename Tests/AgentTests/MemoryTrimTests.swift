@@ -1,7 +1,7 @@
 // The agent's memory trim: which mappings it unmaps, and that it lowers what is resident.
 import Testing
 import Foundation
-@testable import Client
+@testable import Agent
 
 @Suite struct MemoryTrimTests {
     static let sample = """

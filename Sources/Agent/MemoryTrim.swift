@@ -1,7 +1,7 @@
-// What a component (agent, apiserver, controller-manager, scheduler) gives back to the kernel
-// while it runs. Most of an idle component's resident memory is not its own data but pages of
-// code: the binary's and the Swift libraries', mapped in when first run (start-up, certificate
-// handling, a pod's first start) and kept mapped although most are not run again. Those pages are clean copies of files in the page cache,
+// What the agent gives back to the kernel while it runs. Most of an idle agent's resident
+// memory is not its own data but pages of code: the binary's and the Swift libraries', mapped
+// in when first run (start-up, certificate handling, a pod's first start) and kept mapped
+// although most are not run again. Those pages are clean copies of files in the page cache,
 // so unmapping them loses nothing: a page run again is mapped again on its next touch, from
 // the page cache. glibc's malloc likewise keeps freed heap pages until asked to return them.
 //
@@ -12,8 +12,6 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-
-import Logging
 
 @_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
 
@@ -68,21 +66,6 @@ public enum MemoryTrim {
         public var failed = 0
     }
 
-    /// Trims every `period` seconds for the rest of the process (0: never). The components'
-    /// `--memory-trim-period` flag; a negative or infinite period is refused.
-    public static func start(period: Double) throws {
-        guard period >= 0, period.isFinite else { throw MemoryTrimPeriodError(period: period) }
-        guard period > 0 else { return }
-        Task.detached(priority: .background) {
-            let logger = Logger(label: "memory-trim")
-            while true {
-                try? await Task.sleep(for: .milliseconds(Int64(period * 1000)))
-                let r = MemoryTrim.trim()
-                logger.debug("trimmed", metadata: ["codeMappings": "\(r.mappings)", "codeResidentKB": "\(r.codeResidentKB)", "failed": "\(r.failed)"])
-            }
-        }
-    }
-
     /// Returns freed heap to the kernel and unmaps the clean code pages.
     @discardableResult
     public static func trim() -> Result {
@@ -100,9 +83,4 @@ public enum MemoryTrim {
         }
         return r
     }
-}
-
-public struct MemoryTrimPeriodError: Error, CustomStringConvertible {
-    public var period: Double
-    public var description: String { "--memory-trim-period: \(period) must be 0 (never) or more seconds" }
 }
