@@ -4,10 +4,6 @@ import Logging
 import Synchronization
 import API
 
-/// Records core/v1 Events about objects, as Kubernetes components do; repeats bump `count`.
-/// Events go through a bounded buffer drained by a few workers, so a burst of them never
-/// crowds out the component's real work on the shared connection pool; when the buffer is full
-/// the newest are dropped (as client-go's broadcaster does).
 /// A rate for one reason's Events from one recorder: above it they are not written one by one
 /// but counted, and each namespace gets one combined Event per window (see EventRecorder).
 public struct EventRateLimit: Sendable {
@@ -16,8 +12,17 @@ public struct EventRateLimit: Sendable {
     /// How long skipped Events are gathered before their combined Event is written.
     public var window: Double
     public init(perSecond: Double, burst: Double, window: Double = 1) { self.perSecond = perSecond; self.burst = burst; self.window = window }
+    /// A `--*-events-qps` flag's limit: `qps` a second with bursts of twice that (at least one);
+    /// nil, no limit, for 0.
+    public static func qps(_ qps: Double) -> EventRateLimit? {
+        qps > 0 ? EventRateLimit(perSecond: qps, burst: max(1, 2 * qps)) : nil
+    }
 }
 
+/// Records core/v1 Events about objects, as Kubernetes components do; repeats bump `count`.
+/// Events go through a bounded buffer drained by a few workers, so a burst of them never
+/// crowds out the component's real work on the shared connection pool; when the buffer is full
+/// the newest are dropped (as client-go's broadcaster does).
 public final class EventRecorder: Sendable {
     let client: KubeClient
     let component: String
@@ -47,12 +52,12 @@ public final class EventRecorder: Sendable {
         var flushing = false
     }
     private let limits: [String: EventRateLimit]
-    private let limited = Mutex<[String: Limited]>([:])
-    private let skippedTotal = Mutex(0)
+    /// Per reason, and under the same lock the number skipped in all.
+    private let limited = Mutex<(reasons: [String: Limited], skipped: Int)>(([:], 0))
     public var failedEvents: Int { losses.failed.withLock { $0 } }
     /// Events not written one by one because their reason was over its rate (each counted in a
     /// combined Event instead).
-    public var skippedEvents: Int { skippedTotal.withLock { $0 } }
+    public var skippedEvents: Int { limited.withLock { $0.skipped } }
     public var droppedEvents: Int { losses.dropped.withLock { $0 } }
     static let logger = Logger(label: "events")
 
@@ -104,19 +109,19 @@ public final class EventRecorder: Sendable {
         let pending = Pending(ref: ref, namespace: namespace, type: type, reason: reason, message: message, time: KubeTime.format(now))
         if let limit = limits[reason] {
             let (admitted, startFlush) = limited.withLock { m -> (Bool, Bool) in
-                var l = m[reason] ?? Limited(tokens: limit.burst)
+                var l = m.reasons[reason] ?? Limited(tokens: limit.burst)
                 if let last = l.last { l.tokens = min(limit.burst, l.tokens + max(0, now.timeIntervalSince(last)) * limit.perSecond) }
                 l.last = now
-                defer { m[reason] = l }
+                defer { m.reasons[reason] = l }
                 if l.tokens >= 1 { l.tokens -= 1; return (true, false) }
                 let n = (l.skipped[namespace]?.count ?? 0) + 1
                 l.skipped[namespace] = (n, pending)
+                m.skipped += 1
                 let start = !l.flushing
                 l.flushing = true
                 return (false, start)
             }
             if !admitted {
-                skippedTotal.withLock { $0 += 1 }
                 ComponentMetrics.shared.count("orchestrator_events_skipped_total", ["component": component, "reason": reason])
                 if startFlush {
                     Task { [weak self] in
@@ -133,9 +138,9 @@ public final class EventRecorder: Sendable {
     /// Writes one combined Event per namespace for the Events of `reason` skipped in the window.
     func flush(_ reason: String, window: Double) {
         let skipped = limited.withLock { m -> [String: (count: Int, last: Pending)] in
-            let s = m[reason]?.skipped ?? [:]
-            m[reason]?.skipped = [:]
-            m[reason]?.flushing = false
+            let s = m.reasons[reason]?.skipped ?? [:]
+            m.reasons[reason]?.skipped = [:]
+            m.reasons[reason]?.flushing = false
             return s
         }
         for (_, (count, last)) in skipped.sorted(by: { $0.key < $1.key }) {

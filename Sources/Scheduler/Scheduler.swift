@@ -236,18 +236,7 @@ public final class Scheduler: Sendable {
             // Bound apart from the decision: the worker goes on to the next pod.
             binding.withLock { _ = $0.insert(key) }
             binder.submit(namespace: pod.namespace, name: pod.name, node: node) { [self] result in
-                switch result {
-                case .success:
-                    events.record(pod, reason: "Scheduled", message: "Successfully assigned \(pod.namespace)/\(pod.name) to \(node)")
-                case .failure(let s as Status) where s.code == 409 || s.code == 404:
-                    binding.withLock { _ = $0.remove(key) }
-                    cache.forget(podKey: key)   // bound elsewhere or gone: the informer will tell
-                case .failure(let error):
-                    binding.withLock { _ = $0.remove(key) }
-                    cache.forget(podKey: key)
-                    logger.warning("binding failed; scheduling the pod again", metadata: ["pod": "\(key)", "node": "\(node)", "error": "\(error)"])
-                    queue.addRateLimited(key)
-                }
+                bound(pod, key: key, node: node, result)
             }
             return .done
         case .bind(let node):
@@ -261,20 +250,29 @@ public final class Scheduler: Sendable {
                                                    mergePatch: .object(["metadata": .object(["annotations": .object([StorageNames.selectedNode: .string(node)])])]))
                     }
                     try await client.bind(pod: pod.name, namespace: pod.namespace, node: node)
-                    events.record(pod, reason: "Scheduled", message: "Successfully assigned \(pod.namespace)/\(pod.name) to \(node)")
-                } catch let s as Status where s.code == 409 || s.code == 404 {
-                    binding.withLock { _ = $0.remove(key) }
-                    cache.forget(podKey: key)   // bound elsewhere or gone: the informer will tell
+                    bound(pod, key: key, node: node, .success(()))
                 } catch {
-                    binding.withLock { _ = $0.remove(key) }
-                    cache.forget(podKey: key)
-                    logger.warning("binding failed; scheduling the pod again", metadata: ["pod": "\(key)", "node": "\(node)", "error": "\(error)"])
-                    queue.addRateLimited(key)
+                    bound(pod, key: key, node: node, .failure(error))
                 }
             }
             return .done
         case .unschedulable(let message):
             return try await unschedulable(pod, key: key, message: message + needs.placementNote)
+        }
+    }
+
+    /// How a binding handed off by a decision ended: an Event when bound; otherwise the pod leaves
+    /// the cache, and is scheduled again unless it was bound elsewhere or is gone.
+    func bound(_ pod: Pod, key: String, node: String, _ result: Result<Void, Error>) {
+        switch result {
+        case .success:
+            events.record(pod, reason: "Scheduled", message: "Successfully assigned \(pod.namespace)/\(pod.name) to \(node)")
+        case .failure(let error):
+            binding.withLock { _ = $0.remove(key) }
+            cache.forget(podKey: key)
+            if let s = error as? Status, s.code == 409 || s.code == 404 { return }   // the informer will tell
+            logger.warning("binding failed; scheduling the pod again", metadata: ["pod": "\(key)", "node": "\(node)", "error": "\(error)"])
+            queue.addRateLimited(key)
         }
     }
 

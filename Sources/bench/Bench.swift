@@ -294,7 +294,7 @@ struct ScheduleBench: AsyncParsableCommand {
         let schedClient = try KubeClient(kubeconfig: schedulerKubeconfig)
         var config = SchedulerConfig()
         config.workers = workers
-        config.scheduledEvents = scheduledEventsQps > 0 ? EventRateLimit(perSecond: scheduledEventsQps, burst: 2 * scheduledEventsQps) : nil
+        config.scheduledEvents = EventRateLimit.qps(scheduledEventsQps)
         let scheduler = Scheduler(client: schedClient, config: config)
         let start = ContinuousClock.now
         let task = Task { await scheduler.run() }

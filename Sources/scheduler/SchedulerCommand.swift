@@ -25,7 +25,7 @@ struct SchedulerCommand: AsyncParsableCommand {
         var config = SchedulerConfig()
         config.workers = workers
         guard scheduledEventsQPS >= 0, scheduledEventsQPS.isFinite else { throw ValidationError("--scheduled-events-qps: \(scheduledEventsQPS) must be 0 or more") }
-        config.scheduledEvents = scheduledEventsQPS == 0 ? nil : EventRateLimit(perSecond: scheduledEventsQPS, burst: max(1, 2 * scheduledEventsQPS))
+        config.scheduledEvents = EventRateLimit.qps(scheduledEventsQPS)
         let settings = config
         try await runComponent(client: client, leaseName: "kube-scheduler", leaderElect: leaderElect, identity: identity, logLevel: logLevel,
                                  timings: (leaseDuration, renewDeadline, retryPeriod), metricsAddress: metricsBindAddress) {
