@@ -25,9 +25,10 @@ final class TreePath: @unchecked Sendable {
 }
 
 struct TreeIndexKey: CodingKey {
-    let intValue: Int?
-    let stringValue: String
-    init(_ i: Int) { intValue = i; stringValue = "Index \(i)" }
+    let index: Int
+    var intValue: Int? { index }
+    var stringValue: String { "Index \(index)" }
+    init(_ i: Int) { index = i }
     init?(intValue: Int) { self.init(intValue) }
     init?(stringValue: String) { return nil }
 }
@@ -75,20 +76,37 @@ public struct TreeDecoder: Decoder {
     }
 
     static func unbox<T: Decodable>(_ type: T.Type, _ v: JSONValue, _ path: TreePath) throws -> T {
+        try unbox(type, v, path, nil)
+    }
+
+    /// `unbox` at `parent` + `key`. The path's node is made only for a value that needs it (a
+    /// nested container, or an error): most values are strings and numbers, and a node per
+    /// field was a heap allocation per field.
+    static func unbox<T: Decodable>(_ type: T.Type, _ v: JSONValue, _ parent: TreePath, _ key: (any CodingKey)?) throws -> T {
         if T.self == JSONValue.self { return unsafeBitCast(v, to: T.self) }
         if T.self == String.self {
-            guard case .string(let s) = v else { throw v.isNull ? treeValueNotFound(type, path) : treeTypeMismatch(type, v, path) }
+            guard case .string(let s) = v else { throw mismatch(type, v, parent, key) }
             return unsafeBitCast(s, to: T.self)
         }
-        if T.self == Int.self { return unsafeBitCast(try integer(Int.self, v, path), to: T.self) }
-        if T.self == Int32.self { return unsafeBitCast(try integer(Int32.self, v, path), to: T.self) }
-        if T.self == Int64.self { return unsafeBitCast(try integer(Int64.self, v, path), to: T.self) }
+        if T.self == Int.self { return unsafeBitCast(try integer(Int.self, v, parent, key), to: T.self) }
+        if T.self == Int32.self { return unsafeBitCast(try integer(Int32.self, v, parent, key), to: T.self) }
+        if T.self == Int64.self { return unsafeBitCast(try integer(Int64.self, v, parent, key), to: T.self) }
         if T.self == Bool.self {
-            guard case .bool(let b) = v else { throw v.isNull ? treeValueNotFound(type, path) : treeTypeMismatch(type, v, path) }
+            guard case .bool(let b) = v else { throw mismatch(type, v, parent, key) }
             return unsafeBitCast(b, to: T.self)
         }
-        if T.self == Double.self { return unsafeBitCast(try double(v, path), to: T.self) }
-        return try T(from: TreeDecoder(v, path: path))
+        if T.self == Double.self { return unsafeBitCast(try double(v, key.map { parent.appending($0) } ?? parent), to: T.self) }
+        return try T(from: TreeDecoder(v, path: key.map { parent.appending($0) } ?? parent))
+    }
+
+    static func mismatch(_ type: Any.Type, _ v: JSONValue, _ parent: TreePath, _ key: (any CodingKey)?) -> DecodingError {
+        let path = key.map { parent.appending($0) } ?? parent
+        return v.isNull ? treeValueNotFound(type, path) : treeTypeMismatch(type, v, path)
+    }
+
+    static func integer<I: FixedWidthInteger>(_ type: I.Type, _ v: JSONValue, _ parent: TreePath, _ key: (any CodingKey)?) throws -> I {
+        if case .int(let i) = v, let x = I(exactly: i) { return x }
+        return try integer(type, v, key.map { parent.appending($0) } ?? parent)
     }
 
     static func integer<I: FixedWidthInteger>(_ type: I.Type, _ v: JSONValue, _ path: TreePath) throws -> I {
@@ -150,12 +168,12 @@ struct TreeKeyedDecoding<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decodeNil(forKey key: Key) throws -> Bool { try value(key).isNull }
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-        try TreeDecoder.unbox(type, try value(key), path.appending(key))
+        try TreeDecoder.unbox(type, try value(key), path, key)
     }
 
     func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
         guard let v = object[key.stringValue], !v.isNull else { return nil }
-        return try TreeDecoder.unbox(type, v, path.appending(key))
+        return try TreeDecoder.unbox(type, v, path, key)
     }
 
     // The concrete overloads the standard library's types call; all go the generic way.
@@ -165,7 +183,7 @@ struct TreeKeyedDecoding<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decode(_ type: Int.Type, forKey key: Key) throws -> Int { try decode(type as Int.Type, key) }
     func decode(_ type: Int32.Type, forKey key: Key) throws -> Int32 { try decode(type as Int32.Type, key) }
     func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try decode(type as Int64.Type, key) }
-    private func decode<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T { try TreeDecoder.unbox(type, try value(key), path.appending(key)) }
+    private func decode<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T { try TreeDecoder.unbox(type, try value(key), path, key) }
     func decodeIfPresent(_ type: Bool.Type, forKey key: Key) throws -> Bool? { try present(type, key) }
     func decodeIfPresent(_ type: String.Type, forKey key: Key) throws -> String? { try present(type, key) }
     func decodeIfPresent(_ type: Double.Type, forKey key: Key) throws -> Double? { try present(type, key) }
@@ -174,7 +192,7 @@ struct TreeKeyedDecoding<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decodeIfPresent(_ type: Int64.Type, forKey key: Key) throws -> Int64? { try present(type, key) }
     private func present<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T? {
         guard let v = object[key.stringValue], !v.isNull else { return nil }
-        return try TreeDecoder.unbox(type, v, path.appending(key))
+        return try TreeDecoder.unbox(type, v, path, key)
     }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
@@ -198,11 +216,17 @@ struct TreeUnkeyedDecoding: UnkeyedDecodingContainer {
     init(array: [JSONValue], path: TreePath) { self.array = array; self.path = path }
 
     mutating func next<T>(_ type: T.Type) throws -> (JSONValue, TreePath) {
+        let (v, k) = try nextLazy(type)
+        return (v, path.appending(k))
+    }
+
+    /// The next value and its index key, the path's node not made yet.
+    mutating func nextLazy<T>(_ type: T.Type) throws -> (JSONValue, TreeIndexKey) {
         guard currentIndex < array.count else {
             throw DecodingError.valueNotFound(type, .init(codingPath: path.appending(TreeIndexKey(currentIndex)).keys, debugDescription: "Unkeyed container is at end."))
         }
         defer { currentIndex += 1 }
-        return (array[currentIndex], path.appending(TreeIndexKey(currentIndex)))
+        return (array[currentIndex], TreeIndexKey(currentIndex))
     }
 
     mutating func decodeNil() throws -> Bool {
@@ -214,8 +238,8 @@ struct TreeUnkeyedDecoding: UnkeyedDecodingContainer {
     }
 
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        let (v, p) = try next(type)
-        return try TreeDecoder.unbox(type, v, p)
+        let (v, k) = try nextLazy(type)
+        return try TreeDecoder.unbox(type, v, path, k)
     }
     mutating func decode(_ type: String.Type) throws -> String { try decode1(type) }
     mutating func decode(_ type: Bool.Type) throws -> Bool { try decode1(type) }
@@ -224,8 +248,8 @@ struct TreeUnkeyedDecoding: UnkeyedDecodingContainer {
     mutating func decode(_ type: Int64.Type) throws -> Int64 { try decode1(type) }
     mutating func decode(_ type: Double.Type) throws -> Double { try decode1(type) }
     private mutating func decode1<T: Decodable>(_ type: T.Type) throws -> T {
-        let (v, p) = try next(type)
-        return try TreeDecoder.unbox(type, v, p)
+        let (v, k) = try nextLazy(type)
+        return try TreeDecoder.unbox(type, v, path, k)
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
@@ -300,6 +324,11 @@ public struct TreeEncoder: Encoder {
     }
 
     static func box<T: Encodable>(_ value: T, _ path: TreePath) throws -> JSONValue {
+        try box(value, path, nil)
+    }
+
+    /// `box` at `parent` + `key`, the path's node made only for a value that needs it.
+    static func box<T: Encodable>(_ value: T, _ parent: TreePath, _ key: (any CodingKey)?) throws -> JSONValue {
         // Type comparisons first: a failed `as?` of every value to each type costs more.
         if T.self == JSONValue.self { return unsafeBitCast(value, to: JSONValue.self) }
         if T.self == String.self { return .string(unsafeBitCast(value, to: String.self)) }
@@ -307,6 +336,7 @@ public struct TreeEncoder: Encoder {
         if T.self == Bool.self { return .bool(unsafeBitCast(value, to: Bool.self)) }
         if T.self == Int32.self { return .int(Int64(unsafeBitCast(value, to: Int32.self))) }
         if T.self == Int64.self { return .int(unsafeBitCast(value, to: Int64.self)) }
+        let path = key.map { parent.appending($0) } ?? parent
         if T.self == Double.self { return try double(unsafeBitCast(value, to: Double.self), path) }
         if T.self == Data.self { return .string(unsafeBitCast(value, to: Data.self).base64EncodedString()) }
         if T.self == URL.self { return .string(unsafeBitCast(value, to: URL.self).absoluteString) }
@@ -352,7 +382,7 @@ struct TreeKeyedEncoding<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encode(_ value: Int32, forKey key: Key) throws { put(.int(Int64(value)), key) }
     mutating func encode(_ value: Int64, forKey key: Key) throws { put(.int(value), key) }
     mutating func encode(_ value: Double, forKey key: Key) throws { put(try TreeEncoder.double(value, path.appending(key)), key) }
-    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { put(try TreeEncoder.box(value, path.appending(key)), key) }
+    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { put(try TreeEncoder.box(value, path, key), key) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
         let child = TreeNode(); child.kind = .object([:], [])
@@ -403,7 +433,7 @@ struct TreeUnkeyedEncoding: UnkeyedEncodingContainer {
     mutating func encode(_ value: Int32) throws { put(.int(Int64(value))) }
     mutating func encode(_ value: Int64) throws { put(.int(value)) }
     mutating func encode(_ value: Double) throws { put(try TreeEncoder.double(value, path.appending(TreeIndexKey(count)))) }
-    mutating func encode<T: Encodable>(_ value: T) throws { put(try TreeEncoder.box(value, path.appending(TreeIndexKey(count)))) }
+    mutating func encode<T: Encodable>(_ value: T) throws { put(try TreeEncoder.box(value, path, TreeIndexKey(count))) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
         let child = TreeNode(); child.kind = .object([:], [])

@@ -155,6 +155,17 @@ public struct PredictorConfig: Sendable, Hashable {
     /// (`bench hpa-replay --seasonal-adjustment ratio`; docs/benchmarks.md compares them).
     public enum SeasonalAdjustment: String, Sendable, Hashable, CaseIterable { case ratio, offset }
     public var seasonalAdjustment = SeasonalAdjustment.offset
+    /// What forecasts a series once its period is found: `seasonal` (default), the same phase of
+    /// past cycles moved to the present by `seasonalAdjustment`; or `holtWinters`, additive
+    /// triple exponential smoothing (level, trend and one value per phase of the period), its
+    /// three smoothing constants chosen per forecast by the least one-step error over the
+    /// history. `bench hpa-replay --forecaster` compares them (docs/benchmarks.md).
+    public enum Method: String, Sendable, Hashable, CaseIterable { case seasonal, holtWinters = "holt-winters" }
+    public var method = Method.seasonal
+    /// Quantile headroom: with a value q in (0, 1), a periodic forecast is raised by the q-quantile
+    /// of how far the seasonal forecast fell short over the series' last period (backtested on
+    /// the history, `lookahead` ahead), when that is above zero. Nil (default): none.
+    public var headroomQuantile: Double?
     public init() {}
 
     /// The same settings for traffic whose clock runs `factor` times faster.
@@ -229,13 +240,19 @@ public enum UtilizationPredictor {
             }
             memo?.remember(key, PeriodMemo.Finding(period: finding?.period, correlation: finding?.correlation, at: now))
         }
-        if let (p, r) = finding,
+        if let (p, r) = finding, config.method == .holtWinters, let hw = holtWinters(grid, period: p, lookahead: lookahead) {
+            predicted = max(0, hw); period = p; correlation = r
+        } else if let (p, r) = finding,
            // The present's window holds at least three of the series' steps: a history read in
            // 15 s buckets under a 72-fold compressed trend window (4 s) would otherwise have no
            // present at all, and the forecast would be past cycles unadjusted.
            let s = seasonal(grid, period: p, lookahead: lookahead, times: times, values: values, window: max(min(config.trendWindow, p / 4), 3 * grid.step),
                             adjustment: config.seasonalAdjustment) {
             predicted = max(0, s); period = p; correlation = r
+        }
+        if let q = config.headroomQuantile, let p = period,
+           let h = headroom(grid, period: p, lookahead: lookahead, window: max(min(config.trendWindow, p / 4), 3 * grid.step), quantile: q) {
+            predicted += h
         }
         let pods = Double(max(last.pods ?? 1, 1))
         let lastMinute = times.indices.filter { times[$0] >= -min(60, config.trendWindow) }.map { values[$0] }
@@ -288,9 +305,14 @@ public enum UtilizationPredictor {
         let maxLag = min(Int((maxPeriod / step).rounded()), Int(Double(n) * 0.52))
         guard minLag < maxLag else { return nil }
         var r = [Double](repeating: -1, count: maxLag + 2)
-        for lag in max(1, minLag - 1)...min(maxLag + 1, n - 2) { r[lag] = pearson(x, lag) }
+        for lag in 1...min(maxLag + 1, n - 2) { r[lag] = pearson(x, lag) }
+        // Only past the lag where the series stops resembling itself (its autocorrelation first
+        // falls under the threshold): a smooth series is alike at every short lag, and noise on
+        // it makes small local maxima there that would pass for a period of a few minutes.
+        var lag0 = 1
+        while lag0 <= maxLag && r[lag0] >= minCorrelation { lag0 += 1 }
         var peaks: [(Int, Double)] = []
-        for lag in minLag...maxLag where r[lag] >= r[lag - 1] && r[lag] >= r[lag + 1] && r[lag] >= minCorrelation { peaks.append((lag, r[lag])) }
+        for lag in max(minLag, lag0)..<max(maxLag + 1, max(minLag, lag0)) where r[lag] >= r[lag - 1] && r[lag] >= r[lag + 1] && r[lag] >= minCorrelation { peaks.append((lag, r[lag])) }
         guard let best = peaks.map(\.1).max() else { return nil }
         return peaks.first { $0.1 >= 0.9 * best }
     }
@@ -320,6 +342,86 @@ public enum UtilizationPredictor {
         }
         guard va > 1e-12, vb > 1e-12 else { return -1 }
         return cov / (va * vb).squareRoot()
+    }
+
+    /// Additive Holt-Winters over the grid, with the season `period` long, forecast at now +
+    /// lookahead (grid x is seconds relative to now). The smoothing constants are the pair of
+    /// the small set below with the least squared one-step error. Nil with under about two seasons.
+    static func holtWinters(_ g: Grid, period p: Double, lookahead: Double) -> Double? {
+        let y = g.values, n = y.count
+        let m = Int((p / g.step).rounded())
+        // Two seasons, less a little: history of two days loses a step or two to the grid.
+        guard m >= 2, n >= 2 * m - max(m / 20, 2) else { return nil }
+        // Start: the first season's mean as the level at its middle, the change to the second's
+        // (as much of it as there is) as the trend, each phase's distance from that line as its
+        // seasonal value.
+        var first = 0.0, second = 0.0
+        for i in 0..<m { first += y[i] }
+        for i in m..<n where i < 2 * m { second += y[i] }
+        first /= Double(m); second /= Double(min(n, 2 * m) - m)
+        let b0 = (second - first) / Double(m)
+        var best: (sse: Double, level: Double, trend: Double, season: [Double])?
+        var season = [Double](repeating: 0, count: m)
+        for alpha in [0.05, 0.2, 0.5] {
+            for beta in [0.0, 0.01, 0.1] {
+                for gamma in [0.05, 0.2, 0.5] {
+                    for i in 0..<m { season[i] = y[i] - (first + b0 * (Double(i) - Double(m - 1) / 2)) }
+                    var level = first + b0 * Double(m - 1) / 2, trend = b0, sse = 0.0
+                    for t in m..<n {
+                        let s = season[t % m]
+                        let e = y[t] - (level + trend + s)
+                        sse += e * e
+                        let previous = level
+                        level = alpha * (y[t] - s) + (1 - alpha) * (level + trend)
+                        trend = beta * (level - previous) + (1 - beta) * trend
+                        season[t % m] = gamma * (y[t] - level) + (1 - gamma) * s
+                    }
+                    if best == nil || sse < best!.sse { best = (sse, level, trend, season) }
+                }
+            }
+        }
+        guard let fit = best else { return nil }
+        // Steps from the grid's last point (the last sample, at or before now) to now + lookahead;
+        // the season's value there, between the two phases around it.
+        let h = max((lookahead - (g.start + Double(n - 1) * g.step)) / g.step, 0)
+        let x = Double(n - 1) + h
+        let i = Int(x.rounded(.down)), f = x - Double(i)
+        let s = fit.season[i % m] * (1 - f) + fit.season[(i + 1) % m] * f
+        return fit.level + h * fit.trend + s
+    }
+
+    /// The `quantile` of the seasonal forecast's shortfall (actual minus forecast, `lookahead`
+    /// ahead, offset-adjusted over `window`) at up to 96 points of the grid's last period, each
+    /// forecast only from the grid before it; at least 0. Nil when no point has a past cycle.
+    static func headroom(_ g: Grid, period p: Double, lookahead: Double, window: Double, quantile: Double) -> Double? {
+        let end = g.start + Double(g.values.count - 1) * g.step
+        let from = end - p, to = end - lookahead
+        guard to > from else { return nil }
+        var errors: [Double] = []
+        let points = 96
+        for i in 0..<points {
+            let t = from + (to - from) * Double(i) / Double(points - 1)
+            guard let actual = g.at(t + lookahead) else { continue }
+            var past: [Double] = [], k = 1.0
+            while let v = g.at(t + lookahead - k * p) { past.append(v); k += 1 }
+            guard !past.isEmpty else { continue }
+            var offset = 0.0, n = 0
+            var x = t
+            while x >= t - window {
+                if let y = g.at(x) {
+                    var base: [Double] = [], k = 1.0
+                    while let v = g.at(x - k * p) { base.append(v); k += 1 }
+                    if !base.isEmpty { offset += y - base.reduce(0, +) / Double(base.count); n += 1 }
+                }
+                x -= g.step
+            }
+            let forecast = past.reduce(0, +) / Double(past.count) + (n > 0 ? offset / Double(n) : 0)
+            errors.append(actual - forecast)
+        }
+        guard !errors.isEmpty else { return nil }
+        errors.sort()
+        let q = errors[min(errors.count - 1, max(0, Int((quantile * Double(errors.count - 1)).rounded())))]
+        return max(0, q)
     }
 
     /// The value at now + lookahead from the same phase of past cycles, plus how far the

@@ -21,7 +21,9 @@ struct HPAReplayBench: AsyncParsableCommand {
     @Option(help: "Seconds between HPA syncs.") var sync: Double = 15
     @Option(help: "Predictive lookahead, seconds (default: --pod-startup).") var lookahead: Double?
     @Option(name: .customLong("history-scale"), help: "The imported history's utilization is this many times what the trace implies (back data at another scale).") var historyScale: Double = 1
-    @Option(name: .customLong("seasonal-adjustment"), help: "How a seasonal forecast meets the present: ratio (default) or offset.") var seasonalAdjustment: String = "ratio"
+    @Option(name: .customLong("seasonal-adjustment"), help: "How a seasonal forecast meets the present: offset (default) or ratio.") var seasonalAdjustment: String = "offset"
+    @Option(help: "What forecasts once a period is found: seasonal (default) or holt-winters.") var forecaster: String = "seasonal"
+    @Option(name: .customLong("headroom-quantile"), help: "Raise periodic forecasts by this quantile (0-1) of the seasonal forecast's shortfall over the last period (default: none).") var headroomQuantile: Double?
     @Option(help: "Directory for NAME-compare.csv, NAME-curve.csv and NAME-compare.svg (NAME: the trace's file name).") var out: String = "out/hpa"
 
     func run() async throws {
@@ -35,13 +37,20 @@ struct HPAReplayBench: AsyncParsableCommand {
         guard let adj = PredictorConfig.SeasonalAdjustment(rawValue: seasonalAdjustment) else {
             throw ValidationError("--seasonal-adjustment must be ratio or offset, not \(seasonalAdjustment)")
         }
-        cfg.historyScale = historyScale; cfg.predictor.seasonalAdjustment = adj
+        guard let method = PredictorConfig.Method(rawValue: forecaster) else {
+            throw ValidationError("--forecaster must be seasonal or holt-winters, not \(forecaster)")
+        }
+        cfg.historyScale = historyScale; cfg.predictor.seasonalAdjustment = adj; cfg.predictor.method = method
+        if let q = headroomQuantile {
+            guard q > 0, q < 1 else { throw ValidationError("--headroom-quantile must be between 0 and 1, not \(q)") }
+            cfg.predictor.headroomQuantile = q
+        }
         let last = t.seconds.last ?? 0
         cfg.start = start ?? Swift.max(t.seconds.first ?? 0, last - 86400)
         cfg.end = end
         let name = URL(fileURLWithPath: trace).deletingPathExtension().lastPathComponent
         print("trace \(trace): \(t.seconds.count) rows over \(compactNumber(t.duration / 3600)) h; replay \(compactNumber(cfg.start))..\(compactNumber(cfg.end ?? last)) s, " +
-              "history before it imported\(historyScale == 1 ? "" : " at \(compactNumber(historyScale))x")\(adj == .ratio ? "" : ", seasonal adjustment \(adj.rawValue)"); pods serve \(compactNumber(capacity)) req/s at 100 % of request, start in \(compactNumber(podStartup)) s; target \(target) %, sync \(compactNumber(sync)) s")
+              "history before it imported\(historyScale == 1 ? "" : " at \(compactNumber(historyScale))x")\(method == .seasonal ? (adj == .offset ? "" : ", seasonal adjustment \(adj.rawValue)") : ", forecaster \(method.rawValue)")\(headroomQuantile.map { ", headroom quantile \(compactNumber($0))" } ?? ""); pods serve \(compactNumber(capacity)) req/s at 100 % of request, start in \(compactNumber(podStartup)) s; target \(target) %, sync \(compactNumber(sync)) s")
         var results: [HPAReplayResult] = []
         for predictive in [false, true] {
             var c = cfg

@@ -99,6 +99,10 @@ struct TreeCodingTests {
             ("huge int", #"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"x","ports":[{"containerPort":99999999999999999999}]}]}}"#),
             ("bad quantity", #"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"x","resources":{"limits":{"cpu":"lots"}}}]}}"#),
             ("bool for a string in a list", #"{"metadata":{"name":"p","finalizers":[true]}}"#),
+            ("string for an int deep in lists", #"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"x"},{"name":"b","image":"x","ports":[{"containerPort":80},{"containerPort":"81"}]}]}}"#),
+            ("null in a list of strings", #"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"x","args":["-v",null]}]}}"#),
+            ("number for a label value", #"{"metadata":{"name":"p","labels":{"app":"web","tier":3}}}"#),
+            ("string for a bool", #"{"metadata":{"name":"p"},"spec":{"hostNetwork":"yes","containers":[]}}"#),
         ]
         for (what, json) in bad {
             let data = Data(json.utf8)
